@@ -1,0 +1,78 @@
+"""dask_features: chunked, streaming feature extraction for OECT experiments on Dask.
+
+Read users' oect-infra HDF5 files, declare features in YAML (or a dict, or a shipped preset), and
+extract them with one task per chunk of steps on any Dask scheduler, writing one Parquet file per
+experiment the moment it is complete.
+
+>>> import dask_features as df
+>>> paths = df.synth.generate_dataset("demo-data", n_experiments=2, n_steps=20)   # doctest: +SKIP
+>>> result = df.extract("demo-data", "v2_mixed", "features")                      # doctest: +SKIP
+>>> table = df.read_features("features", "v2_mixed")                              # doctest: +SKIP
+
+Public API
+----------
+open_experiment, Experiment
+    Read the raw HDF5 layout (metadata handle, chunked reads).
+load_config, FeatureConfig, list_presets
+    Feature configurations.
+register, Output, Ragged, list_extractors
+    The extractor registry (add a feature with one decorated function).
+extract, ExtractionResult, read_features
+    Run a config over experiments; read the Parquet output back.
+Catalog
+    SQLite index of a data folder and of extractions done.
+synth
+    Realistic demo data in the same layout, with ground truth.
+DaskFeaturesError and subclasses
+    Every error raised on purpose.
+"""
+
+from dask_features import synth
+from dask_features._version import __version__
+# TEMP from dask_features.catalog import Catalog
+from dask_features.config import FeatureConfig, list_presets, load_config
+from dask_features.engine import ExtractionResult, extract, read_features
+from dask_features.errors import (
+    ConfigError,
+    DaskFeaturesError,
+    ExperimentFormatError,
+    ExtractorError,
+    FormatVersionError,
+    IndexTableError,
+    MissingGroupError,
+    NotHDF5Error,
+    OutputError,
+    TruncatedFileError,
+    UnsafeExpressionError,
+)
+from dask_features.extractors import Output, Ragged, list_extractors, register
+from dask_features.io import Experiment, open_experiment
+
+__all__ = [
+    "Catalog",
+    "ConfigError",
+    "DaskFeaturesError",
+    "Experiment",
+    "ExperimentFormatError",
+    "ExtractionResult",
+    "ExtractorError",
+    "FeatureConfig",
+    "FormatVersionError",
+    "IndexTableError",
+    "MissingGroupError",
+    "NotHDF5Error",
+    "Output",
+    "OutputError",
+    "Ragged",
+    "TruncatedFileError",
+    "UnsafeExpressionError",
+    "__version__",
+    "extract",
+    "list_extractors",
+    "list_presets",
+    "load_config",
+    "open_experiment",
+    "read_features",
+    "register",
+    "synth",
+]

@@ -1,0 +1,391 @@
+"""Safe evaluation of the ``func:`` expressions found in users' YAML configs.
+
+Existing configs contain derived features such as ``func: "lambda gm: (gm - gm.mean()) / gm.std()"``.
+The tool they come from passes that string to ``eval``, which executes arbitrary code from a data
+file. Here the string is parsed with :mod:`ast`, checked against a small grammar and then
+*interpreted* node by node; nothing is ever compiled or executed by Python itself.
+
+Allowed: a single ``lambda`` whose parameters are the feature's inputs (positional, in ``input``
+order) and its ``params`` (keywords); numeric constants and short strings; arithmetic, comparisons,
+``&``/``|``/``~``, unary minus, conditional expressions; indexing and slicing; tuples and lists
+(converted to arrays); calls to an allow-list of NumPy functions (``np.mean``, ``np.nanstd``, ...)
+and array methods (``x.mean()``, ``x.std(axis=0)``, ...) with keyword arguments; a few builtins
+(``abs``, ``min``, ``max``, ``len``, ``float``, ``int``, ``round``). A bare ``np.log10`` names a
+function applied to the inputs.
+
+Rejected with :class:`~dask_features.errors.UnsafeExpressionError`: attribute access outside the
+allow-list (``x.__class__``, ``np.load``...), any name starting with ``_``, imports, nested lambdas,
+comprehensions, f-strings, ``**kwargs``/starred arguments, walrus, and exponents whose magnitude
+could exhaust memory or time (Python integers are promoted to float before ``**``).
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from dask_features.errors import UnsafeExpressionError
+
+__all__ = ["NUMPY_FUNCTIONS", "SafeExpression", "compile_expression"]
+
+#: NumPy functions an expression may call (no constructors that take a size: no np.ones(10**12)).
+NUMPY_FUNCTIONS: frozenset[str] = frozenset(
+    {
+        "abs", "absolute", "all", "any", "arccos", "arcsin", "arctan", "arctan2", "argmax", "argmin",
+        "around", "asarray", "ceil", "clip", "column_stack", "concatenate", "cos", "cosh", "cumprod",
+        "cumsum", "deg2rad", "diff", "divide", "exp", "expm1", "fabs", "floor", "fmax", "fmin",
+        "gradient", "hypot", "interp", "isfinite", "isinf", "isnan", "log", "log10", "log1p", "log2",
+        "max", "maximum", "mean", "median", "min", "minimum", "multiply", "nan_to_num", "nanargmax",
+        "nanargmin", "nancumsum", "nanmax", "nanmean", "nanmedian", "nanmin", "nanpercentile",
+        "nanquantile", "nanstd", "nansum", "nanvar", "percentile", "power", "prod", "ptp",
+        "quantile", "rad2deg", "reciprocal", "rint", "round", "sign", "sin", "sinh", "sort", "sqrt",
+        "square", "stack", "std", "subtract", "sum", "tan", "tanh", "trunc", "var", "vstack",
+        "hstack", "where",
+    }
+)  # fmt: skip
+_NUMPY_CONSTANTS = {"pi": np.pi, "e": np.e, "nan": np.nan, "inf": np.inf}
+
+#: Methods that may be called on array values.
+ARRAY_METHODS: frozenset[str] = frozenset(
+    {
+        "all", "any", "argmax", "argmin", "clip", "copy", "cumprod", "cumsum", "flatten", "max",
+        "mean", "min", "prod", "ptp", "ravel", "round", "squeeze", "std", "sum", "var", "transpose",
+    }
+)  # fmt: skip
+#: Non-callable array attributes.
+ARRAY_ATTRIBUTES: frozenset[str] = frozenset({"T", "shape", "ndim", "size"})
+
+_BUILTINS: dict[str, Callable[..., Any]] = {
+    "abs": np.abs,
+    "min": min,
+    "max": max,
+    "len": len,
+    "float": float,
+    "int": int,
+    "round": np.round,
+}
+
+_BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: lambda a, b: np.power(_floatify(a), _floatify(b)),
+    ast.BitAnd: operator.and_,
+    ast.BitOr: operator.or_,
+    ast.BitXor: operator.xor,
+}
+_UNARYOPS: dict[type[ast.unaryop], Callable[[Any], Any]] = {
+    ast.UAdd: operator.pos,
+    ast.USub: operator.neg,
+    ast.Not: operator.not_,
+    ast.Invert: operator.invert,
+}
+_CMPOPS: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+}
+_MAX_STRING = 64
+_MAX_CONSTANT_EXPONENT = 1e4
+_MAX_LENGTH = 2000  # characters; a config expression is one line of arithmetic
+
+
+def _floatify(value: Any) -> Any:
+    # Python ints have unbounded precision: 10**10**10 would run forever. Floats overflow to inf.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return float(value)
+    return value
+
+
+class _Lambda:
+    """Marker for the names bound by the lambda."""
+
+
+class SafeExpression:
+    """A validated ``func`` expression, callable like the lambda it spells.
+
+    Parameters
+    ----------
+    text : str
+        ``"lambda a, b: ..."`` or a NumPy function name such as ``"np.log10"``.
+    feature : str, optional
+        Feature name, used in error messages.
+
+    Attributes
+    ----------
+    arg_names : tuple of str
+        The lambda's parameter names, in order (``("x",)`` for a bare function name).
+    """
+
+    def __init__(self, text: str, feature: str | None = None) -> None:
+        self.text = text
+        self.feature = feature
+        self._where = f"feature {feature!r}: " if feature else ""
+        self._body, self.arg_names, self.defaults = self._parse(text)
+
+    def __repr__(self) -> str:
+        return f"SafeExpression({self.text!r})"
+
+    def __reduce__(self) -> tuple[type, tuple[str, str | None]]:
+        return (type(self), (self.text, self.feature))
+
+    # --- validation -------------------------------------------------------------------------
+
+    def _fail(self, message: str, node: ast.AST | None = None) -> UnsafeExpressionError:
+        col = getattr(node, "col_offset", None)
+        at = f" (at column {col + 1})" if col is not None else ""
+        return UnsafeExpressionError([f"{self._where}{message}{at} in {self.text!r}"])
+
+    def _parse(self, text: str) -> tuple[ast.expr, tuple[str, ...], dict[str, Any]]:
+        if not isinstance(text, str) or not text.strip():
+            raise self._fail("func must be a non-empty string")
+        if len(text) > _MAX_LENGTH:
+            raise self._fail(f"expression longer than {_MAX_LENGTH} characters")
+        try:
+            tree = ast.parse(text.strip(), mode="eval")
+        except SyntaxError as exc:
+            raise self._fail(f"not a valid expression ({exc.msg})") from None
+        node = tree.body
+        if isinstance(node, ast.Attribute | ast.Name):  # "np.log10": a function applied to the inputs
+            self._check_numpy_ref(node)
+            name = node.attr if isinstance(node, ast.Attribute) else node.id
+            call = ast.Call(
+                func=ast.Attribute(value=ast.Name("np", ast.Load()), attr=name, ctx=ast.Load()),
+                args=[ast.Name("x", ast.Load())],
+                keywords=[],
+            )
+            return ast.fix_missing_locations(ast.Expression(call)).body, ("x",), {}
+        if not isinstance(node, ast.Lambda):
+            raise self._fail("func must be a lambda expression or a NumPy function name", node)
+        args = node.args
+        if args.vararg or args.kwarg or args.posonlyargs:
+            raise self._fail("*args, **kwargs and positional-only parameters are not allowed", node)
+        names = tuple(a.arg for a in (*args.args, *args.kwonlyargs))
+        for n in names:
+            if n.startswith("_"):
+                raise self._fail(f"parameter name {n!r} may not start with '_'", node)
+        defaults: dict[str, Any] = {}
+        pos_defaults = args.defaults
+        for a, d in zip(args.args[len(args.args) - len(pos_defaults) :], pos_defaults, strict=True):
+            defaults[a.arg] = self._constant(d)
+        for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True):
+            if d is not None:
+                defaults[a.arg] = self._constant(d)
+        self._check(node.body, set(names))
+        return node.body, names, defaults
+
+    def _constant(self, node: ast.expr) -> Any:
+        self._check(node, set())
+        return self._eval(node, {})
+
+    def _check_numpy_ref(self, node: ast.expr) -> None:
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in ("np", "numpy"):
+            if node.attr in NUMPY_FUNCTIONS:
+                return
+            raise self._fail(f"numpy.{node.attr} is not in the allowed function list", node)
+        raise self._fail("only NumPy functions from the allow-list may be named", node)
+
+    def _check(self, node: ast.AST, names: set[str]) -> None:
+        match node:
+            case ast.Constant(value=v):
+                if isinstance(v, str) and len(v) > _MAX_STRING:
+                    raise self._fail("string constant too long", node)
+                if not isinstance(v, int | float | str | bool | type(None)):
+                    raise self._fail(f"constant of type {type(v).__name__} not allowed", node)
+            case ast.Name(id=n):
+                if n.startswith("_"):
+                    raise self._fail(f"name {n!r} is not allowed", node)
+                if n not in names and n not in _BUILTINS and n not in ("np", "numpy", "True", "False", "None"):
+                    raise self._fail(f"unknown name {n!r} (inputs and params are: {sorted(names)})", node)
+            case ast.BinOp(left=left, op=op, right=right):
+                if type(op) not in _BINOPS:
+                    raise self._fail(f"operator {type(op).__name__} not allowed", node)
+                if (
+                    isinstance(op, ast.Pow)
+                    and isinstance(right, ast.Constant)
+                    and isinstance(right.value, int | float)
+                    and abs(right.value) > _MAX_CONSTANT_EXPONENT
+                ):
+                    raise self._fail("exponent too large", node)
+                for side in (left, right):
+                    # "a" * 10**9 or (1,) * 10**9 would allocate without bound; arrays are fine.
+                    if isinstance(side, ast.Tuple) or (isinstance(side, ast.Constant) and isinstance(side.value, str)):
+                        raise self._fail("arithmetic on strings or tuples is not allowed", node)
+                self._check(left, names)
+                self._check(right, names)
+            case ast.UnaryOp(op=op, operand=operand):
+                if type(op) not in _UNARYOPS:
+                    raise self._fail(f"operator {type(op).__name__} not allowed", node)
+                self._check(operand, names)
+            case ast.BoolOp(values=values):
+                for v in values:
+                    self._check(v, names)
+            case ast.Compare(left=left, ops=ops, comparators=comps):
+                for op in ops:
+                    if type(op) not in _CMPOPS:
+                        raise self._fail(f"comparison {type(op).__name__} not allowed", node)
+                self._check(left, names)
+                for c in comps:
+                    self._check(c, names)
+            case ast.IfExp(test=t, body=b, orelse=o):
+                for sub in (t, b, o):
+                    self._check(sub, names)
+            case ast.Subscript(value=value, slice=sl):
+                self._check(value, names)
+                self._check(sl, names)
+            case ast.Slice(lower=lo, upper=up, step=st):
+                for sub in (lo, up, st):
+                    if sub is not None:
+                        self._check(sub, names)
+            case ast.Tuple(elts=elts) | ast.List(elts=elts):
+                for e in elts:
+                    if isinstance(e, ast.Starred):
+                        raise self._fail("starred expressions are not allowed", e)
+                    self._check(e, names)
+            case ast.Attribute(value=value, attr=attr):
+                if attr.startswith("_"):
+                    raise self._fail(f"attribute {attr!r} is not allowed", node)
+                if isinstance(value, ast.Name) and value.id in ("np", "numpy"):
+                    if attr not in NUMPY_FUNCTIONS and attr not in _NUMPY_CONSTANTS:
+                        raise self._fail(f"numpy.{attr} is not in the allowed list", node)
+                elif attr not in ARRAY_ATTRIBUTES and attr not in ARRAY_METHODS:
+                    raise self._fail(f"attribute {attr!r} is not in the allowed list", node)
+                else:
+                    self._check(value, names)
+            case ast.Call(func=func, args=args, keywords=keywords):
+                if isinstance(func, ast.Attribute):
+                    if func.attr in ARRAY_ATTRIBUTES:
+                        raise self._fail(f"{func.attr!r} is not callable", node)
+                    self._check(func, names)
+                elif isinstance(func, ast.Name) and func.id in _BUILTINS:
+                    pass
+                else:
+                    raise self._fail("only allowed NumPy functions, array methods and builtins may be called", node)
+                for a in args:
+                    if isinstance(a, ast.Starred):
+                        raise self._fail("starred arguments are not allowed", a)
+                    self._check(a, names)
+                for kw in keywords:
+                    if kw.arg is None:
+                        raise self._fail("**kwargs in calls are not allowed", kw)
+                    if kw.arg.startswith("_"):
+                        raise self._fail(f"keyword {kw.arg!r} is not allowed", kw)
+                    self._check(kw.value, names)
+            case _:
+                raise self._fail(f"{type(node).__name__} is not allowed in a func expression", node)
+
+    # --- evaluation -------------------------------------------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Evaluate with the inputs bound positionally and params by keyword."""
+        if len(args) > len(self.arg_names):
+            raise TypeError(
+                f"{self._where}expression takes {len(self.arg_names)} argument(s) {list(self.arg_names)}, "
+                f"got {len(args)} inputs"
+            )
+        env = dict(self.defaults)
+        env.update(zip(self.arg_names, args, strict=False))
+        env.update(kwargs)
+        missing = [n for n in self.arg_names if n not in env]
+        if missing:
+            raise TypeError(f"{self._where}no value for parameter(s) {missing}")
+        with np.errstate(all="ignore"):
+            return self._eval(self._body, env)
+
+    def _eval(self, node: ast.AST, env: dict[str, Any]) -> Any:
+        match node:
+            case ast.Constant(value=v):
+                return v
+            case ast.Name(id=n):
+                if n in env:
+                    return env[n]
+                if n in ("np", "numpy"):
+                    return np
+                if n in _BUILTINS:
+                    return _BUILTINS[n]
+                return {"True": True, "False": False, "None": None}[n]
+            case ast.BinOp(left=left, op=op, right=right):
+                return _BINOPS[type(op)](self._eval(left, env), self._eval(right, env))
+            case ast.UnaryOp(op=op, operand=operand):
+                return _UNARYOPS[type(op)](self._eval(operand, env))
+            case ast.BoolOp(op=op, values=values):
+                result = self._eval(values[0], env)
+                for v in values[1:]:
+                    if isinstance(op, ast.And):
+                        if not result:
+                            return result
+                    elif result:
+                        return result
+                    result = self._eval(v, env)
+                return result
+            case ast.Compare(left=left, ops=ops, comparators=comps):
+                lhs = self._eval(left, env)
+                result: Any = True
+                for op, c in zip(ops, comps, strict=True):
+                    rhs = self._eval(c, env)
+                    part = _CMPOPS[type(op)](lhs, rhs)
+                    result = part if result is True else result & part
+                    lhs = rhs
+                return result
+            case ast.IfExp(test=t, body=b, orelse=o):
+                return self._eval(b, env) if self._eval(t, env) else self._eval(o, env)
+            case ast.Subscript(value=value, slice=sl):
+                return self._eval(value, env)[self._eval(sl, env)]
+            case ast.Slice(lower=lo, upper=up, step=st):
+                return slice(*(None if s is None else self._eval(s, env) for s in (lo, up, st)))
+            case ast.Tuple(elts=elts):
+                return tuple(self._eval(e, env) for e in elts)
+            case ast.List(elts=elts):
+                return np.asarray([self._eval(e, env) for e in elts])
+            case ast.Attribute(value=value, attr=attr):
+                base = self._eval(value, env)
+                if base is np:
+                    return _NUMPY_CONSTANTS[attr] if attr in _NUMPY_CONSTANTS else getattr(np, attr)
+                return getattr(np.asarray(base), attr)
+            case ast.Call(func=func, args=args, keywords=keywords):
+                fn = self._eval(func, env)
+                pos = [self._eval(a, env) for a in args]
+                kws = {kw.arg: self._eval(kw.value, env) for kw in keywords if kw.arg is not None}
+                return fn(*pos, **kws)
+        raise self._fail(f"{type(node).__name__} cannot be evaluated", node)  # unreachable after _check
+
+
+def compile_expression(text: str, feature: str | None = None, n_inputs: int | None = None) -> SafeExpression:
+    """Validate ``text`` and return a callable :class:`SafeExpression`.
+
+    Parameters
+    ----------
+    text : str
+        The ``func`` string from a config.
+    feature : str, optional
+        Feature name for error messages.
+    n_inputs : int, optional
+        Number of inputs the feature declares; checked against the lambda's parameters.
+
+    Raises
+    ------
+    UnsafeExpressionError
+        The expression uses a construct outside the safe subset, or its arity does not match.
+    """
+    expr = SafeExpression(text, feature)
+    if n_inputs is not None and len(expr.arg_names) < n_inputs:
+        raise UnsafeExpressionError(
+            [
+                f"feature {feature!r}: the lambda takes {len(expr.arg_names)} parameter(s) "
+                f"{list(expr.arg_names)} but the feature has {n_inputs} input(s); inputs are passed positionally"
+            ]
+        )
+    return expr
+

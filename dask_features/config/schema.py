@@ -1,0 +1,403 @@
+"""Feature configurations: loading (YAML file, dict or preset), validation, layering and hashing.
+
+The schema is the one users already write for oect-infra (``features_v2``)::
+
+    name: v2_transfer_basic
+    features:
+      - name: gm_max_forward
+        extractor: transfer.gm_max
+        input: transfer
+        params: {direction: forward, device_type: N}
+        unit: S
+      - name: gm_max_forward_normalized
+        func: "lambda gm: (gm - gm.mean()) / gm.std()"
+        input: gm_max_forward
+
+Other top-level keys (``version``, ``data_source``, ``postprocessing``, ``versioning``, ``advanced``
+...) are accepted and ignored, so existing files load unchanged. Every problem is collected and
+reported in one :class:`~dask_features.errors.ConfigError` before any work starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import inspect
+import json
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dask_features.config.expressions import SafeExpression, compile_expression
+from dask_features.errors import ConfigError, UnsafeExpressionError
+from dask_features.extractors import REGISTRY, ExtractorSpec, Output, Registry, get_extractor
+
+__all__ = ["SOURCES", "FeatureConfig", "FeatureSpec", "list_presets", "load_config"]
+
+#: Data sources a feature can read.
+SOURCES = ("transfer", "transient")
+#: Column names the output tables use for bookkeeping; features may not take them.
+RESERVED_NAMES = frozenset({*SOURCES, "step_index", "cycle", "chip_id", "device_id", "test_id", "source_file"})
+#: Bumped when the meaning of a config changes in a way old outputs cannot reflect.
+HASH_SCHEMA = 1
+
+_FEATURE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_PRESET_PACKAGE = "dask_features.config.presets"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One validated feature of a config.
+
+    Attributes
+    ----------
+    name : str
+        Output name (column prefix).
+    inputs : tuple of str
+        Data source (extractor features) or upstream feature names (derived features).
+    extractor : str or None
+        Registered extractor name, for step-level features.
+    func : SafeExpression, callable or None
+        Derived-feature function; receives the inputs positionally and ``params`` by keyword.
+    params : dict
+        Parameters; for extractors, resolved with the extractor's defaults.
+    unit, description : str or None
+        Documentation, copied into the Parquet metadata.
+    impl : ExtractorSpec or None
+        The registered extractor (shipped to workers, so extractors registered in a notebook work).
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    extractor: str | None = None
+    func: SafeExpression | Callable[..., Any] | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    unit: str | None = None
+    description: str | None = None
+    impl: ExtractorSpec | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def is_derived(self) -> bool:
+        """True for ``func`` features, computed once per experiment after all steps are in."""
+        return self.extractor is None
+
+    @property
+    def source(self) -> str | None:
+        """The data source of an extractor feature."""
+        return None if self.impl is None else self.impl.source
+
+    @property
+    def output(self) -> Output | None:
+        """Declared output of an extractor feature (None for derived features: decided by the data)."""
+        return None if self.impl is None else self.impl.output_for(self.params)
+
+    def canonical(self) -> dict[str, Any]:
+        """JSON-able description of everything that affects the computed values."""
+        entry: dict[str, Any] = {"name": self.name, "inputs": list(self.inputs), "params": _jsonable(self.params)}
+        if self.extractor is not None:
+            entry["extractor"] = self.extractor
+        elif isinstance(self.func, SafeExpression):
+            entry["func"] = self.func.text.strip()
+        else:
+            entry["func"] = _callable_identity(self.func)
+        return entry
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """A validated feature configuration. Build it with :func:`load_config`.
+
+    Attributes
+    ----------
+    name : str
+        Config name; used in output paths.
+    features : tuple of FeatureSpec
+        In config order (the column order of the output).
+    origin : str
+        File path, ``"preset:<name>"`` or ``"<dict>"``.
+    description : str
+        Free text from the config.
+    """
+
+    name: str
+    features: tuple[FeatureSpec, ...]
+    origin: str = "<dict>"
+    description: str = ""
+
+    @property
+    def hash(self) -> str:
+        """Stable content hash (16 hex digits) of everything that affects the values."""
+        canonical = {"schema": HASH_SCHEMA, "features": [f.canonical() for f in self.features]}
+        text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+        return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Data sources read by the step-level features, in :data:`SOURCES` order."""
+        used = {f.source for f in self.features if not f.is_derived}
+        return tuple(s for s in SOURCES if s in used)
+
+    def step_features(self, source: str | None = None) -> tuple[FeatureSpec, ...]:
+        """Extractor features (layer 1), optionally of one source, in config order."""
+        return tuple(f for f in self.features if not f.is_derived and (source is None or f.source == source))
+
+    @property
+    def derived_features(self) -> tuple[FeatureSpec, ...]:
+        """Derived features in an order where every input comes first."""
+        return tuple(f for layer in self.layers[2:] for f in layer)
+
+    @property
+    def layers(self) -> list[list[FeatureSpec]]:
+        """Topological layers: ``[sources, step-level features, derived depth 1, derived depth 2, ...]``.
+
+        The sources layer holds no FeatureSpec and is empty; it is kept so indices match the DAG depth.
+        """
+        by_name = {f.name: f for f in self.features}
+        depth: dict[str, int] = {}
+
+        def level(f: FeatureSpec) -> int:
+            if f.name not in depth:
+                depth[f.name] = 1 if not f.is_derived else 1 + max(level(by_name[i]) for i in f.inputs)
+            return depth[f.name]
+
+        n_layers = max((level(f) for f in self.features), default=1)
+        layers: list[list[FeatureSpec]] = [[] for _ in range(n_layers + 1)]
+        for f in self.features:
+            layers[level(f)].append(f)
+        return layers
+
+    def __getitem__(self, name: str) -> FeatureSpec:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(f"config {self.name!r} has no feature {name!r}")
+
+
+def list_presets() -> list[str]:
+    """Names of the configs shipped with the package."""
+    files = importlib.resources.files(_PRESET_PACKAGE)
+    return sorted(p.name.removesuffix(".yaml") for p in files.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_config(
+    config: FeatureConfig | Mapping[str, Any] | str | os.PathLike[str],
+    *,
+    registry: Registry | None = None,
+) -> FeatureConfig:
+    """Load and validate a feature configuration.
+
+    Parameters
+    ----------
+    config : FeatureConfig, dict, str or path-like
+        A dict in the YAML schema (``func`` may be a Python callable there), a path to a YAML file,
+        or the name of a shipped preset (see :func:`list_presets`). Preset names are resolved inside
+        the installed package, never relative to the working directory.
+    registry : Registry, optional
+        Extractor registry (default: the package-wide one).
+
+    Returns
+    -------
+    FeatureConfig
+
+    Raises
+    ------
+    ConfigError
+        With every problem found: unknown extractor or input, duplicate names, dependency cycles
+        (named), bad params, unsafe expressions, malformed YAML.
+    """
+    if isinstance(config, FeatureConfig):
+        return config
+    if isinstance(config, Mapping):
+        return _build(config, origin="<dict>", default_name=None, registry=registry)
+    text = os.fspath(config)
+    path = Path(text)
+    if path.suffix.lower() in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError([f"config file {text!r} does not exist"], source=text)
+        return _build(_read_yaml(path.read_text(encoding="utf-8"), text), origin=str(path.resolve()), default_name=path.stem, registry=registry)
+    if text in list_presets():
+        resource = importlib.resources.files(_PRESET_PACKAGE) / f"{text}.yaml"
+        return _build(_read_yaml(resource.read_text(encoding="utf-8"), text), origin=f"preset:{text}", default_name=text, registry=registry)
+    raise ConfigError(
+        [f"{text!r} is neither a YAML file nor a preset (presets: {', '.join(list_presets())})"], source=text
+    )
+
+
+def _read_yaml(text: str, origin: str) -> Mapping[str, Any]:
+    try:
+        data = yaml.safe_load(text)  # safe loader: YAML tags cannot construct Python objects
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"invalid YAML: {exc}"], source=origin) from None
+    if not isinstance(data, Mapping):
+        raise ConfigError([f"top level must be a mapping, got {type(data).__name__}"], source=origin)
+    return data
+
+
+def _build(
+    data: Mapping[str, Any], *, origin: str, default_name: str | None, registry: Registry | None
+) -> FeatureConfig:
+    reg = REGISTRY if registry is None else registry
+    problems: list[str] = []
+    name = data.get("name", default_name or "custom")
+    if not isinstance(name, str) or not _CONFIG_NAME.match(name) or name in (".", ".."):
+        problems.append(
+            f"config name {name!r} must be 1-128 characters of letters, digits, '.', '_' or '-' "
+            "(it becomes a folder name)"
+        )
+        name = "invalid"
+    raw = data.get("features")
+    if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw:
+        problems.append("'features' must be a non-empty list")
+        raw = []
+    specs: list[FeatureSpec] = []
+    for i, item in enumerate(raw):
+        spec = _build_feature(i, item, reg, problems)
+        if spec is not None:
+            specs.append(spec)
+    names = [s.name for s in specs]
+    problems.extend(f"duplicate feature name {dup!r}" for dup in sorted({n for n in names if names.count(n) > 1}))
+    problems.extend(_check_graph(specs))
+    if problems:
+        raise ConfigError(problems, source=origin)
+    return FeatureConfig(name=name, features=tuple(specs), origin=origin, description=str(data.get("description") or ""))
+
+
+def _build_feature(i: int, item: Any, reg: Registry, problems: list[str]) -> FeatureSpec | None:
+    if not isinstance(item, Mapping):
+        problems.append(f"features[{i}] must be a mapping, got {type(item).__name__}")
+        return None
+    name = item.get("name")
+    label = f"feature {name!r}" if isinstance(name, str) else f"features[{i}]"
+    ok = True
+    if not isinstance(name, str) or not _FEATURE_NAME.match(name):
+        problems.append(f"{label}: name must be an identifier (letters, digits, '_'), got {name!r}")
+        ok = False
+    elif name in RESERVED_NAMES:
+        problems.append(f"{label}: name {name!r} is reserved")
+        ok = False
+    has_ext, has_func = item.get("extractor") is not None, item.get("func") is not None
+    if has_ext == has_func:
+        problems.append(f"{label}: give exactly one of 'extractor' or 'func'")
+        return None
+    raw_input = item.get("input")
+    if raw_input is None:
+        inputs: tuple[str, ...] = ()
+    elif isinstance(raw_input, str):
+        inputs = (raw_input,)
+    elif isinstance(raw_input, Sequence) and all(isinstance(x, str) for x in raw_input):
+        inputs = tuple(raw_input)
+    else:
+        problems.append(f"{label}: 'input' must be a name or a list of names, got {raw_input!r}")
+        return None
+    params = item.get("params") or {}
+    if not isinstance(params, Mapping):
+        problems.append(f"{label}: 'params' must be a mapping, got {type(params).__name__}")
+        return None
+    unit = item.get("unit")
+    description = item.get("description")
+    if has_ext:
+        ext_name = item["extractor"]
+        try:
+            impl = get_extractor(str(ext_name), reg)
+        except KeyError as exc:
+            problems.append(f"{label}: {exc.args[0]}")
+            return None
+        if not inputs:
+            inputs = (impl.source,)
+        if inputs != (impl.source,):
+            problems.append(f"{label}: extractor {ext_name!r} reads {impl.source!r}, but input is {list(inputs)}")
+            ok = False
+        try:
+            resolved = impl.resolve_params(params)
+        except ValueError as exc:
+            problems.append(f"{label}: {exc}")
+            return None
+        return FeatureSpec(name, inputs, extractor=ext_name, params=resolved, unit=unit, description=description, impl=impl) if ok else None
+    func = item["func"]
+    if not inputs:
+        problems.append(f"{label}: a 'func' feature needs an 'input' (the features it is computed from)")
+        return None
+    if isinstance(func, str):
+        try:
+            func = compile_expression(func, feature=name if isinstance(name, str) else None, n_inputs=len(inputs))
+        except UnsafeExpressionError as exc:
+            problems.extend(exc.problems)
+            return None
+    elif not callable(func):
+        problems.append(f"{label}: 'func' must be an expression string or (in a dict config) a callable")
+        return None
+    return FeatureSpec(name, inputs, func=func, params=dict(params), unit=unit, description=description) if ok else None
+
+
+def _check_graph(specs: list[FeatureSpec]) -> list[str]:
+    problems: list[str] = []
+    by_name = {s.name: s for s in specs}
+    for s in specs:
+        if not s.is_derived:
+            continue
+        for inp in s.inputs:
+            if inp in SOURCES:
+                problems.append(f"feature {s.name!r}: a 'func' feature takes features as input, not the raw source {inp!r}")
+            elif inp not in by_name:
+                problems.append(f"feature {s.name!r}: unknown input {inp!r}")
+            else:
+                out = by_name[inp].output
+                if out is not None and out.kind == "ragged":
+                    problems.append(
+                        f"feature {s.name!r}: input {inp!r} is per-cycle (ragged); derived features take per-step features"
+                    )
+    # Cycles among derived features (extractors only read sources, so they close no loop).
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    reported: set[frozenset[str]] = set()
+
+    def visit(n: str) -> None:
+        state[n] = 1
+        stack.append(n)
+        for dep in by_name[n].inputs if by_name[n].is_derived else ():
+            if dep not in by_name:
+                continue
+            if state.get(dep) == 1:
+                cycle = [*stack[stack.index(dep) :], dep]
+                key = frozenset(cycle)
+                if key not in reported:
+                    reported.add(key)
+                    problems.append("dependency cycle: " + " -> ".join(cycle))
+            elif dep not in state:
+                visit(dep)
+        stack.pop()
+        state[n] = 2
+
+    for s in specs:
+        if s.name not in state:
+            visit(s.name)
+    return problems
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return repr(value)
+
+
+def _callable_identity(func: Any) -> str:
+    """Hashable identity of a Python callable: its source when available, else its bytecode."""
+    name = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
+    try:
+        body = inspect.getsource(func)
+    except (OSError, TypeError):
+        code = getattr(func, "__code__", None)
+        body = code.co_code.hex() if code is not None else repr(func)
+    return name + ":" + hashlib.blake2b(body.encode(), digest_size=8).hexdigest()

@@ -1,0 +1,6 @@
+"""The extraction engine: chunk planning, Dask graphs, the streaming consumer and Parquet output."""
+
+from dask_features.engine.output import read_features
+from dask_features.engine.run import ExtractionResult, extract
+
+__all__ = ["ExtractionResult", "extract", "read_features"]

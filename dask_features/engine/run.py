@@ -1,0 +1,377 @@
+"""``extract``: plan, schedule, stream results to Parquet.
+
+Graph per experiment (``mode="step"``)::
+
+    run_chunk(exp, transfer, 0, 1000) ─┐
+    run_chunk(exp, transfer, 1000, ..) ─┼─> safe_assemble(exp, config, chunks)  -> tables
+    run_chunk(exp, transient, 0, 120)  ─┘
+
+Each experiment is one ``dask.delayed`` graph computed as one future. At most ``max_in_flight``
+experiments are in flight; a consumer takes finished ones with ``distributed.as_completed``, writes
+their Parquet files atomically, records them in the catalog, frees them and submits the next, so
+memory stays flat however many experiments there are. With ``mode="experiment"`` a single task per
+experiment does the same work. Without a distributed client the local schedulers run windows of
+``max_in_flight`` experiments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import dask
+import pandas as pd
+
+from dask_features.config.schema import FeatureConfig, load_config
+from dask_features.engine.output import is_complete, write_tables
+from dask_features.engine.plan import ExperimentJob, make_jobs, resolve_experiments
+from dask_features.engine.tasks import ExperimentTables, Failure, run_chunk, run_experiment, safe_assemble
+from dask_features.errors import OutputError
+
+__all__ = ["ExtractionResult", "extract"]
+
+logger = logging.getLogger(__name__)
+
+Scheduler = Literal["threads", "processes", "sync", "distributed"]
+
+
+@dataclass
+class ExtractionResult:
+    """What :func:`extract` did.
+
+    Attributes
+    ----------
+    config_name, config_hash : str
+        The config that was run.
+    out_dir : Path
+        Output folder.
+    successful : dict
+        Source path -> steps Parquet file written in this run.
+    failed : dict
+        Source path -> reason, for experiments with no output.
+    skipped : list of str
+        Source paths whose output was already complete (same config hash, unchanged file).
+    timings : dict
+        Source path -> wall time [s] from submission to written output.
+    compute_seconds : dict
+        Source path -> CPU time of its tasks [s].
+    errors : pandas.DataFrame
+        Per-step problems of successful experiments: ``source_file, test_id, step_index, feature,
+        message`` (the step's value is NaN).
+    total_seconds : float
+        Wall time of the whole call [s].
+    """
+
+    config_name: str
+    config_hash: str
+    out_dir: Path
+    successful: dict[str, Path] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    compute_seconds: dict[str, float] = field(default_factory=dict)
+    errors: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=_ERROR_COLUMNS))
+    total_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no experiment failed."""
+        return not self.failed
+
+    def summary(self) -> str:
+        """A few human-readable lines."""
+        lines = [
+            f"config {self.config_name} ({self.config_hash}): {len(self.successful)} written, "
+            f"{len(self.skipped)} skipped (up to date), {len(self.failed)} failed in {self.total_seconds:.1f} s",
+            f"output: {self.out_dir / self.config_name}",
+        ]
+        if len(self.errors):
+            lines.append(f"{len(self.errors)} step-level problem(s) recorded (values NaN); see result.errors")
+        lines.extend(f"FAILED {path}: {reason}" for path, reason in self.failed.items())
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<ExtractionResult {self.summary().splitlines()[0]}>"
+
+
+_ERROR_COLUMNS = ["source_file", "test_id", "step_index", "feature", "message"]
+
+
+def _graph(job: ExperimentJob, config: FeatureConfig, mode: str) -> Any:
+    exp = job.experiment
+    tag = f"{Path(exp.path).stem}-{abs(hash((exp.path, config.hash))) % 10**8:08d}"
+    if mode == "experiment":
+        return dask.delayed(run_experiment, pure=False)(exp, config, job.chunks, dask_key_name=f"experiment-{tag}")
+    parts = [
+        dask.delayed(run_chunk, pure=False)(
+            exp, source, start, stop, config.step_features(source), dask_key_name=f"chunk-{tag}-{source}-{start}"
+        )
+        for source, start, stop in job.chunks
+    ]
+    return dask.delayed(safe_assemble, pure=False)(exp, config, parts, dask_key_name=f"assemble-{tag}")
+
+
+def _resolve_client(client: Any, scheduler: str | None, workers: int | None) -> tuple[Any, Callable[[], None]]:
+    """Return ``(client or None, close)``; start a LocalCluster only when asked to."""
+    if isinstance(client, str):
+        from distributed import Client
+
+        c = Client(client)
+        return c, c.close
+    if client is not None:
+        return client, lambda: None
+    if scheduler == "distributed":
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        c = Client(cluster)
+
+        def close() -> None:
+            c.close()
+            cluster.close()
+
+        return c, close
+    if scheduler is None:
+        with contextlib.suppress(ImportError, ValueError):
+            from distributed import default_client
+
+            return default_client(), lambda: None
+    return None, lambda: None
+
+
+def _progress(total: int, desc: str, enabled: bool | None) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="exp", disable=(None if enabled is None else not enabled), leave=True)
+
+
+def extract(
+    data: Any,
+    config: FeatureConfig | Mapping[str, Any] | str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    client: Any = None,
+    scheduler: Scheduler | None = None,
+    workers: int | None = None,
+    mode: Literal["step", "experiment"] = "step",
+    chunk_steps: int | Literal["auto"] = "auto",
+    force: bool = False,
+    catalog: Any = None,
+    max_in_flight: int | None = None,
+    retries: int = 2,
+    progress: bool | None = None,
+) -> ExtractionResult:
+    """Extract features from experiment files and write one Parquet file per experiment.
+
+    Parameters
+    ----------
+    data : path, folder, Experiment or iterable of these
+        What to process; folders are searched recursively for ``*.h5``. A catalog query's result
+        (a list of :class:`~dask_features.Experiment`) works as is.
+    config : FeatureConfig, dict, str or path
+        Feature config: a preset name, a YAML path, a dict or a loaded config. Validated before any
+        work starts.
+    out_dir : str or path
+        Output folder (layout in :mod:`dask_features.engine.output`).
+    client : distributed.Client or str, optional
+        A client, or a scheduler address to connect to. Default: the current default client if
+        there is one, else a local scheduler.
+    scheduler : {"threads", "processes", "sync", "distributed"}, optional
+        Without a client: which local scheduler; ``"distributed"`` starts a ``LocalCluster`` with
+        ``workers`` worker processes for this call.
+    workers : int, optional
+        Worker count for ``scheduler="processes"`` / ``"distributed"``.
+    mode : {"step", "experiment"}, default "step"
+        ``"step"``: one task per chunk of steps, chunks of all experiments in flight interleave;
+        ``"experiment"``: one task per experiment. Outputs are identical.
+    chunk_steps : int or "auto", default "auto"
+        Steps per task (see :mod:`dask_features.engine.plan`).
+    force : bool, default False
+        Recompute experiments whose output is already up to date.
+    catalog : Catalog or path, optional
+        Record every extraction (output path, time, status) in this catalog.
+    max_in_flight : int, optional
+        Experiments computed at once (bounds memory). Default: twice the worker count, at least 4.
+    retries : int, default 2
+        Task retries on a distributed cluster (e.g. after a worker was killed).
+    progress : bool, optional
+        Show a progress bar over experiments; ``None`` shows it on a terminal or in Jupyter only.
+
+    Returns
+    -------
+    ExtractionResult
+
+    Raises
+    ------
+    ConfigError
+        The config is invalid (nothing is run).
+    OutputError
+        ``out_dir`` cannot be created or written.
+    """
+    t_start = time.perf_counter()
+    cfg = load_config(config)
+    if mode not in ("step", "experiment"):
+        raise ValueError(f"mode must be 'step' or 'experiment', got {mode!r}")
+    if chunk_steps != "auto" and (not isinstance(chunk_steps, int) or chunk_steps < 1):
+        raise ValueError(f"chunk_steps must be a positive integer or 'auto', got {chunk_steps!r}")
+    out = Path(out_dir)
+    _check_writable(out)
+    result = ExtractionResult(cfg.name, cfg.hash, out)
+    experiments, open_failures, root = resolve_experiments(data)
+    result.failed.update(open_failures)
+    cat = _open_catalog(catalog)
+    jobs: list[ExperimentJob] = []
+    for job in make_jobs(experiments, cfg, root, chunk_steps):
+        missing = [s for s in cfg.sources if _n_steps(job, s) == 0]
+        if missing and len(missing) == len(cfg.sources):
+            result.failed[job.experiment.path] = (
+                f"{job.experiment.path}: no {' or '.join(missing)} steps, which config {cfg.name!r} needs"
+            )
+        elif not force and is_complete(out, cfg, job.experiment, job.stem):
+            result.skipped.append(job.experiment.path)
+        else:
+            jobs.append(job)
+    if cat is not None:
+        for path, reason in result.failed.items():
+            _record(cat, path, cfg, None, "failed", None, reason)
+
+    dask_client, close = _resolve_client(client, scheduler, workers)
+    n_workers = _worker_count(dask_client, workers)
+    window = max_in_flight or max(4, 2 * n_workers)
+    bar = _progress(len(jobs), cfg.name, progress)
+    errors: list[pd.DataFrame] = []
+    try:
+        stream = (
+            _stream_distributed(dask_client, jobs, cfg, mode, window, retries)
+            if dask_client is not None
+            else _stream_local(jobs, cfg, mode, window, scheduler or "threads", workers)
+        )
+        for job, value, wall in stream:
+            path = job.experiment.path
+            if isinstance(value, ExperimentTables):
+                try:
+                    written = write_tables(out, cfg, job.experiment, job.stem, value.steps, value.cycles, value.errors)
+                except OutputError as exc:
+                    result.failed[path] = str(exc)
+                    _record(cat, path, cfg, None, "failed", wall, str(exc))
+                else:
+                    result.successful[path] = written
+                    result.compute_seconds[path] = value.compute_seconds
+                    if value.errors.num_rows:
+                        frame = value.errors.to_pandas()
+                        frame.insert(0, "test_id", job.experiment.test_id)
+                        frame.insert(0, "source_file", path)
+                        errors.append(frame)
+                    _record(cat, path, cfg, written, "ok", wall, None)
+            else:
+                result.failed[path] = f"{path}: {value.reason}"
+                logger.error("%s: %s", path, value.reason)
+                _record(cat, path, cfg, None, "failed", wall, value.reason)
+            result.timings[path] = wall
+            bar.update()
+    finally:
+        bar.close()
+        close()
+    if errors:
+        result.errors = pd.concat(errors, ignore_index=True)[_ERROR_COLUMNS]
+    result.total_seconds = time.perf_counter() - t_start
+    logger.info("%s", result.summary())
+    return result
+
+
+def _n_steps(job: ExperimentJob, source: str) -> int:
+    exp = job.experiment
+    return exp.n_transfer_steps if source == "transfer" else exp.n_transient_steps
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {out}: {exc}") from exc
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {out} is not writable")
+
+
+def _worker_count(client: Any, workers: int | None) -> int:
+    if client is not None:
+        with contextlib.suppress(Exception):
+            return max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
+        return 1
+    return workers or os.cpu_count() or 1
+
+
+def _stream_distributed(
+    client: Any, jobs: list[ExperimentJob], config: FeatureConfig, mode: str, window: int, retries: int
+) -> Iterator[tuple[ExperimentJob, ExperimentTables | Failure, float]]:
+    from distributed import as_completed
+
+    pending = deque(jobs)
+    in_flight: dict[str, tuple[ExperimentJob, float]] = {}
+    completed = as_completed(with_results=True, raise_errors=False)
+
+    def submit() -> None:
+        job = pending.popleft()
+        future = client.compute(_graph(job, config, mode), retries=retries)
+        in_flight[future.key] = (job, time.perf_counter())
+        completed.add(future)
+
+    for _ in range(min(window, len(pending))):
+        submit()
+    for future, value in completed:
+        job, t0 = in_flight.pop(future.key)
+        if future.status != "finished":  # value is (type, exc, traceback) or a CancelledError
+            exc = value[1] if isinstance(value, tuple) and len(value) == 3 else value
+            value = Failure(f"task failed: {type(exc).__name__}: {exc}")
+        yield job, value, time.perf_counter() - t0
+        del future, value  # drop the last reference so the cluster frees the result
+        if pending:
+            submit()
+
+
+def _stream_local(
+    jobs: list[ExperimentJob], config: FeatureConfig, mode: str, window: int, scheduler: str, workers: int | None
+) -> Iterator[tuple[ExperimentJob, ExperimentTables | Failure, float]]:
+    pool = ProcessPoolExecutor(max_workers=workers) if scheduler == "processes" else None
+    kwargs: dict[str, Any] = {"scheduler": scheduler}
+    if pool is not None:
+        kwargs["pool"] = pool
+    elif scheduler == "threads" and workers:
+        kwargs["num_workers"] = workers
+    try:
+        for i in range(0, len(jobs), window):
+            batch = jobs[i : i + window]
+            t0 = time.perf_counter()
+            values = dask.compute(*[_graph(j, config, mode) for j in batch], **kwargs)
+            wall = time.perf_counter() - t0
+            for job, value in zip(batch, values, strict=True):
+                yield job, value, wall
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def _open_catalog(catalog: Any) -> Any:
+    if catalog is None or hasattr(catalog, "record_extraction"):
+        return catalog
+    from dask_features.catalog import Catalog
+
+    return Catalog(catalog)
+
+
+def _record(cat: Any, path: str, cfg: FeatureConfig, output: Path | None, status: str, seconds: float | None, message: str | None) -> None:
+    if cat is None:
+        return
+    try:
+        cat.record_extraction(path, cfg.name, cfg.hash, None if output is None else str(output), status, seconds=seconds, message=message)
+    except Exception as exc:  # the catalog is bookkeeping: never lose results over it
+        logger.warning("could not record %s in the catalog: %s", path, exc)
+

@@ -1,0 +1,688 @@
+"""Numerical core of ``transient.tau_on_off``: edge detection, segmentation and a batched exponential fit.
+
+Pure NumPy, no Dask and no I/O. The public extractor lives in :mod:`dask_features.extractors.tau`; its
+module docstring holds the definition of tau. The pieces here are:
+
+:func:`detect_step_edges`
+    Folds one step on its known period (sample-index phase, so no edge search over the raw trace),
+    averages all cycles and finds the rising and falling edge of the cycle-averaged profile with a
+    multi-scale box contrast. One O(n) pass plus O(samples per period x log) work.
+:func:`segment_step`
+    Turns the two edge phases into the start index and common length of every on and off
+    half-cycle of a step (no loop over cycles), marking half-cycles cut by the record as partial.
+:func:`fit_exp_rows`
+    Fits ``y = c + a exp(-k u)`` (``u`` in samples) to every row of a (K, m) matrix at once: a
+    linear integral-equation estimate of ``k`` (no initial guess needed), then variable-projection
+    Levenberg-Marquardt on ``ln k`` with ``(c, a)`` solved in closed form at every step and a
+    per-row accept/reject. It converges to the exact least-squares fit of each row.
+:func:`fit_chunk`
+    Runs the three on all steps of a chunk and assembles one row per cycle with reason codes.
+
+All statistics work on the normalised, polarity-folded signal ``z = (s*I - level) / scale`` of each
+step (``s`` = sign of the step's median current, ``level``/``scale`` = minimum/range of its
+cycle-averaged profile), so results do not depend on the current's unit, scale or polarity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Literal
+
+import numpy as np
+
+__all__ = [
+    "ExpFit",
+    "StepEdges",
+    "StepSegments",
+    "TauStatus",
+    "detect_step_edges",
+    "fit_chunk",
+    "fit_exp_rows",
+    "segment_step",
+]
+
+StartRule = Literal["steepest", "edge"]
+
+#: Smallest half-cycle window that is fitted (3 free parameters plus at least 2 degrees of freedom).
+MIN_SEGMENT = 5
+#: Detection threshold of an edge in the cycle-averaged profile, in noise standard deviations.
+EDGE_CONTRAST = 8.0
+#: tau shorter than this many sample intervals cannot be resolved: the transition is over within a sample.
+MIN_TAU_SAMPLES = 0.1
+
+
+class TauStatus(IntEnum):
+    """Reason codes of a fitted half-cycle (and of a cycle row, see ``tau.py``).
+
+    Step-level codes (1-3) apply to every row of a step; the others to one half-cycle.
+    """
+
+    OK = 0
+    #: period or sample interval unknown (NaN workflow values and no explicit parameter) or invalid.
+    NO_PERIOD = 1
+    #: the step is shorter than one period, or a half-cycle window holds fewer than 5 samples.
+    TOO_SHORT = 2
+    #: no rising or no falling transition stands out of the noise of the cycle-averaged profile.
+    NO_EDGES = 3
+    #: the half-cycle window is cut by the start or end of the record (e.g. a transition in progress at t=0).
+    PARTIAL = 4
+    #: a NaN (or inf) sample inside the half-cycle window.
+    NAN_GAP = 5
+    #: no transition in the expected direction: amplitude below ``min_amplitude`` x the step's median or
+    #: below 3 residual standard deviations, or the wrong sign.
+    FLAT = 6
+    #: a run of identical extreme values starts within 3 tau of the window start (saturation / compliance).
+    CLIPPED = 7
+    #: tau above the window length or below 0.1 sample interval: not identifiable from this window.
+    TAU_OUT_OF_RANGE = 8
+    #: R^2 (first 5 tau of the window) below ``min_r2``.
+    LOW_R2 = 9
+    #: the least-squares solve failed numerically.
+    FIT_FAILED = 10
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Edge detection on the folded profile
+
+
+@dataclass(frozen=True)
+class StepEdges:
+    """Edge phases of one step, in samples from the step's first sample (modulo the period).
+
+    ``*_lo`` is a lower bound of the edge (the first sample after the edge is ``>= lo``), ``*_first``
+    an upper bound (that sample is ``<= first``), ``*_steep`` the steepest point of the transition and
+    ``*_delayed`` is True when the steepest point lies clearly after the edge (an S-shaped, delayed
+    transition). ``h_*`` is the box width (samples) at which the edge was resolved.
+
+    Attributes
+    ----------
+    status : int
+        :class:`TauStatus` code; OK, NO_PERIOD, TOO_SHORT or NO_EDGES.
+    samples_per_period : float
+        Period / sample interval (need not be an integer).
+    sign : float
+        +1 or -1: polarity of the step; ``sign * I`` rises in the on half-cycle.
+    level, scale : float
+        Minimum and range of the cycle-averaged ``sign * I`` [A as stored].
+    noise : float
+        Per-sample noise standard deviation estimated from the profile [A as stored].
+    """
+
+    status: int
+    samples_per_period: float
+    sign: float = 1.0
+    level: float = 0.0
+    scale: float = 1.0
+    noise: float = np.nan
+    h_rise: int = 0
+    rise_lo: float = np.nan
+    rise_first: float = np.nan
+    rise_steep: float = np.nan
+    rise_delayed: bool = False
+    h_fall: int = 0
+    fall_lo: float = np.nan
+    fall_first: float = np.nan
+    fall_steep: float = np.nan
+    fall_delayed: bool = False
+
+    def anchors(self, start: StartRule, skip_samples: int) -> tuple[float, float]:
+        """Phase of the first fitted sample of the on and the off half-cycle [samples]."""
+
+        def pick(first: float, steep: float, delayed: bool) -> float:
+            return (steep if start == "steepest" and delayed else first) + skip_samples
+
+        return (
+            pick(self.rise_first, self.rise_steep, self.rise_delayed),
+            pick(self.fall_first, self.fall_steep, self.fall_delayed),
+        )
+
+
+def _locate(d: np.ndarray, h: int) -> tuple[float, float, float, bool]:
+    """Bracket and steepest point of the edge whose box contrast ``d`` peaks (see detect_step_edges)."""
+    nb = d.size
+    istar = int(np.argmax(d))
+    # Walk back from the peak while the contrast stays above half of it: with a box of h samples this
+    # leaves the edge within [c_left - h, c_left + h - 1], whatever the noise did to the peak's position.
+    order = (istar - np.arange(nb)) % nb
+    back = int(np.argmax(d[order] < 0.5 * d[istar]))
+    c_left = istar - back + 1
+    first = c_left + h - 1
+    delayed = istar - first >= max(2, h)
+    return float(c_left - h), float(first), float(istar), bool(delayed)
+
+
+def detect_step_edges(current: np.ndarray, samples_per_period: float) -> StepEdges:
+    """Find the rising and falling edge of one step from its cycle-averaged profile.
+
+    Parameters
+    ----------
+    current : ndarray of float64, shape (n,)
+        Drain current of the step [A as stored], NaN allowed.
+    samples_per_period : float
+        Period / sample interval [samples]; need not be an integer.
+
+    Returns
+    -------
+    StepEdges
+        Edge phases; ``status`` is not OK when the step cannot be segmented.
+
+    Notes
+    -----
+    Samples are folded by index, ``phase = i mod L``, and averaged per whole-sample phase bin, which
+    divides the noise by sqrt(n_cycles). On the profile ``q`` the contrast
+    ``D_h[i] = mean(q[i:i+h]) - mean(q[i-h:i])`` (circular) is computed for h = 1, 2, 4, ... up to
+    L/8; each edge takes the smallest h whose peak exceeds 8 noise units (noise from the MAD of
+    second differences of ``q``). Rising and falling edges are located independently, so any duty
+    cycle and phase work.
+    """
+    z = np.asarray(current, dtype=np.float64)
+    n = z.size
+    L = float(samples_per_period)
+    if not (np.isfinite(L) and L >= 4):
+        return StepEdges(int(TauStatus.NO_PERIOD), L)
+    if n < L:
+        return StepEdges(int(TauStatus.TOO_SHORT), L)
+    finite = np.isfinite(z)
+    idx = np.flatnonzero(finite)
+    if idx.size < 8:
+        return StepEdges(int(TauStatus.NO_EDGES), L)
+    sign = -1.0 if np.median(z[idx]) < 0 else 1.0
+    nb = int(np.ceil(L - 1e-9))
+    b = np.minimum(np.mod(idx, L).astype(np.intp), nb - 1)
+    cnt = np.bincount(b, minlength=nb)
+    tot = np.bincount(b, weights=sign * z[idx], minlength=nb)
+    have = cnt > 0
+    if have.sum() < 4:
+        return StepEdges(int(TauStatus.NO_EDGES), L, sign)
+    p = np.empty(nb)
+    p[have] = tot[have] / cnt[have]
+    if not have.all():
+        p[~have] = np.interp(np.flatnonzero(~have), np.flatnonzero(have), p[have], period=nb)
+    level, scale = float(p.min()), float(p.max() - p.min())
+    if not scale > 0:
+        return StepEdges(int(TauStatus.NO_EDGES), L, sign, level)
+    q = (p - level) / scale
+    d2 = np.roll(q, -1) - 2 * q + np.roll(q, 1)
+    # Floor for noise-free input, where the MAD is 0 and any contrast would pass.
+    sigma = max(1.4826 * float(np.median(np.abs(d2 - np.median(d2)))) / np.sqrt(6.0), 1e-9)
+    cs = np.concatenate([[0.0], np.cumsum(np.tile(q, 3))])
+    i = np.arange(nb) + nb
+    rise = fall = None
+    h, h_rise, h_fall = 1, 0, 0
+    while h <= max(1, nb // 8) and (rise is None or fall is None):
+        d = (cs[i + h] - 2 * cs[i] + cs[i - h]) / h
+        thr = EDGE_CONTRAST * sigma * np.sqrt(2.0 / h)
+        if rise is None and d.max() > thr:
+            rise, h_rise = _locate(d, h), h
+        if fall is None and -d.min() > thr:
+            fall, h_fall = _locate(-d, h), h
+        h *= 2
+    noise = sigma * scale * float(np.sqrt(np.median(cnt)))
+    if rise is None or fall is None:
+        return StepEdges(int(TauStatus.NO_EDGES), L, sign, level, scale, noise)
+    return StepEdges(
+        int(TauStatus.OK), L, sign, level, scale, noise,
+        h_rise, rise[0], rise[1], rise[2], rise[3],
+        h_fall, fall[0], fall[1], fall[2], fall[3],
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Segmentation
+
+
+@dataclass(frozen=True)
+class StepSegments:
+    """Half-cycle windows of one step; row ``j`` is cycle ``cycle[j]``.
+
+    Attributes
+    ----------
+    cycle : ndarray of int64, shape (c,)
+        Cycle number; cycle 0 is the first whose rising edge lies in the record, -1 a partial cycle
+        before it.
+    on_start, off_start : ndarray of int64, shape (c,)
+        Index of the first fitted sample of each half-cycle, relative to the step (may be < 0 or >= n
+        for half-cycles outside the record).
+    m_on, m_off : int
+        Common number of fitted samples of every on / off half-cycle.
+    on_status, off_status : ndarray of int64, shape (c,)
+        OK, PARTIAL or TOO_SHORT.
+    """
+
+    cycle: np.ndarray
+    on_start: np.ndarray
+    off_start: np.ndarray
+    m_on: int
+    m_off: int
+    on_status: np.ndarray
+    off_status: np.ndarray
+
+
+def segment_step(n: int, edges: StepEdges, *, start: StartRule = "steepest", skip_samples: int = 0) -> StepSegments:
+    """Start index and length of every on and off half-cycle of a step of ``n`` samples.
+
+    Each window runs from the anchor (first sample after the edge, or the steepest point of a delayed
+    edge, plus ``skip_samples``) to the last sample certainly before the next edge. When the period is
+    not a whole number of samples one more sample is trimmed at each end, because folding smears the
+    edge phase by up to one sample. All windows of one direction get the same length (the shortest).
+    """
+    L = edges.samples_per_period
+    ra, fa = edges.anchors(start, skip_samples)
+    shift = np.floor(edges.rise_lo / L) * L
+    rlo, ra = edges.rise_lo - shift, ra - shift
+    fshift = np.floor((edges.fall_lo - rlo) / L) * L
+    flo, fa = edges.fall_lo - fshift, fa - fshift
+    guard = 0 if abs(L - round(L)) < 1e-9 else 1
+    kmin = -1 if rlo > 0 else 0
+    kmax = int(np.ceil((n - rlo) / L)) - 1
+    k = np.arange(kmin, max(kmax, kmin) + 1)
+    kl = k * L
+
+    def ceil(x: np.ndarray) -> np.ndarray:
+        return np.ceil(x - 1e-9).astype(np.int64)
+
+    on_start = ceil(ra + kl) + guard
+    on_end = ceil(flo + kl) - guard
+    off_start = ceil(fa + kl) + guard
+    off_end = ceil(rlo + L + kl) - guard
+    m_on, m_off = int((on_end - on_start).min()), int((off_end - off_start).min())
+
+    def status(s: np.ndarray, m: int) -> np.ndarray:
+        out = np.where((s < 0) | (s + m > n), int(TauStatus.PARTIAL), int(TauStatus.OK))
+        return out if m >= MIN_SEGMENT else np.full_like(out, int(TauStatus.TOO_SHORT))
+
+    return StepSegments(k, on_start, off_start, m_on, m_off, status(on_start, m_on), status(off_start, m_off))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Batched fit
+
+
+@dataclass(frozen=True)
+class ExpFit:
+    """Per-row least-squares fit of ``y = c + a exp(-k u)``, ``u = 0, 1, ..., m-1`` [samples].
+
+    Attributes
+    ----------
+    k : ndarray, shape (K,)
+        Rate per sample (tau = dt / k).
+    c, a : ndarray, shape (K,)
+        Asymptote and amplitude at ``u = 0``.
+    r2 : ndarray, shape (K,)
+        Coefficient of determination over the first ``max(8, 5 / k)`` samples of the row (at most m),
+        so a long settled plateau does not inflate it.
+    sigma : ndarray, shape (K,)
+        Residual standard deviation over the whole row (m - 3 degrees of freedom).
+    clipped : ndarray of bool, shape (K,)
+        At least ``clip_samples`` samples equal the row's maximum (or minimum) and the first of them
+        lies within 3 / k samples of the start.
+    n_iter : int
+        Levenberg-Marquardt iterations used by the slowest row.
+    """
+
+    k: np.ndarray
+    c: np.ndarray
+    a: np.ndarray
+    r2: np.ndarray
+    sigma: np.ndarray
+    clipped: np.ndarray
+    n_iter: int
+
+
+def _integral_start(y: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Linear estimate of k from ``y(u) = y(0) + k c u - k S(u)``, S the running trapezoid integral of y."""
+    K, m = y.shape
+    s = np.zeros_like(y)
+    np.cumsum(0.5 * (y[:, 1:] + y[:, :-1]), axis=1, out=s[:, 1:])
+    s /= m  # columns scaled to O(1) for a well-conditioned 3x3 solve
+    v = u / m
+    g = np.empty((K, 3, 3))
+    g[:, 0, 0] = m
+    g[:, 0, 1] = g[:, 1, 0] = v.sum()
+    g[:, 1, 1] = v @ v
+    g[:, 0, 2] = g[:, 2, 0] = s.sum(axis=1)
+    g[:, 1, 2] = g[:, 2, 1] = s @ v
+    g[:, 2, 2] = np.einsum("ij,ij->i", s, s)
+    rhs = np.stack([y.sum(axis=1), y @ v, np.einsum("ij,ij->i", s, y)], axis=1)
+    # A tiny ridge keeps exactly singular rows (constant or noise-free plateau) from raising.
+    g += np.eye(3) * (1e-12 * np.trace(g, axis1=1, axis2=2))[:, None, None]
+    coef = np.linalg.solve(g, rhs[:, :, None])[:, :, 0]
+    return -coef[:, 2] / m
+
+
+class _Sums:
+    """Row sums of the VP model at given k; everything the LM step needs, from one exp pass."""
+
+    __slots__ = ("a", "c", "cost", "det", "se", "see", "sue", "suee", "suuee", "suye", "sye")
+
+    def __init__(self, y: np.ndarray, yu: np.ndarray, sy: np.ndarray, syy: np.ndarray, k: np.ndarray, ub: np.ndarray) -> None:
+        m = y.shape[1]
+        # Beyond k u = 40 the exponential is below 4e-18 of its start: skipping those columns makes the
+        # cost scale with the transient's length, not with the (often much longer) settled plateau.
+        kmin = float(k.min()) if k.size else 1.0
+        ncol = m if not kmin > 40.0 / m else int(np.ceil(40.0 / kmin)) + 1
+        e = np.exp(np.multiply.outer(-k, ub[:ncol, 1]))
+        e2 = e * e
+        self.se, self.sue = (e @ ub[:ncol, :2]).T
+        self.see, self.suee, self.suuee = (e2 @ ub[:ncol]).T
+        self.sye = np.einsum("ij,ij->i", y[:, :ncol], e)
+        self.suye = np.einsum("ij,ij->i", yu[:, :ncol], e)
+        self.det = m * self.see - self.se**2
+        self.c = (self.see * sy - self.se * self.sye) / self.det
+        self.a = (m * self.sye - self.se * sy) / self.det
+        # At the linear LS solution r is orthogonal to the basis, so |r|^2 = r.y (no residual pass).
+        cost = syy - self.c * sy - self.a * self.sye
+        self.cost = np.where(np.isfinite(cost), np.maximum(cost, 0.0), np.inf)
+
+    def take(self, rows: np.ndarray, other: _Sums) -> None:
+        """Overwrite ``rows`` of self with the (compact) values of ``other``."""
+        for name in self.__slots__:
+            getattr(self, name)[rows] = getattr(other, name)
+
+    def subset(self, rows: np.ndarray) -> _Sums:
+        out = object.__new__(_Sums)
+        for name in self.__slots__:
+            setattr(out, name, getattr(self, name)[rows])
+        return out
+
+
+def _lm_step(s: _Sums, k: np.ndarray, m: int, lam: np.ndarray) -> np.ndarray:
+    """Damped Gauss-Newton step in ln k (Kaufman's variable-projection Jacobian)."""
+    ak = s.a * k
+    jr = ak * (s.suye - s.c * s.sue - s.a * s.suee)
+    g0, g1 = ak * s.sue, ak * s.suee
+    jj = ak * ak * s.suuee - (s.see * g0 * g0 - 2 * s.se * g0 * g1 + m * g1 * g1) / s.det
+    step = -jr / (jj * (1.0 + lam))
+    return np.clip(np.where(np.isfinite(step), step, 0.0), -1.0, 1.0)
+
+
+def fit_exp_rows(
+    y: np.ndarray,
+    *,
+    k0: np.ndarray | None = None,
+    max_iter: int = 30,
+    tol: float = 1e-7,
+    clip_samples: int = 3,
+) -> ExpFit:
+    """Least-squares fit of ``c + a exp(-k u)`` to every row of ``y`` at once.
+
+    Parameters
+    ----------
+    y : ndarray of float64, shape (K, m)
+        One half-cycle per row, finite, ``m >= 5``; best normalised to O(1).
+    k0 : ndarray of float64, shape (K,), optional
+        Starting rate per sample for each row (NaN = none); rows without one use the linear
+        integral-equation estimate.
+    max_iter : int, default 30
+        Cap on Levenberg-Marquardt iterations; rows stop individually once ``|d ln k| < tol``.
+    tol : float, default 1e-7
+        Convergence tolerance on ``ln k`` (relative change of tau).
+    clip_samples : int, default 3
+        Minimum run of identical extreme values reported as clipped; 0 disables the check.
+
+    Returns
+    -------
+    ExpFit
+    """
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    K, m = y.shape
+    u = np.arange(m, dtype=np.float64)
+    ub = np.stack([np.ones(m), u, u * u], axis=1)
+    empty = np.zeros(0)
+    if K == 0:
+        return ExpFit(empty, empty, empty, empty, empty, np.zeros(0, bool), 0)
+    lo, hi = np.log(1e-3 / m), np.log(20.0)
+    with np.errstate(all="ignore"):
+        yu = y * u
+        sy, syy = y.sum(axis=1), np.einsum("ij,ij->i", y, y)
+        given = np.full(K, np.nan) if k0 is None else np.asarray(k0, np.float64)
+        need = ~(np.isfinite(given) & (given > 0))
+        k0 = given.copy()
+        if need.any():
+            k0[need] = _integral_start(y[need], u)
+        bad = ~(np.isfinite(k0) & (k0 > 0))
+        if bad.any():
+            # Coarse grid of the projected cost for rows the linear estimate cannot start.
+            grid = np.exp(np.linspace(lo, np.log(2.0), 9))
+            rows = np.flatnonzero(bad)
+            costs = np.stack(
+                [_Sums(y[rows], yu[rows], sy[rows], syy[rows], np.full(rows.size, g), ub).cost for g in grid], axis=1
+            )
+            k0[rows] = grid[np.argmin(costs, axis=1)]
+        theta = np.clip(np.log(k0), lo, hi)
+        k = np.exp(theta)
+        state = _Sums(y, yu, sy, syy, k, ub)
+        lam = np.full(K, 1e-3)
+        active = np.arange(K)
+        it = 0
+        while active.size and it < max_iter:
+            it += 1
+            sub = state.subset(active) if active.size < K else state
+            step = _lm_step(sub, k[active], m, lam[active])
+            th_t = np.clip(theta[active] + step, lo, hi)
+            k_t = np.exp(th_t)
+            if active.size < K:
+                trial = _Sums(y[active], yu[active], sy[active], syy[active], k_t, ub)
+            else:
+                trial = _Sums(y, yu, sy, syy, k_t, ub)
+            accept = trial.cost <= sub.cost * (1 + 1e-12)
+            acc = active[accept]
+            theta[acc], k[acc] = th_t[accept], k_t[accept]
+            state.take(acc, trial.subset(np.flatnonzero(accept)))
+            lam[active] = np.where(accept, lam[active] * 0.3, lam[active] * 10.0)
+            # Convergence is quadratic near the optimum, so an accepted step below sqrt(tol) leaves an
+            # error of order tol and saves one more exp pass per row.
+            done = (np.abs(step) < tol) | (accept & (np.abs(step) < np.sqrt(tol))) | (lam[active] > 1e8)
+            active = active[~done]
+        c, a = state.c, state.a
+        n_r2 = np.clip(np.ceil(5.0 / k), 8, m)
+        ncol = int(n_r2.max())
+        yw, uw = y[:, :ncol], u[:ncol]
+        win = uw[None, :] < n_r2[:, None]
+        resid = yw - c[:, None] - a[:, None] * np.exp(np.multiply.outer(-k, uw))
+        ybar = np.where(win, yw, 0.0).sum(axis=1) / n_r2
+        ss_res = np.where(win, resid * resid, 0.0).sum(axis=1)
+        ss_tot = np.where(win, (yw - ybar[:, None]) ** 2, 0.0).sum(axis=1)
+        r2 = 1.0 - ss_res / ss_tot
+        sigma = np.sqrt(state.cost / max(m - 3, 1))
+        clipped = np.zeros(K, bool)
+        if clip_samples > 0:
+            span = np.ptp(y, axis=1)
+            tol_v = 1e-9 * np.maximum(span, 1e-300)
+            for ext in (y.max(axis=1), y.min(axis=1)):
+                at = np.abs(y - ext[:, None]) <= tol_v[:, None]
+                first = np.argmax(at, axis=1)
+                clipped |= (at.sum(axis=1) >= clip_samples) & (first < 3.0 / k)
+    ok = np.isfinite(k) & np.isfinite(c) & np.isfinite(a)
+    r2 = np.where(ok, r2, np.nan)
+    return ExpFit(np.where(ok, k, np.nan), np.where(ok, c, np.nan), np.where(ok, a, np.nan), r2, sigma, clipped & ok, it)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Whole chunk
+
+
+def _group_median(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Median of ``values`` per integer group (NaN for empty groups), without a loop over groups."""
+    out = np.full(n_groups, np.nan)
+    if values.size == 0:
+        return out
+    order = np.lexsort((values, groups))
+    g, v = groups[order], values[order]
+    ids, first, counts = np.unique(g, return_index=True, return_counts=True)
+    lo = first + (counts - 1) // 2
+    hi = first + counts // 2
+    out[ids] = 0.5 * (v[lo] + v[hi])
+    return out
+
+
+def _group_start(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Start rate for every row: the fit of its group's mean row (same step and direction).
+
+    The cycles of a step share their time constant, and the mean row has sqrt(n) less noise, so
+    this start is within the per-cycle scatter and the per-row iterations need 2-4 steps.
+    """
+    ids, inverse = np.unique(groups, return_inverse=True)
+    if ids.size == y.shape[0]:
+        return np.full(y.shape[0], np.nan)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0])
+    means = np.add.reduceat(y[order], bounds, axis=0) / np.diff(np.r_[bounds, y.shape[0]])[:, None]
+    return fit_exp_rows(means, clip_samples=0).k[inverse]
+
+
+FIELDS: dict[str, str] = {
+    "cycle": "int64",
+    "tau_on": "float64",
+    "tau_off": "float64",
+    "r2_on": "float64",
+    "r2_off": "float64",
+    "amp_on": "float64",
+    "amp_off": "float64",
+    "offset_on": "float64",
+    "offset_off": "float64",
+    "t_on": "float64",
+    "t_off": "float64",
+    "status": "int64",
+    "status_on": "int64",
+    "status_off": "int64",
+}
+
+
+def fit_chunk(
+    time: np.ndarray,
+    current: np.ndarray,
+    offsets: np.ndarray,
+    dt: np.ndarray,
+    edges: list[StepEdges],
+    *,
+    start: StartRule = "steepest",
+    skip_samples: int = 0,
+    min_r2: float = 0.5,
+    min_amplitude: float = 0.2,
+    clip_samples: int = 3,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Fit every half-cycle of every step of a chunk; one row per cycle.
+
+    Parameters
+    ----------
+    time, current : ndarray of float64, shape (total,)
+        Concatenated time [s] and current [A as stored] of the chunk's steps.
+    offsets : ndarray of int64, shape (n_steps + 1,)
+        Step ``i`` is ``[offsets[i], offsets[i + 1])``.
+    dt : ndarray of float64, shape (n_steps,)
+        Sample interval of each step [s].
+    edges : list of StepEdges
+        From :func:`detect_step_edges`, one per step.
+    start, skip_samples, min_r2, min_amplitude, clip_samples
+        See :func:`dask_features.extractors.tau.tau_on_off`.
+
+    Returns
+    -------
+    counts : ndarray of int64, shape (n_steps,)
+        Rows per step: one per cycle, one flagged row for a step that cannot be segmented, none for
+        an empty step.
+    fields : dict of str to ndarray
+        The columns of :data:`FIELDS`, rows of one step contiguous and in cycle order.
+    """
+    n_steps = len(edges)
+    lengths = np.diff(offsets).astype(np.int64)
+    counts = np.zeros(n_steps, np.int64)
+    parts: list[tuple[int, int, int, StepSegments | None]] = []  # (step, status, n_rows, segments)
+    for i, ed in enumerate(edges):
+        n = int(lengths[i])
+        if n == 0:
+            continue
+        if ed.status != TauStatus.OK:
+            parts.append((i, ed.status, 1, None))
+            counts[i] = 1
+            continue
+        seg = segment_step(n, ed, start=start, skip_samples=skip_samples)
+        parts.append((i, int(TauStatus.OK), seg.cycle.size, seg))
+        counts[i] = seg.cycle.size
+    total = int(counts.sum())
+    out: dict[str, np.ndarray] = {k: np.full(total, np.nan if v == "float64" else 0, dtype=v) for k, v in FIELDS.items()}
+    if total == 0:
+        return counts, out
+
+    # Flat row table: one entry per (cycle row, direction), steps in order.
+    step_of_row = np.repeat(np.arange(n_steps), counts)
+    status = np.zeros((total, 2), np.int64)
+    start_idx = np.zeros((total, 2), np.int64)
+    m_row = np.zeros((total, 2), np.int64)
+    pos = 0
+    for i, st, nr, seg in parts:
+        sl = slice(pos, pos + nr)
+        if seg is None:
+            status[sl] = st
+        else:
+            out["cycle"][sl] = seg.cycle
+            status[sl, 0], status[sl, 1] = seg.on_status, seg.off_status
+            start_idx[sl, 0], start_idx[sl, 1] = seg.on_start, seg.off_start
+            m_row[sl] = seg.m_on, seg.m_off
+        pos += nr
+
+    sign = np.array([e.sign for e in edges])
+    level = np.array([e.level for e in edges])
+    scale = np.array([e.scale for e in edges])
+    with np.errstate(invalid="ignore"):
+        z = (np.repeat(sign, lengths) * current - np.repeat(level, lengths)) / np.repeat(scale, lengths)
+
+    k = np.full((total, 2), np.nan)
+    c, a, r2, sig = k.copy(), k.copy(), k.copy(), k.copy()
+    clipped = np.zeros((total, 2), bool)
+    gstart = start_idx + offsets[:-1][step_of_row][:, None]
+    fit_mask = status == TauStatus.OK
+    for mm in np.unique(m_row[fit_mask]):
+        rr, dd = np.nonzero(fit_mask & (m_row == mm))
+        y = z[gstart[rr, dd][:, None] + np.arange(mm)]
+        finite = np.isfinite(y).all(axis=1)
+        status[rr[~finite], dd[~finite]] = TauStatus.NAN_GAP
+        rr, dd, y = rr[finite], dd[finite], y[finite]
+        f = fit_exp_rows(y, k0=_group_start(y, step_of_row[rr] * 2 + dd), clip_samples=clip_samples)
+        k[rr, dd], c[rr, dd], a[rr, dd], r2[rr, dd], sig[rr, dd] = f.k, f.c, f.a, f.r2, f.sigma
+        clipped[rr, dd] = f.clipped
+
+    fitted = fit_mask & (status == TauStatus.OK)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # On rows rise (a < 0), off rows fall (a > 0): signed amplitude in the expected direction.
+        amp = a * np.array([-1.0, 1.0])
+        good_dir = fitted & np.isfinite(k) & (amp > 0)
+        gid = step_of_row[:, None] * 2 + np.arange(2)
+        med = _group_median(amp[good_dir], gid[good_dir], 2 * n_steps)[gid]
+        tau_samples = 1.0 / k
+        failed = fitted & ~np.isfinite(k)
+        flat = fitted & ~failed & (~(amp > 0) | (amp < min_amplitude * med) | (amp < 3 * sig))
+        out_of_range = (tau_samples > m_row) | (tau_samples < MIN_TAU_SAMPLES)
+        checks = [
+            (failed, TauStatus.FIT_FAILED),
+            (flat, TauStatus.FLAT),
+            (clipped, TauStatus.CLIPPED),
+            (out_of_range, TauStatus.TAU_OUT_OF_RANGE),
+            (r2 < min_r2, TauStatus.LOW_R2),
+        ]
+    for mask, code in checks:
+        status[fitted & (status == TauStatus.OK) & mask] = code
+
+    dt_row = dt[step_of_row][:, None]
+    sc = scale[step_of_row][:, None]
+    ok = status == TauStatus.OK
+    tau = np.where(ok, dt_row * tau_samples, np.nan)
+    # Model in |I| units: on  A(1 - e^-(t-t0)/tau) + C = (c + a) - a e^..., off  A e^... + C.
+    amp_i = amp * sc
+    off_i = np.where(np.arange(2) == 0, c + a, c) * sc + level[step_of_row][:, None]
+    n_step = lengths[step_of_row][:, None]
+    first = offsets[:-1][step_of_row][:, None]
+    inside = np.clip(start_idx, 0, np.maximum(n_step - 1, 0))
+    t0 = time[first + inside] + (start_idx - inside) * dt_row
+    t0 = np.where(m_row > 0, t0, np.nan)
+    for j, name in enumerate(("on", "off")):
+        out[f"tau_{name}"] = tau[:, j]
+        out[f"r2_{name}"] = r2[:, j]
+        out[f"amp_{name}"] = amp_i[:, j]
+        out[f"offset_{name}"] = off_i[:, j]
+        out[f"t_{name}"] = t0[:, j]
+        out[f"status_{name}"] = status[:, j]
+    out["status"] = np.where(status[:, 0] != 0, status[:, 0], status[:, 1])
+    return counts, out

@@ -1,0 +1,349 @@
+"""Vectorised transfer-curve kernels: one call handles every sweep of a chunk.
+
+All functions work on an ``(n, m)`` matrix of sweeps (one row per step) with per-row lengths; there
+is no Python loop over steps or points. The definitions are those of oect-infra's ``BatchTransfer``
+(see ``/work/shared/oect_reference.md`` §2.2) except where noted:
+
+* NaN points are dropped per row and the rows left-justified (:func:`prepare`), so ragged sweeps and
+  gaps only affect their own step.
+* The turning point is the sweep's Vg extremum (:func:`turning_points`) rather than the positional
+  ``(m - 1) // 2``; both agree on symmetric sweeps.
+* A segment (half or whole sweep) too short for the quantity gives NaN, not 0.
+
+Segments are half-open column ranges ``[start, stop)`` per row of the compacted matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+__all__ = [
+    "DX_FLOOR",
+    "LOG_FLOOR",
+    "Direction",
+    "Reduction",
+    "Sweeps",
+    "derivative",
+    "extreme",
+    "gate_steps",
+    "log_abs",
+    "prepare",
+    "segment",
+    "segment_mask",
+    "turning_points",
+]
+
+DX_FLOOR = 1e-12
+"""|ΔVg| below this [V] is replaced by +1e-12 V, as oect-infra's ``safe_diff`` does."""
+
+LOG_FLOOR = 1e-12
+"""|Id| is clipped to at least this [A] before taking its log, as oect-infra does."""
+
+Direction = Literal["forward", "reverse", "raw"]
+Reduction = Literal["max", "min", "absmax", "absmin"]
+
+
+@dataclass(frozen=True)
+class Sweeps:
+    """Compacted sweeps of a chunk.
+
+    Attributes
+    ----------
+    vg : ndarray of float64, shape (n, w)
+        Gate voltage [V]; row ``i`` holds its ``n_valid[i]`` finite points first, then NaN. May be
+        the chunk's own array (never written to).
+    id : ndarray of float64, shape (n, w)
+        Drain current [A], aligned with ``vg``.
+    n_valid : ndarray of int64, shape (n,)
+        Finite (Vg, Id) pairs per row.
+    turn : ndarray of int64, shape (n,)
+        Column of the turning point (last point of the forward half); 0 for empty rows.
+    full : bool
+        Every row has ``w`` valid points (no padding), which lets kernels skip masking.
+    """
+
+    vg: np.ndarray
+    id: np.ndarray
+    n_valid: np.ndarray
+    turn: np.ndarray
+    full: bool
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.vg.shape  # type: ignore[return-value]
+
+
+def prepare(vg: np.ndarray, id_: np.ndarray, lengths: np.ndarray) -> Sweeps:
+    """Drop non-finite points per row, left-justify the rest and locate each turning point.
+
+    Parameters
+    ----------
+    vg, id_ : ndarray of float64, shape (n, m)
+        Gate voltage [V] and drain current [A], right-padded with NaN.
+    lengths : ndarray of int, shape (n,)
+        Points per row before padding; columns at or beyond it are ignored.
+
+    Returns
+    -------
+    Sweeps
+        Width ``w = max(2, max(n_valid))`` so that derivative kernels never see fewer than 2 columns.
+    """
+    vg = np.asarray(vg, dtype=np.float64)
+    id_ = np.asarray(id_, dtype=np.float64)
+    lengths = np.asarray(lengths)
+    n, m = vg.shape
+    cols = np.arange(m)
+    valid = np.isfinite(vg) & np.isfinite(id_)
+    if (lengths < m).any():
+        valid &= cols < lengths[:, None]
+    n_valid = valid.sum(axis=1).astype(np.int64)
+    if m >= 2 and (n_valid == m).all():
+        # Clean rectangular chunk (the common case): use the arrays as they are.
+        return Sweeps(vg, id_, n_valid, turning_points(vg, n_valid, full=True), full=True)
+    w = max(2, int(n_valid.max(initial=0)))
+    if np.array_equal(valid, cols < n_valid[:, None]):
+        vg_c, id_c = vg[:, :w].copy(), id_[:, :w].copy()
+    else:
+        # A stable sort of the "invalid" flag moves valid points to the front and keeps their order.
+        order = np.argsort(~valid, axis=1, kind="stable")[:, :w]
+        vg_c = np.take_along_axis(vg, order, axis=1)
+        id_c = np.take_along_axis(id_, order, axis=1)
+    if vg_c.shape[1] < w:
+        extra = np.full((n, w - vg_c.shape[1]), np.nan)
+        vg_c, id_c = np.hstack([vg_c, extra]), np.hstack([id_c, extra])
+    pad = np.arange(w) >= n_valid[:, None]
+    vg_c[pad] = np.nan
+    id_c[pad] = np.nan
+    full = bool((n_valid == w).all())
+    return Sweeps(vg_c, id_c, n_valid, turning_points(vg_c, n_valid, full=full), full=full)
+
+
+def turning_points(vg: np.ndarray, n_valid: np.ndarray, *, full: bool = False) -> np.ndarray:
+    """Column of each sweep's turning point: its Vg extremum farthest from the first point.
+
+    An up-first sweep turns at its first maximum, a down-first sweep at its first minimum; on a
+    symmetric double sweep of ``m`` points this is oect-infra's ``(m - 1) // 2``. A single-direction
+    sweep turns at its last point, so its reverse half is empty. Ties (as far up as down) count as
+    up-first.
+
+    Parameters
+    ----------
+    vg : ndarray of float64, shape (n, w)
+        Compacted gate voltage [V] (valid points first, NaN after).
+    n_valid : ndarray of int64, shape (n,)
+        Valid points per row.
+    full : bool, default False
+        No row has padding (skips masking).
+
+    Returns
+    -------
+    ndarray of int64, shape (n,)
+        0 for rows without points.
+    """
+    if full:
+        hi = lo = vg
+    else:
+        valid = np.arange(vg.shape[1]) < n_valid[:, None]
+        hi = np.where(valid, vg, -np.inf)
+        lo = np.where(valid, vg, np.inf)
+    i_max, i_min = hi.argmax(axis=1), lo.argmin(axis=1)
+    rows = np.arange(vg.shape[0])
+    v0 = vg[:, 0]
+    with np.errstate(invalid="ignore"):
+        up = (hi[rows, i_max] - v0) >= (v0 - lo[rows, i_min])
+    turn = np.where(up, i_max, i_min)
+    return np.where(n_valid > 0, turn, 0).astype(np.int64)
+
+
+def segment(sweeps: Sweeps, direction: Direction) -> tuple[np.ndarray, np.ndarray]:
+    """Column range ``[start, stop)`` of a half or of the whole sweep, per row.
+
+    ``forward`` runs up to and including the turning point, ``reverse`` from the point after it to
+    the end, ``raw`` is the whole sweep (oect-infra's F/R/raw). Rows with fewer than 2 valid points
+    get an empty range: no feature is defined for them.
+    """
+    n_valid, turn = sweeps.n_valid, sweeps.turn
+    start = np.zeros_like(n_valid)
+    if direction == "forward":
+        stop = np.minimum(turn + 1, n_valid)
+    elif direction == "reverse":
+        start, stop = np.minimum(turn + 1, n_valid), n_valid
+    elif direction == "raw":
+        stop = n_valid
+    else:
+        raise ValueError(f"direction must be 'forward', 'reverse' or 'raw', got {direction!r}")
+    stop = np.where(n_valid < 2, start, stop)
+    return start, stop
+
+
+def segment_mask(sweeps: Sweeps, direction: Direction) -> np.ndarray | None:
+    """Boolean ``(n, w)`` mask of the columns in :func:`segment`; None when every column is in it."""
+    cols = np.arange(sweeps.shape[1])
+    if direction == "raw":
+        return None if sweeps.full else cols < sweeps.n_valid[:, None]
+    if direction == "forward":
+        return cols <= sweeps.turn[:, None]
+    if sweeps.full:
+        return cols > sweeps.turn[:, None]
+    return (cols > sweeps.turn[:, None]) & (cols < sweeps.n_valid[:, None])
+
+
+def gate_steps(sweeps: Sweeps, scratch: np.ndarray | None = None) -> np.ndarray:
+    """``ΔVg`` [V] between neighbours, ``|ΔVg| < 1e-12`` replaced by ``+1e-12`` (oect-infra's rule).
+
+    Parameters
+    ----------
+    sweeps : Sweeps
+        The chunk's sweeps.
+    scratch : ndarray of float64, shape (n, w), optional
+        Work buffer (overwritten) to avoid a temporary.
+
+    Returns
+    -------
+    ndarray of float64, shape (n, w - 1)
+        NaN where either neighbour is padding.
+    """
+    dx = np.subtract(sweeps.vg[:, 1:], sweeps.vg[:, :-1])
+    magnitude = np.abs(dx, out=None if scratch is None else scratch[:, :-1])
+    with np.errstate(invalid="ignore"):
+        tiny = magnitude < DX_FLOOR
+    if tiny.any():
+        dx[tiny] = DX_FLOOR
+    return dx
+
+
+def log_abs(id_: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``ln(clip(|Id|, 1e-12 A, inf))``; NaN stays NaN.
+
+    oect-infra uses log10. Only the *position* of the extreme log-slope is ever reported (Von), and
+    ``ln = log10 * ln(10)`` is a positive multiple, so the position is the same; ``ln`` is about twice
+    as fast as ``log10``, and the log is the most expensive operation of the transfer features.
+
+    Parameters
+    ----------
+    id_ : ndarray of float64
+        Drain current [A].
+    out : ndarray of float64, optional
+        Buffer of the same shape for the result.
+    """
+    out = np.abs(id_, out=out)
+    np.maximum(out, LOG_FLOOR, out=out)
+    with np.errstate(invalid="ignore"):
+        return np.log(out, out=out)
+
+
+def derivative(y: np.ndarray, dx: np.ndarray, n_valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """oect-infra's ``safe_diff`` of every whole sweep at once, plus the one-sided slopes.
+
+    At an interior point the derivative is the mean of the two adjacent one-sided slopes
+    ``q_i = (y[i+1] - y[i]) / dx_i``; at the first and last valid point it is the one adjacent slope.
+
+    Parameters
+    ----------
+    y : ndarray of float64, shape (n, w)
+        Ordinate (Id [A] or ln|Id|), NaN past ``n_valid``.
+    dx : ndarray of float64, shape (n, w - 1)
+        From :func:`gate_steps`.
+    n_valid : ndarray of int64, shape (n,)
+        Valid points per row.
+
+    Returns
+    -------
+    d : ndarray of float64, shape (n, w)
+        Derivative [units of y per V]; NaN past ``n_valid`` and for rows with fewer than 2 points.
+    q : ndarray of float64, shape (n, w - 1)
+        One-sided slopes, needed where a half ends inside the sweep (:func:`extreme`).
+    """
+    n, w = y.shape
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        q = np.subtract(y[:, 1:], y[:, :-1])
+        q /= dx
+        d = np.empty((n, w))
+        inner = d[:, 1:-1]
+        np.add(q[:, :-1], q[:, 1:], out=inner)
+        inner /= 2
+    d[:, 0] = q[:, 0]
+    d[:, -1] = q[:, -1]
+    ragged = (n_valid >= 2) & (n_valid < w)
+    if ragged.any():
+        rows = np.flatnonzero(ragged)
+        last = n_valid[rows] - 1
+        d[rows, last] = q[rows, last - 1]
+    return d, q
+
+
+def extreme(
+    values: np.ndarray,
+    sweeps: Sweeps,
+    direction: Direction,
+    *,
+    reduction: Reduction,
+    mask: np.ndarray | None,
+    q: np.ndarray | None = None,
+    scratch: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Extreme of ``values`` over each row's segment, with the **first** column where it occurs.
+
+    Parameters
+    ----------
+    values : ndarray of float64, shape (n, w)
+        Per-point quantity of the whole sweep (Id or a derivative), NaN past each row's points.
+    sweeps : Sweeps
+        The chunk's sweeps.
+    direction : {"forward", "reverse", "raw"}
+        Segment (:func:`segment`).
+    reduction : {"max", "min", "absmax", "absmin"}
+        ``absmax``/``absmin`` compare and return absolute values (oect-infra's ``absgm_max``,
+        ``absI_max``, ``absI_min``).
+    mask : ndarray of bool or None
+        :func:`segment_mask` of the same direction (passed in so callers can share it).
+    q : ndarray of float64, shape (n, w - 1), optional
+        One-sided slopes of ``values``. Marks ``values`` as a derivative of the whole sweep: at a
+        half's end inside the sweep it is replaced by the one-sided slope, as if the half had been
+        differentiated alone, and the segment needs at least 2 points.
+    scratch : ndarray of float64, shape (n, w), optional
+        Work buffer (overwritten) to avoid a temporary; ``values`` is never modified.
+
+    Returns
+    -------
+    value : ndarray of float64, shape (n,)
+        NaN for rows whose segment is too short.
+    index : ndarray of int64, shape (n,)
+        Column of the extremum in the compacted sweeps (0 where ``value`` is NaN).
+    ok : ndarray of bool, shape (n,)
+        Rows that have a value.
+    """
+    start, stop = segment(sweeps, direction)
+    ok = (stop - start) >= (1 if q is None else 2)
+    absolute = reduction in ("absmax", "absmin")
+    largest = reduction in ("max", "absmax")
+    work = np.empty_like(values) if scratch is None else scratch
+    if mask is None and not absolute:
+        work = values  # read only: no patching happens without a mask (raw segment)
+    elif mask is None:
+        np.abs(values, out=work)
+    else:
+        # Outside the segment: -inf/+inf, or 0 for |.|max (|values| >= 0, so a 0 outside can only
+        # win when the whole segment is 0; the index is moved back to the segment below).
+        work.fill(0.0 if reduction == "absmax" else -np.inf if largest else np.inf)
+        np.copyto(work, values, where=mask)
+        if absolute:
+            np.abs(work, out=work)
+    if q is not None and direction != "raw":
+        rows = np.flatnonzero(ok)
+        if direction == "forward":
+            col, slope = stop[rows] - 1, stop[rows] - 2
+        else:
+            col, slope = start[rows], start[rows]
+        patch = q[rows, slope]
+        work[rows, col] = np.abs(patch) if absolute else patch
+    index = work.argmax(axis=1) if largest else work.argmin(axis=1)
+    value = work[np.arange(work.shape[0]), index]
+    if reduction == "absmax" and mask is not None:
+        index = np.where(value == 0, start, index)
+    value[~ok] = np.nan
+    index[~ok] = 0
+    return value, index, ok

@@ -1,0 +1,504 @@
+"""Reader for the raw experiment HDF5 files written by oect-infra (``2.0_*new_storage``).
+
+:func:`open_experiment` checks a file once and returns an :class:`Experiment`: a small, picklable
+handle (path + metadata, never an open ``h5py`` object) that Dask tasks receive and use to read
+exactly the hyperslab of steps they need with :meth:`Experiment.read_transfer` and
+:meth:`Experiment.read_transient`. Files are opened inside those calls and closed at once, so the
+handle can cross process boundaries and no task holds a file open.
+
+Layout (see the project's oect-infra reference, section 1)::
+
+    /                       attrs: format_version, chip_id, device_number, test_id, ...
+    raw/json, raw/workflow  scalar strings (optional)
+    transfer/measurement_data   float64 (n_steps, 2, max_points): [:, 0] Vg, [:, 1] Id, NaN-padded
+    transfer/step_info_table    compound, one row per step
+    transient/measurement_data  float64 (3, total_points): continuous_time, original_time, drain_current
+    transient/step_info_table   compound, one row per step, [start_data_index, end_data_index)
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from dask_features.errors import (
+    ExperimentFormatError,
+    FormatVersionError,
+    IndexTableError,
+    MissingGroupError,
+    NotHDF5Error,
+    TruncatedFileError,
+)
+from dask_features.io.chunks import ChunkMeta, TransferChunk, TransientChunk
+from dask_features.io.workflow import (
+    WorkflowError,
+    WorkflowStep,
+    expand_workflow,
+    parse_workflow,
+    timing_from_ms,
+    transient_timing,
+)
+
+__all__ = ["SUPPORTED_FORMATS", "EqualSplitWarning", "Experiment", "open_experiment"]
+
+logger = logging.getLogger(__name__)
+
+#: ``format_version`` values written by oect-infra's serial and parallel converters.
+SUPPORTED_FORMATS = ("2.0_direct_new_storage", "2.0_new_storage")
+
+_INDEX_COLUMNS = ("start_data_index", "end_data_index")
+_TIMING_COLUMNS = ("param_topTime", "param_bottomTime", "param_timeStep")
+
+
+class EqualSplitWarning(UserWarning):
+    """Transient step boundaries had to be guessed because the index columns are missing."""
+
+
+def _decode(value: Any) -> Any:
+    """Decode h5py attribute values: bytes -> str, numpy scalars -> Python, string arrays -> lists."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "SO":
+            return [_decode(v) for v in value.tolist()]
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _text(attrs: Mapping[str, Any], key: str, default: str = "") -> str:
+    value = attrs.get(key)
+    if value is None:
+        return default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # numeric ids written as floats by some exports
+    return str(value)
+
+
+def _optional_text(attrs: Mapping[str, Any], key: str) -> str | None:
+    return _text(attrs, key) if attrs.get(key) is not None else None
+
+
+def _device_type(value: Any) -> str | None:
+    """Normalise ``N-type``/``n``/``P-type``/... to ``"N"`` or ``"P"``; anything else -> None."""
+    if value is None:
+        return None
+    text = str(value).strip().upper()
+    if text.startswith("N"):
+        return "N"
+    if text.startswith("P"):
+        return "P"
+    return None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Handle on one experiment file: metadata only, safe to pickle into Dask tasks.
+
+    Create it with :func:`open_experiment`. Attribute values are decoded to Python types whatever
+    the writer used (bytes or str attributes, numeric ids).
+
+    Attributes
+    ----------
+    path : str
+        Absolute path of the HDF5 file.
+    format_version : str
+        ``"2.0_direct_new_storage"`` (serial writer) or ``"2.0_new_storage"`` (parallel writer).
+    chip_id, device_id, test_id, description : str
+        Identifiers (``device_id`` is the file's ``device_number``); ``""`` when absent.
+    status, created_at, completed_at : str or None
+        Run status and ISO 8601 timestamps as recorded.
+    device_type : {"N", "P"} or None
+        Device polarity from the ``device_type`` attribute, None when not recorded.
+    n_transfer_steps, n_transient_steps : int
+        Number of steps of each kind.
+    transfer_max_points : int
+        Padded length of a transfer sweep.
+    transient_total_points : int
+        Samples of all transient steps together.
+    has_transient_index : bool
+        Whether the transient step table has ``start_data_index``/``end_data_index``.
+    attrs : dict
+        All root attributes, decoded.
+    workflow_tree : list or None
+        The parsed ``raw/workflow`` JSON (loops not expanded); see :attr:`workflow`.
+    file_size : int
+        File size [bytes] when opened.
+    file_mtime_ns : int
+        Modification time [ns since the epoch] when opened.
+    problems : tuple of str
+        Non-fatal findings (e.g. an invalid workflow); the data stay readable.
+    """
+
+    path: str
+    format_version: str
+    chip_id: str
+    device_id: str
+    test_id: str
+    description: str
+    status: str | None
+    created_at: str | None
+    completed_at: str | None
+    device_type: str | None
+    n_transfer_steps: int
+    n_transient_steps: int
+    transfer_max_points: int
+    transient_total_points: int
+    has_transient_index: bool
+    attrs: dict[str, Any] = field(repr=False)
+    workflow_tree: list[dict[str, Any]] | None = field(default=None, repr=False)
+    file_size: int = 0
+    file_mtime_ns: int = 0
+    problems: tuple[str, ...] = ()
+    # Step boundaries inferred for files without index columns (None when the table has them).
+    _inferred_offsets: tuple[int, ...] | None = field(default=None, repr=False)
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.file_mtime_ns, self.file_size))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Drop cached_property values (e.g. the expanded workflow) so the pickled handle stays small.
+        return {f: self.__dict__[f] for f in self.__dataclass_fields__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    # --- metadata -----------------------------------------------------------------------------
+
+    @functools.cached_property
+    def workflow(self) -> tuple[WorkflowStep, ...] | None:
+        """The executed steps with loops expanded, or None when the file has no usable workflow."""
+        if self.workflow_tree is None:
+            return None
+        return tuple(expand_workflow(self.workflow_tree))
+
+    @property
+    def name(self) -> str:
+        """Short label for messages and progress: the file name."""
+        return os.path.basename(self.path)
+
+    def transfer_table(self, start: int = 0, stop: int | None = None) -> pd.DataFrame:
+        """The transfer ``step_info_table`` rows ``[start, stop)``, strings decoded to ``str``."""
+        return self._table("transfer", start, stop)
+
+    def transient_table(self, start: int = 0, stop: int | None = None) -> pd.DataFrame:
+        """The transient ``step_info_table`` rows ``[start, stop)``, strings decoded to ``str``."""
+        return self._table("transient", start, stop)
+
+    def _table(self, group: str, start: int, stop: int | None) -> pd.DataFrame:
+        with self._open() as f:
+            ds = _dataset(f, self.path, f"{group}/step_info_table")
+            rows = ds[start:stop]
+        return _decode_table(rows)
+
+    # --- chunk reads --------------------------------------------------------------------------
+
+    def _open(self) -> h5py.File:
+        # locking=False: readers never block on (or are blocked by) a writer holding the lock.
+        try:
+            return h5py.File(self.path, "r", locking=False)
+        except OSError as exc:
+            raise _classify_open_error(self.path, exc) from None
+
+    def _check_range(self, kind: str, start: int, stop: int, n: int) -> None:
+        if not 0 <= start <= stop <= n:
+            raise IndexError(f"{self.path}: {kind} steps [{start}, {stop}) outside [0, {n})")
+
+    def _meta(self) -> ChunkMeta:
+        return ChunkMeta(path=self.path, test_id=self.test_id, device_type=self.device_type)
+
+    def read_transfer(self, start: int, stop: int) -> TransferChunk:
+        """Read transfer steps ``[start, stop)``: only that hyperslab is read from disk.
+
+        Returns
+        -------
+        TransferChunk
+            ``vg`` [V] and ``id`` [A] of shape (stop - start, max_points), NaN-padded, with per-step
+            valid ``lengths``.
+        """
+        self._check_range("transfer", start, stop, self.n_transfer_steps)
+        with self._open() as f:
+            data = _dataset(f, self.path, "transfer/measurement_data")[start:stop]
+        vg = np.ascontiguousarray(data[:, 0, :], dtype=np.float64)
+        cur = np.ascontiguousarray(data[:, 1, :], dtype=np.float64)
+        valid = np.isfinite(vg) | np.isfinite(cur)
+        m = vg.shape[1]
+        lengths = np.where(valid.any(axis=1), m - np.argmax(valid[:, ::-1], axis=1), 0).astype(np.int64)
+        return TransferChunk(
+            step_index=np.arange(start, stop, dtype=np.int64),
+            vg=vg,
+            id=cur,
+            lengths=lengths,
+            meta=self._meta(),
+        )
+
+    def transient_bounds(self, start: int, stop: int) -> np.ndarray:
+        """Sample ranges of transient steps ``[start, stop)`` as an (n, 2) array of [begin, end)."""
+        self._check_range("transient", start, stop, self.n_transient_steps)
+        if self._inferred_offsets is not None:
+            off = np.asarray(self._inferred_offsets[start : stop + 1], dtype=np.int64)
+            return np.column_stack([off[:-1], off[1:]])
+        with self._open() as f:
+            rows = _dataset(f, self.path, "transient/step_info_table").fields(list(_INDEX_COLUMNS))[start:stop]
+        return np.column_stack([rows[c].astype(np.int64) for c in _INDEX_COLUMNS]).reshape(-1, 2)
+
+    def read_transient(self, start: int, stop: int) -> TransientChunk:
+        """Read transient steps ``[start, stop)``: only their table rows and sample range are read.
+
+        Returns
+        -------
+        TransientChunk
+            Flat ``time`` [s] (``continuous_time``) and ``current`` [A] with CSR ``offsets``, plus
+            per-step ``period`` [s], ``time_step`` [s] and ``duty`` from the step parameters, or from
+            the workflow when the table has none (NaN when neither says).
+        """
+        bounds = self.transient_bounds(start, stop)
+        n = stop - start
+        with self._open() as f:
+            table = _dataset(f, self.path, "transient/step_info_table")
+            timing_cols = [c for c in _TIMING_COLUMNS if c in (table.dtype.names or ())]
+            timing = table.fields(timing_cols)[start:stop] if timing_cols else None
+            if n and bounds.size:
+                lo, hi = int(bounds[:, 0].min()), int(bounds[:, 1].max())
+                lo = min(lo, hi)
+                ds = _dataset(f, self.path, "transient/measurement_data")
+                block = ds[:, lo:hi] if hi > lo else np.zeros((3, 0))
+            else:
+                lo, block = 0, np.zeros((3, 0))
+        lengths = bounds[:, 1] - bounds[:, 0]
+        contiguous = n == 0 or bool(np.all(bounds[1:, 0] == bounds[:-1, 1]))
+        if contiguous:
+            t, y = block[0], block[2]
+        else:  # steps listed out of file order: gather them in table order
+            idx = np.concatenate([np.arange(a, b) for a, b in bounds - lo]) if n else np.zeros(0, np.int64)
+            t, y = block[0, idx], block[2, idx]
+        period, time_step, duty = self._transient_timing(start, stop, timing)
+        return TransientChunk(
+            step_index=np.arange(start, stop, dtype=np.int64),
+            time=np.ascontiguousarray(t, dtype=np.float64),
+            current=np.ascontiguousarray(y, dtype=np.float64),
+            offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            period=period,
+            time_step=time_step,
+            duty=duty,
+            meta=self._meta(),
+        )
+
+    def _transient_timing(
+        self, start: int, stop: int, timing: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = stop - start
+        out = np.full((3, n), np.nan)
+        if timing is not None and timing.dtype.names:
+            cols = {c: _as_float(timing[c]) for c in timing.dtype.names}
+            nan = np.full(n, np.nan)
+            out[:] = timing_from_ms(*(cols.get(c, nan) for c in _TIMING_COLUMNS))
+        missing = np.isnan(out[0]) | np.isnan(out[1])
+        if missing.any() and self.workflow is not None:
+            transients = [s for s in self.workflow if s.type == "transient"]
+            for i in np.flatnonzero(missing):
+                if start + i < len(transients):
+                    fallback = transient_timing(transients[start + i].params)
+                    out[:, i] = np.where(np.isnan(out[:, i]), fallback, out[:, i])
+        return out[0], out[1], out[2]
+
+
+def _as_float(column: np.ndarray) -> np.ndarray:
+    if column.dtype.kind in "SUO":
+        return pd.to_numeric(pd.Series([_decode(v) for v in column]), errors="coerce").to_numpy(float)
+    return column.astype(np.float64)
+
+
+def _decode_table(rows: np.ndarray) -> pd.DataFrame:
+    frame = pd.DataFrame({name: rows[name] for name in rows.dtype.names or ()})
+    for name in frame.columns:
+        if rows.dtype[name].kind in "SO":
+            frame[name] = [_decode(v) for v in rows[name]]
+    return frame
+
+
+def _dataset(f: h5py.File, path: str, name: str) -> h5py.Dataset:
+    try:
+        obj = f[name]
+    except KeyError:
+        raise MissingGroupError(path, f"missing dataset '{name}'") from None
+    except OSError as exc:  # damaged object headers surface here
+        raise TruncatedFileError(path, f"cannot read '{name}': {exc}") from None
+    if not isinstance(obj, h5py.Dataset):
+        raise ExperimentFormatError(path, f"'{name}' is a group, expected a dataset")
+    return obj
+
+
+def _classify_open_error(path: str, exc: OSError) -> ExperimentFormatError:
+    text = str(exc)
+    if "truncated" in text.lower() or "eof" in text.lower():
+        return TruncatedFileError(path, f"file is truncated ({text})")
+    if "signature" in text.lower():
+        return NotHDF5Error(path, "not an HDF5 file")
+    return ExperimentFormatError(path, f"cannot open as HDF5 ({text})")
+
+
+def open_experiment(path: str | os.PathLike[str]) -> Experiment:
+    """Check an experiment file and return a picklable handle on it.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Raw experiment file in the oect-infra layout.
+
+    Returns
+    -------
+    Experiment
+
+    Raises
+    ------
+    FileNotFoundError
+        The path does not exist.
+    NotHDF5Error
+        The file is not HDF5.
+    TruncatedFileError
+        The file is cut short or damaged.
+    FormatVersionError
+        ``format_version`` is missing or not one of :data:`SUPPORTED_FORMATS`.
+    MissingGroupError
+        Neither ``transfer/`` nor ``transient/`` data, or a group without its datasets.
+    ExperimentFormatError
+        A dataset has the wrong shape or dtype.
+    IndexTableError
+        A step table disagrees with the data it indexes.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such experiment file")
+    stat = os.stat(path)
+    if stat.st_size == 0 or not h5py.is_hdf5(path):
+        raise NotHDF5Error(path, "not an HDF5 file (no HDF5 signature)")
+    try:
+        f = h5py.File(path, "r", locking=False)
+    except OSError as exc:
+        raise _classify_open_error(path, exc) from None
+    with f:
+        try:
+            attrs = {k: _decode(v) for k, v in f.attrs.items()}
+        except OSError as exc:
+            raise TruncatedFileError(path, f"cannot read root attributes ({exc})") from None
+        version = attrs.get("format_version")
+        if version is None:
+            raise FormatVersionError(path, f"no 'format_version' attribute (expected one of {list(SUPPORTED_FORMATS)})")
+        if str(version) not in SUPPORTED_FORMATS:
+            raise FormatVersionError(path, f"unsupported format_version {version!r} (expected one of {list(SUPPORTED_FORMATS)})")
+        problems: list[str] = []
+        if "transfer" not in f and "transient" not in f:
+            raise MissingGroupError(path, "neither a 'transfer' nor a 'transient' group")
+        n_transfer, max_points = _check_transfer(f, path)
+        n_transient, total, has_index, inferred = _check_transient(f, path)
+        workflow_tree = None
+        if "raw/workflow" in f:
+            try:
+                workflow_tree = parse_workflow(_decode(f["raw/workflow"][()]))
+            except WorkflowError as exc:
+                problems.append(str(exc))
+                logger.warning("%s: %s; workflow ignored", path, exc)
+    if n_transient and not has_index:
+        how = "inferred from original_time resets" if inferred is not None and inferred[1] else "split equally"
+        msg = (
+            f"{path}: transient step table has no start_data_index/end_data_index columns "
+            f"(file written before oect-infra 1.0.10); step boundaries {how}"
+            + ("" if how.startswith("inferred") else ", which is wrong if steps differ in length")
+        )
+        problems.append(msg)
+        warnings.warn(msg, EqualSplitWarning, stacklevel=2)
+    return Experiment(
+        path=path,
+        format_version=str(version),
+        chip_id=_text(attrs, "chip_id"),
+        device_id=_text(attrs, "device_number") or _text(attrs, "device_id"),
+        test_id=_text(attrs, "test_id"),
+        description=_text(attrs, "description"),
+        status=_optional_text(attrs, "status"),
+        created_at=_optional_text(attrs, "created_at"),
+        completed_at=_optional_text(attrs, "completed_at"),
+        device_type=_device_type(attrs.get("device_type")),
+        n_transfer_steps=n_transfer,
+        n_transient_steps=n_transient,
+        transfer_max_points=max_points,
+        transient_total_points=total,
+        has_transient_index=has_index,
+        attrs=attrs,
+        workflow_tree=workflow_tree,
+        file_size=int(stat.st_size),
+        file_mtime_ns=int(stat.st_mtime_ns),
+        problems=tuple(problems),
+        _inferred_offsets=None if inferred is None else inferred[0],
+    )
+
+
+def _check_transfer(f: h5py.File, path: str) -> tuple[int, int]:
+    if "transfer" not in f:
+        return 0, 0
+    data = _dataset(f, path, "transfer/measurement_data")
+    if data.ndim != 3 or data.shape[1] != 2:
+        raise ExperimentFormatError(
+            path, f"transfer/measurement_data has shape {data.shape}, expected (n_steps, 2, max_points)"
+        )
+    if data.dtype.kind != "f":
+        raise ExperimentFormatError(path, f"transfer/measurement_data has dtype {data.dtype}, expected float")
+    table = _dataset(f, path, "transfer/step_info_table")
+    if table.shape[0] != data.shape[0]:
+        raise IndexTableError(
+            path, f"transfer/step_info_table has {table.shape[0]} rows but measurement_data has {data.shape[0]} steps"
+        )
+    return int(data.shape[0]), int(data.shape[2])
+
+
+def _check_transient(f: h5py.File, path: str) -> tuple[int, int, bool, tuple[tuple[int, ...], bool] | None]:
+    if "transient" not in f:
+        return 0, 0, False, None
+    data = _dataset(f, path, "transient/measurement_data")
+    if data.ndim != 2 or data.shape[0] != 3:
+        raise ExperimentFormatError(
+            path, f"transient/measurement_data has shape {data.shape}, expected (3, total_points)"
+        )
+    if data.dtype.kind != "f":
+        raise ExperimentFormatError(path, f"transient/measurement_data has dtype {data.dtype}, expected float")
+    table = _dataset(f, path, "transient/step_info_table")
+    n, total = int(table.shape[0]), int(data.shape[1])
+    names = table.dtype.names or ()
+    has_index = all(c in names for c in _INDEX_COLUMNS)
+    if has_index:
+        rows = table.fields(list(_INDEX_COLUMNS))[:]
+        start, end = rows[_INDEX_COLUMNS[0]].astype(np.int64), rows[_INDEX_COLUMNS[1]].astype(np.int64)
+        bad = np.flatnonzero((start < 0) | (end < start) | (end > total))
+        if bad.size:
+            i = int(bad[0])
+            raise IndexTableError(
+                path,
+                f"transient step {i} has sample range [{start[i]}, {end[i]}) outside the data "
+                f"(0..{total}); {bad.size} step(s) affected",
+            )
+        return n, total, True, None
+    if n == 0:
+        return 0, total, False, None
+    return n, total, False, _infer_offsets(data, n, total)
+
+
+def _infer_offsets(data: h5py.Dataset, n: int, total: int) -> tuple[tuple[int, ...], bool]:
+    """Step boundaries for old files: where ``original_time`` restarts, else an equal split."""
+    original = data[1, :]
+    starts = np.flatnonzero(np.diff(original) <= 0) + 1
+    if starts.size == n - 1:
+        return tuple(int(v) for v in np.concatenate([[0], starts, [total]])), True
+    # oect-infra's rule: equal parts, the remainder goes to the last step.
+    size = total // n
+    offsets = [i * size for i in range(n)] + [total]
+    return tuple(offsets), False

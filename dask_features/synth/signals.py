@@ -1,0 +1,73 @@
+"""Noise-free signal models used by the demo-data generator, tests and benchmarks.
+
+Kept free of I/O so the tau fitter's tests and benchmarks can build traces with a known answer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = ["square_wave_response"]
+
+
+def square_wave_response(
+    t: ArrayLike,
+    *,
+    period: ArrayLike,
+    tau_on: ArrayLike,
+    tau_off: ArrayLike,
+    i_low: ArrayLike,
+    i_high: ArrayLike,
+    duty: ArrayLike = 0.5,
+    phase: ArrayLike = 0.0,
+) -> np.ndarray:
+    """First-order response of the channel current magnitude to a square gate wave.
+
+    The current relaxes exponentially towards ``i_high`` during the "on" part of each period
+    (time constant ``tau_on``) and towards ``i_low`` during the "off" part (``tau_off``). The trace
+    is in its periodic steady state, so a record may start anywhere in a cycle, including inside
+    a transition (a partial first cycle, as in real recordings).
+
+    Definition used throughout the package: **tau_on is the time constant of the transitions in
+    which |I| rises, tau_off of those in which |I| falls**, whatever the device polarity.
+
+    All parameters broadcast against each other, so a (n_steps, 1) column of parameters and a
+    (n_steps, n_samples) time matrix give one trace per step in one call.
+
+    Parameters
+    ----------
+    t : array_like
+        Time [s].
+    period : array_like
+        Gate period [s].
+    tau_on, tau_off : array_like
+        Rise and fall time constants of |I| [s].
+    i_low, i_high : array_like
+        Settled |I| in the off and on states [A].
+    duty : array_like, default 0.5
+        Fraction of the period in the on state.
+    phase : array_like, default 0.0
+        Time of the first rising edge [s]; edges repeat every ``period``.
+
+    Returns
+    -------
+    ndarray
+        |I| [A], broadcast shape of the inputs.
+    """
+    t = np.asarray(t, dtype=np.float64)
+    period, duty, phase = (np.asarray(v, dtype=np.float64) for v in (period, duty, phase))
+    tau_on, tau_off = np.asarray(tau_on, np.float64), np.asarray(tau_off, np.float64)
+    i_low, i_high = np.asarray(i_low, np.float64), np.asarray(i_high, np.float64)
+    t_on = duty * period
+    t_off = period - t_on
+    a = np.exp(-t_on / tau_on)
+    b = np.exp(-t_off / tau_off)
+    # Steady state: level at the rising edge (y0) and at the falling edge (y1).
+    y0 = (i_low * (1 - b) + b * i_high * (1 - a)) / (1 - a * b)
+    y1 = i_high * (1 - a) + a * y0
+    u = np.mod(t - phase, period)
+    on = u < t_on
+    rise = i_high + (y0 - i_high) * np.exp(-u / tau_on)
+    fall = i_low + (y1 - i_low) * np.exp(-(u - t_on) / tau_off)
+    return np.where(on, rise, fall)

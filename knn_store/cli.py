@@ -1,0 +1,219 @@
+"""Command line interface: ``knn-store grid-search | info | prune | clear``.
+
+The store root is ``--store``, else ``$KNN_STORE_DIR``, else ``~/.cache/knn_store``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from knn_store._io import read_features, read_labels
+from knn_store._names import check_name
+from knn_store.errors import InvalidFeaturesError, InvalidParameterError, KnnStoreError
+from knn_store.store import KNNStore
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+
+def _default_root() -> str:
+    return os.environ.get("KNN_STORE_DIR") or str(Path("~/.cache/knn_store").expanduser())
+
+
+def _density_range(text: str) -> list[float]:
+    """``START:STOP:STEP`` with STOP included (``40:90:5`` -> 40, 45, ..., 90) or a comma list."""
+    try:
+        if ":" in text:
+            start, stop, step = (float(v) for v in text.split(":"))
+            if step <= 0:
+                raise ValueError("STEP must be > 0")
+            return [float(v) for v in np.round(np.arange(start, stop + step / 2, step), 6)]
+        return [float(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"bad --density-range {text!r}: {exc}; use e.g. 40:90:5 or 50,70"
+        ) from exc
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--store", default=None, help="store root (default: $KNN_STORE_DIR or ~/.cache/knn_store)"
+    )
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    p = argparse.ArgumentParser(prog="knn-store", description="Cached exact kNN and SS-DDBC grid searches.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("grid-search", parents=[common], help="run an SS-DDBC grid search")
+    g.add_argument(
+        "--features",
+        action="append",
+        required=True,
+        metavar="[NAME=]FILE",
+        help="features (.npy, .npz, .zarr, .parquet); repeat for several feature sets; NAME defaults to the file stem",
+    )
+    g.add_argument(
+        "--labels", help="labels file (.npy vector, or .npz/.parquet/.zarr with labels and labeled_mask)"
+    )
+    g.add_argument("--labeled-mask", help=".npy boolean vector of points whose label is known")
+    g.add_argument("--k-min", type=int, default=3)
+    g.add_argument("--k-max", type=int, default=21, help="largest k, included (default 21)")
+    g.add_argument("--density-range", type=_density_range, default=_density_range("40:90:5"))
+    g.add_argument("--metric", default="euclidean", choices=["euclidean", "cosine"])
+    g.add_argument("--backend", default=None, choices=["auto", "numpy", "sklearn", "faiss"])
+    where = g.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers", type=int, default=None, help="start a LocalCluster with N worker processes"
+    )
+    where.add_argument("--address", default=None, help="connect to an existing scheduler")
+    g.add_argument(
+        "--clear-knn-cache",
+        action="store_true",
+        help="recompute the kNN of these features (not needed after retraining: keys follow content)",
+    )
+    g.add_argument("--select-by", default="acc_all", help="column maximised for the best configuration")
+    g.add_argument("--out", required=True, help="output directory (results.parquet, best.parquet)")
+
+    i = sub.add_parser("info", parents=[common], help="list entries")
+    i.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    pr = sub.add_parser("prune", parents=[common], help="evict least recently used entries")
+    pr.add_argument("--max-bytes", default=None, help="e.g. 20GB")
+    pr.add_argument("--max-age", default=None, help="e.g. 30d")
+    pr.add_argument("--grace", default=None, help="never evict entries used within this time (default 1h)")
+
+    sub.add_parser("clear", parents=[common], help="remove every entry")
+    return p
+
+
+@contextlib.contextmanager
+def _client(workers: int | None, address: str | None) -> Iterator[Any]:
+    if workers is None and address is None:
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    if address is not None:
+        with Client(address) as client:
+            yield client
+        return
+    with (
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def _load_inputs(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    sets: dict[str, np.ndarray] = {}
+    labels = mask = None
+    for spec in args.features:
+        name, sep, file = spec.partition("=")
+        if not sep:
+            name, file = Path(spec).stem, spec
+        if check_name(name) in sets:
+            raise InvalidParameterError(
+                f"feature-set name {name!r} given twice; use NAME=FILE to disambiguate"
+            )
+        x, lab, m = read_features(file)
+        sets[name] = x
+        labels = lab if labels is None else labels
+        mask = m if mask is None else mask
+    if args.labels:
+        labels, m = read_labels(args.labels)
+        mask = m if m is not None else mask
+    if args.labeled_mask:
+        mask = np.load(args.labeled_mask, allow_pickle=False)
+    if labels is None or mask is None:
+        raise InvalidFeaturesError(
+            "grid-search needs labels and a labeled mask: pass --labels (and --labeled-mask), or put "
+            "'labels'/'labeled_mask' arrays (or 'label'/'labeled' columns) in the features file"
+        )
+    return sets, np.asarray(labels), np.asarray(mask, dtype=bool)
+
+
+def _grid_search(args: argparse.Namespace, store: KNNStore) -> int:
+    from knn_store.search import grid_search
+
+    if args.k_min < 1 or args.k_max < args.k_min:
+        raise InvalidParameterError(f"need 1 <= --k-min <= --k-max, got {args.k_min} and {args.k_max}")
+    sets, labels, mask = _load_inputs(args)
+    t0 = time.perf_counter()
+    with _client(args.workers, args.address) as client:
+        df = grid_search(
+            sets,
+            labels,
+            mask,
+            range(args.k_min, args.k_max + 1),
+            args.density_range,
+            client=client,
+            store=store,
+            metric=args.metric,
+            backend=args.backend,
+            refresh=args.clear_knn_cache,
+            out=args.out,
+            select_by=args.select_by,
+        )
+    print(
+        f"{len(df)} jobs in {time.perf_counter() - t0:.1f} s; results in {Path(args.out) / 'results.parquet'}"
+    )
+    print(df.attrs["best"].to_string(index=False))
+    return 0
+
+
+def _info(args: argparse.Namespace, store: KNNStore) -> int:
+    rows = store.info()
+    if args.json:
+        for r in rows:
+            print(json.dumps(asdict(r)))
+        return 0
+    print(f"store {store.root}: {len(rows)} entries, {sum(r.bytes for r in rows) / 1e6:.1f} MB")
+    for r in rows:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.last_access))
+        print(
+            f"{r.key}  k_max={','.join(map(str, r.k_max))}  n={r.n}  d={r.d}  {r.metric}  {r.backend}  "
+            f"{r.bytes / 1e6:.2f} MB  used {used}"
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``knn-store`` console script; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        store = KNNStore(args.store or _default_root())
+        if args.command == "grid-search":
+            return _grid_search(args, store)
+        if args.command == "info":
+            return _info(args, store)
+        if args.command == "prune":
+            evicted = store.prune(max_bytes=args.max_bytes, max_age=args.max_age, grace=args.grace)
+            print(f"pruned {len(evicted)} entries from {store.root}")
+            return 0
+        n = store.clear()
+        print(f"removed {n} entries from {store.root}")
+        return 0
+    except KnnStoreError as exc:
+        print(f"knn-store: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

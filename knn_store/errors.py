@@ -1,0 +1,45 @@
+"""Exception hierarchy of :mod:`knn_store`.
+
+Every exception derives from :class:`KnnStoreError` and also from the built-in it specialises, so callers
+can catch either (``except KnnStoreError`` or ``except ValueError``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendUnavailableError",
+    "CorruptEntryError",
+    "EntryNotFoundError",
+    "InvalidFeaturesError",
+    "InvalidNameError",
+    "InvalidParameterError",
+    "KnnStoreError",
+]
+
+
+class KnnStoreError(Exception):
+    """Root of all errors raised by :mod:`knn_store`."""
+
+
+class InvalidFeaturesError(KnnStoreError, ValueError):
+    """The feature matrix cannot be used (wrong rank, too few rows, non-finite values...)."""
+
+
+class InvalidParameterError(KnnStoreError, ValueError):
+    """A parameter (k, metric, backend, percentile, size) is out of range or unknown."""
+
+
+class InvalidNameError(KnnStoreError, ValueError):
+    """A name that would become part of a path is unsafe (``..``, separators, absolute, NUL)."""
+
+
+class EntryNotFoundError(KnnStoreError, FileNotFoundError):
+    """No published entry can serve the request (missing, evicted, or k larger than any k_max)."""
+
+
+class CorruptEntryError(KnnStoreError, OSError):
+    """A published entry is unreadable or inconsistent with its recorded metadata."""
+
+
+class BackendUnavailableError(KnnStoreError, ImportError):
+    """The requested kNN backend needs a package that is not installed."""

@@ -1,0 +1,429 @@
+"""The persistent, content-addressed kNN store.
+
+Layout under ``root``::
+
+    v1/<key>/k0021.zarr/      published Zarr 3 group (immutable), neighbors + distances at k_max=21
+    v1/<key>/.tmp-<uuid>.zarr  a write in progress (never read)
+    v1/<key>/last_access       mtime = last use, for LRU pruning
+    v1/.trash-<uuid>           an eviction in progress
+
+Publishing is ``write to .tmp-* -> mark complete -> os.rename``. Renaming a directory onto an existing
+non-empty one fails, so of several racing writers exactly one wins and the others adopt its group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from knn_store._entry import (
+    CONVENTIONS,
+    EntryRef,
+    group_name,
+    list_groups,
+    read_group,
+    smallest_group,
+    write_group,
+)
+from knn_store._hashing import LAYOUT_VERSION, entry_key, feature_digest
+from knn_store._knn import backend_id, exact_knn, prepare_features, resolve_backend
+from knn_store._units import parse_bytes, parse_seconds
+from knn_store.errors import CorruptEntryError, InvalidParameterError
+from knn_store.loading import LAST_ACCESS, load, touch
+
+__all__ = ["EntryInfo", "KNNStore"]
+
+logger = logging.getLogger(__name__)
+
+_NAMESPACE = f"v{LAYOUT_VERSION}"
+_STALE_TMP_SECONDS = 86400.0  # a .tmp-* this old belongs to a crashed writer
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    """One row of :meth:`KNNStore.info`.
+
+    Attributes
+    ----------
+    key : str
+        Content key (directory name).
+    path : str
+        Entry directory.
+    k_max : tuple of int
+        ``k_max`` of every published group (normally one).
+    n, d : int
+        Points and feature dimensions.
+    metric, backend : str
+        As recorded in the group attributes.
+    bytes : int
+        Disk usage of the entry directory (bytes).
+    created : str
+        ISO 8601 UTC time the newest group was published.
+    last_access : float
+        POSIX time of the last recorded use (seconds).
+    """
+
+    key: str
+    path: str
+    k_max: tuple[int, ...]
+    n: int
+    d: int
+    metric: str
+    backend: str
+    bytes: int
+    created: str
+    last_access: float
+
+
+def _dir_bytes(path: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(os.path.join(dirpath, f)).st_size
+    return total
+
+
+def _local_root(root: str | os.PathLike[str]) -> Path:
+    text = os.fspath(root)
+    if "\x00" in text:
+        raise InvalidParameterError(f"store root {text!r} contains a NUL byte")
+    if "://" in text:
+        protocol, _, rest = text.partition("://")
+        if protocol not in ("file", "local"):
+            # Object stores have no atomic rename: publishing there needs a commit-object protocol that
+            # is not implemented yet, and silently racing would break the one-valid-entry guarantee.
+            raise InvalidParameterError(
+                f"store root {text!r}: only local paths and file:// URLs are supported so far"
+            )
+        text = rest
+    return Path(text).expanduser().absolute()
+
+
+class KNNStore:
+    """Content-addressed cache of exact kNN results, shared by processes on one filesystem.
+
+    Parameters
+    ----------
+    root : str or path-like
+        Directory (created if missing) or a ``file://`` URL.
+    backend : {"auto", "numpy", "sklearn", "faiss"}, default "auto"
+        Default kNN backend for :meth:`ensure`; ``"auto"`` picks faiss when installed, else NumPy GEMM.
+    n_threads : int, optional
+        BLAS thread limit while computing a kNN; ``None`` keeps the process default.
+    grace : float or str, default 3600
+        Seconds (or e.g. ``"1h"``) during which a used entry is never pruned.
+
+    Examples
+    --------
+    >>> store = KNNStore("/data/knn_cache")  # doctest: +SKIP
+    >>> ref = store.ensure(features, k_max=21)  # doctest: +SKIP
+    >>> nb, ds = knn_store.load(ref, 10)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        backend: str = "auto",
+        n_threads: int | None = None,
+        grace: float | str = 3600.0,
+    ) -> None:
+        self.root = _local_root(root)
+        self.backend = backend
+        self.n_threads = n_threads
+        self.grace = parse_seconds(grace)
+
+    def __repr__(self) -> str:
+        return f"KNNStore({str(self.root)!r}, backend={self.backend!r})"
+
+    @classmethod
+    @contextlib.contextmanager
+    def temporary(cls, *, dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> Iterator[KNNStore]:
+        """A store in a fresh temporary directory that is removed on exit, also after an exception.
+
+        Parameters
+        ----------
+        dir : path-like, optional
+            Parent directory (e.g. ``/dev/shm`` for speed); default is the system temporary directory.
+        **kwargs
+            Passed to :class:`KNNStore`.
+        """
+        path = tempfile.mkdtemp(prefix="knn_store_", dir=dir)
+        try:
+            yield cls(path, **kwargs)
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    # -- paths -------------------------------------------------------------------------------------------
+    @property
+    def _base(self) -> Path:
+        return self.root / _NAMESPACE
+
+    def _entry_dir(self, key: str) -> Path:
+        return self._base / key
+
+    def _discard(self, path: Path) -> None:
+        """Remove a directory so that no reader can open it by name any more (rename first, then delete)."""
+        self._base.mkdir(parents=True, exist_ok=True)
+        trash = self._base / f".trash-{uuid.uuid4().hex}"
+        try:
+            os.rename(path, trash)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+
+    # -- keys --------------------------------------------------------------------------------------------
+    def key(self, features: object, metric: str = "euclidean", *, backend: str | None = None) -> str:
+        """Content key of ``features`` under ``metric`` and ``backend`` (hashes the matrix once)."""
+        return self._prepare(features, metric, backend)[1]
+
+    def _prepare(self, features: object, metric: str, backend: str | None) -> tuple[np.ndarray, str, str]:
+        x = prepare_features(features, metric)
+        concrete = resolve_backend(backend or self.backend)
+        key = entry_key(
+            feature_digest(x), metric=metric, backend=backend_id(concrete), conventions=CONVENTIONS
+        )
+        return x, key, concrete
+
+    # -- public API --------------------------------------------------------------------------------------
+    def lookup(
+        self, features: object, k: int, metric: str = "euclidean", *, backend: str | None = None
+    ) -> EntryRef | None:
+        """Reference to a published group that can serve ``k``, or ``None``; never computes."""
+        _, key, _ = self._prepare(features, metric, backend)
+        return self._lookup_key(key, k, metric)
+
+    def _lookup_key(self, key: str, k: int, metric: str) -> EntryRef | None:
+        entry = self._entry_dir(key)
+        while (found := smallest_group(entry, k)) is not None:
+            k_max, path = found
+            try:
+                _, _, attrs = read_group(path)
+            except FileNotFoundError:
+                continue  # superseded between listing and reading: list again
+            except CorruptEntryError as exc:
+                logger.warning("discarding corrupt kNN group %s: %s", path, exc)
+                self._discard(path)
+                continue
+            touch(entry)
+            return EntryRef(str(entry), str(path), key, k_max, int(attrs["n"]), metric)
+        return None
+
+    def ensure(
+        self,
+        features: object,
+        k_max: int,
+        metric: str = "euclidean",
+        *,
+        backend: str | None = None,
+        refresh: bool = False,
+        source: Mapping[str, Any] | None = None,
+    ) -> EntryRef:
+        """Make sure an entry for ``features`` serving ``k_max`` exists; compute it only if missing.
+
+        Parameters
+        ----------
+        features : array_like, shape (n, d)
+            The exact matrix to index; hashed once here (about 2 ms per MB).
+        k_max : int
+            Largest k that will be requested (``1 <= k_max <= n - 1``).
+        metric : {"euclidean", "cosine"}, default "euclidean"
+        backend : str, optional
+            Overrides the store default.
+        refresh : bool, default False
+            Recompute even if a valid group exists (replaces it).
+        source : mapping, optional
+            JSON-serialisable provenance (model id, epoch...) recorded in the group attributes.
+
+        Returns
+        -------
+        EntryRef
+            Picklable reference; pass it to :func:`knn_store.load` in any process.
+        """
+        x, key, concrete = self._prepare(features, metric, backend)
+        n = x.shape[0]
+        if not isinstance(k_max, (int, np.integer)) or isinstance(k_max, bool) or not 1 <= k_max <= n - 1:
+            raise InvalidParameterError(
+                f"k_max must be an integer in [1, n - 1] = [1, {n - 1}], got {k_max!r}"
+            )
+        k_max = int(k_max)
+        entry = self._entry_dir(key)
+        if refresh:
+            for path in list_groups(entry).values():
+                self._discard(path)
+        else:
+            ref = self._lookup_key(key, k_max, metric)
+            if ref is not None:
+                logger.debug("kNN cache hit %s (k_max=%d >= %d)", ref.group, ref.k_max, k_max)
+                return ref
+        t0 = time.perf_counter()
+        nb, ds = exact_knn(x, k_max, metric=metric, backend=concrete, n_threads=self.n_threads)
+        attrs = {
+            "key": key,
+            "d": int(x.shape[1]),
+            "metric": metric,
+            "backend": backend_id(concrete),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "compute_seconds": round(time.perf_counter() - t0, 3),
+            "source": dict(source or {}),
+        }
+        ref = self._publish(entry, key, metric, nb, ds, attrs)
+        logger.info(
+            "computed kNN n=%d k_max=%d in %.2f s -> %s", n, k_max, attrs["compute_seconds"], ref.group
+        )
+        return ref
+
+    def _publish(
+        self, entry: Path, key: str, metric: str, nb: np.ndarray, ds: np.ndarray, attrs: dict[str, Any]
+    ) -> EntryRef:
+        k_max = nb.shape[1]
+        entry.mkdir(parents=True, exist_ok=True)
+        tmp = entry / f".tmp-{uuid.uuid4().hex}.zarr"
+        final = entry / group_name(k_max)
+        try:
+            write_group(tmp, nb, ds, attrs)
+            os.rename(tmp, final)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            logger.debug("lost the publish race for %s; using the winner's group", final)
+        touch(entry)
+        # Groups with a smaller k_max are now redundant (prefix property); readers re-resolve on miss.
+        for km, path in list_groups(entry).items():
+            if km < k_max:
+                self._discard(path)
+        ref = self._lookup_key(key, k_max, metric)
+        if ref is None:  # the winner's group was evicted or corrupt in between: publish our own
+            return self._publish(entry, key, metric, nb, ds, attrs)
+        return ref
+
+    def knn(
+        self, features: object, k: int, metric: str = "euclidean", *, k_max: int | None = None, **kwargs: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`ensure` at ``max(k, k_max)`` then :func:`knn_store.load` at ``k``.
+
+        Returns
+        -------
+        neighbors : numpy.ndarray, int32, shape (n, k)
+        distances : numpy.ndarray, float32, shape (n, k)
+        """
+        ref = self.ensure(features, max(k, k_max or k), metric, **kwargs)
+        return load(ref, k)
+
+    def info(self) -> list[EntryInfo]:
+        """List published entries with sizes and metadata, most recently used first."""
+        rows = []
+        for entry in self._entries():
+            groups = list_groups(entry)
+            if not groups:
+                continue
+            newest = groups[max(groups)]
+            try:
+                _, _, attrs = read_group(newest, verify=False)
+            except (FileNotFoundError, CorruptEntryError):
+                continue
+            rows.append(
+                EntryInfo(
+                    key=entry.name,
+                    path=str(entry),
+                    k_max=tuple(sorted(groups)),
+                    n=int(attrs.get("n", -1)),
+                    d=int(attrs.get("d", -1)),
+                    metric=str(attrs.get("metric", "")),
+                    backend=str(attrs.get("backend", "")),
+                    bytes=_dir_bytes(entry),
+                    created=str(attrs.get("created", "")),
+                    last_access=self._last_access(entry),
+                )
+            )
+        return sorted(rows, key=lambda r: -r.last_access)
+
+    def _entries(self) -> list[Path]:
+        try:
+            return [p for p in self._base.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        except FileNotFoundError:
+            return []
+
+    @staticmethod
+    def _last_access(entry: Path) -> float:
+        for p in (entry / LAST_ACCESS, entry):
+            with contextlib.suppress(FileNotFoundError):
+                return p.stat().st_mtime
+        return 0.0
+
+    def prune(
+        self,
+        max_bytes: int | str | None = None,
+        max_age: float | str | None = None,
+        *,
+        grace: float | str | None = None,
+    ) -> list[str]:
+        """Evict least recently used entries.
+
+        Parameters
+        ----------
+        max_bytes : int or str, optional
+            Keep the store at or below this size (bytes, or e.g. ``"20GB"``), evicting oldest use first.
+        max_age : float or str, optional
+            Evict entries unused for longer than this (seconds, or e.g. ``"30d"``).
+        grace : float or str, optional
+            Never evict an entry used within this many seconds; default is the store's ``grace``.
+
+        Returns
+        -------
+        list of str
+            Keys of evicted entries. Crashed writers' temporary directories older than a day are removed
+            as well.
+        """
+        limit = None if max_bytes is None else parse_bytes(max_bytes)
+        age = None if max_age is None else parse_seconds(max_age)
+        keep_for = self.grace if grace is None else parse_seconds(grace)
+        now = time.time()
+        self._sweep_stale(now)
+        entries = sorted(((self._last_access(e), e) for e in self._entries()), key=lambda t: t[0])
+        sizes = {e: _dir_bytes(e) for _, e in entries}
+        total = sum(sizes.values())
+        evicted = []
+        for used, entry in entries:
+            if now - used < keep_for:
+                continue
+            too_old = age is not None and now - used > age
+            too_big = limit is not None and total > limit
+            if too_old or too_big:
+                self._discard(entry)
+                total -= sizes[entry]
+                evicted.append(entry.name)
+                logger.info("pruned kNN entry %s (%d bytes)", entry, sizes[entry])
+        return evicted
+
+    def _sweep_stale(self, now: float) -> None:
+        for entry in [*self._entries(), self._base]:
+            with contextlib.suppress(FileNotFoundError):
+                for p in entry.iterdir():
+                    stale = p.name.startswith(".trash-") or (
+                        p.name.startswith(".tmp-") and now - p.stat().st_mtime > _STALE_TMP_SECONDS
+                    )
+                    if stale:
+                        shutil.rmtree(p, ignore_errors=True)
+
+    def clear(self) -> int:
+        """Remove every entry; returns how many were removed. Do not call while jobs use the store."""
+        entries = self._entries()
+        for entry in entries:
+            self._discard(entry)
+        return len(entries)

@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import knn_store
+from knn_store import (
+    CorruptEntryError,
+    EntryNotFoundError,
+    InvalidParameterError,
+    KNNStore,
+    KnnStoreError,
+    load,
+)
+from knn_store._knn import exact_knn, prepare_features
+from knn_store.loading import clear_memo
+
+
+def _groups(ref: knn_store.EntryRef) -> list[str]:
+    return sorted(p for p in os.listdir(ref.entry_dir) if p.endswith(".zarr"))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "sklearn"])
+@pytest.mark.parametrize("fixture", ["features", "tied_features"])
+def test_slicing_equals_direct_knn_at_every_k(tmp_path: Path, backend: str, fixture: str, request) -> None:
+    x = request.getfixturevalue(fixture)
+    store = KNNStore(tmp_path, backend=backend)
+    ref = store.ensure(x, 21)
+    prepared = prepare_features(x, "euclidean")
+    for k in range(1, 22):
+        nb, ds = load(ref, k)
+        direct_nb, direct_ds = exact_knn(prepared, k, backend=backend)
+        np.testing.assert_array_equal(nb, direct_nb)
+        np.testing.assert_array_equal(ds, direct_ds)
+    assert _groups(ref) == ["k0021.zarr"]
+
+
+def test_entry_layout_and_attributes(tmp_path: Path, features: np.ndarray) -> None:
+    import zarr
+
+    ref = KNNStore(tmp_path, backend="numpy").ensure(features, 8, source={"epoch": 3})
+    g = zarr.open_group(ref.group, mode="r")
+    assert g["neighbors"].dtype == np.int32 and g["neighbors"].shape == (300, 8)
+    assert g["distances"].dtype == np.float32
+    attrs = dict(g.attrs)
+    assert attrs["complete"] is True and attrs["k_max"] == 8 and attrs["n"] == 300 and attrs["d"] == 16
+    assert attrs["conventions"]["self"] == "excluded-by-index"
+    assert attrs["conventions"]["order"] == "distance,index"
+    assert attrs["source"] == {"epoch": 3} and attrs["key"] == ref.key
+
+
+def test_smaller_k_is_a_hit_and_larger_k_supersedes(tmp_path: Path, features: np.ndarray, caplog) -> None:
+    store = KNNStore(tmp_path)
+    with caplog.at_level(logging.INFO, logger="knn_store.store"):
+        ref10 = store.ensure(features, 10)
+        assert store.ensure(features, 4) == ref10
+        computed = [r for r in caplog.records if r.getMessage().startswith("computed kNN")]
+        assert len(computed) == 1
+        ref15 = store.ensure(features, 15)
+    assert ref15.entry_dir == ref10.entry_dir and _groups(ref15) == ["k0015.zarr"]
+    # The old reference still works: it re-resolves to the superseding group.
+    nb, _ = load(ref10, 10)
+    np.testing.assert_array_equal(nb, load(ref15, 10)[0])
+
+
+def test_changed_features_give_a_new_entry(tmp_path: Path, features: np.ndarray) -> None:
+    store = KNNStore(tmp_path)
+    ref = store.ensure(features, 5)
+    retrained = features.copy()
+    retrained[0, 0] += 1e-3
+    ref2 = store.ensure(retrained, 5)
+    assert ref2.key != ref.key and ref2.entry_dir != ref.entry_dir
+    assert store.ensure(features, 5, metric="cosine").key not in (ref.key, ref2.key)
+    assert len(store.info()) == 3
+
+
+def test_ref_is_small_and_loads_in_another_process(tmp_path: Path, features: np.ndarray) -> None:
+    ref = KNNStore(tmp_path).ensure(features, 6)
+    assert len(pickle.dumps(ref)) < 1000
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        nb, ds = pool.apply(load, (ref, 4))
+    np.testing.assert_array_equal(nb, load(ref, 4)[0])
+    np.testing.assert_array_equal(ds, load(ref, 4)[1])
+
+
+def test_loaded_arrays_are_read_only(tmp_path: Path, features: np.ndarray) -> None:
+    nb, ds = KNNStore(tmp_path).knn(features, 3)
+    with pytest.raises(ValueError, match="read-only"):
+        nb[0, 0] = 1
+    assert nb.shape == ds.shape == (300, 3)
+
+
+def _corrupt(group: Path, how: str) -> None:
+    chunk = group / "neighbors" / "c" / "0" / "0"
+    if how == "truncated-chunk":
+        chunk.write_bytes(chunk.read_bytes()[:100])
+    elif how == "deleted-chunk":
+        (group / "distances" / "c" / "0" / "0").unlink()
+    elif how == "flipped-byte":
+        data = bytearray(chunk.read_bytes())
+        data[10] ^= 0xFF
+        chunk.write_bytes(bytes(data))
+    elif how == "truncated-metadata":
+        meta = group / "zarr.json"
+        meta.write_bytes(meta.read_bytes()[:40])
+    elif how == "incomplete":
+        import zarr
+
+        zarr.open_group(group, mode="r+").attrs["complete"] = False
+
+
+CORRUPTIONS = ["truncated-chunk", "deleted-chunk", "flipped-byte", "truncated-metadata", "incomplete"]
+
+
+@pytest.mark.parametrize("how", CORRUPTIONS)
+def test_corrupt_entry_is_detected_and_recomputed(tmp_path: Path, features: np.ndarray, how: str) -> None:
+    store = KNNStore(tmp_path)
+    ref = store.ensure(features, 7)
+    good = [a.copy() for a in load(ref, 7)]
+    clear_memo()
+    _corrupt(Path(ref.group), how)
+    with pytest.raises(CorruptEntryError, match=Path(ref.group).name):
+        load(ref, 7)
+    ref2 = store.ensure(features, 7)
+    assert ref2.group == ref.group
+    clear_memo()
+    for a, b in zip(load(ref2, 7), good, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_temporary_store_is_removed_after_an_exception(features: np.ndarray) -> None:
+    with pytest.raises(RuntimeError, match="boom"), KNNStore.temporary() as store:
+        root = store.root
+        store.ensure(features, 3)
+        assert root.is_dir()
+        raise RuntimeError("boom")
+    assert not root.exists()
+
+
+def test_prune_is_lru_and_respects_grace(tmp_path: Path, features: np.ndarray) -> None:
+    store = KNNStore(tmp_path)
+    refs = [store.ensure(features + i, 5) for i in range(3)]
+    now = os.path.getmtime(Path(refs[0].entry_dir) / "last_access")
+    for age, ref in zip((300, 200, 100), refs, strict=True):  # refs[0] is the least recently used
+        os.utime(Path(ref.entry_dir) / "last_access", (now - age, now - age))
+    one_entry = max(e.bytes for e in store.info())
+    assert store.prune(max_bytes=one_entry * 2, grace=1000) == []  # everything is within the grace period
+    assert store.prune(max_bytes=one_entry * 2, grace=0) == [refs[0].key]
+    assert store.prune(max_age=150, grace=0) == [refs[1].key]
+    assert [e.key for e in store.info()] == [refs[2].key]
+    with pytest.raises(EntryNotFoundError, match="evicted"):
+        load(refs[0], 5)
+
+
+def test_clear_and_info(tmp_path: Path, features: np.ndarray) -> None:
+    store = KNNStore(f"file://{tmp_path}")
+    store.ensure(features, 4)
+    [info] = store.info()
+    assert info.k_max == (4,) and info.n == 300 and info.d == 16 and info.bytes > 300 * 4 * 8
+    assert store.clear() == 1 and store.info() == []
+    assert store.lookup(features, 4) is None
+
+
+@pytest.mark.parametrize(
+    ("root", "match"), [("s3://bucket/knn", "local paths"), ("bad\x00root", "NUL")], ids=["s3", "nul"]
+)
+def test_unsupported_roots(root: str, match: str) -> None:
+    with pytest.raises(InvalidParameterError, match=match):
+        KNNStore(root)
+
+
+def test_errors_are_both_package_and_builtin_types(tmp_path: Path, features: np.ndarray) -> None:
+    store = KNNStore(tmp_path)
+    with pytest.raises(KnnStoreError):
+        store.ensure(features, 0)
+    with pytest.raises(ValueError, match="k_max"):
+        store.ensure(features, 300)
+    ref = store.ensure(features, 3)
+    with pytest.raises(ValueError, match=r"\[1, 3\]"):
+        load(ref, 4)
+    store.clear()
+    with pytest.raises(FileNotFoundError):
+        load(ref, 2)
