@@ -29,7 +29,7 @@ DaskFeaturesError and subclasses
 
 from dask_features import synth
 from dask_features._version import __version__
-# TEMP from dask_features.catalog import Catalog
+from dask_features.catalog import Catalog
 from dask_features.config import FeatureConfig, list_presets, load_config
 from dask_features.engine import ExtractionResult, extract, read_features
 from dask_features.errors import (

@@ -25,3 +25,6 @@ __all__ = [
     "list_extractors",
     "register",
 ]
+
+# Importing the modules registers the built-in extractors.
+from dask_features.extractors import tau, transfer  # noqa: E402, F401  isort: skip

@@ -23,6 +23,7 @@ import numpy as np
 __all__ = [
     "DX_FLOOR",
     "LOG_FLOOR",
+    "Derivative",
     "Direction",
     "Reduction",
     "Sweeps",
@@ -235,11 +236,36 @@ def log_abs(id_: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         return np.log(out, out=out)
 
 
-def derivative(y: np.ndarray, dx: np.ndarray, n_valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """oect-infra's ``safe_diff`` of every whole sweep at once, plus the one-sided slopes.
+@dataclass(frozen=True)
+class Derivative:
+    """Whole-sweep derivative of a chunk plus what the halves need to be differentiated alone.
+
+    Attributes
+    ----------
+    d : ndarray of float64, shape (n, w)
+        oect-infra's ``safe_diff`` of each whole sweep [units of y per V]; NaN past ``n_valid``.
+    edges : dict of {"forward", "reverse"} to (ndarray of int64, ndarray of float64), each shape (n,)
+        Per half, the column where it ends inside the sweep (forward: the turning point; reverse:
+        the point after it) and the one-sided slope that replaces ``d`` there.
+    """
+
+    d: np.ndarray
+    edges: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def derivative(
+    y: np.ndarray,
+    dx: np.ndarray,
+    sweeps: Sweeps,
+    *,
+    scratch: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+) -> Derivative:
+    """oect-infra's ``safe_diff`` of every whole sweep at once.
 
     At an interior point the derivative is the mean of the two adjacent one-sided slopes
     ``q_i = (y[i+1] - y[i]) / dx_i``; at the first and last valid point it is the one adjacent slope.
+    Rows with fewer than 2 points are NaN.
 
     Parameters
     ----------
@@ -247,32 +273,42 @@ def derivative(y: np.ndarray, dx: np.ndarray, n_valid: np.ndarray) -> tuple[np.n
         Ordinate (Id [A] or ln|Id|), NaN past ``n_valid``.
     dx : ndarray of float64, shape (n, w - 1)
         From :func:`gate_steps`.
-    n_valid : ndarray of int64, shape (n,)
-        Valid points per row.
+    sweeps : Sweeps
+        The chunk's sweeps.
+    scratch : ndarray of float64, shape (n, w), optional
+        Work buffer for the slopes (overwritten).
+    out : ndarray of float64, shape (n, w), optional
+        Buffer for the result; may be ``y`` itself (it is read before being overwritten).
 
     Returns
     -------
-    d : ndarray of float64, shape (n, w)
-        Derivative [units of y per V]; NaN past ``n_valid`` and for rows with fewer than 2 points.
-    q : ndarray of float64, shape (n, w - 1)
-        One-sided slopes, needed where a half ends inside the sweep (:func:`extreme`).
+    Derivative
     """
     n, w = y.shape
+    q = np.empty((n, w - 1)) if scratch is None else scratch[:, :-1]
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        q = np.subtract(y[:, 1:], y[:, :-1])
+        np.subtract(y[:, 1:], y[:, :-1], out=q)
         q /= dx
-        d = np.empty((n, w))
+    rows = np.arange(n)
+    edges = {}
+    for direction in ("forward", "reverse"):
+        start, stop = segment(sweeps, direction)  # type: ignore[arg-type]
+        col, slope = (stop - 1, stop - 2) if direction == "forward" else (start, start)
+        edges[direction] = (col, q[rows, np.clip(slope, 0, w - 2)])
+    d = np.empty((n, w)) if out is None else out
+    with np.errstate(over="ignore", invalid="ignore"):
         inner = d[:, 1:-1]
         np.add(q[:, :-1], q[:, 1:], out=inner)
         inner /= 2
     d[:, 0] = q[:, 0]
     d[:, -1] = q[:, -1]
+    n_valid = sweeps.n_valid
     ragged = (n_valid >= 2) & (n_valid < w)
     if ragged.any():
-        rows = np.flatnonzero(ragged)
-        last = n_valid[rows] - 1
-        d[rows, last] = q[rows, last - 1]
-    return d, q
+        r = np.flatnonzero(ragged)
+        last = n_valid[r] - 1
+        d[r, last] = q[r, last - 1]
+    return Derivative(d, edges)
 
 
 def extreme(
@@ -282,7 +318,7 @@ def extreme(
     *,
     reduction: Reduction,
     mask: np.ndarray | None,
-    q: np.ndarray | None = None,
+    edge: tuple[np.ndarray, np.ndarray] | None = None,
     scratch: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Extreme of ``values`` over each row's segment, with the **first** column where it occurs.
@@ -300,10 +336,10 @@ def extreme(
         ``absI_max``, ``absI_min``).
     mask : ndarray of bool or None
         :func:`segment_mask` of the same direction (passed in so callers can share it).
-    q : ndarray of float64, shape (n, w - 1), optional
-        One-sided slopes of ``values``. Marks ``values`` as a derivative of the whole sweep: at a
-        half's end inside the sweep it is replaced by the one-sided slope, as if the half had been
-        differentiated alone, and the segment needs at least 2 points.
+    edge : (ndarray of int64, ndarray of float64), optional
+        Marks ``values`` as a derivative of the whole sweep (:attr:`Derivative.edges` of this
+        direction): at the half's end inside the sweep the value is replaced by the one-sided slope,
+        as if the half had been differentiated alone, and the segment needs at least 2 points.
     scratch : ndarray of float64, shape (n, w), optional
         Work buffer (overwritten) to avoid a temporary; ``values`` is never modified.
 
@@ -317,7 +353,7 @@ def extreme(
         Rows that have a value.
     """
     start, stop = segment(sweeps, direction)
-    ok = (stop - start) >= (1 if q is None else 2)
+    ok = (stop - start) >= (1 if edge is None else 2)
     absolute = reduction in ("absmax", "absmin")
     largest = reduction in ("max", "absmax")
     work = np.empty_like(values) if scratch is None else scratch
@@ -332,14 +368,10 @@ def extreme(
         np.copyto(work, values, where=mask)
         if absolute:
             np.abs(work, out=work)
-    if q is not None and direction != "raw":
+    if edge is not None and direction != "raw":
         rows = np.flatnonzero(ok)
-        if direction == "forward":
-            col, slope = stop[rows] - 1, stop[rows] - 2
-        else:
-            col, slope = start[rows], start[rows]
-        patch = q[rows, slope]
-        work[rows, col] = np.abs(patch) if absolute else patch
+        patch = edge[1][rows]
+        work[rows, edge[0][rows]] = np.abs(patch) if absolute else patch
     index = work.argmax(axis=1) if largest else work.argmin(axis=1)
     value = work[np.arange(work.shape[0]), index]
     if reduction == "absmax" and mask is not None:

@@ -70,8 +70,8 @@ def _scratch(chunk: TransferChunk) -> np.ndarray:
     return chunk.cached((_KEY, "scratch"), lambda: np.empty(sweeps(chunk).shape))
 
 
-def derivative(chunk: TransferChunk, quantity: Literal["gm", "dlog"]) -> tuple[np.ndarray, np.ndarray]:
-    """Whole-sweep derivative and one-sided slopes, computed once per chunk.
+def derivative(chunk: TransferChunk, quantity: Literal["gm", "dlog"]) -> tm.Derivative:
+    """Whole-sweep derivative (and half-end slopes), computed once per chunk.
 
     Parameters
     ----------
@@ -83,17 +83,18 @@ def derivative(chunk: TransferChunk, quantity: Literal["gm", "dlog"]) -> tuple[n
 
     Returns
     -------
-    d : ndarray of float64, shape (n, w)
+    Derivative
         Aligned with the compacted :func:`sweeps`.
-    q : ndarray of float64, shape (n, w - 1)
-        One-sided slopes.
     """
 
-    def compute() -> tuple[np.ndarray, np.ndarray]:
+    def compute() -> tm.Derivative:
         sw = sweeps(chunk)
-        dx = chunk.cached((_KEY, "dx"), lambda: tm.gate_steps(sw, _scratch(chunk)))
-        y = sw.id if quantity == "gm" else tm.log_abs(sw.id, out=_scratch(chunk))
-        return tm.derivative(y, dx, sw.n_valid)
+        scratch = _scratch(chunk)
+        dx = chunk.cached((_KEY, "dx"), lambda: tm.gate_steps(sw, scratch))
+        if quantity == "gm":
+            return tm.derivative(sw.id, dx, sw, scratch=scratch)
+        log_id = tm.log_abs(sw.id, out=np.empty(sw.shape))
+        return tm.derivative(log_id, dx, sw, scratch=scratch, out=log_id)
 
     return chunk.cached((_KEY, "derivative", quantity), compute)
 
@@ -105,15 +106,19 @@ def _extreme(
 
     def compute() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         sw = sweeps(chunk)
-        q: np.ndarray | None
-        values, q = (sw.id, None) if quantity == "I" else derivative(chunk, quantity)
+        edge: tuple[np.ndarray, np.ndarray] | None = None
+        if quantity == "I":
+            values = sw.id
+        else:
+            deriv = derivative(chunk, quantity)
+            values, edge = deriv.d, deriv.edges.get(direction)
         value, index, ok = tm.extreme(
             values,
             sw,
             direction,
             reduction=reduction,
             mask=_mask(chunk, direction),
-            q=q,
+            edge=edge,
             scratch=_scratch(chunk),
         )
         rows = np.arange(sw.shape[0])

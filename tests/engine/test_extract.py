@@ -1,0 +1,202 @@
+"""End to end: real HDF5 files, a real LocalCluster, real Parquet."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+import dask_features as dfe
+from dask_features.engine.output import read_metadata
+from dask_features.extractors import Registry, register
+
+CONFIGS = ["v2_transfer_basic", "v2_mixed", "transient_tau"]
+
+
+def _frames(out: Path, config: str) -> dict[str, pd.DataFrame]:
+    frames = {t: dfe.read_features(out, config, table=t) for t in ("steps", "cycles")}
+    return {t: f.sort_values([c for c in ("test_id", "step_index", "cycle") if c in f]).reset_index(drop=True) for t, f in frames.items()}
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("config", CONFIGS)
+def test_modes_workers_and_chunking_agree(dataset: Path, tmp_path: Path, dask_client: object, config: str) -> None:
+    runs = {
+        "cluster-step-auto": {"client": dask_client},
+        "cluster-experiment": {"client": dask_client, "mode": "experiment"},
+        "cluster-step-chunk5": {"client": dask_client, "chunk_steps": 5},
+        "one-worker-sync": {"scheduler": "sync"},
+    }
+    results = {}
+    for name, kwargs in runs.items():
+        res = dfe.extract(dataset, config, tmp_path / name, progress=False, **kwargs)
+        assert res.ok, res.summary()
+        assert len(res.successful) == 3
+        results[name] = _frames(tmp_path / name, config)
+    first = results.pop("cluster-step-auto")
+    assert len(first["steps"]) == 3 * 24
+    for name, frames in results.items():
+        for table in ("steps", "cycles"):
+            pd.testing.assert_frame_equal(frames[table], first[table], obj=f"{name}/{table}")
+
+
+def test_output_layout_and_metadata(dataset: Path, tmp_path: Path) -> None:
+    res = dfe.extract(dataset, "v2_transfer_basic", tmp_path, scheduler="sync", progress=False)
+    cfg = dfe.load_config("v2_transfer_basic")
+    for source, steps_file in res.successful.items():
+        table = pq.read_table(steps_file)
+        assert table.column_names == ["step_index", *[f.name for f in cfg.features]]
+        assert table.schema.field("step_index").type == "int64"
+        meta = read_metadata(steps_file)
+        exp = dfe.open_experiment(source)
+        assert meta["config_hash"] == cfg.hash
+        assert meta["config_name"] == "v2_transfer_basic"
+        assert meta["source_file"] == source
+        assert (meta["source_size"], meta["source_mtime_ns"]) == (exp.file_size, exp.file_mtime_ns)
+        assert meta["test_id"] == exp.test_id
+        assert meta["package_version"] == dfe.__version__
+        assert steps_file.parent == tmp_path / "v2_transfer_basic" / "steps"
+    frame = dfe.read_features(tmp_path, "v2_transfer_basic")
+    assert list(frame.columns[:5]) == ["chip_id", "device_id", "test_id", "source_file", "step_index"]
+    lazy = dfe.read_features(tmp_path, "v2_transfer_basic", as_dask=True)
+    assert lazy.npartitions == 3
+    pd.testing.assert_frame_equal(lazy.compute().reset_index(drop=True), frame)
+
+
+def test_vector_features_are_expanded(dataset: Path, tmp_path: Path) -> None:
+    config = {
+        "name": "vec",
+        "features": [
+            {"name": "gm", "extractor": "transfer.gm_max", "params": {"direction": "both"}},
+            {"name": "coords", "extractor": "transfer.gm_max_coords", "params": {"direction": "forward"}},
+            {"name": "mean_gm", "func": "lambda g: np.mean(g, axis=1)", "input": "gm"},
+        ],
+    }
+    dfe.extract(dataset, config, tmp_path, scheduler="sync", progress=False)
+    frame = dfe.read_features(tmp_path, "vec")
+    assert {"gm_0", "gm_1", "coords_0", "coords_1", "mean_gm"} <= set(frame.columns)
+    np.testing.assert_allclose(frame["mean_gm"], (frame["gm_0"] + frame["gm_1"]) / 2)
+
+
+def test_resume_force_and_config_change(dataset: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    out = tmp_path / "out"
+    first = dfe.extract(data, "v2_transfer_basic", out, scheduler="sync", progress=False)
+    assert len(first.successful) == 3
+    again = dfe.extract(data, "v2_transfer_basic", out, scheduler="sync", progress=False)
+    assert (len(again.successful), len(again.skipped)) == (0, 3)
+    # A changed source file is recomputed, the others are not.
+    changed = sorted(data.glob("*.h5"))[0]
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    partial = dfe.extract(data, "v2_transfer_basic", out, scheduler="sync", progress=False)
+    assert list(partial.successful) == [str(changed)]
+    forced = dfe.extract(data, "v2_transfer_basic", out, scheduler="sync", force=True, progress=False)
+    assert len(forced.successful) == 3
+    # Same name, different content: not skipped (the old tool skipped anything with any features).
+    modified = {
+        "name": "v2_transfer_basic",
+        "features": [{"name": "gm_max_forward", "extractor": "transfer.gm_max", "params": {"direction": "reverse"}}],
+    }
+    other = dfe.extract(data, modified, out, scheduler="sync", progress=False)
+    assert len(other.successful) == 3
+    assert list(dfe.read_features(out, "v2_transfer_basic").columns)[-1] == "gm_max_forward"
+
+
+@pytest.mark.cluster
+def test_bad_steps_cost_only_themselves(defective: Path, tmp_path: Path, dask_client: object) -> None:
+    res = dfe.extract(defective, "v2_mixed", tmp_path, client=dask_client, progress=False)
+    assert res.ok, res.summary()
+    frame = dfe.read_features(tmp_path, "v2_mixed")
+    bad = frame[frame.test_id == "test_900"]
+    good = frame[frame.test_id == "test_901"]
+    assert len(bad) == len(good) == 24
+    assert good["gm_max_forward"].notna().all()
+    truth = dfe.synth.read_ground_truth(next(defective.glob("*test_900.h5")))
+    # NaN samples and aborted sweeps are data: most of those steps still give a value.
+    assert bad["gm_max_forward"].notna().mean() > 0.7
+    empty = truth["transient"].query("empty_steps")["step_index"] if "empty_steps" in truth["transient"] else []
+    if len(empty):
+        assert bad.set_index("step_index").loc[list(empty), "peak_current"].isna().all()
+        assert set(empty) <= set(res.errors.query("test_id == 'test_900'")["step_index"])
+
+
+def test_corrupt_file_among_good_ones(dataset: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    (data / "broken-test_666.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    (data / "notes-test_667.h5").write_text("not hdf5")
+    res = dfe.extract(data, "v2_transfer_basic", tmp_path / "out", scheduler="sync", progress=False)
+    assert len(res.successful) == 3
+    assert set(map(os.path.basename, res.failed)) == {"broken-test_666.h5", "notes-test_667.h5"}
+    assert all(os.path.basename(p) in reason for p, reason in res.failed.items())
+
+
+def test_extractor_failures_are_isolated_per_step(dataset: Path, tmp_path: Path) -> None:
+    registry = Registry()
+
+    @register("test.fragile", source="transfer", registry=registry)
+    def fragile(chunk, *, bad_step: int = 3):  # type: ignore[no-untyped-def]
+        if bad_step in chunk.step_index:
+            raise FloatingPointError("cannot handle this sweep")
+        return chunk.lengths.astype(float)
+
+    @register("test.per_step", source="transfer", per_step=True, registry=registry)
+    def per_step(vg, id, *, limit: float = 0.0):  # type: ignore[no-untyped-def]
+        if len(vg) < 41:
+            raise ValueError("short")
+        return float(np.max(np.abs(id)))
+
+    config = dfe.load_config(
+        {
+            "name": "fragile",
+            "features": [
+                {"name": "n", "extractor": "test.fragile"},
+                {"name": "imax", "extractor": "test.per_step"},
+                {"name": "bad_derived", "func": "lambda n: n[:3]", "input": "n"},
+            ],
+        },
+        registry=registry,
+    )
+    res = dfe.extract(dataset, config, tmp_path, scheduler="sync", chunk_steps=10, progress=False)
+    assert res.ok
+    frame = dfe.read_features(tmp_path, "fragile")
+    assert frame.loc[frame.step_index == 3, "n"].isna().all()
+    assert frame.loc[frame.step_index != 3, "n"].eq(41).all()
+    assert frame["imax"].notna().all()
+    assert frame["bad_derived"].isna().all()
+    errors = res.errors
+    step3 = errors[(errors.feature == "n")]
+    assert sorted(step3.step_index) == [3, 3, 3]
+    assert step3.message.str.contains("FloatingPointError: cannot handle this sweep").all()
+    derived = errors[errors.feature == "bad_derived"]
+    assert len(derived) == 3 and derived.message.str.contains("one value").all()
+    written = dfe.read_features(tmp_path, "fragile", table="errors")
+    assert len(written) == len(errors)
+
+
+def test_output_folder_not_writable(dataset: Path, tmp_path: Path) -> None:
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("x")
+    with pytest.raises(dfe.OutputError, match="file-not-folder"):
+        dfe.extract(dataset, "v2_transfer_basic", blocked / "out", scheduler="sync", progress=False)
+
+
+def test_invalid_config_fails_before_any_work(dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(dfe.ConfigError, match="unknown input"):
+        dfe.extract(dataset, {"name": "x", "features": [{"name": "a", "func": "lambda b: b", "input": "b"}]}, tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_result_reports_timings(dataset: Path, tmp_path: Path) -> None:
+    res = dfe.extract(dataset, "v2_transfer_basic", tmp_path, scheduler="threads", workers=2, progress=False)
+    assert set(res.timings) == set(res.successful) == set(res.compute_seconds)
+    assert res.total_seconds >= max(res.timings.values())
+    assert "3 written" in res.summary()
+    assert json.loads(json.dumps({k: str(v) for k, v in res.successful.items()}))

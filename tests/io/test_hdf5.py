@@ -1,0 +1,210 @@
+"""Reader round trips on synthetic files of both writer flavours, and every bad-input error."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from dask_features import synth
+from dask_features.errors import (
+    ExperimentFormatError,
+    FormatVersionError,
+    IndexTableError,
+    MissingGroupError,
+    NotHDF5Error,
+    TruncatedFileError,
+)
+from dask_features.io import EqualSplitWarning, open_experiment
+
+
+@pytest.fixture(scope="module", params=["serial", "parallel"])
+def written(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp(f"exp-{request.param}")
+    return synth.write_experiment(
+        folder, n_transfer=12, n_transient=12, sweep_points=41, transient_samples=400, writer=request.param, seed=3
+    )
+
+
+def test_metadata_round_trip(written: Path) -> None:
+    exp = open_experiment(written)
+    with h5py.File(written) as f:
+        data = f["transfer/measurement_data"][:]
+        version = f.attrs["format_version"]
+    assert exp.format_version == (version.decode() if isinstance(version, bytes) else version)
+    assert exp.n_transfer_steps == data.shape[0] == 12
+    assert exp.transfer_max_points == data.shape[2]
+    assert exp.n_transient_steps == 12
+    assert exp.has_transient_index
+    assert exp.chip_id and exp.device_id and exp.test_id.startswith("test_")
+    assert exp.device_type in ("N", "P")
+    assert exp.workflow is not None
+    kinds = [s.type for s in exp.workflow]
+    assert kinds.count("transfer") == 12 and kinds.count("transient") == 12  # loops expanded
+
+
+def test_handle_is_small_and_picklable(written: Path) -> None:
+    exp = open_experiment(written)
+    _ = exp.workflow  # populate the cached expansion; it must not travel
+    blob = pickle.dumps(exp)
+    assert len(blob) < 20_000
+    again = pickle.loads(blob)
+    assert again == exp
+    np.testing.assert_array_equal(again.read_transfer(0, 2).vg, exp.read_transfer(0, 2).vg)
+
+
+def test_transfer_chunk_matches_file(written: Path) -> None:
+    exp = open_experiment(written)
+    chunk = exp.read_transfer(3, 9)
+    with h5py.File(written) as f:
+        raw = f["transfer/measurement_data"][3:9]
+    np.testing.assert_array_equal(chunk.vg, raw[:, 0])
+    np.testing.assert_array_equal(chunk.id, raw[:, 1])
+    np.testing.assert_array_equal(chunk.step_index, np.arange(3, 9))
+    assert (chunk.lengths == exp.transfer_max_points).all()
+
+
+def test_transient_chunk_matches_index_columns(written: Path) -> None:
+    exp = open_experiment(written)
+    chunk = exp.read_transient(2, 7)
+    with h5py.File(written) as f:
+        table = f["transient/step_info_table"][2:7]
+        data = f["transient/measurement_data"]
+        for i, row in enumerate(table):
+            a, b = int(row["start_data_index"]), int(row["end_data_index"])
+            t, y = chunk.step(i)
+            np.testing.assert_array_equal(t, data[0, a:b])
+            np.testing.assert_array_equal(y, data[2, a:b])
+    np.testing.assert_allclose(chunk.period, 0.2)
+    np.testing.assert_allclose(chunk.time_step, 1e-3)
+    np.testing.assert_allclose(chunk.duty, 0.5)
+
+
+def test_step_tables_decoded_to_str(written: Path) -> None:
+    exp = open_experiment(written)
+    table = exp.transfer_table()
+    assert len(table) == 12
+    assert table["type"].map(type).eq(str).all()
+    assert len(exp.transient_table(0, 4)) == 4
+
+
+def test_empty_and_full_ranges(written: Path) -> None:
+    exp = open_experiment(written)
+    assert exp.read_transfer(5, 5).vg.shape[0] == 0
+    assert exp.read_transient(5, 5).offsets.tolist() == [0]
+    assert exp.read_transient(0, exp.n_transient_steps).offsets[-1] == exp.transient_total_points
+    with pytest.raises(IndexError, match="outside"):
+        exp.read_transfer(0, 13)
+
+
+@pytest.mark.parametrize("equal_steps", [True, False])
+def test_old_files_without_index_columns(tmp_path: Path, equal_steps: bool) -> None:
+    path = synth.write_experiment(
+        tmp_path, n_transfer=4, n_transient=6, sweep_points=21, transient_samples=300, index_columns=False, seed=1
+    )
+    if not equal_steps:  # steps of different lengths and no resets to find: only the equal split is left
+        with h5py.File(path, "r+") as f:
+            f["transient/measurement_data"][1, :] = np.arange(f["transient/measurement_data"].shape[1])
+    with pytest.warns(EqualSplitWarning, match="inferred" if equal_steps else "split equally"):
+        exp = open_experiment(path)
+    assert not exp.has_transient_index
+    chunk = exp.read_transient(0, 6)
+    assert chunk.lengths.tolist() == [300] * 6
+    assert exp.problems
+
+
+def test_numeric_ids_are_strings(tmp_path: Path) -> None:
+    path = synth.write_experiment(tmp_path, n_transfer=2, n_transient=2, sweep_points=11, transient_samples=100, numeric_ids=True)
+    exp = open_experiment(path)
+    assert isinstance(exp.device_id, str) and exp.device_id.isdigit()
+    assert isinstance(exp.chip_id, str)
+
+
+@pytest.fixture
+def good_file(tmp_path: Path) -> Path:
+    return synth.write_experiment(tmp_path, n_transfer=4, n_transient=4, sweep_points=21, transient_samples=200, seed=2)
+
+
+def _edit(path: Path, action: str) -> None:
+    with h5py.File(path, "r+") as f:
+        if action == "no_version":
+            del f.attrs["format_version"]
+        elif action == "bad_version":
+            f.attrs["format_version"] = "1.0_legacy"
+        elif action == "no_groups":
+            del f["transfer"], f["transient"]
+        elif action == "no_transfer_data":
+            del f["transfer/measurement_data"]
+        elif action == "bad_shape":
+            del f["transfer/measurement_data"]
+            f["transfer/measurement_data"] = np.zeros((4, 3, 21))
+        elif action == "bad_dtype":
+            del f["transient/measurement_data"]
+            f["transient/measurement_data"] = np.zeros((3, 800), dtype="S4")
+        elif action == "table_rows":
+            table = f["transfer/step_info_table"][:2]
+            del f["transfer/step_info_table"]
+            f["transfer/step_info_table"] = table
+        elif action == "index_beyond_data":
+            table = f["transient/step_info_table"][:]
+            table["end_data_index"][-1] += 1000
+            f["transient/step_info_table"][...] = table
+
+
+@pytest.mark.parametrize(
+    ("action", "error", "match"),
+    [
+        ("no_version", FormatVersionError, "no 'format_version'"),
+        ("bad_version", FormatVersionError, "unsupported format_version '1.0_legacy'"),
+        ("no_groups", MissingGroupError, "neither a 'transfer' nor a 'transient'"),
+        ("no_transfer_data", MissingGroupError, "transfer/measurement_data"),
+        ("bad_shape", ExperimentFormatError, r"shape \(4, 3, 21\)"),
+        ("bad_dtype", ExperimentFormatError, "dtype"),
+        ("table_rows", IndexTableError, "2 rows but measurement_data has 4 steps"),
+        ("index_beyond_data", IndexTableError, "transient step 3 has sample range"),
+    ],
+)
+def test_bad_files_raise_specific_errors(good_file: Path, action: str, error: type[Exception], match: str) -> None:
+    _edit(good_file, action)
+    with pytest.raises(error, match=match) as info:
+        open_experiment(good_file)
+    assert str(good_file) in str(info.value)  # the message names the file
+
+
+def test_not_hdf5(tmp_path: Path) -> None:
+    path = tmp_path / "notes-test_1.h5"
+    path.write_text("this is a CSV, not HDF5\n1,2,3\n")
+    with pytest.raises(NotHDF5Error, match="not an HDF5 file"):
+        open_experiment(path)
+    empty = tmp_path / "empty-test_2.h5"
+    empty.touch()
+    with pytest.raises(NotHDF5Error):
+        open_experiment(empty)
+
+
+def test_truncated(good_file: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "cut-test_3.h5"
+    shutil.copy(good_file, cut)
+    with open(cut, "r+b") as fh:
+        fh.truncate(cut.stat().st_size // 2)
+    with pytest.raises(TruncatedFileError, match="truncated"):
+        open_experiment(cut)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        open_experiment(tmp_path / "nope.h5")
+
+
+def test_invalid_workflow_is_reported_not_fatal(good_file: Path) -> None:
+    with h5py.File(good_file, "r+") as f:
+        del f["raw/workflow"]
+        f["raw/workflow"] = '[{"type": "teleport", "id": "x"}]'
+    exp = open_experiment(good_file)
+    assert exp.workflow is None
+    assert any("unknown step type 'teleport'" in p for p in exp.problems)
+    assert np.isfinite(exp.read_transient(0, 2).period).all()  # step params still give the timing
