@@ -18,13 +18,16 @@ grid_search, run_clustering_search_on_features, best_configurations
 KnnStoreError and subclasses
     Every error raised on bad input or bad entries.
 
-Importing the package prints nothing, writes nothing and does not import zarr or distributed.
+Importing the package prints nothing and writes nothing; zarr, distributed, pandas, scipy and scikit-learn
+are imported only when first needed.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from knn_store._entry import EntryRef
-from knn_store.clustering import SSDDBCResult, median_density, relative_density, ssddbc
 from knn_store.errors import (
     BackendUnavailableError,
     CorruptEntryError,
@@ -34,10 +37,45 @@ from knn_store.errors import (
     InvalidParameterError,
     KnnStoreError,
 )
-from knn_store.loading import load
-from knn_store.metrics import cluster_acc, gcd_scores, split_cluster_acc
-from knn_store.search import best_configurations, grid_search, run_clustering_search_on_features
-from knn_store.store import EntryInfo, KNNStore
+
+if TYPE_CHECKING:
+    from knn_store.clustering import SSDDBCResult, median_density, relative_density, ssddbc
+    from knn_store.loading import load
+    from knn_store.metrics import cluster_acc, gcd_scores, split_cluster_acc
+    from knn_store.search import best_configurations, grid_search, run_clustering_search_on_features
+    from knn_store.store import EntryInfo, KNNStore
+
+# Heavy dependencies (pandas, scipy, scikit-learn) load on first use: a worker that only calls
+# ``load`` starts in a fraction of the time (PEP 562 module __getattr__).
+_LAZY = {
+    "SSDDBCResult": "knn_store.clustering",
+    "median_density": "knn_store.clustering",
+    "relative_density": "knn_store.clustering",
+    "ssddbc": "knn_store.clustering",
+    "load": "knn_store.loading",
+    "cluster_acc": "knn_store.metrics",
+    "gcd_scores": "knn_store.metrics",
+    "split_cluster_acc": "knn_store.metrics",
+    "best_configurations": "knn_store.search",
+    "grid_search": "knn_store.search",
+    "run_clustering_search_on_features": "knn_store.search",
+    "EntryInfo": "knn_store.store",
+    "KNNStore": "knn_store.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'knn_store' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "BackendUnavailableError",

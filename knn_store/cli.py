@@ -148,6 +148,8 @@ def _load_inputs(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], np.nd
 
 
 def _grid_search(args: argparse.Namespace, store: KNNStore) -> int:
+    import pandas as pd
+
     from knn_store.search import grid_search
 
     if args.k_min < 1 or args.k_max < args.k_min:
@@ -172,7 +174,7 @@ def _grid_search(args: argparse.Namespace, store: KNNStore) -> int:
     print(
         f"{len(df)} jobs in {time.perf_counter() - t0:.1f} s; results in {Path(args.out) / 'results.parquet'}"
     )
-    print(df.attrs["best"].to_string(index=False))
+    print(pd.DataFrame(df.attrs["best"]).to_string(index=False))
     return 0
 
 

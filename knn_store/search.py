@@ -220,8 +220,8 @@ def grid_search(
     -------
     pandas.DataFrame
         Columns :data:`COLUMNS`, sorted by (feature_set, k, density_percentile); one row per job;
-        ``seconds`` is the clustering and scoring time of that job. ``df.attrs["best"]`` holds
-        :func:`best_configurations`.
+        ``seconds`` is the clustering and scoring time of that job. ``df.attrs["best"]`` holds the rows of
+        :func:`best_configurations` as a list of dicts (``pd.DataFrame(df.attrs["best"])``).
     """
     if store is None:
         with KNNStore.temporary() as tmp:
@@ -250,13 +250,16 @@ def grid_search(
     jobs = [(name, k) for name in sets for k in k_list]  # grouped by feature set: one memo load per worker
     rows = _execute(jobs, refs, p_list, lab, params, client, progress)
     df = _table(rows)
-    df.attrs["best"] = best_configurations(df, select_by)
+    best = best_configurations(df, select_by)
     if out is not None:
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
         _write_parquet(df, out_dir / "results.parquet")
-        _write_parquet(df.attrs["best"], out_dir / "best.parquet")
+        _write_parquet(best, out_dir / "best.parquet")
         logger.info("wrote %d rows to %s", len(df), out_dir / "results.parquet")
+    # Plain records (not a DataFrame): attrs must stay JSON-serialisable and cheap to copy.
+    df.attrs["best"] = best.to_dict(orient="records")
+    df.attrs["select_by"] = select_by
     return df
 
 

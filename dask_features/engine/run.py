@@ -108,15 +108,17 @@ _ERROR_COLUMNS = ["source_file", "test_id", "step_index", "feature", "message"]
 def _graph(job: ExperimentJob, config: FeatureConfig, mode: str) -> Any:
     exp = job.experiment
     tag = f"{Path(exp.path).stem}-{abs(hash((exp.path, config.hash))) % 10**8:08d}"
-    if mode == "experiment":
-        return dask.delayed(run_experiment, pure=False)(exp, config, job.chunks, dask_key_name=f"experiment-{tag}")
+    # Handle and config enter the graph once, as opaque leaves: delayed would otherwise walk
+    # (and rebuild on the worker) every field of these dataclasses for every task.
+    exp_leaf = dask.delayed(exp, name=f"handle-{tag}", traverse=False)
+    cfg_leaf = dask.delayed(config, name=f"config-{config.hash}-{tag}", traverse=False)
+    if mode == "experiment" or len(job.chunks) == 1:  # one chunk: no separate assemble task
+        return dask.delayed(run_experiment, pure=False)(exp_leaf, cfg_leaf, job.chunks, dask_key_name=f"experiment-{tag}")
     parts = [
-        dask.delayed(run_chunk, pure=False)(
-            exp, source, start, stop, config.step_features(source), dask_key_name=f"chunk-{tag}-{source}-{start}"
-        )
+        dask.delayed(run_chunk, pure=False)(exp_leaf, cfg_leaf, source, start, stop, dask_key_name=f"chunk-{tag}-{source}-{start}")
         for source, start, stop in job.chunks
     ]
-    return dask.delayed(safe_assemble, pure=False)(exp, config, parts, dask_key_name=f"assemble-{tag}")
+    return dask.delayed(safe_assemble, pure=False)(exp_leaf, cfg_leaf, parts, dask_key_name=f"assemble-{tag}")
 
 
 def _resolve_client(client: Any, scheduler: str | None, workers: int | None) -> tuple[Any, Callable[[], None]]:
@@ -270,7 +272,8 @@ def extract(
                         frame.insert(0, "test_id", job.experiment.test_id)
                         frame.insert(0, "source_file", path)
                         errors.append(frame)
-                    _record(cat, path, cfg, written, "ok", wall, None)
+                    status = "partial" if value.errors.num_rows else "success"
+                    _record(cat, path, cfg, written, status, wall, None)
             else:
                 result.failed[path] = f"{path}: {value.reason}"
                 logger.error("%s: %s", path, value.reason)
@@ -320,7 +323,7 @@ def _stream_distributed(
 
     def submit() -> None:
         job = pending.popleft()
-        future = client.compute(_graph(job, config, mode), retries=retries)
+        future = client.compute(_graph(job, config, mode), retries=retries, optimize_graph=False)
         in_flight[future.key] = (job, time.perf_counter())
         completed.add(future)
 
@@ -350,7 +353,7 @@ def _stream_local(
         for i in range(0, len(jobs), window):
             batch = jobs[i : i + window]
             t0 = time.perf_counter()
-            values = dask.compute(*[_graph(j, config, mode) for j in batch], **kwargs)
+            values = dask.compute(*[_graph(j, config, mode) for j in batch], optimize_graph=False, **kwargs)
             wall = time.perf_counter() - t0
             for job, value in zip(batch, values, strict=True):
                 yield job, value, wall

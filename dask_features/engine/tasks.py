@@ -150,16 +150,15 @@ def _compute_feature(feature: FeatureSpec, chunk: Any) -> tuple[np.ndarray | Rag
     return _stitch(feature.output, parts), errors
 
 
-def run_chunk(
-    experiment: Experiment, source: str, start: int, stop: int, features: Sequence[FeatureSpec]
-) -> ChunkResult:
-    """Read steps ``[start, stop)`` of ``source`` and compute the given step-level features.
+def run_chunk(experiment: Experiment, config: FeatureConfig, source: str, start: int, stop: int) -> ChunkResult:
+    """Read steps ``[start, stop)`` of ``source`` and compute the config's step-level features on them.
 
     Runs inside a Dask task. Never raises for bad data: an unreadable range gives NaN for its steps
     with one error record per step, an extractor failure is isolated to the failing steps.
     """
     t0 = time.perf_counter()
     n = stop - start
+    features = config.step_features(source)
     try:
         chunk = experiment.read_transfer(start, stop) if source == "transfer" else experiment.read_transient(start, stop)
     except Exception as exc:
@@ -286,7 +285,7 @@ def run_experiment(
     experiment: Experiment, config: FeatureConfig, chunks: Sequence[tuple[str, int, int]]
 ) -> ExperimentTables | Failure:
     """``mode="experiment"``: every chunk of one experiment in one task, then :func:`assemble`."""
-    results = [run_chunk(experiment, s, a, b, config.step_features(s)) for s, a, b in chunks]
+    results = [run_chunk(experiment, config, s, a, b) for s, a, b in chunks]
     return safe_assemble(experiment, config, results)
 
 

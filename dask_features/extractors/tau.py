@@ -59,7 +59,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dask_features.extractors._tau_fit import FIELDS, StepEdges, TauStatus, detect_step_edges, fit_chunk
+from dask_features.extractors._tau_fit import FIELDS, StepEdges, TauStatus, detect_edges, fit_chunk
 from dask_features.extractors.registry import Output, Ragged, register
 from dask_features.io.chunks import TransientChunk
 
@@ -125,10 +125,7 @@ def step_edges(chunk: TransientChunk, *, period: float | str = "auto", sample_ra
         per, dt = _sampling(chunk, period, sample_rate)
         with np.errstate(invalid="ignore", divide="ignore"):
             spp = per / dt
-        return [
-            detect_step_edges(chunk.current[chunk.offsets[i] : chunk.offsets[i + 1]], float(spp[i]))
-            for i in range(chunk.n_steps)
-        ]
+        return detect_edges(chunk.current, chunk.offsets, spp)
 
     return chunk.cached(("tau_edges", period, sample_rate), compute)
 

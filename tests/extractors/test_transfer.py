@@ -263,7 +263,9 @@ def test_all_empty_chunk() -> None:
 # --- device type -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("meta", "expected", "reported"), [("P", "P", False), ("N", "N", False), (None, "N", True)])
+@pytest.mark.parametrize(
+    ("meta", "expected", "reported"), [("P", "P", False), ("N", "N", False), (None, "N", True)]
+)
 def test_device_type_auto_reads_metadata(meta: str | None, expected: str, reported: bool) -> None:
     vg = double_sweep(-0.6, 0.4, 0.02)
     chunk = make_chunk([(vg.tolist(), sigmoid_device(vg, "P").tolist())], device_type=meta)

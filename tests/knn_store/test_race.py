@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -19,22 +20,33 @@ def _features() -> np.ndarray:
     return np.random.default_rng(3).normal(size=(1500, 48)).astype(np.float32)
 
 
-def _writer(root: str, start: float) -> str:
+def _barrier(ready_dir: str, parties: int) -> None:
+    """File-based barrier: spawned interpreters finish importing at different times."""
+    Path(ready_dir, uuid.uuid4().hex).touch()
+    deadline = time.time() + 60
+    while len(os.listdir(ready_dir)) < parties and time.time() < deadline:
+        time.sleep(0.005)
+
+
+def _writer(root: str, ready_dir: str) -> str:
     x = _features()
-    time.sleep(max(0.0, start - time.time()))
-    return KNNStore(root, backend="numpy").ensure(x, 15).group
+    store = KNNStore(root, backend="numpy")
+    _barrier(ready_dir, N_WRITERS + N_READERS)
+    return store.ensure(x, 15).group
 
 
-def _reader(root: str, start: float, stop: float) -> tuple[int, list[str]]:
+def _reader(root: str, ready_dir: str) -> tuple[int, list[str]]:
     """Poll lookup+load from before the race until 30 reads succeeded; each must be complete."""
     x = _features()
     store = KNNStore(root, backend="numpy")
     ok, errors = 0, []
-    time.sleep(max(0.0, start - time.time()))
-    while time.time() < stop and ok < 30:
+    _barrier(ready_dir, N_WRITERS + N_READERS)
+    deadline = time.time() + 60
+    while time.time() < deadline and ok < 30:
         try:
             ref = store.lookup(x, 10)
             if ref is None:
+                time.sleep(0.001)
                 continue
             nb, ds = load(ref, 10)
             if nb.shape != (1500, 10) or not (np.diff(ds, axis=1) >= 0).all():
@@ -46,12 +58,12 @@ def _reader(root: str, start: float, stop: float) -> tuple[int, list[str]]:
 
 
 def test_racing_writers_publish_one_entry_and_readers_never_fail(tmp_path: Path) -> None:
+    root, ready = tmp_path / "store", tmp_path / "ready"
+    ready.mkdir()
     ctx = multiprocessing.get_context("spawn")  # fork of a process running a dask client is unsafe
     with ctx.Pool(N_WRITERS + N_READERS) as pool:
-        # Give every spawned interpreter time to import before the common start instant.
-        start = time.time() + 6.0
-        readers = [pool.apply_async(_reader, (str(tmp_path), start - 0.5, start + 90.0)) for _ in range(N_READERS)]
-        writers = [pool.apply_async(_writer, (str(tmp_path), start)) for _ in range(N_WRITERS)]
+        readers = [pool.apply_async(_reader, (str(root), str(ready))) for _ in range(N_READERS)]
+        writers = [pool.apply_async(_writer, (str(root), str(ready))) for _ in range(N_WRITERS)]
         groups = {w.get(timeout=120) for w in writers}
         results = [r.get(timeout=120) for r in readers]
     assert len(groups) == 1
@@ -59,5 +71,5 @@ def test_racing_writers_publish_one_entry_and_readers_never_fail(tmp_path: Path)
     entry = Path(group).parent
     assert sorted(os.listdir(entry)) == ["k0015.zarr", "last_access"]  # no temp dirs left behind
     assert [e for e in os.listdir(entry.parent) if e.startswith(".")] == []
-    assert sum(ok for ok, _ in results) > 0
+    assert [ok for ok, _ in results] == [30] * N_READERS
     assert [e for _, errs in results for e in errs] == []

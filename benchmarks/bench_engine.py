@@ -1,0 +1,174 @@
+"""Engine benchmarks (issue 3): overhead, scaling, memory, granularity. Ratios from one process run.
+
+1. Overhead: ``extract`` on a 1-worker LocalCluster vs a plain serial loop over the same files calling
+   the same extractor functions and writing one Parquet file per experiment (target <= 1.25,
+   transfer preset, 20 experiments x 500 steps).
+2. Scaling: 2 workers vs 1 on a CPU-heavy config (tau fits) (target >= 1.7x).
+3. Memory: peak RSS of client + workers for 200 experiments / for 20 (target <= 1.3).
+4. Granularity: one task per step vs the automatic chunks.
+
+Clusters are started before the timed region (a user keeps one per session). Usage:
+``python benchmarks/bench_engine.py [--quick] [--only overhead,scaling,memory,granularity]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+from distributed import Client, LocalCluster
+
+import dask_features as dfe
+from dask_features.engine.tasks import assemble, run_chunk
+
+
+def serial_loop(data: Path, config: str, out: Path) -> float:
+    """The baseline a user would write: open, read all steps, call the extractors, write Parquet."""
+    cfg = dfe.load_config(config)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    for path in sorted(data.glob("*.h5")):
+        exp = dfe.open_experiment(path)
+        chunks = []
+        for source in cfg.sources:
+            n = exp.n_transfer_steps if source == "transfer" else exp.n_transient_steps
+            chunks.append(run_chunk(exp, cfg, source, 0, n))
+        tables = assemble(exp, cfg, chunks)
+        tables.steps.to_pandas().to_parquet(out / f"{path.stem}.parquet")
+    return time.perf_counter() - t0
+
+
+def run_pipeline(data: Path, config: str, out: Path, client: Client, **kwargs: object) -> float:
+    t0 = time.perf_counter()
+    res = dfe.extract(data, config, out, client=client, progress=False, force=True, **kwargs)
+    assert res.ok, res.summary()
+    return time.perf_counter() - t0
+
+
+def make_data(folder: Path, n_experiments: int, n_steps: int, samples: int) -> Path:
+    """One generated experiment copied n times (generation is not what is measured)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "proto").mkdir()
+    proto = dfe.synth.write_experiment(folder / "proto", n_transfer=n_steps, n_transient=n_steps, transient_samples=samples, seed=1)
+    for i in range(n_experiments):
+        shutil.copy(proto, folder / f"exp{i:04d}-test_{i}.h5")
+    shutil.rmtree(folder / "proto")
+    return folder
+
+
+class PeakRSS:
+    """Samples the summed RSS of this process and its children every 20 ms."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for p in [me, *me.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += p.memory_info().rss
+            self.peak = max(self.peak, total)
+            time.sleep(0.02)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def cluster(n: int) -> tuple[LocalCluster, Client]:
+    c = LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=None, memory_limit="4GiB")
+    return c, Client(c)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller datasets")
+    parser.add_argument("--only", default="overhead,scaling,memory,granularity")
+    args = parser.parse_args()
+    parts = set(args.only.split(","))
+    q = args.quick
+    tmp = Path(tempfile.mkdtemp(prefix="bench_engine_"))
+    rows: list[tuple[str, str, str]] = []
+    try:
+        if "overhead" in parts or "granularity" in parts:
+            n_exp, n_steps = (6, 200) if q else (20, 500)
+            data = make_data(tmp / "transfer", n_exp, n_steps, samples=200)
+            cl, client = cluster(1)
+            try:
+                run_pipeline(data, "v2_transfer_basic", tmp / "warm", client)  # imports and caches in the worker
+                serial_loop(data, "v2_transfer_basic", tmp / "warm_loop")
+                if "overhead" in parts:
+                    loop = min(serial_loop(data, "v2_transfer_basic", tmp / f"loop{i}") for i in range(3))
+                    pipe = min(run_pipeline(data, "v2_transfer_basic", tmp / f"pipe{i}", client) for i in range(3))
+                    rows.append(("overhead: pipeline(1 worker) / serial loop", f"{pipe / loop:.2f}", "<= 1.25"))
+                    print(f"overhead: loop {loop:.2f} s, pipeline {pipe:.2f} s ({n_exp} exp x {n_steps} steps, transfer preset)")
+                if "granularity" in parts:
+                    few = make_data(tmp / "gran", 2 if q else 4, n_steps, samples=200)
+                    auto = min(run_pipeline(few, "v2_transfer_basic", tmp / f"ga{i}", client) for i in range(2))
+                    per_step = run_pipeline(few, "v2_transfer_basic", tmp / "gs", client, chunk_steps=1)
+                    ten = run_pipeline(few, "v2_transfer_basic", tmp / "g10", client, chunk_steps=10)
+                    rows.append(("granularity: 1 step/task vs auto", f"{per_step / auto:.1f}x slower", "auto fastest"))
+                    rows.append(("granularity: 10 steps/task vs auto", f"{ten / auto:.1f}x slower", "auto fastest"))
+                    print(f"granularity: auto {auto:.2f} s, 10/task {ten:.2f} s, 1/task {per_step:.2f} s")
+            finally:
+                client.close()
+                cl.close()
+
+        if "scaling" in parts:
+            n_exp, n_steps = (4, 100) if q else (8, 200)
+            data = make_data(tmp / "tau", n_exp, n_steps, samples=2000)
+            times = {}
+            for n in (1, 2):
+                cl, client = cluster(n)
+                try:
+                    run_pipeline(data, "transient_tau", tmp / f"warm{n}", client)
+                    times[n] = min(run_pipeline(data, "transient_tau", tmp / f"s{n}_{i}", client) for i in range(2))
+                finally:
+                    client.close()
+                    cl.close()
+            rows.append(("scaling: 2 workers vs 1 (transient_tau)", f"{times[1] / times[2]:.2f}x", ">= 1.7x"))
+            print(f"scaling: 1 worker {times[1]:.2f} s, 2 workers {times[2]:.2f} s")
+
+        if "memory" in parts:
+            small, big = (10, 100) if q else (20, 200)
+            data_big = make_data(tmp / "mem_big", big, 200, samples=400)
+            data_small = tmp / "mem_small"
+            data_small.mkdir()
+            for p in sorted(data_big.glob("*.h5"))[:small]:
+                shutil.copy(p, data_small / p.name)
+            peaks = {}
+            for label, data in (("small", data_small), ("big", data_big)):
+                cl, client = cluster(2)
+                try:
+                    with PeakRSS() as mon:
+                        run_pipeline(data, "v2_mixed", tmp / f"m_{label}", client)
+                    peaks[label] = mon.peak
+                finally:
+                    client.close()
+                    cl.close()
+            ratio = peaks["big"] / peaks["small"]
+            rows.append((f"memory: peak RSS {big} exp / {small} exp", f"{ratio:.2f}", "<= 1.3"))
+            print(f"memory: {small} exp {peaks['small'] / 2**20:.0f} MiB, {big} exp {peaks['big'] / 2**20:.0f} MiB")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print()
+    print(pd.DataFrame(rows, columns=["measure", "value", "target"]).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from knn_store import (
+    InvalidFeaturesError,
+    InvalidNameError,
+    KNNStore,
+    best_configurations,
+    grid_search,
+    run_clustering_search_on_features,
+)
+from knn_store.search import COLUMNS
+
+KS = range(3, 9)
+PERCENTILES = (50, 70, 90)
+
+
+@pytest.fixture(scope="module")
+def small_gcd(digits_gcd):
+    """600 digits points and two feature sets (raw and square-rooted pixels)."""
+    x, y, labeled = digits_gcd
+    sel = np.arange(600)
+    return {"raw": x[sel], "sqrt": np.sqrt(x[sel])}, y[sel], labeled[sel]
+
+
+def _computed(caplog) -> int:
+    return sum(r.getMessage().startswith("computed kNN") for r in caplog.records)
+
+
+def test_cluster_gives_the_same_table_as_serial(small_gcd, dask_client, tmp_path: Path) -> None:
+    sets, y, labeled = small_gcd
+    store = KNNStore(tmp_path / "store")
+    serial = grid_search(sets, y, labeled, KS, PERCENTILES, store=store, progress=False)
+    on_cluster = grid_search(sets, y, labeled, KS, PERCENTILES, client=dask_client, store=store, progress=False)
+    assert list(serial.columns) == list(COLUMNS) and len(serial) == 2 * 6 * 3
+    same = [c for c in COLUMNS if c != "seconds"]
+    pd.testing.assert_frame_equal(serial[same], on_cluster[same])
+    assert (on_cluster["seconds"] > 0).all()
+    assert not dask_client.futures  # nothing left behind on the shared cluster
+
+
+def test_second_run_computes_no_knn_and_writes_parquet(small_gcd, tmp_path: Path, caplog) -> None:
+    sets, y, labeled = small_gcd
+    store = tmp_path / "store"
+    with caplog.at_level(logging.INFO, logger="knn_store.store"):
+        first = grid_search(sets, y, labeled, KS, PERCENTILES, store=store, out=tmp_path / "out", progress=False)
+        assert _computed(caplog) == 2  # one kNN per feature set, at max(ks), never one per k
+        caplog.clear()
+        second = grid_search(sets, y, labeled, [3, 5], PERCENTILES, store=store, progress=False)
+        assert _computed(caplog) == 0
+    assert [e.k_max for e in KNNStore(store).info()] == [(8,), (8,)]
+    cols = [c for c in COLUMNS if c != "seconds"]
+    pd.testing.assert_frame_equal(
+        second[cols], first[first.k.isin([3, 5])][cols].reset_index(drop=True), check_dtype=True
+    )
+    written = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    pd.testing.assert_frame_equal(written, first)
+    best = pd.read_parquet(tmp_path / "out" / "best.parquet")
+    assert list(best.feature_set) == ["raw", "sqrt"]
+    pd.testing.assert_frame_equal(best, pd.DataFrame(first.attrs["best"]))
+
+
+def test_best_configuration_rule() -> None:
+    table = pd.DataFrame(
+        {
+            "feature_set": ["a", "a", "a", "b"],
+            "k": [5, 3, 4, 7],
+            "density_percentile": [50.0, 60.0, 50.0, 40.0],
+            "acc_all": [0.8, 0.8, 0.8, np.nan],
+            "nmi": [0.5, 0.5, 0.4, 0.1],
+            "ari": [0.3, 0.3, 0.9, 0.1],
+        }
+    )
+    best = best_configurations(table)
+    assert best.k.tolist() == [3, 7]  # tie on acc_all and nmi and ari: smaller k wins
+    assert best_configurations(table, by="ari").k.tolist() == [4, 7]
+
+
+def test_training_loop_mode_leaves_nothing_behind(small_gcd) -> None:
+    sets, y, labeled = small_gcd
+    before = {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("knn_store_")}
+    df = run_clustering_search_on_features(sets["raw"], y, labeled, ks=[4, 6], density_percentiles=[60], progress=False)
+    after = {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("knn_store_")}
+    assert after <= before
+    assert df.feature_set.unique().tolist() == ["features"] and len(df) == 2
+
+
+@pytest.mark.parametrize("name", ["../evil", "/abs", "a/b", "nul\x00", "", ".hidden", ".."])
+def test_unsafe_feature_set_names_are_rejected(small_gcd, name: str) -> None:
+    sets, y, labeled = small_gcd
+    with pytest.raises(InvalidNameError, match="not allowed"):
+        grid_search({name: sets["raw"]}, y, labeled, [3], [50], progress=False)
+
+
+def test_label_shape_mismatch(small_gcd) -> None:
+    sets, y, labeled = small_gcd
+    with pytest.raises(InvalidFeaturesError, match="'raw' has 600 rows"):
+        grid_search(sets, y[:-1], labeled[:-1], [3], [50], progress=False)
