@@ -37,29 +37,47 @@ from dask_features.extractors.tau import step_edges, tau_on_off
 from dask_features.io.chunks import TransientChunk
 from dask_features.synth.signals import square_wave_response
 
-REAL_TRACE = Path(__file__).resolve().parents[1] / "tests" / "extractors" / "data" / "autotau_example_transient.csv"
+REAL_TRACE = (
+    Path(__file__).resolve().parents[1] / "tests" / "extractors" / "data" / "autotau_example_transient.csv"
+)
 AMPLITUDE = 1e-3  # A; mA scale, where autotau's fixed start point works (it fails at uA scale)
 
 
 def make_trace(
-    tau_on: float, tau_off: float, period: float, fs: float, snr_db: float, n_cycles: float, rng: np.random.Generator
+    tau_on: float,
+    tau_off: float,
+    period: float,
+    fs: float,
+    snr_db: float,
+    n_cycles: float,
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Time [s], noisy current [A] and noise-free current [A] of one step with random phase."""
     dt = 1.0 / fs
-    t = np.arange(int(round(n_cycles * period * fs))) * dt
+    t = np.arange(round(n_cycles * period * fs)) * dt
     clean = square_wave_response(
-        t, period=period, tau_on=tau_on, tau_off=tau_off, i_low=0.2 * AMPLITUDE, i_high=1.2 * AMPLITUDE,
+        t,
+        period=period,
+        tau_on=tau_on,
+        tau_off=tau_off,
+        i_low=0.2 * AMPLITUDE,
+        i_high=1.2 * AMPLITUDE,
         phase=rng.uniform(0, period),
-    )  # fmt: skip
+    )
     noisy = clean + rng.normal(0.0, AMPLITUDE * 10 ** (-snr_db / 20), t.size)
     return t, noisy, clean
 
 
 def chunk_of(t: np.ndarray, y: np.ndarray, period: float, fs: float) -> TransientChunk:
     return TransientChunk(
-        step_index=np.zeros(1, np.int64), time=t, current=y, offsets=np.array([0, t.size]),
-        period=np.array([period]), time_step=np.array([1.0 / fs]), duty=np.array([0.5]),
-    )  # fmt: skip
+        step_index=np.zeros(1, np.int64),
+        time=t,
+        current=y,
+        offsets=np.array([0, t.size]),
+        period=np.array([period]),
+        time_step=np.array([1.0 / fs]),
+        duty=np.array([0.5]),
+    )
 
 
 def cpu(fn: Callable[[], Any], repeat: int = 1) -> tuple[Any, float]:
@@ -81,15 +99,19 @@ def crlb_median_err(k: float, a: float, m: int, sigma: float) -> float:
     return float(0.674 * np.sqrt(cov[2, 2]) / k)
 
 
-def windows(t: np.ndarray, y: np.ndarray, period: float, fs: float) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def windows(
+    t: np.ndarray, y: np.ndarray, period: float, fs: float
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """The complete half-cycle windows the extractor fits, as (direction, t - t0, y) for curve_fit."""
     ed: StepEdges = step_edges(chunk_of(t, y, period, fs))[0]
     seg = segment_step(t.size, ed)
-    out = []
-    for name, starts, st, m in (("on", seg.on_start, seg.on_status, seg.m_on), ("off", seg.off_start, seg.off_status, seg.m_off)):
-        for s in starts[st == 0]:
-            out.append((name, t[s : s + m] - t[s], y[s : s + m]))
-    return out
+    halves = (
+        ("on", seg.on_start, seg.on_status, seg.m_on),
+        ("off", seg.off_start, seg.off_status, seg.m_off),
+    )
+    return [
+        (name, t[s : s + m] - t[s], y[s : s + m]) for name, starts, st, m in halves for s in starts[st == 0]
+    ]
 
 
 def _on(t: np.ndarray, a: float, tau: float, c: float) -> np.ndarray:
@@ -124,8 +146,12 @@ def accuracy_grid(quick: bool, rng: np.random.Generator) -> None:
     snrs = [40.0, 20.0]
     if quick:
         taus, periods = [1e-3, 10e-3, 50e-3], [0.2]
-    print("\n## 1. Accuracy (median |rel. error| of tau per cycle, on/off pooled; CRLB = efficient-estimator floor)\n")
-    print("| tau ms | period s | fs kHz | SNR dB | cycles | fitted % | per-cycle err % | CRLB % | step-median err % |")
+    print(
+        "\n## 1. Accuracy (median |rel. error| of tau per cycle, on/off pooled; CRLB = efficient-estimator floor)\n"
+    )
+    print(
+        "| tau ms | period s | fs kHz | SNR dB | cycles | fitted % | per-cycle err % | CRLB % | step-median err % |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     pooled: dict[float, list[float]] = {s: [] for s in snrs}
     pooled_step: dict[float, list[float]] = {s: [] for s in snrs}
@@ -141,7 +167,9 @@ def accuracy_grid(quick: bool, rng: np.random.Generator) -> None:
                     fitted = 100 * np.mean(np.r_[f["status_on"][full], f["status_off"][full]] == 0)
                     est = np.r_[f["tau_on"][full], f["tau_off"][full]]
                     err = np.abs(est / tau - 1)
-                    step_err = 100 * max(abs(np.nanmedian(f["tau_on"]) / tau - 1), abs(np.nanmedian(f["tau_off"]) / tau - 1))
+                    step_err = 100 * max(
+                        abs(np.nanmedian(f["tau_on"]) / tau - 1), abs(np.nanmedian(f["tau_off"]) / tau - 1)
+                    )
                     ed = step_edges(chunk_of(t, clean, period, fs))[0]
                     seg = segment_step(t.size, ed)
                     sigma = AMPLITUDE * 10 ** (-snr / 20)
@@ -167,19 +195,27 @@ def speed(quick: bool, rng: np.random.Generator) -> None:
     cases = [(5e-3, 0.2, 1e3, 100), (5e-3, 0.2, 1e3, 20), (20e-3, 1.0, 5e3, 20), (2e-3, 2.0, 1e4, 10)]
     if quick:
         cases = cases[:2]
-    print("\n## 2. Speed and accuracy vs per-half-cycle scipy curve_fit (same windows, same process, 1 thread)\n")
-    print("| tau ms | period s | fs kHz | SNR dB | cycles | ours ms | curve_fit ms | speed-up | ours cycles/s/core | err ours % | err curve_fit % |")
+    print(
+        "\n## 2. Speed and accuracy vs per-half-cycle scipy curve_fit (same windows, same process, 1 thread)\n"
+    )
+    print(
+        "| tau ms | period s | fs kHz | SNR dB | cycles | ours ms | curve_fit ms | speed-up | ours cycles/s/core | err ours % | err curve_fit % |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for tau, period, fs, n_cycles in cases:
         for snr in (40.0, 20.0):
             t, y, _ = make_trace(tau, 1.5 * tau, period, fs, snr, n_cycles, rng)
-            res, t_ours = cpu(lambda t=t, y=y, period=period, fs=fs: tau_on_off(chunk_of(t, y, period, fs)), repeat=5)
+            res, t_ours = cpu(
+                lambda t=t, y=y, period=period, fs=fs: tau_on_off(chunk_of(t, y, period, fs)), repeat=5
+            )
             wins = windows(t, y, period, fs)
             taus_cf, t_cf = cpu(lambda wins=wins: curve_fit_all(wins))
             truth = np.array([tau if w[0] == "on" else 1.5 * tau for w in wins])
             f = res.fields
             ours = np.r_[f["tau_on"][f["status_on"] == 0], f["tau_off"][f["status_off"] == 0]]
-            ours_truth = np.r_[np.full((f["status_on"] == 0).sum(), tau), np.full((f["status_off"] == 0).sum(), 1.5 * tau)]
+            ours_truth = np.r_[
+                np.full((f["status_on"] == 0).sum(), tau), np.full((f["status_off"] == 0).sum(), 1.5 * tau)
+            ]
             cycles = res.counts.sum()
             print(
                 f"| {tau * 1e3:g} | {period:g} | {fs / 1e3:g} | {snr:g} | {cycles} | {1e3 * t_ours:.2f} | {1e3 * t_cf:.0f} | "
@@ -192,17 +228,26 @@ def speed_chunk(quick: bool, rng: np.random.Generator) -> None:
     """The production shape: one task fits a chunk of many steps; rows of equal length form one batch."""
     shapes = [(20, 20), (50, 50)] if not quick else [(20, 20)]
     print("\n### Chunks of many steps (tau_on 5 ms, tau_off 7.5 ms, P 0.2 s, 1 kHz, SNR 40 dB)\n")
-    print("| steps x cycles | ours ms | ours µs/cycle | curve_fit µs/cycle (3 steps) | speed-up | ours cycles/s/core |")
+    print(
+        "| steps x cycles | ours ms | ours µs/cycle | curve_fit µs/cycle (3 steps) | speed-up | ours cycles/s/core |"
+    )
     print("|---|---|---|---|---|---|")
     for n_steps, n_cycles in shapes:
         traces = [make_trace(5e-3, 7.5e-3, 0.2, 1e3, 40.0, n_cycles, rng) for _ in range(n_steps)]
         lengths = [tr[0].size for tr in traces]
         chunk = TransientChunk(
-            step_index=np.arange(n_steps), time=np.concatenate([tr[0] for tr in traces]),
-            current=np.concatenate([tr[1] for tr in traces]), offsets=np.r_[0, np.cumsum(lengths)],
-            period=np.full(n_steps, 0.2), time_step=np.full(n_steps, 1e-3), duty=np.full(n_steps, 0.5),
-        )  # fmt: skip
-        res, t_ours = cpu(lambda chunk=chunk: tau_on_off(TransientChunk(**{**vars(chunk), "memo": {}, "issues": []})), repeat=3)
+            step_index=np.arange(n_steps),
+            time=np.concatenate([tr[0] for tr in traces]),
+            current=np.concatenate([tr[1] for tr in traces]),
+            offsets=np.r_[0, np.cumsum(lengths)],
+            period=np.full(n_steps, 0.2),
+            time_step=np.full(n_steps, 1e-3),
+            duty=np.full(n_steps, 0.5),
+        )
+        res, t_ours = cpu(
+            lambda chunk=chunk: tau_on_off(TransientChunk(**{**vars(chunk), "memo": {}, "issues": []})),
+            repeat=3,
+        )
         wins = [w for tr in traces[:3] for w in windows(tr[0], tr[1], 0.2, 1e3)]
         _, t_cf = cpu(lambda wins=wins: curve_fit_all(wins))
         per_cycle_cf = t_cf / len(wins) * 2
@@ -223,7 +268,9 @@ def autotau_part(quick: bool, rng: np.random.Generator) -> None:
     if not quick:
         cases.append((10e-3, 0.2, 1e3, 10, 40.0))
     print("\n## 3. autotau CyclesAutoTauFitter (default settings) on the same traces\n")
-    print("| tau_on/off ms | period s | fs kHz | SNR dB | cycles a/ours | autotau s | ours ms | speed-up | err autotau % | err ours % |")
+    print(
+        "| tau_on/off ms | period s | fs kHz | SNR dB | cycles a/ours | autotau s | ours ms | speed-up | err autotau % | err ours % |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for tau, period, fs, n_cycles, snr in cases:
         t, y, _ = make_trace(tau, 1.5 * tau, period, fs, snr, n_cycles, rng)
@@ -235,9 +282,14 @@ def autotau_part(quick: bool, rng: np.random.Generator) -> None:
             return fitter.get_summary_data()
 
         summary, t_auto = cpu(run_autotau)
-        res, t_ours = cpu(lambda t=t, y=y, period=period, fs=fs: tau_on_off(chunk_of(t, y, period, fs)), repeat=5)
+        res, t_ours = cpu(
+            lambda t=t, y=y, period=period, fs=fs: tau_on_off(chunk_of(t, y, period, fs)), repeat=5
+        )
         f = res.fields
-        err_a = np.r_[np.abs(summary["tau_on"].to_numpy() / tau - 1), np.abs(summary["tau_off"].to_numpy() / (1.5 * tau) - 1)]
+        err_a = np.r_[
+            np.abs(summary["tau_on"].to_numpy() / tau - 1),
+            np.abs(summary["tau_off"].to_numpy() / (1.5 * tau) - 1),
+        ]
         err_o = np.r_[np.abs(f["tau_on"] / tau - 1), np.abs(f["tau_off"] / (1.5 * tau) - 1)]
         print(
             f"| {tau * 1e3:g}/{1.5 * tau * 1e3:g} | {period:g} | {fs / 1e3:g} | {snr:g} | {len(summary)}/{int((f['status'] == 0).sum())} | "
@@ -267,7 +319,9 @@ def real_trace() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small grid, two speed cases, two autotau traces")
+    parser.add_argument(
+        "--quick", action="store_true", help="small grid, two speed cases, two autotau traces"
+    )
     parser.add_argument("--no-autotau", action="store_true", help="skip the autotau comparison")
     parser.add_argument("--seed", type=int, default=20261122)
     args = parser.parse_args(argv)

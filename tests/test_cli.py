@@ -57,5 +57,6 @@ def test_import_writes_and_prints_nothing(tmp_path: Path) -> None:
     code = "import dask_features, knn_store, dask_features.catalog"
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "" and done.stderr == ""
+    assert done.stdout == ""
+    assert done.stderr == ""
     assert list(tmp_path.iterdir()) == []

@@ -100,6 +100,9 @@ def _atomic_write(table: pa.Table, path: Path, meta: Mapping[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create output folder {path.parent}: {exc}") from exc
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed run
+        with contextlib.suppress(OSError):
+            stale.unlink()
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         pq.write_table(table, tmp, compression="zstd")

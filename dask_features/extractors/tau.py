@@ -43,9 +43,9 @@ Status codes (``status_on``, ``status_off``; ``status`` is ``status_on`` if non-
 3  NO_EDGES         no rising or no falling transition above the noise (flat or dead step; one row)
 4  PARTIAL          half-cycle cut by the start or end of the record (transition already in progress)
 5  NAN_GAP          NaN or inf inside the half-cycle window (only that half-cycle is lost)
-6  FLAT             amplitude < ``min_amplitude`` x the step's median, < 3 noise sd, or wrong direction
+6  FLAT             amplitude < ``min_amplitude`` x the step's median, < 2 noise sd, or wrong direction
 7  CLIPPED          a run of ``clip_samples`` identical extreme values within 3 tau of the window start
-8  TAU_OUT_OF_RANGE tau longer than the window or shorter than 0.1 sample interval
+8  TAU_OUT_OF_RANGE tau longer than twice the window or shorter than 0.1 sample interval
 9  LOW_R2           R^2 below ``min_r2``
 10 FIT_FAILED       numerical failure
 == ================ ===================================================================================
@@ -88,7 +88,9 @@ def _check(params: Mapping[str, Any]) -> None:
         raise ValueError(f"min_amplitude must be a number in [0, 1), got {amp!r}")
 
 
-def _sampling(chunk: TransientChunk, period: float | str, sample_rate: float | str) -> tuple[np.ndarray, np.ndarray]:
+def _sampling(
+    chunk: TransientChunk, period: float | str, sample_rate: float | str
+) -> tuple[np.ndarray, np.ndarray]:
     """Period [s] and sample interval [s] per step; NaN where unknown."""
     n = chunk.n_steps
     per = np.asarray(chunk.period, np.float64) if period == "auto" else np.full(n, float(period))
@@ -103,7 +105,9 @@ def _sampling(chunk: TransientChunk, period: float | str, sample_rate: float | s
     return per, dt
 
 
-def step_edges(chunk: TransientChunk, *, period: float | str = "auto", sample_rate: float | str = "auto") -> list[StepEdges]:
+def step_edges(
+    chunk: TransientChunk, *, period: float | str = "auto", sample_rate: float | str = "auto"
+) -> list[StepEdges]:
     """Edges of every step of ``chunk``, computed once per chunk and shared by transient extractors.
 
     Parameters

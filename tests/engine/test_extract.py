@@ -176,7 +176,8 @@ def test_extractor_failures_are_isolated_per_step(dataset: Path, tmp_path: Path)
     assert sorted(step3.step_index) == [3, 3, 3]
     assert step3.message.str.contains("FloatingPointError: cannot handle this sweep").all()
     derived = errors[errors.feature == "bad_derived"]
-    assert len(derived) == 3 and derived.message.str.contains("one value").all()
+    assert len(derived) == 3
+    assert derived.message.str.contains("one value").all()
     written = dfe.read_features(tmp_path, "fragile", table="errors")
     assert len(written) == len(errors)
 

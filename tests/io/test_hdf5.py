@@ -40,11 +40,14 @@ def test_metadata_round_trip(written: Path) -> None:
     assert exp.transfer_max_points == data.shape[2]
     assert exp.n_transient_steps == 12
     assert exp.has_transient_index
-    assert exp.chip_id and exp.device_id and exp.test_id.startswith("test_")
+    assert exp.chip_id
+    assert exp.device_id
+    assert exp.test_id.startswith("test_")
     assert exp.device_type in ("N", "P")
     assert exp.workflow is not None
     kinds = [s.type for s in exp.workflow]
-    assert kinds.count("transfer") == 12 and kinds.count("transient") == 12  # loops expanded
+    assert kinds.count("transfer") == 12
+    assert kinds.count("transient") == 12
 
 
 def test_handle_is_small_and_picklable(written: Path) -> None:
@@ -120,7 +123,8 @@ def test_old_files_without_index_columns(tmp_path: Path, equal_steps: bool) -> N
 def test_numeric_ids_are_strings(tmp_path: Path) -> None:
     path = synth.write_experiment(tmp_path, n_transfer=2, n_transient=2, sweep_points=11, transient_samples=100, numeric_ids=True)
     exp = open_experiment(path)
-    assert isinstance(exp.device_id, str) and exp.device_id.isdigit()
+    assert isinstance(exp.device_id, str)
+    assert exp.device_id.isdigit()
     assert isinstance(exp.chip_id, str)
 
 

@@ -31,21 +31,34 @@ def inputs(digits_gcd, tmp_path: Path) -> dict[str, Path]:
 
 def test_grid_search_info_prune_clear(inputs, tmp_path: Path, capsys) -> None:
     store, out = str(tmp_path / "store"), tmp_path / "out"
-    args = ["grid-search", "--store", store, "--features", str(inputs["npy"]), "--labels", str(inputs["labels"])]
+    args = [
+        "grid-search",
+        "--store",
+        store,
+        "--features",
+        str(inputs["npy"]),
+        "--labels",
+        str(inputs["labels"]),
+    ]
     args += ["--features", str(inputs["zarr"]), "--features", f"pq={inputs['parquet']}"]
     args += ["--k-min", "3", "--k-max", "6", "--density-range", "50:70:10", "--out", str(out)]
     assert main(args) == 0
     table = pd.read_parquet(out / "results.parquet")
-    assert sorted(table.feature_set.unique()) == ["pq", "raw", "zz"] and len(table) == 3 * 4 * 3
+    assert sorted(table.feature_set.unique()) == ["pq", "raw", "zz"]
+    assert len(table) == 3 * 4 * 3
     assert sorted(table.density_percentile.unique()) == [50.0, 60.0, 70.0]
     # Same matrix in three formats: one entry, identical scores.
-    by_set = [g.drop(columns=["feature_set", "seconds"]).reset_index(drop=True) for _, g in table.groupby("feature_set")]
+    by_set = [
+        g.drop(columns=["feature_set", "seconds"]).reset_index(drop=True)
+        for _, g in table.groupby("feature_set")
+    ]
     pd.testing.assert_frame_equal(by_set[0], by_set[1])
     capsys.readouterr()
 
     assert main(["info", "--store", store, "--json"]) == 0
     [entry] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert entry["k_max"] == [6] and entry["n"] == 400
+    assert entry["k_max"] == [6]
+    assert entry["n"] == 400
     assert main(["prune", "--store", store, "--max-bytes", "0", "--grace", "1h"]) == 0
     assert "pruned 0 entries" in capsys.readouterr().out
     assert main(["prune", "--store", store, "--max-bytes", "0", "--grace", "0"]) == 0

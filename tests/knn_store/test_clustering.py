@@ -22,14 +22,19 @@ def test_median_density_matches_numpy_median(digits_knn) -> None:
 
 @pytest.mark.parametrize(("k", "percentile"), [(5, 50), (10, 60), (20, 80)])
 def test_digits_gcd_split(digits_gcd, digits_knn, k: int, percentile: float) -> None:
-    x, y, labeled = digits_gcd
+    _x, y, labeled = digits_gcd
     res = ssddbc(None, y, labeled, k=k, density_percentile=percentile, precomputed_knn=digits_knn)
     scores = gcd_scores(y, res.labels, labeled)
-    print(f"digits k={k} p={percentile}: {res.n_clusters} clusters, {res.new_class_clusters.size} new, {scores}")
+    print(
+        f"digits k={k} p={percentile}: {res.n_clusters} clusters, {res.new_class_clusters.size} new, {scores}"
+    )
     # Digits are easy: far above chance (0.1) on both Old and New classes.
-    assert scores["acc_all"] > 0.6 and scores["acc_old"] > 0.5 and scores["acc_new"] > 0.5
+    assert scores["acc_all"] > 0.6
+    assert scores["acc_old"] > 0.5
+    assert scores["acc_new"] > 0.5
     assert scores["nmi"] > 0.7
-    assert res.labels.shape == y.shape and res.core.sum() == pytest.approx((1 - percentile / 100) * y.size, rel=0.05)
+    assert res.labels.shape == y.shape
+    assert res.core.sum() == pytest.approx((1 - percentile / 100) * y.size, rel=0.05)
     # Cannot-link: no cluster's core holds two different given labels.
     for c in range(res.n_clusters):
         given = np.unique(y[(res.labels == c) & res.core & labeled])

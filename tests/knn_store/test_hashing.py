@@ -30,7 +30,8 @@ def test_digest_covers_dtype_and_shape(features: np.ndarray, variant) -> None:
 def test_entry_key_depends_on_every_part() -> None:
     base = {"metric": "euclidean", "backend": "numpy", "conventions": {"self": "by-index"}}
     key = entry_key("d" * 32, **base)
-    assert len(key) == 32 and key == entry_key("d" * 32, **base)
+    assert len(key) == 32
+    assert key == entry_key("d" * 32, **base)
     assert entry_key("e" * 32, **base) != key
     for field, value in [("metric", "cosine"), ("backend", "sklearn"), ("conventions", {"self": "kept"})]:
         assert entry_key("d" * 32, **{**base, field: value}) != key

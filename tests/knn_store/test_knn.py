@@ -26,7 +26,9 @@ def test_matches_brute_force(features: np.ndarray, backend: str, metric: str) ->
     x = prepare_features(features, metric)
     nb, ds = exact_knn(x, 12, metric=metric, backend=backend)
     ref_nb, ref_ds = _reference(x, 12, metric)
-    assert nb.dtype == np.int32 and ds.dtype == np.float32 and nb.shape == (300, 12)
+    assert nb.dtype == np.int32
+    assert ds.dtype == np.float32
+    assert nb.shape == (300, 12)
     np.testing.assert_allclose(ds, ref_ds, rtol=1e-4, atol=1e-4)
     # Continuous random data has no near-ties at this scale: identical neighbour lists.
     assert (nb == ref_nb).mean() > 0.999

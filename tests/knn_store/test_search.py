@@ -39,8 +39,11 @@ def test_cluster_gives_the_same_table_as_serial(small_gcd, dask_client, tmp_path
     sets, y, labeled = small_gcd
     store = KNNStore(tmp_path / "store")
     serial = grid_search(sets, y, labeled, KS, PERCENTILES, store=store, progress=False)
-    on_cluster = grid_search(sets, y, labeled, KS, PERCENTILES, client=dask_client, store=store, progress=False)
-    assert list(serial.columns) == list(COLUMNS) and len(serial) == 2 * 6 * 3
+    on_cluster = grid_search(
+        sets, y, labeled, KS, PERCENTILES, client=dask_client, store=store, progress=False
+    )
+    assert list(serial.columns) == list(COLUMNS)
+    assert len(serial) == 2 * 6 * 3
     same = [c for c in COLUMNS if c != "seconds"]
     pd.testing.assert_frame_equal(serial[same], on_cluster[same])
     assert (on_cluster["seconds"] > 0).all()
@@ -51,7 +54,9 @@ def test_second_run_computes_no_knn_and_writes_parquet(small_gcd, tmp_path: Path
     sets, y, labeled = small_gcd
     store = tmp_path / "store"
     with caplog.at_level(logging.INFO, logger="knn_store.store"):
-        first = grid_search(sets, y, labeled, KS, PERCENTILES, store=store, out=tmp_path / "out", progress=False)
+        first = grid_search(
+            sets, y, labeled, KS, PERCENTILES, store=store, out=tmp_path / "out", progress=False
+        )
         assert _computed(caplog) == 2  # one kNN per feature set, at max(ks), never one per k
         caplog.clear()
         second = grid_search(sets, y, labeled, [3, 5], PERCENTILES, store=store, progress=False)
@@ -87,10 +92,13 @@ def test_best_configuration_rule() -> None:
 def test_training_loop_mode_leaves_nothing_behind(small_gcd) -> None:
     sets, y, labeled = small_gcd
     before = {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("knn_store_")}
-    df = run_clustering_search_on_features(sets["raw"], y, labeled, ks=[4, 6], density_percentiles=[60], progress=False)
+    df = run_clustering_search_on_features(
+        sets["raw"], y, labeled, ks=[4, 6], density_percentiles=[60], progress=False
+    )
     after = {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("knn_store_")}
     assert after <= before
-    assert df.feature_set.unique().tolist() == ["features"] and len(df) == 2
+    assert df.feature_set.unique().tolist() == ["features"]
+    assert len(df) == 2
 
 
 @pytest.mark.parametrize("name", ["../evil", "/abs", "a/b", "nul\x00", "", ".hidden", ".."])

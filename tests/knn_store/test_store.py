@@ -46,13 +46,18 @@ def test_entry_layout_and_attributes(tmp_path: Path, features: np.ndarray) -> No
 
     ref = KNNStore(tmp_path, backend="numpy").ensure(features, 8, source={"epoch": 3})
     g = zarr.open_group(ref.group, mode="r")
-    assert g["neighbors"].dtype == np.int32 and g["neighbors"].shape == (300, 8)
+    assert g["neighbors"].dtype == np.int32
+    assert g["neighbors"].shape == (300, 8)
     assert g["distances"].dtype == np.float32
     attrs = dict(g.attrs)
-    assert attrs["complete"] is True and attrs["k_max"] == 8 and attrs["n"] == 300 and attrs["d"] == 16
+    assert attrs["complete"] is True
+    assert attrs["k_max"] == 8
+    assert attrs["n"] == 300
+    assert attrs["d"] == 16
     assert attrs["conventions"]["self"] == "excluded-by-index"
     assert attrs["conventions"]["order"] == "distance,index"
-    assert attrs["source"] == {"epoch": 3} and attrs["key"] == ref.key
+    assert attrs["source"] == {"epoch": 3}
+    assert attrs["key"] == ref.key
 
 
 def test_smaller_k_is_a_hit_and_larger_k_supersedes(tmp_path: Path, features: np.ndarray, caplog) -> None:
@@ -63,7 +68,8 @@ def test_smaller_k_is_a_hit_and_larger_k_supersedes(tmp_path: Path, features: np
         computed = [r for r in caplog.records if r.getMessage().startswith("computed kNN")]
         assert len(computed) == 1
         ref15 = store.ensure(features, 15)
-    assert ref15.entry_dir == ref10.entry_dir and _groups(ref15) == ["k0015.zarr"]
+    assert ref15.entry_dir == ref10.entry_dir
+    assert _groups(ref15) == ["k0015.zarr"]
     # The old reference still works: it re-resolves to the superseding group.
     nb, _ = load(ref10, 10)
     np.testing.assert_array_equal(nb, load(ref15, 10)[0])
@@ -75,7 +81,8 @@ def test_changed_features_give_a_new_entry(tmp_path: Path, features: np.ndarray)
     retrained = features.copy()
     retrained[0, 0] += 1e-3
     ref2 = store.ensure(retrained, 5)
-    assert ref2.key != ref.key and ref2.entry_dir != ref.entry_dir
+    assert ref2.key != ref.key
+    assert ref2.entry_dir != ref.entry_dir
     assert store.ensure(features, 5, metric="cosine").key not in (ref.key, ref2.key)
     assert len(store.info()) == 3
 
@@ -135,12 +142,19 @@ def test_corrupt_entry_is_detected_and_recomputed(tmp_path: Path, features: np.n
 
 
 def test_temporary_store_is_removed_after_an_exception(features: np.ndarray) -> None:
-    with pytest.raises(RuntimeError, match="boom"), KNNStore.temporary() as store:
-        root = store.root
-        store.ensure(features, 3)
-        assert root.is_dir()
-        raise RuntimeError("boom")
-    assert not root.exists()
+    seen: list[Path] = []
+
+    def failing_job() -> None:
+        with KNNStore.temporary() as store:
+            seen.append(store.root)
+            store.ensure(features, 3)
+            assert (store.root / "v1").is_dir()
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        failing_job()
+    assert len(seen) == 1
+    assert not seen[0].exists()
 
 
 def test_prune_is_lru_and_respects_grace(tmp_path: Path, features: np.ndarray) -> None:
@@ -162,8 +176,12 @@ def test_clear_and_info(tmp_path: Path, features: np.ndarray) -> None:
     store = KNNStore(f"file://{tmp_path}")
     store.ensure(features, 4)
     [info] = store.info()
-    assert info.k_max == (4,) and info.n == 300 and info.d == 16 and info.bytes > 300 * 4 * 8
-    assert store.clear() == 1 and store.info() == []
+    assert info.k_max == (4,)
+    assert info.n == 300
+    assert info.d == 16
+    assert info.bytes > 300 * 4 * 8
+    assert store.clear() == 1
+    assert store.info() == []
     assert store.lookup(features, 4) is None
 
 
