@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from knn_store._entry import EntryRef, read_group, smallest_group
+from knn_store import _remote
+from knn_store._entry import EntryRef, list_groups, read_group
 from knn_store.errors import EntryNotFoundError, InvalidParameterError
 
 __all__ = ["clear_memo", "load", "touch"]
@@ -50,18 +51,21 @@ def clear_memo() -> None:
 
 
 def _read(ref: EntryRef, k: int) -> tuple[np.ndarray, np.ndarray]:
+    remote = _remote.is_remote(ref.group)
+    read = _remote.remote_read if remote else read_group
     try:
-        nb, ds, _ = read_group(ref.group)
+        nb, ds, _ = read(ref.group)
         return nb, ds
     except FileNotFoundError:
         pass
     # The referenced group was superseded by a larger k_max or evicted: serve k from what exists now.
-    found = smallest_group(ref.entry_dir, k)
-    if found is None:
+    groups = _remote.remote_groups(ref.entry_dir) if remote else list_groups(ref.entry_dir)
+    fits = [(km, str(g)) for km, g in groups.items() if km >= k]
+    if not fits:
         raise EntryNotFoundError(
             f"kNN entry {ref.entry_dir} has no group with k_max >= {k} (evicted or cleared?); call ensure() again"
         ) from None
-    nb, ds, _ = read_group(found[1])
+    nb, ds, _ = read(min(fits)[1])
     return nb, ds
 
 
@@ -110,5 +114,9 @@ def load(ref: EntryRef, k: int) -> tuple[np.ndarray, np.ndarray]:
                 _memo.popitem(last=False)
         logger.debug("loaded kNN group %s into the process memo", ref.group)
     if time.monotonic() - _touched.get(ref.entry_dir, -np.inf) > _TOUCH_EVERY:
-        touch(ref.entry_dir)
+        if _remote.is_remote(ref.entry_dir):
+            _remote.remote_touch(ref.entry_dir)
+            _touched[ref.entry_dir] = time.monotonic()
+        else:
+            touch(ref.entry_dir)
     return hit[0][:, :k], hit[1][:, :k]

@@ -10,11 +10,56 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from knn_store.errors import InvalidParameterError
 
-__all__ = ["cluster_acc", "gcd_scores", "split_cluster_acc"]
+__all__ = ["adjusted_rand_index", "cluster_acc", "gcd_scores", "normalized_mutual_info", "split_cluster_acc"]
+
+
+def _contingency(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    _, t = np.unique(y_true, return_inverse=True)
+    _, p = np.unique(y_pred, return_inverse=True)
+    w = np.zeros((int(p.max(initial=-1)) + 1, int(t.max(initial=-1)) + 1), dtype=np.int64)
+    np.add.at(w, (p, t), 1)
+    return w
+
+
+def adjusted_rand_index(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Adjusted Rand index (Hubert & Arabie 1985) from the contingency table.
+
+    Same value as ``sklearn.metrics.adjusted_rand_score``, without its per-call validation overhead
+    (milliseconds, which matter in a 200-job grid). Identical partitions, including the degenerate
+    all-singletons and single-cluster cases, score 1.0.
+    """
+    w = _contingency(np.asarray(y_true), np.asarray(y_pred)).astype(np.float64)
+    n = w.sum()
+    if n < 2:
+        return 1.0
+    pairs = (w * (w - 1)).sum() / 2
+    rows = (w.sum(1) * (w.sum(1) - 1)).sum() / 2
+    cols = (w.sum(0) * (w.sum(0) - 1)).sum() / 2
+    expected = rows * cols / (n * (n - 1) / 2)
+    top = (rows + cols) / 2
+    if top == expected:
+        return 1.0
+    return float((pairs - expected) / (top - expected))
+
+
+def normalized_mutual_info(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """NMI with the arithmetic-mean normalisation (scikit-learn's default), from the contingency table.
+
+    ``MI / ((H(true) + H(pred)) / 2)`` with natural logarithms; 1.0 when both sides have a single group.
+    """
+    w = _contingency(np.asarray(y_true), np.asarray(y_pred)).astype(np.float64)
+    n = w.sum()
+    if w.shape[0] == w.shape[1] <= 1:
+        return 1.0
+    p = w / n
+    pr, pc = p.sum(1), p.sum(0)
+    nz = p > 0
+    mi = float((p[nz] * np.log(p[nz] / np.outer(pr, pc)[nz])).sum())
+    h = (-(pr[pr > 0] * np.log(pr[pr > 0])).sum() - (pc[pc > 0] * np.log(pc[pc > 0])).sum()) / 2
+    return float(np.clip(mi / max(h, np.finfo(np.float64).eps), 0.0, 1.0))
 
 
 def _mapped_correct(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -101,6 +146,6 @@ def gcd_scores(y_true: np.ndarray, y_pred: np.ndarray, labeled_mask: np.ndarray)
         "acc_all": acc_all,
         "acc_old": acc_old,
         "acc_new": acc_new,
-        "ari": float(adjusted_rand_score(t, p)) if has else float("nan"),
-        "nmi": float(normalized_mutual_info_score(t, p)) if has else float("nan"),
+        "ari": adjusted_rand_index(t, p) if has else float("nan"),
+        "nmi": normalized_mutual_info(t, p) if has else float("nan"),
     }

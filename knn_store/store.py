@@ -9,19 +9,19 @@ Layout under ``root``::
 
 Publishing is ``write to .tmp-* -> mark complete -> os.rename``. Renaming a directory onto an existing
 non-empty one fails, so of several racing writers exactly one wins and the others adopt its group.
+Roots on object stores (``s3://``, ``gs://``, ...) use the commit-marker protocol of
+:mod:`knn_store._remote` instead; everything else is the same.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import errno
 import logging
 import os
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,27 +29,17 @@ from typing import Any
 
 import numpy as np
 
-from knn_store._entry import (
-    CONVENTIONS,
-    EntryRef,
-    group_name,
-    list_groups,
-    read_group,
-    smallest_group,
-    write_group,
-)
-from knn_store._hashing import LAYOUT_VERSION, entry_key, feature_digest
+from knn_store._entry import CONVENTIONS, EntryRef
+from knn_store._hashing import entry_key, feature_digest
 from knn_store._knn import backend_id, exact_knn, prepare_features, resolve_backend
+from knn_store._layout import LocalLayout, make_layout
 from knn_store._units import parse_bytes, parse_seconds
 from knn_store.errors import CorruptEntryError, InvalidParameterError
-from knn_store.loading import LAST_ACCESS, load, touch
+from knn_store.loading import load
 
 __all__ = ["EntryInfo", "KNNStore"]
 
 logger = logging.getLogger(__name__)
-
-_NAMESPACE = f"v{LAYOUT_VERSION}"
-_STALE_TMP_SECONDS = 86400.0  # a .tmp-* this old belongs to a crashed writer
 
 
 @dataclass(frozen=True)
@@ -88,38 +78,14 @@ class EntryInfo:
     last_access: float
 
 
-def _dir_bytes(path: Path) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            with contextlib.suppress(FileNotFoundError):
-                total += os.stat(os.path.join(dirpath, f)).st_size
-    return total
-
-
-def _local_root(root: str | os.PathLike[str]) -> Path:
-    text = os.fspath(root)
-    if "\x00" in text:
-        raise InvalidParameterError(f"store root {text!r} contains a NUL byte")
-    if "://" in text:
-        protocol, _, rest = text.partition("://")
-        if protocol not in ("file", "local"):
-            # Object stores have no atomic rename: publishing there needs a commit-object protocol that
-            # is not implemented yet, and silently racing would break the one-valid-entry guarantee.
-            raise InvalidParameterError(
-                f"store root {text!r}: only local paths and file:// URLs are supported so far"
-            )
-        text = rest
-    return Path(text).expanduser().absolute()
-
-
 class KNNStore:
     """Content-addressed cache of exact kNN results, shared by processes on one filesystem.
 
     Parameters
     ----------
     root : str or path-like
-        Directory (created if missing) or a ``file://`` URL.
+        Directory (created if missing), a ``file://`` URL, or an fsspec URL of an object store
+        (``s3://bucket/prefix``; credentials from the environment, published with commit markers).
     backend : {"auto", "numpy", "sklearn", "faiss"}, default "auto"
         Default kNN backend for :meth:`ensure`; ``"auto"`` picks faiss when installed, else NumPy GEMM.
     n_threads : int, optional
@@ -142,7 +108,10 @@ class KNNStore:
         n_threads: int | None = None,
         grace: float | str = 3600.0,
     ) -> None:
-        self.root = _local_root(root)
+        self._layout = make_layout(root)
+        self.root: Path | str = (
+            Path(self._layout.root) if isinstance(self._layout, LocalLayout) else self._layout.root
+        )
         self.backend = backend
         self.n_threads = n_threads
         self.grace = parse_seconds(grace)
@@ -168,24 +137,6 @@ class KNNStore:
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
-    # -- paths -------------------------------------------------------------------------------------------
-    @property
-    def _base(self) -> Path:
-        return self.root / _NAMESPACE
-
-    def _entry_dir(self, key: str) -> Path:
-        return self._base / key
-
-    def _discard(self, path: Path) -> None:
-        """Remove a directory so that no reader can open it by name any more (rename first, then delete)."""
-        self._base.mkdir(parents=True, exist_ok=True)
-        trash = self._base / f".trash-{uuid.uuid4().hex}"
-        try:
-            os.rename(path, trash)
-        except FileNotFoundError:
-            return
-        shutil.rmtree(trash, ignore_errors=True)
-
     # -- keys --------------------------------------------------------------------------------------------
     def key(self, features: object, metric: str = "euclidean", *, backend: str | None = None) -> str:
         """Content key of ``features`` under ``metric`` and ``backend`` (hashes the matrix once)."""
@@ -208,19 +159,22 @@ class KNNStore:
         return self._lookup_key(key, k, metric)
 
     def _lookup_key(self, key: str, k: int, metric: str) -> EntryRef | None:
-        entry = self._entry_dir(key)
-        while (found := smallest_group(entry, k)) is not None:
-            k_max, path = found
+        entry = self._layout.entry(key)
+        for _ in range(8):  # a concurrent supersede/evict can only make us list again a few times
+            fits = [(km, g) for km, g in self._layout.groups(entry).items() if km >= k]
+            if not fits:
+                return None
+            k_max, group = min(fits)
             try:
-                _, _, attrs = read_group(path)
+                _, _, attrs = self._layout.read(group)
             except FileNotFoundError:
                 continue  # superseded between listing and reading: list again
             except CorruptEntryError as exc:
-                logger.warning("discarding corrupt kNN group %s: %s", path, exc)
-                self._discard(path)
+                logger.warning("discarding corrupt kNN group %s: %s", group, exc)
+                self._layout.discard_group(entry, k_max)
                 continue
-            touch(entry)
-            return EntryRef(str(entry), str(path), key, k_max, int(attrs["n"]), metric)
+            self._layout.touch(entry)
+            return EntryRef(entry, group, key, k_max, int(attrs["n"]), metric)
         return None
 
     def ensure(
@@ -261,10 +215,10 @@ class KNNStore:
                 f"k_max must be an integer in [1, n - 1] = [1, {n - 1}], got {k_max!r}"
             )
         k_max = int(k_max)
-        entry = self._entry_dir(key)
+        entry = self._layout.entry(key)
         if refresh:
-            for path in list_groups(entry).values():
-                self._discard(path)
+            for km in self._layout.groups(entry):
+                self._layout.discard_group(entry, km)
         else:
             ref = self._lookup_key(key, k_max, metric)
             if ref is not None:
@@ -288,29 +242,31 @@ class KNNStore:
         return ref
 
     def _publish(
-        self, entry: Path, key: str, metric: str, nb: np.ndarray, ds: np.ndarray, attrs: dict[str, Any]
+        self,
+        entry: str,
+        key: str,
+        metric: str,
+        nb: np.ndarray,
+        ds: np.ndarray,
+        attrs: dict[str, Any],
+        attempts: int = 3,
     ) -> EntryRef:
         k_max = nb.shape[1]
-        entry.mkdir(parents=True, exist_ok=True)
-        tmp = entry / f".tmp-{uuid.uuid4().hex}.zarr"
-        final = entry / group_name(k_max)
-        try:
-            write_group(tmp, nb, ds, attrs)
-            os.rename(tmp, final)
-        except OSError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise
-            logger.debug("lost the publish race for %s; using the winner's group", final)
-        touch(entry)
+        self._layout.publish(entry, nb, ds, attrs)
+        self._layout.touch(entry)
         # Groups with a smaller k_max are now redundant (prefix property); readers re-resolve on miss.
-        for km, path in list_groups(entry).items():
+        for km in self._layout.groups(entry):
             if km < k_max:
-                self._discard(path)
+                self._layout.discard_group(entry, km)
         ref = self._lookup_key(key, k_max, metric)
-        if ref is None:  # the winner's group was evicted or corrupt in between: publish our own
-            return self._publish(entry, key, metric, nb, ds, attrs)
-        return ref
+        if ref is not None:
+            return ref
+        if attempts <= 1:
+            raise CorruptEntryError(
+                f"kNN entry {entry} (k_max={k_max}) vanished or failed verification after publishing"
+            )
+        # The winner's group was evicted or corrupt in between: publish our own.
+        return self._publish(entry, key, metric, nb, ds, attrs, attempts - 1)
 
     def knn(
         self, features: object, k: int, metric: str = "euclidean", *, k_max: int | None = None, **kwargs: Any
@@ -328,43 +284,29 @@ class KNNStore:
     def info(self) -> list[EntryInfo]:
         """List published entries with sizes and metadata, most recently used first."""
         rows = []
-        for entry in self._entries():
-            groups = list_groups(entry)
+        for entry in self._layout.entries():
+            groups = self._layout.groups(entry)
             if not groups:
                 continue
-            newest = groups[max(groups)]
             try:
-                _, _, attrs = read_group(newest, verify=False)
+                _, _, attrs = self._layout.read(groups[max(groups)], verify=False)
             except (FileNotFoundError, CorruptEntryError):
                 continue
             rows.append(
                 EntryInfo(
-                    key=entry.name,
-                    path=str(entry),
+                    key=entry.rstrip("/").rsplit("/", 1)[-1],
+                    path=entry,
                     k_max=tuple(sorted(groups)),
                     n=int(attrs.get("n", -1)),
                     d=int(attrs.get("d", -1)),
                     metric=str(attrs.get("metric", "")),
                     backend=str(attrs.get("backend", "")),
-                    bytes=_dir_bytes(entry),
+                    bytes=self._layout.size(entry),
                     created=str(attrs.get("created", "")),
-                    last_access=self._last_access(entry),
+                    last_access=self._layout.last_access(entry),
                 )
             )
         return sorted(rows, key=lambda r: -r.last_access)
-
-    def _entries(self) -> list[Path]:
-        try:
-            return [p for p in self._base.iterdir() if p.is_dir() and not p.name.startswith(".")]
-        except FileNotFoundError:
-            return []
-
-    @staticmethod
-    def _last_access(entry: Path) -> float:
-        for p in (entry / LAST_ACCESS, entry):
-            with contextlib.suppress(FileNotFoundError):
-                return p.stat().st_mtime
-        return 0.0
 
     def prune(
         self,
@@ -387,16 +329,17 @@ class KNNStore:
         Returns
         -------
         list of str
-            Keys of evicted entries. Crashed writers' temporary directories older than a day are removed
-            as well.
+            Keys of evicted entries. Crashed writers' temporary data older than a day is removed as well.
         """
         limit = None if max_bytes is None else parse_bytes(max_bytes)
         age = None if max_age is None else parse_seconds(max_age)
         keep_for = self.grace if grace is None else parse_seconds(grace)
         now = time.time()
-        self._sweep_stale(now)
-        entries = sorted(((self._last_access(e), e) for e in self._entries()), key=lambda t: t[0])
-        sizes = {e: _dir_bytes(e) for _, e in entries}
+        self._layout.sweep()
+        entries = sorted(
+            ((self._layout.last_access(e), e) for e in self._layout.entries()), key=lambda t: t[0]
+        )
+        sizes = {e: self._layout.size(e) for _, e in entries}
         total = sum(sizes.values())
         evicted = []
         for used, entry in entries:
@@ -405,25 +348,15 @@ class KNNStore:
             too_old = age is not None and now - used > age
             too_big = limit is not None and total > limit
             if too_old or too_big:
-                self._discard(entry)
+                self._layout.discard_entry(entry)
                 total -= sizes[entry]
-                evicted.append(entry.name)
+                evicted.append(entry.rstrip("/").rsplit("/", 1)[-1])
                 logger.info("pruned kNN entry %s (%d bytes)", entry, sizes[entry])
         return evicted
 
-    def _sweep_stale(self, now: float) -> None:
-        for entry in [*self._entries(), self._base]:
-            with contextlib.suppress(FileNotFoundError):
-                for p in entry.iterdir():
-                    stale = p.name.startswith(".trash-") or (
-                        p.name.startswith(".tmp-") and now - p.stat().st_mtime > _STALE_TMP_SECONDS
-                    )
-                    if stale:
-                        shutil.rmtree(p, ignore_errors=True)
-
     def clear(self) -> int:
         """Remove every entry; returns how many were removed. Do not call while jobs use the store."""
-        entries = self._entries()
+        entries = self._layout.entries()
         for entry in entries:
-            self._discard(entry)
+            self._layout.discard_entry(entry)
         return len(entries)

@@ -10,22 +10,18 @@ same on 1 or 100 workers.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dask_features.config.schema import FeatureConfig
 from dask_features.engine.output import experiment_stem
-from dask_features.errors import DaskFeaturesError
 from dask_features.io.hdf5 import Experiment, open_experiment
 
-__all__ = ["ExperimentJob", "chunk_ranges", "plan_chunks", "resolve_experiments"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["ExperimentJob", "chunk_ranges", "expand_inputs", "make_job", "open_item", "plan_chunks"]
 
 #: Estimated work per task the automatic chunking aims at [s].
 TARGET_TASK_SECONDS = 0.1
@@ -101,8 +97,8 @@ def _expand(item: Any) -> Iterable[str | Experiment]:
     raise TypeError(f"cannot read experiments from {type(item).__name__}: give paths, folders or Experiment handles")
 
 
-def resolve_experiments(data: Any) -> tuple[list[Experiment], dict[str, str], str | None]:
-    """Open every experiment named by ``data``.
+def expand_inputs(data: Any) -> tuple[list[str | Experiment], str | None]:
+    """List what ``data`` names without opening anything.
 
     Parameters
     ----------
@@ -112,35 +108,28 @@ def resolve_experiments(data: Any) -> tuple[list[Experiment], dict[str, str], st
 
     Returns
     -------
-    experiments : list of Experiment
-    failures : dict
-        Path -> reason, for files that could not be opened.
+    items : list of str or Experiment
+        Absolute paths and handles, duplicates removed, in order.
     root : str or None
         Common folder of all files (output names are relative to it).
     """
-    experiments: list[Experiment] = []
-    failures: dict[str, str] = {}
+    items: list[str | Experiment] = []
     seen: set[str] = set()
     for item in _expand(data):
         key = item.path if isinstance(item, Experiment) else os.path.abspath(item)
-        if key in seen:
-            continue
-        seen.add(key)
-        if isinstance(item, Experiment):
-            experiments.append(item)
-            continue
-        try:
-            experiments.append(open_experiment(item))
-        except (DaskFeaturesError, OSError) as exc:
-            failures[key] = str(exc)
-            logger.warning("skipping %s: %s", key, exc)
-    paths = [e.path for e in experiments] + list(failures)
+        if key not in seen:
+            seen.add(key)
+            items.append(item if isinstance(item, Experiment) else key)
+    paths = [i.path if isinstance(i, Experiment) else i for i in items]
     root = os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else None
-    return experiments, failures, root
+    return items, root
 
 
-def make_jobs(
-    experiments: Sequence[Experiment], config: FeatureConfig, root: str | None, chunk_steps: int | str
-) -> list[ExperimentJob]:
-    """One job per experiment (output stem from its path below ``root``)."""
-    return [ExperimentJob(e, experiment_stem(e.path, root), plan_chunks(e, config, chunk_steps)) for e in experiments]
+def open_item(item: str | Experiment) -> Experiment:
+    """The handle of an expanded input (opening and checking the file if needed)."""
+    return item if isinstance(item, Experiment) else open_experiment(item)
+
+
+def make_job(experiment: Experiment, config: FeatureConfig, root: str | None, chunk_steps: int | str) -> ExperimentJob:
+    """The job of one experiment (output stem from its path below ``root``)."""
+    return ExperimentJob(experiment, experiment_stem(experiment.path, root), plan_chunks(experiment, config, chunk_steps))

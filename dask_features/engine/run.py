@@ -17,10 +17,10 @@ experiment does the same work. Without a distributed client the local schedulers
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -32,9 +32,10 @@ import pandas as pd
 
 from dask_features.config.schema import FeatureConfig, load_config
 from dask_features.engine.output import is_complete, write_tables
-from dask_features.engine.plan import ExperimentJob, make_jobs, resolve_experiments
+from dask_features.engine.plan import ExperimentJob, expand_inputs, make_job, open_item
 from dask_features.engine.tasks import ExperimentTables, Failure, run_chunk, run_experiment, safe_assemble
-from dask_features.errors import OutputError
+from dask_features.errors import DaskFeaturesError, OutputError
+from dask_features.io.hdf5 import Experiment
 
 __all__ = ["ExtractionResult", "extract"]
 
@@ -227,58 +228,63 @@ def extract(
     out = Path(out_dir)
     _check_writable(out)
     result = ExtractionResult(cfg.name, cfg.hash, out)
-    experiments, open_failures, root = resolve_experiments(data)
-    result.failed.update(open_failures)
+    items, root = expand_inputs(data)
     cat = _open_catalog(catalog)
-    jobs: list[ExperimentJob] = []
-    for job in make_jobs(experiments, cfg, root, chunk_steps):
-        missing = [s for s in cfg.sources if _n_steps(job, s) == 0]
-        if missing and len(missing) == len(cfg.sources):
-            result.failed[job.experiment.path] = (
-                f"{job.experiment.path}: no {' or '.join(missing)} steps, which config {cfg.name!r} needs"
-            )
-        elif not force and is_complete(out, cfg, job.experiment, job.stem):
-            result.skipped.append(job.experiment.path)
-        else:
-            jobs.append(job)
-    if cat is not None:
-        for path, reason in result.failed.items():
-            _record(cat, path, cfg, None, "failed", None, reason)
-
     dask_client, close = _resolve_client(client, scheduler, workers)
     n_workers = _worker_count(dask_client, workers)
     window = max_in_flight or max(4, 2 * n_workers)
-    bar = _progress(len(jobs), cfg.name, progress)
+    bar = _progress(len(items), cfg.name, progress)
+
+    def fail(path: str, reason: str, wall: float | None = None) -> None:
+        result.failed[path] = reason
+        logger.error("%s", reason)
+        _record(cat, path, cfg, None, "failed", wall, reason)
+        bar.update()
+
+    def jobs() -> Iterator[ExperimentJob]:
+        # Files are opened here, lazily, so the client checks the next files while workers compute.
+        for item in items:
+            path = item.path if isinstance(item, Experiment) else item
+            try:
+                job = make_job(open_item(item), cfg, root, chunk_steps)
+            except (DaskFeaturesError, OSError) as exc:
+                fail(path, str(exc))
+                continue
+            missing = [s for s in cfg.sources if _n_steps(job, s) == 0]
+            if len(missing) == len(cfg.sources):
+                fail(path, f"{path}: no {' or '.join(missing)} steps, which config {cfg.name!r} needs")
+            elif not force and is_complete(out, cfg, job.experiment, job.stem):
+                result.skipped.append(path)
+                bar.update()
+            else:
+                yield job
+
     errors: list[pd.DataFrame] = []
     try:
         stream = (
-            _stream_distributed(dask_client, jobs, cfg, mode, window, retries)
+            _stream_distributed(dask_client, jobs(), cfg, mode, window, retries)
             if dask_client is not None
-            else _stream_local(jobs, cfg, mode, window, scheduler or "threads", workers)
+            else _stream_local(jobs(), cfg, mode, window, scheduler or "threads", workers)
         )
         for job, value, wall in stream:
             path = job.experiment.path
-            if isinstance(value, ExperimentTables):
-                try:
-                    written = write_tables(out, cfg, job.experiment, job.stem, value.steps, value.cycles, value.errors)
-                except OutputError as exc:
-                    result.failed[path] = str(exc)
-                    _record(cat, path, cfg, None, "failed", wall, str(exc))
-                else:
-                    result.successful[path] = written
-                    result.compute_seconds[path] = value.compute_seconds
-                    if value.errors.num_rows:
-                        frame = value.errors.to_pandas()
-                        frame.insert(0, "test_id", job.experiment.test_id)
-                        frame.insert(0, "source_file", path)
-                        errors.append(frame)
-                    status = "partial" if value.errors.num_rows else "success"
-                    _record(cat, path, cfg, written, status, wall, None)
-            else:
-                result.failed[path] = f"{path}: {value.reason}"
-                logger.error("%s: %s", path, value.reason)
-                _record(cat, path, cfg, None, "failed", wall, value.reason)
             result.timings[path] = wall
+            if not isinstance(value, ExperimentTables):
+                fail(path, f"{path}: {value.reason}", wall)
+                continue
+            try:
+                written = write_tables(out, cfg, job.experiment, job.stem, value.steps, value.cycles, value.errors)
+            except OutputError as exc:
+                fail(path, str(exc), wall)
+                continue
+            result.successful[path] = written
+            result.compute_seconds[path] = value.compute_seconds
+            if value.errors.num_rows:
+                frame = value.errors.to_pandas()
+                frame.insert(0, "test_id", job.experiment.test_id)
+                frame.insert(0, "source_file", path)
+                errors.append(frame)
+            _record(cat, path, cfg, written, "partial" if value.errors.num_rows else "success", wall, None)
             bar.update()
     finally:
         bar.close()
@@ -313,35 +319,37 @@ def _worker_count(client: Any, workers: int | None) -> int:
 
 
 def _stream_distributed(
-    client: Any, jobs: list[ExperimentJob], config: FeatureConfig, mode: str, window: int, retries: int
+    client: Any, jobs: Iterator[ExperimentJob], config: FeatureConfig, mode: str, window: int, retries: int
 ) -> Iterator[tuple[ExperimentJob, ExperimentTables | Failure, float]]:
     from distributed import as_completed
 
-    pending = deque(jobs)
     in_flight: dict[str, tuple[ExperimentJob, float]] = {}
     completed = as_completed(with_results=True, raise_errors=False)
 
-    def submit() -> None:
-        job = pending.popleft()
+    def submit() -> bool:
+        job = next(jobs, None)
+        if job is None:
+            return False
         future = client.compute(_graph(job, config, mode), retries=retries, optimize_graph=False)
         in_flight[future.key] = (job, time.perf_counter())
         completed.add(future)
+        return True
 
-    for _ in range(min(window, len(pending))):
-        submit()
+    for _ in range(window):
+        if not submit():
+            break
     for future, value in completed:
         job, t0 = in_flight.pop(future.key)
         if future.status != "finished":  # value is (type, exc, traceback) or a CancelledError
             exc = value[1] if isinstance(value, tuple) and len(value) == 3 else value
             value = Failure(f"task failed: {type(exc).__name__}: {exc}")
+        submit()  # keep the cluster busy while this result is written
         yield job, value, time.perf_counter() - t0
         del future, value  # drop the last reference so the cluster frees the result
-        if pending:
-            submit()
 
 
 def _stream_local(
-    jobs: list[ExperimentJob], config: FeatureConfig, mode: str, window: int, scheduler: str, workers: int | None
+    jobs: Iterator[ExperimentJob], config: FeatureConfig, mode: str, window: int, scheduler: str, workers: int | None
 ) -> Iterator[tuple[ExperimentJob, ExperimentTables | Failure, float]]:
     pool = ProcessPoolExecutor(max_workers=workers) if scheduler == "processes" else None
     kwargs: dict[str, Any] = {"scheduler": scheduler}
@@ -350,8 +358,7 @@ def _stream_local(
     elif scheduler == "threads" and workers:
         kwargs["num_workers"] = workers
     try:
-        for i in range(0, len(jobs), window):
-            batch = jobs[i : i + window]
+        while batch := list(itertools.islice(jobs, window)):
             t0 = time.perf_counter()
             values = dask.compute(*[_graph(j, config, mode) for j in batch], optimize_graph=False, **kwargs)
             wall = time.perf_counter() - t0

@@ -178,10 +178,19 @@ def run_chunk(experiment: Experiment, config: FeatureConfig, source: str, start:
 
 
 def _ragged_columns(config: FeatureConfig) -> dict[tuple[str, str], str]:
-    """Column names of ragged fields: the field name, prefixed with the feature only on a clash."""
-    fields = [(f.name, k) for f in config.step_features() if f.output and f.output.kind == "ragged" for k, _ in f.output.fields]
+    """Column names of ragged fields: the field name, prefixed with the feature only on a clash.
+
+    A field named ``cycle`` is the extractor's own cycle number and becomes the table's key.
+    """
+    fields = [
+        (f.name, k)
+        for f in config.step_features()
+        if f.output and f.output.kind == "ragged"
+        for k, _ in f.output.fields
+        if k != "cycle"
+    ]
     names = [k for _, k in fields]
-    return {(f, k): (k if names.count(k) == 1 and k not in ("step_index", "cycle") else f"{f}_{k}") for f, k in fields}
+    return {(f, k): (k if names.count(k) == 1 and k != "step_index" else f"{f}_{k}") for f, k in fields}
 
 
 def _to_rows(value: np.ndarray, n_rows: int) -> np.ndarray:
@@ -264,11 +273,14 @@ def assemble(experiment: Experiment, config: FeatureConfig, results: Sequence[Ch
 def _cycle_frame(feature: FeatureSpec, value: Ragged, names: dict[tuple[str, str], str]) -> pd.DataFrame:
     counts = value.counts
     step = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    starts = np.repeat(np.cumsum(counts) - counts, counts)
-    cycle = np.arange(int(counts.sum()), dtype=np.int64) - starts
+    if "cycle" in value.fields:
+        cycle = value.fields["cycle"].astype(np.int64)
+    else:  # position within the step
+        cycle = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
     frame = pd.DataFrame({"step_index": step, "cycle": cycle})
     for k, arr in value.fields.items():
-        frame[names[(feature.name, k)]] = arr
+        if k != "cycle":
+            frame[names[(feature.name, k)]] = arr
     return frame
 
 

@@ -12,14 +12,19 @@ module docstring holds the definition of tau. The pieces here are:
     half-cycle of a step (no loop over cycles), marking half-cycles cut by the record as partial.
 :func:`fit_exp_rows`
     Fits ``y = c + a exp(-k u)`` (``u`` in samples) to every row of a (K, m) matrix at once: a
-    linear integral-equation estimate of ``k`` (no initial guess needed), then variable-projection
-    Levenberg-Marquardt on ``ln k`` with ``(c, a)`` solved in closed form at every step and a
-    per-row accept/reject. It converges to the exact least-squares fit of each row.
+    start (the 1/e crossing of the step's mean row, or a linear integral-equation estimate that needs no
+    guess), then variable-projection Levenberg-Marquardt on ``ln k`` with ``(c, a)`` solved in closed
+    form at every step and a per-row accept/reject. Near a shared start the data sums come from a
+    series expansion in ``k`` whose coefficients are one matrix product (:class:`_Moments`), so an
+    iteration costs O(1) per row instead of passes over its samples. It converges to the exact
+    least-squares fit of each row (|d ln k| < 1e-5).
 :func:`fit_chunk`
-    Runs the three on all steps of a chunk and assembles one row per cycle with reason codes.
+    Runs the three on all steps of a chunk and assembles one row per cycle with reason codes. Rows of
+    equal length from all steps form one batch; slow transients sampled finely are fitted on bin means
+    (exact for this model, see :func:`_fit_bucket`).
 
 All statistics work on the normalised, polarity-folded signal ``z = (s*I - level) / scale`` of each
-step (``s`` = sign of the step's median current, ``level``/``scale`` = minimum/range of its
+step (``s`` = sign of the step's mean current, ``level``/``scale`` = minimum/range of its
 cycle-averaged profile), so results do not depend on the current's unit, scale or polarity.
 """
 
@@ -486,30 +491,40 @@ def _exp_table(k: np.ndarray, ncol: int) -> np.ndarray:
 
 
 class _Sums:
-    """Row sums of the VP model at given k; everything the LM step needs, from one exp pass."""
+    """Row sums of the VP model at given k: everything one Levenberg-Marquardt step needs."""
 
     __slots__ = ("a", "c", "cost", "det", "se", "see", "sue", "suee", "suuee", "suye", "sye")
 
-    def __init__(
-        self, y: np.ndarray, yu: np.ndarray, sy: np.ndarray, syy: np.ndarray, k: np.ndarray, ub: np.ndarray
-    ) -> None:
+    @classmethod
+    def build(cls, m: int, sy: np.ndarray, syy: np.ndarray, *sums: np.ndarray) -> _Sums:
+        """From ``se, sue, see, suee, suuee, sye, suye``: solve (c, a) and the cost in closed form."""
+        out = object.__new__(cls)
+        out.se, out.sue, out.see, out.suee, out.suuee, out.sye, out.suye = sums
+        out.det = m * out.see - out.se**2
+        out.c = (out.see * sy - out.se * out.sye) / out.det
+        out.a = (m * out.sye - out.se * sy) / out.det
+        # At the linear LS solution r is orthogonal to the basis, so |r|^2 = r.y (no residual pass).
+        cost = syy - out.c * sy - out.a * out.sye
+        out.cost = np.where(np.isfinite(cost), np.maximum(cost, 0.0), np.inf)
+        return out
+
+    @classmethod
+    def direct(cls, y: np.ndarray, yu: np.ndarray, sy: np.ndarray, syy: np.ndarray, k: np.ndarray) -> _Sums:
+        """Sums by explicit exponentials: a few passes over the rows."""
         m = y.shape[1]
         # Beyond k u = 40 the exponential is below 4e-18 of its start: skipping those columns makes the
         # cost scale with the transient's length, not with the (often much longer) settled plateau.
         kmin = float(k.min()) if k.size else 1.0
         ncol = m if not kmin > 40.0 / m else int(np.ceil(40.0 / kmin)) + 1
+        u = np.arange(ncol, dtype=np.float64)
+        ub = np.stack([np.ones(ncol), u, u * u], axis=1)
         e = _exp_table(k, ncol)
         e2 = e * e
-        self.se, self.sue = (e @ ub[:ncol, :2]).T
-        self.see, self.suee, self.suuee = (e2 @ ub[:ncol]).T
-        self.sye = np.einsum("ij,ij->i", y[:, :ncol], e)
-        self.suye = np.einsum("ij,ij->i", yu[:, :ncol], e)
-        self.det = m * self.see - self.se**2
-        self.c = (self.see * sy - self.se * self.sye) / self.det
-        self.a = (m * self.sye - self.se * sy) / self.det
-        # At the linear LS solution r is orthogonal to the basis, so |r|^2 = r.y (no residual pass).
-        cost = syy - self.c * sy - self.a * self.sye
-        self.cost = np.where(np.isfinite(cost), np.maximum(cost, 0.0), np.inf)
+        se, sue = (e @ ub[:, :2]).T
+        see, suee, suuee = (e2 @ ub).T
+        sye = np.einsum("ij,ij->i", y[:, :ncol], e)
+        suye = np.einsum("ij,ij->i", yu[:, :ncol], e)
+        return cls.build(m, sy, syy, se, sue, see, suee, suuee, sye, suye)
 
     def take(self, rows: np.ndarray, other: _Sums) -> None:
         """Overwrite ``rows`` of self with the (compact) values of ``other``."""
@@ -521,6 +536,62 @@ class _Sums:
         for name in self.__slots__:
             setattr(out, name, getattr(self, name)[rows])
         return out
+
+
+def _geometric_sums(k: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``sum(u^p exp(-k u))`` for p = 0, 1, 2 and u = 0 .. n-1, in closed form (exact for k n >= 1)."""
+    q, d, qn = np.exp(-k), -np.expm1(-k), np.exp(-k * n)
+    s0 = (1 - qn) / d
+    s1 = (q - n * qn + (n - 1) * q * qn) / d**2
+    s2 = (q * (1 + q) - qn * ((n - 1) ** 2 * q * q - (2 * n * n - 2 * n - 1) * q + n * n)) / d**3
+    return s0, s1, s2
+
+
+class _Moments:
+    """Data sums for any k near a reference, from one matrix product per reference rate.
+
+    With ``x = k_ref u`` and ``eps = k / k_ref - 1``,
+    ``exp(-k u) = sum_j (-eps)^j x^j exp(-x) / j!``, so ``sum(y exp(-k u)) = sum_j (-eps)^j M_j`` with
+    ``M = Y @ W``, ``W[:, j] = x^j exp(-x) / j!``. One BLAS pass over the rows then serves every
+    iteration; each iteration costs O(order) per row instead of several passes over its samples.
+    Rows whose rate leaves the convergence radius (|eps| > 0.3, truncation error < 1e-9) are
+    evaluated directly.
+    """
+
+    ORDER = 16
+    RADIUS = 0.3
+    #: Reference rates are rounded to this ratio so that few matrix products serve all groups.
+    GRID = 1.2
+
+    def __init__(self, y: np.ndarray, k_ref: np.ndarray) -> None:
+        K, m = y.shape
+        step = np.log(self.GRID)
+        self.k_ref = np.exp(np.round(np.log(k_ref) / step) * step)
+        self.moments = np.zeros((K, self.ORDER + 2))
+        j = np.arange(1, self.ORDER + 2)
+        for ref in np.unique(self.k_ref):
+            rows = np.flatnonzero(self.k_ref == ref)
+            # Slower rows (eps down to -RADIUS) reach further: keep columns up to 40 of their tau.
+            ncol = int(min(m, np.ceil(40.0 / (ref * (1 - self.RADIUS))) + 1))
+            x = ref * np.arange(ncol)
+            w = np.empty((ncol, self.ORDER + 2))
+            w[:, 0] = np.exp(-x)
+            w[:, 1:] = np.cumprod(x[:, None] / j[None, :], axis=1) * w[:, :1]
+            self.moments[rows] = y[rows, :ncol] @ w
+
+    def sums(self, rows: np.ndarray, k: np.ndarray, m: int, sy: np.ndarray, syy: np.ndarray) -> _Sums:
+        ref = self.k_ref[rows]
+        powers = np.cumprod(np.broadcast_to(-(k / ref - 1.0)[:, None], (rows.size, self.ORDER + 1)), axis=1)
+        mom = self.moments[rows]
+        sye = mom[:, 0] + (powers[:, :-1] * mom[:, 1:-1]).sum(axis=1)
+        jp1 = np.arange(1, self.ORDER + 2)
+        suye = (jp1[0] * mom[:, 1] + (powers[:, :-1] * jp1[1:] * mom[:, 2:]).sum(axis=1)) / ref
+        se, sue, _ = _geometric_sums(k, m)
+        see, suee, suuee = _geometric_sums(2 * k, m)
+        return _Sums.build(m, sy, syy, se, sue, see, suee, suuee, sye, suye)
+
+    def usable(self, rows: np.ndarray, k: np.ndarray, m: int) -> np.ndarray:
+        return (np.abs(k / self.k_ref[rows] - 1.0) <= self.RADIUS) & (k * m >= 1.0)
 
 
 def _lm_step(s: _Sums, k: np.ndarray, m: int, lam: np.ndarray) -> np.ndarray:
@@ -567,7 +638,6 @@ def fit_exp_rows(
     y = np.ascontiguousarray(y, dtype=np.float64)
     K, m = y.shape
     u = np.arange(m, dtype=np.float64)
-    ub = np.stack([np.ones(m), u, u * u], axis=1)
     empty = np.zeros(0)
     if K == 0:
         return ExpFit(empty, empty, empty, empty, empty, np.zeros(0, bool), 0)
@@ -586,13 +656,38 @@ def fit_exp_rows(
             grid = np.exp(np.linspace(lo, np.log(2.0), 9))
             rows = np.flatnonzero(bad)
             costs = np.stack(
-                [_Sums(y[rows], yu[rows], sy[rows], syy[rows], np.full(rows.size, g), ub).cost for g in grid],
+                [
+                    _Sums.direct(y[rows], yu[rows], sy[rows], syy[rows], np.full(rows.size, g)).cost
+                    for g in grid
+                ],
                 axis=1,
             )
             k0[rows] = grid[np.argmin(costs, axis=1)]
         theta = np.clip(np.log(k0), lo, hi)
         k = np.exp(theta)
-        state = _Sums(y, yu, sy, syy, k, ub)
+        # Near a good start the moment expansion replaces the passes over the samples in every
+        # iteration; whether a row uses it is decided per row (usable()), so batches do not interact.
+        moments = _Moments(y, k)
+
+        def evaluate(rows: np.ndarray, kk: np.ndarray) -> _Sums:
+            near = moments.usable(rows, kk, m)
+            if near.all():
+                return moments.sums(rows, kk, m, sy[rows], syy[rows])
+            out = _Sums.build(m, sy[rows], syy[rows], *(np.empty(rows.size) for _ in range(7)))
+            if near.any():
+                out.take(
+                    np.flatnonzero(near),
+                    moments.sums(rows[near], kk[near], m, sy[rows[near]], syy[rows[near]]),
+                )
+            far = ~near
+            out.take(
+                np.flatnonzero(far),
+                _Sums.direct(y[rows[far]], yu[rows[far]], sy[rows[far]], syy[rows[far]], kk[far]),
+            )
+            return out
+
+        all_rows = np.arange(K)
+        state = evaluate(all_rows, k)
         lam = np.full(K, 1e-3)
         active = np.arange(K)
         it = 0
@@ -602,10 +697,7 @@ def fit_exp_rows(
             step = _lm_step(sub, k[active], m, lam[active])
             th_t = np.clip(theta[active] + step, lo, hi)
             k_t = np.exp(th_t)
-            if active.size < K:
-                trial = _Sums(y[active], yu[active], sy[active], syy[active], k_t, ub)
-            else:
-                trial = _Sums(y, yu, sy, syy, k_t, ub)
+            trial = evaluate(active, k_t)
             accept = trial.cost <= sub.cost * (1 + 1e-12)
             acc = active[accept]
             theta[acc], k[acc] = th_t[accept], k_t[accept]
@@ -649,10 +741,13 @@ def row_diagnostics(
     if clip_samples > 0 and K:
         # A limiter outputs the same value again and again; a clipped transient reaches it within a
         # few tau. A settled noise-free plateau repeats its value only after ~35 tau (float64).
-        ncol = int(min(m, np.ceil(3.0 / float(kk.min())) + clip_samples))
+        # Each row is checked over its own first 3 tau (+ clip_samples), whatever the other rows are.
+        limit = np.minimum(m, np.ceil(3.0 / kk) + clip_samples)
+        ncol = int(limit.max())
         head = y[:, :ncol]
+        inside = np.arange(ncol)[None, :] < limit[:, None]
         for ext in (y.max(axis=1), y.min(axis=1)):
-            at = head == ext[:, None]
+            at = (head == ext[:, None]) & inside
             first = np.argmax(at, axis=1)
             clipped |= (at.sum(axis=1) >= clip_samples) & (first < 3.0 / kk)
     return r2, clipped & ok
@@ -677,11 +772,11 @@ def _group_median(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.n
 
 
 def _group_start(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Start rate for every row: the fit of its group's mean row (same step and direction).
+    """Start rate for every row: the 1/e crossing of its group's mean row (same step and direction).
 
     The cycles of a step share their time constant and the mean row has sqrt(n) less noise, so this
-    start lies within the per-cycle scatter and each row then needs 2-3 iterations. The mean row
-    itself starts from its 1/e crossing, which needs no model and no scale.
+    start lies within the per-cycle scatter (and mostly within the radius of :class:`_Moments`); it
+    needs no model and no scale.
     """
     _, inverse = np.unique(groups, return_inverse=True)
     order = np.argsort(inverse, kind="stable")
@@ -692,13 +787,19 @@ def _group_start(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = (means - tail[:, None]) / (means[:, :1] - tail[:, None])
     crossed = frac < np.exp(-1.0)
-    tau0 = np.where(crossed.any(axis=1), np.argmax(crossed, axis=1), m / 3).clip(0.5, None)
-    # A start only needs to be inside the basin of the per-row optimum: a few loose iterations do.
-    return fit_exp_rows(means, k0=1.0 / tau0, max_iter=8, tol=1e-3, diagnostics=False).k[inverse]
+    j = np.argmax(crossed, axis=1)
+    rows = np.arange(means.shape[0])
+    # Sub-sample 1/e crossing (linear between the samples around it): within a few % of tau for an
+    # exponential, which is all the per-row iterations need.
+    before, after = frac[rows, np.maximum(j - 1, 0)], frac[rows, j]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x = np.where(j > 0, j - 1 + (before - np.exp(-1.0)) / (before - after), 0.5)
+    tau0 = np.where(crossed.any(axis=1) & np.isfinite(x), x, m / 3).clip(0.5, None)
+    return (1.0 / tau0)[inverse]
 
 
-#: Rows are averaged in bins of b samples when tau spans more than 8 b samples (see :func:`_fit_bucket`).
-SAMPLES_PER_BIN_TAU = 8
+#: Rows are averaged in bins of b samples when tau spans more than 16 b samples (see :func:`_fit_bucket`).
+SAMPLES_PER_BIN_TAU = 16
 
 
 def _fit_bucket(y: np.ndarray, groups: np.ndarray, clip_samples: int) -> ExpFit:
@@ -706,23 +807,34 @@ def _fit_bucket(y: np.ndarray, groups: np.ndarray, clip_samples: int) -> ExpFit:
 
     The mean of ``c + a exp(-k u)`` over a bin of b samples is ``c + a' exp(-k b j)`` (j = bin index,
     ``a' = a (1 - e^{-kb}) / (b (1 - e^{-k}))``), so the binned rows obey the same model exactly and
-    give k, a and c back; with at least 8 bins per tau the Fisher information lost on tau is below
+    give k, a and c back; with at least 16 bins per tau the Fisher information lost on tau is below
     1 %, while the cost drops b-fold. R^2 and the clipping check always use the raw samples.
     """
     k0 = _group_start(y, groups)
     K, m = y.shape
-    tau_min = 1.0 / np.nanmax(k0) if np.isfinite(k0).any() else 1.0
-    b = int(max(1, min(tau_min // SAMPLES_PER_BIN_TAU, m // 16)))
-    if b == 1:
-        return fit_exp_rows(y, k0=k0, clip_samples=clip_samples)
-    nbin = m // b
-    yb = y[:, : nbin * b].reshape(K, nbin, b).mean(axis=2)
-    f = fit_exp_rows(yb, k0=k0 * b, diagnostics=False)
-    k = f.k / b
-    with np.errstate(all="ignore"):
-        a = f.a * b * np.expm1(-k) / np.expm1(-k * b)
-    r2, clipped = row_diagnostics(y, k, f.c, a, clip_samples=clip_samples)
-    return ExpFit(k, f.c, a, r2, f.sigma * np.sqrt(b), clipped, f.n_iter)
+    # The bin size is decided per row (from its own start), never from the other rows of the batch:
+    # a row's result must not depend on which steps share its chunk.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tau0 = np.where(np.isfinite(k0) & (k0 > 0), 1.0 / k0, 1.0)
+    bins = np.maximum(1, np.minimum(tau0 // SAMPLES_PER_BIN_TAU, m // 16)).astype(np.int64)
+    k, c, a = np.full(K, np.nan), np.full(K, np.nan), np.full(K, np.nan)
+    sigma, n_iter = np.full(K, np.nan), 0
+    for b in np.unique(bins).tolist():
+        rows = np.flatnonzero(bins == b)
+        if b == 1:
+            f = fit_exp_rows(y[rows], k0=k0[rows], diagnostics=False)
+            k[rows], c[rows], a[rows], sigma[rows] = f.k, f.c, f.a, f.sigma
+        else:
+            nbin = m // b
+            yb = y[rows, : nbin * b].reshape(rows.size, nbin, b).mean(axis=2)
+            f = fit_exp_rows(yb, k0=k0[rows] * b, diagnostics=False)
+            k[rows] = f.k / b
+            with np.errstate(all="ignore"):
+                a[rows] = f.a * b * np.expm1(-k[rows]) / np.expm1(-k[rows] * b)
+            c[rows], sigma[rows] = f.c, f.sigma * np.sqrt(b)
+        n_iter = max(n_iter, f.n_iter)
+    r2, clipped = row_diagnostics(y, k, c, a, clip_samples=clip_samples)
+    return ExpFit(k, c, a, r2, sigma, clipped, n_iter)
 
 
 FIELDS: dict[str, str] = {

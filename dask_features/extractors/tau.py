@@ -5,7 +5,7 @@ Definition
 Each step is a square-wave response of the drain current. **tau_on is the time constant of the
 transitions in which |I| rises, tau_off of those in which |I| falls**, whatever the device polarity
 (the same convention as :func:`dask_features.synth.square_wave_response`; for a single-polarity step
-|I| is ``s * I`` with ``s`` the sign of the step's median current).
+|I| is ``s * I`` with ``s`` the sign of the step's mean current).
 
 1. *Edges.* The step is folded on its period (from the workflow, ``topTime + bottomTime``, or the
    ``period`` parameter) using the sample index, the cycles are averaged, and the rising and
@@ -20,8 +20,12 @@ transitions in which |I| rises, tau_off of those in which |I| falls**, whatever 
    of one direction in a step have the same length.
 3. *Model.* On: ``y = A (1 - exp(-(t - t0)/tau)) + C``; off: ``y = A exp(-(t - t0)/tau) + C``, with
    ``t0`` the time of the first fitted sample (reported as ``t_on`` / ``t_off``). The exact
-   least-squares solution is found for all half-cycles of the chunk at once (integral-equation
-   start, then variable-projection Levenberg-Marquardt; see :mod:`._tau_fit`).
+   least-squares solution is found for all half-cycles of the chunk at once (start from the 1/e
+   crossing of the step's mean half-cycle, then variable-projection Levenberg-Marquardt; see
+   :mod:`dask_features.extractors._tau_fit`). Transients spanning more than 16 bins per tau are
+   fitted on means of consecutive samples, which obey the same model exactly.
+   A cycle (one output row) is an on half-cycle and the off half-cycle that follows it; cycle 0 is
+   the first whose rising edge lies in the record, cycle -1 the partial one before it.
 4. *Quality.* ``r2_*`` is the R^2 over the first ``max(8, 5 tau)`` samples of the window (a long
    settled plateau would otherwise push every R^2 towards 1). Half-cycles that cannot be fitted
    get NaN tau and a reason code; R^2, amplitude and offset stay as diagnostics where computed.

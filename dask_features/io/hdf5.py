@@ -443,16 +443,21 @@ def open_experiment(path: str | os.PathLike[str]) -> Experiment:
     )
 
 
+def _measurement(f: h5py.File, path: str, group: str, axis: int, size: int, expected: str) -> h5py.Dataset:
+    """The group's float ``measurement_data`` whose axis ``axis`` has length ``size``."""
+    name = f"{group}/measurement_data"
+    data = _dataset(f, path, name)
+    if data.ndim != len(expected.split(",")) or data.shape[axis] != size:
+        raise ExperimentFormatError(path, f"{name} has shape {data.shape}, expected ({expected})")
+    if data.dtype.kind != "f":
+        raise ExperimentFormatError(path, f"{name} has dtype {data.dtype}, expected float")
+    return data
+
+
 def _check_transfer(f: h5py.File, path: str) -> tuple[int, int]:
     if "transfer" not in f:
         return 0, 0
-    data = _dataset(f, path, "transfer/measurement_data")
-    if data.ndim != 3 or data.shape[1] != 2:
-        raise ExperimentFormatError(
-            path, f"transfer/measurement_data has shape {data.shape}, expected (n_steps, 2, max_points)"
-        )
-    if data.dtype.kind != "f":
-        raise ExperimentFormatError(path, f"transfer/measurement_data has dtype {data.dtype}, expected float")
+    data = _measurement(f, path, "transfer", 1, 2, "n_steps, 2, max_points")
     table = _dataset(f, path, "transfer/step_info_table")
     if table.shape[0] != data.shape[0]:
         raise IndexTableError(
@@ -464,13 +469,7 @@ def _check_transfer(f: h5py.File, path: str) -> tuple[int, int]:
 def _check_transient(f: h5py.File, path: str) -> tuple[int, int, bool, tuple[tuple[int, ...], bool] | None]:
     if "transient" not in f:
         return 0, 0, False, None
-    data = _dataset(f, path, "transient/measurement_data")
-    if data.ndim != 2 or data.shape[0] != 3:
-        raise ExperimentFormatError(
-            path, f"transient/measurement_data has shape {data.shape}, expected (3, total_points)"
-        )
-    if data.dtype.kind != "f":
-        raise ExperimentFormatError(path, f"transient/measurement_data has dtype {data.dtype}, expected float")
+    data = _measurement(f, path, "transient", 0, 3, "3, total_points")
     table = _dataset(f, path, "transient/step_info_table")
     n, total = int(table.shape[0]), int(data.shape[1])
     names = table.dtype.names or ()

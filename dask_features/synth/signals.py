@@ -69,5 +69,6 @@ def square_wave_response(
     u = np.mod(t - phase, period)
     on = u < t_on
     rise = i_high + (y0 - i_high) * np.exp(-u / tau_on)
-    fall = i_low + (y1 - i_low) * np.exp(-(u - t_on) / tau_off)
+    # Clip so the unused branch of np.where cannot overflow (exp of a large positive number).
+    fall = i_low + (y1 - i_low) * np.exp(-np.maximum(u - t_on, 0.0) / tau_off)
     return np.where(on, rise, fall)

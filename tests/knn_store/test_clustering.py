@@ -74,3 +74,15 @@ def test_bad_arguments(digits_gcd, digits_knn) -> None:
         ssddbc(None, y, labeled, k=5, density_percentile=50)
     with pytest.raises(ValueError, match="shape"):
         ssddbc(None, y[:-1], labeled, k=5, density_percentile=50, precomputed_knn=digits_knn)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0], ids=["no-labels", "all-labelled"])
+def test_extreme_label_fractions(digits_gcd, digits_knn, fraction: float) -> None:
+    _, y, _ = digits_gcd
+    labeled = np.full(y.shape, fraction == 1.0)
+    res = ssddbc(None, y, labeled, k=10, density_percentile=50, precomputed_knn=digits_knn)
+    assert res.labels.shape == y.shape
+    if fraction == 0.0:
+        assert res.new_class_clusters.size == res.n_clusters  # nothing is known: every cluster is new
+    else:
+        assert res.new_class_clusters.size == 0

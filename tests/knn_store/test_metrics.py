@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from knn_store import InvalidParameterError, cluster_acc, gcd_scores, split_cluster_acc
+from knn_store.metrics import adjusted_rand_index, normalized_mutual_info
 
 
 def test_accuracy_is_invariant_to_cluster_renaming() -> None:
@@ -41,3 +44,19 @@ def test_empty_subset_gives_nan_and_shapes_are_checked() -> None:
     assert np.isnan(acc_new)
     with pytest.raises(InvalidParameterError):
         cluster_acc(np.array([0, 1]), np.array([0]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 4), st.integers(-1, 6)), min_size=1, max_size=60),
+)
+def test_ari_and_nmi_match_scikit_learn(pairs: list[tuple[int, int]]) -> None:
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    y_true, y_pred = np.array(pairs).T
+    assert adjusted_rand_index(y_true, y_pred) == pytest.approx(
+        adjusted_rand_score(y_true, y_pred), abs=1e-12
+    )
+    assert normalized_mutual_info(y_true, y_pred) == pytest.approx(
+        normalized_mutual_info_score(y_true, y_pred), abs=1e-12
+    )

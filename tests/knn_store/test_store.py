@@ -186,7 +186,9 @@ def test_clear_and_info(tmp_path: Path, features: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize(
-    ("root", "match"), [("s3://bucket/knn", "local paths"), ("bad\x00root", "NUL")], ids=["s3", "nul"]
+    ("root", "match"),
+    [("nosuchproto://bucket/knn", "fsspec"), ("bad\x00root", "NUL")],
+    ids=["protocol", "nul"],
 )
 def test_unsupported_roots(root: str, match: str) -> None:
     with pytest.raises(InvalidParameterError, match=match):
