@@ -21,13 +21,14 @@ the kNN is O(n k), so a grid job costs tens of milliseconds once the kNN is cach
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from knn_store.errors import InvalidParameterError
 
-__all__ = ["SSDDBCResult", "median_density", "relative_density", "ssddbc"]
+__all__ = ["SSDDBCResult", "median_density", "relative_density", "ssddbc", "ssddbc_sweep"]
 
 _EPS = 1e-8
 
@@ -111,15 +112,13 @@ def _compress(parent: np.ndarray) -> np.ndarray:
         parent = nxt
 
 
-def _core_edges(
-    nb: np.ndarray, ds: np.ndarray, core: np.ndarray, cutoff: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Undirected core-graph edges (a < b) with their distance, each pair once."""
+def _graph_edges(nb: np.ndarray, ds: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Undirected kNN-graph edges (a < b) no longer than ``cutoff``, each pair once, sorted by (a, b)."""
     n, k = nb.shape
     rows = np.repeat(np.arange(n), k)
     cols = nb.ravel().astype(np.int64)
     dist = ds.ravel()
-    keep = core[rows] & core[cols] & (dist <= cutoff)
+    keep = dist <= cutoff
     a, b, dist = np.minimum(rows, cols)[keep], np.maximum(rows, cols)[keep], dist[keep]
     # Mutual neighbours list the pair twice; float32 GEMM may differ in the last bit, keep the shorter.
     order = np.lexsort((dist, b, a))
@@ -158,7 +157,7 @@ def _constrained_union(
 
 
 def _core_components(
-    nb: np.ndarray, ds: np.ndarray, core: np.ndarray, known: np.ndarray, cutoff: float
+    n: int, edges: tuple[np.ndarray, np.ndarray, np.ndarray], core: np.ndarray, known: np.ndarray
 ) -> np.ndarray:
     """Constrained single-linkage components of the core graph; a root id per point (-1 for non-core).
 
@@ -168,8 +167,9 @@ def _core_components(
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    n = nb.shape[0]
-    a, b, dist = _core_edges(nb, ds, core, cutoff)
+    a, b, dist = edges
+    both = core[a] & core[b]
+    a, b, dist = a[both], b[both], dist[both]
     graph = coo_matrix((np.ones(a.size, dtype=np.int8), (a, b)), shape=(n, n))
     n_comp, comp = connected_components(graph, directed=False)
     labelled = known >= 0
@@ -214,6 +214,97 @@ def _assign_non_core(nb: np.ndarray, ds: np.ndarray, roots: np.ndarray) -> np.nd
     return assigned
 
 
+def _inputs(
+    labels: np.ndarray, labeled_mask: np.ndarray, k: int, precomputed_knn: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    nb_all, ds_all = precomputed_knn
+    if not 1 <= k <= nb_all.shape[1]:
+        raise InvalidParameterError(f"k={k} exceeds the {nb_all.shape[1]} precomputed neighbours")
+    nb, ds = np.asarray(nb_all[:, :k]), np.asarray(ds_all[:, :k], dtype=np.float64)
+    _check_knn(nb, ds)
+    n = nb.shape[0]
+    labels = np.asarray(labels)
+    mask = np.asarray(labeled_mask, dtype=bool)
+    if labels.shape != (n,) or mask.shape != (n,):
+        raise InvalidParameterError(
+            f"labels and labeled_mask must have shape ({n},), got {labels.shape}, {mask.shape}"
+        )
+    # Class ids are remapped to 0..C-1 so that -1 can mean "no label" whatever the user's encoding.
+    classes, codes = np.unique(labels[mask], return_inverse=True)
+    known = np.full(n, -1, dtype=np.int64)
+    known[mask] = codes
+    return nb, ds, mask, classes, known
+
+
+def _finish(
+    assigned: np.ndarray,
+    core: np.ndarray,
+    rho: np.ndarray,
+    mask: np.ndarray,
+    classes: np.ndarray,
+    known: np.ndarray,
+) -> SSDDBCResult:
+    n = assigned.shape[0]
+    # Renumber roots by smallest member index: stable ids independent of union order.
+    uniq, first = np.unique(assigned, return_index=True)
+    valid = uniq >= 0
+    uniq, first = uniq[valid], first[valid]
+    uniq = uniq[np.argsort(first)]
+    remap = np.full(n, -1, dtype=np.int64)
+    remap[uniq] = np.arange(uniq.size)
+    out = np.where(assigned >= 0, remap[np.maximum(assigned, 0)], -1)
+    n_clusters = uniq.size
+    cluster_class = np.full(n_clusters, -1, dtype=np.int64)
+    core_known = core & (known >= 0) & (out >= 0)
+    cluster_class[out[core_known]] = classes[known[core_known]] if classes.size else -1
+    has_label = np.zeros(n_clusters, dtype=bool)
+    has_label[out[mask & (out >= 0)]] = True
+    return SSDDBCResult(
+        labels=out,
+        core=core,
+        density=rho,
+        cluster_class=cluster_class,
+        new_class_clusters=np.flatnonzero(~has_label),
+    )
+
+
+def ssddbc_sweep(
+    labels: np.ndarray,
+    labeled_mask: np.ndarray,
+    *,
+    k: int,
+    density_percentiles: Sequence[float],
+    precomputed_knn: tuple[np.ndarray, np.ndarray],
+    relative: bool = True,
+    cutoff: float | str = "mean",
+) -> list[SSDDBCResult]:
+    """:func:`ssddbc` for several density percentiles at one k, sharing the per-k work.
+
+    Density, cut-off and the kNN-graph edges do not depend on the percentile, so they are computed once.
+    Each result is identical to the corresponding :func:`ssddbc` call.
+
+    Returns
+    -------
+    list of SSDDBCResult
+        In the order of ``density_percentiles``.
+    """
+    for p in density_percentiles:
+        if not 0 <= p <= 100:
+            raise InvalidParameterError(f"density_percentile must be in [0, 100], got {p!r}")
+    nb, ds, mask, classes, known = _inputs(labels, labeled_mask, k, precomputed_knn)
+    rho = median_density(nb, ds)
+    if relative:
+        rho = relative_density(nb, rho)
+    cut = float(ds.mean()) if cutoff == "mean" else float(cutoff)
+    edges = _graph_edges(nb, ds, cut)
+    results = []
+    for p in density_percentiles:
+        core = rho >= np.percentile(rho, p)
+        roots = _core_components(nb.shape[0], edges, core, known)
+        results.append(_finish(_assign_non_core(nb, ds, roots), core, rho, mask, classes, known))
+    return results
+
+
 def ssddbc(
     features: np.ndarray | None,
     labels: np.ndarray,
@@ -254,58 +345,19 @@ def ssddbc(
     SSDDBCResult
         Deterministic for given inputs.
     """
-    if not 0 <= density_percentile <= 100:
-        raise InvalidParameterError(f"density_percentile must be in [0, 100], got {density_percentile!r}")
     if precomputed_knn is None:
         if features is None:
             raise InvalidParameterError("ssddbc needs either features or precomputed_knn")
         from knn_store._knn import exact_knn, prepare_features
 
         precomputed_knn = exact_knn(prepare_features(features, metric), k, metric=metric)
-    nb_all, ds_all = precomputed_knn
-    if not 1 <= k <= nb_all.shape[1]:
-        raise InvalidParameterError(f"k={k} exceeds the {nb_all.shape[1]} precomputed neighbours")
-    nb, ds = np.asarray(nb_all[:, :k]), np.asarray(ds_all[:, :k], dtype=np.float64)
-    _check_knn(nb, ds)
-    n = nb.shape[0]
-    labels = np.asarray(labels)
-    mask = np.asarray(labeled_mask, dtype=bool)
-    if labels.shape != (n,) or mask.shape != (n,):
-        raise InvalidParameterError(
-            f"labels and labeled_mask must have shape ({n},), got {labels.shape}, {mask.shape}"
-        )
-    # Class ids are remapped to 0..C-1 so that -1 can mean "no label" whatever the user's encoding.
-    classes, codes = np.unique(labels[mask], return_inverse=True)
-    known = np.full(n, -1, dtype=np.int64)
-    known[mask] = codes
-
-    rho = median_density(nb, ds)
-    if relative:
-        rho = relative_density(nb, rho)
-    core = rho >= np.percentile(rho, density_percentile)
-    cut = float(ds.mean()) if cutoff == "mean" else float(cutoff)
-    roots = _core_components(nb, ds, core, known, cut)
-    assigned = _assign_non_core(nb, ds, roots)
-
-    # Renumber roots by smallest member index: stable ids independent of union order.
-    uniq, first = np.unique(assigned, return_index=True)
-    valid = uniq >= 0
-    uniq, first = uniq[valid], first[valid]
-    uniq = uniq[np.argsort(first)]
-    remap = np.full(n, -1, dtype=np.int64)
-    remap[uniq] = np.arange(uniq.size)
-    out = np.where(assigned >= 0, remap[np.maximum(assigned, 0)], -1)
-
-    n_clusters = uniq.size
-    cluster_class = np.full(n_clusters, -1, dtype=np.int64)
-    core_known = core & (known >= 0) & (out >= 0)
-    cluster_class[out[core_known]] = classes[known[core_known]] if classes.size else -1
-    has_label = np.zeros(n_clusters, dtype=bool)
-    has_label[out[mask & (out >= 0)]] = True
-    return SSDDBCResult(
-        labels=out,
-        core=core,
-        density=rho,
-        cluster_class=cluster_class,
-        new_class_clusters=np.flatnonzero(~has_label),
+    [result] = ssddbc_sweep(
+        labels,
+        labeled_mask,
+        k=k,
+        density_percentiles=[density_percentile],
+        precomputed_knn=precomputed_knn,
+        relative=relative,
+        cutoff=cutoff,
     )
+    return result

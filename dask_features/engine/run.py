@@ -1,17 +1,19 @@
 """``extract``: plan, schedule, stream results to Parquet.
 
-Graph per experiment (``mode="step"``)::
+Graph of an experiment cut into chunks (``mode="step"``)::
 
     run_chunk(exp, transfer, 0, 1000) ─┐
     run_chunk(exp, transfer, 1000, ..) ─┼─> safe_assemble(exp, config, chunks)  -> tables
     run_chunk(exp, transient, 0, 120)  ─┘
 
-Each experiment is one ``dask.delayed`` graph computed as one future. At most ``max_in_flight``
-experiments are in flight; a consumer takes finished ones with ``distributed.as_completed``, writes
-their Parquet files atomically, records them in the catalog, frees them and submits the next, so
-memory stays flat however many experiments there are. With ``mode="experiment"`` a single task per
-experiment does the same work. Without a distributed client the local schedulers run windows of
-``max_in_flight`` experiments.
+Experiments too small to fill a task (about 0.1 s of estimated work) are bundled: one
+``run_bundle`` task computes several of them, so per-task scheduling cost stays small next to the
+work. Each bundle is one ``dask.delayed`` graph computed as one future; at most ``max_in_flight``
+bundles are in flight. A consumer takes finished ones with ``distributed.as_completed``, writes each
+experiment's Parquet files atomically, records it in the catalog, frees it and submits the next
+bundle, so memory stays flat however many experiments there are. With ``mode="experiment"`` each
+experiment is one task. Without a distributed client the local schedulers run windows of
+``max_in_flight`` bundles.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ import pandas as pd
 
 from dask_features.config.schema import FeatureConfig, load_config
 from dask_features.engine.output import is_complete, write_tables
-from dask_features.engine.plan import ExperimentJob, expand_inputs, make_job, open_item
-from dask_features.engine.tasks import ExperimentTables, Failure, run_chunk, run_experiment, safe_assemble
+from dask_features.engine.plan import ExperimentJob, bundle_jobs, expand_inputs, make_job, open_item
+from dask_features.engine.tasks import ExperimentTables, Failure, run_bundle, run_chunk, safe_assemble
 from dask_features.errors import DaskFeaturesError, OutputError
 from dask_features.io.hdf5 import Experiment
 
@@ -106,20 +108,29 @@ class ExtractionResult:
 _ERROR_COLUMNS = ["source_file", "test_id", "step_index", "feature", "message"]
 
 
-def _graph(job: ExperimentJob, config: FeatureConfig, mode: str) -> Any:
-    exp = job.experiment
-    tag = f"{Path(exp.path).stem}-{abs(hash((exp.path, config.hash))) % 10**8:08d}"
-    # Handle and config enter the graph once, as opaque leaves: delayed would otherwise walk
-    # (and rebuild on the worker) every field of these dataclasses for every task.
-    exp_leaf = dask.delayed(exp, name=f"handle-{tag}", traverse=False)
-    cfg_leaf = dask.delayed(config, name=f"config-{config.hash}-{tag}", traverse=False)
-    if mode == "experiment" or len(job.chunks) == 1:  # one chunk: no separate assemble task
-        return dask.delayed(run_experiment, pure=False)(exp_leaf, cfg_leaf, job.chunks, dask_key_name=f"experiment-{tag}")
+def _graph(bundle: list[ExperimentJob], config: FeatureConfig, mode: str) -> Any:
+    """Delayed graph of a bundle: a list of per-experiment values, or the value of one chunked experiment."""
+    tags = [f"{Path(j.experiment.path).stem}-{abs(hash((j.experiment.path, config.hash))) % 10**8:08d}" for j in bundle]
+    # Handles and config enter the graph as opaque leaves: delayed would otherwise walk (and
+    # rebuild on the worker) every field of these dataclasses for every task.
+    leaves = [dask.delayed(j.experiment, name=f"handle-{t}", traverse=False) for j, t in zip(bundle, tags, strict=True)]
+    cfg_leaf = dask.delayed(config, name=f"config-{config.hash}-{tags[0]}", traverse=False)
+    job, tag = bundle[0], tags[0]
+    if len(bundle) > 1 or mode == "experiment" or len(job.chunks) == 1:
+        # One task: several small experiments, or one experiment whose chunks run in sequence.
+        name = f"experiments-{tag}-{len(bundle)}" if len(bundle) > 1 else f"experiment-{tag}"
+        return dask.delayed(run_bundle, pure=False)(leaves, cfg_leaf, [j.chunks for j in bundle], dask_key_name=name)
     parts = [
-        dask.delayed(run_chunk, pure=False)(exp_leaf, cfg_leaf, source, start, stop, dask_key_name=f"chunk-{tag}-{source}-{start}")
+        dask.delayed(run_chunk, pure=False)(leaves[0], cfg_leaf, source, start, stop, dask_key_name=f"chunk-{tag}-{source}-{start}")
         for source, start, stop in job.chunks
     ]
-    return dask.delayed(safe_assemble, pure=False)(exp_leaf, cfg_leaf, parts, dask_key_name=f"assemble-{tag}")
+    return dask.delayed(safe_assemble, pure=False)(leaves[0], cfg_leaf, parts, dask_key_name=f"assemble-{tag}")
+
+
+def _per_job(bundle: list[ExperimentJob], value: Any) -> Iterator[tuple[ExperimentJob, Any]]:
+    """Pair a bundle's computed value (a list, or one value for a chunked experiment) with its jobs."""
+    values = value if isinstance(value, list) else [value] * len(bundle)
+    return zip(bundle, values, strict=True)
 
 
 def _resolve_client(client: Any, scheduler: str | None, workers: int | None) -> tuple[Any, Callable[[], None]]:
@@ -202,7 +213,8 @@ def extract(
     catalog : Catalog or path, optional
         Record every extraction (output path, time, status) in this catalog.
     max_in_flight : int, optional
-        Experiments computed at once (bounds memory). Default: twice the worker count, at least 4.
+        Tasks (a chunked experiment, or a bundle of small ones) computed at once; bounds memory.
+        Default: twice the worker count, at least 4.
     retries : int, default 2
         Task retries on a distributed cluster (e.g. after a worker was killed).
     progress : bool, optional
@@ -261,10 +273,12 @@ def extract(
 
     errors: list[pd.DataFrame] = []
     try:
+        # "step" mode bundles small experiments into one task; "experiment" mode is one task each.
+        bundles = bundle_jobs(jobs()) if mode == "step" else ([job] for job in jobs())
         stream = (
-            _stream_distributed(dask_client, jobs(), cfg, mode, window, retries)
+            _stream_distributed(dask_client, bundles, cfg, mode, window, retries)
             if dask_client is not None
-            else _stream_local(jobs(), cfg, mode, window, scheduler or "threads", workers)
+            else _stream_local(bundles, cfg, mode, window, scheduler or "threads", workers)
         )
         for job, value, wall in stream:
             path = job.experiment.path
@@ -319,19 +333,19 @@ def _worker_count(client: Any, workers: int | None) -> int:
 
 
 def _stream_distributed(
-    client: Any, jobs: Iterator[ExperimentJob], config: FeatureConfig, mode: str, window: int, retries: int
+    client: Any, bundles: Iterator[list[ExperimentJob]], config: FeatureConfig, mode: str, window: int, retries: int
 ) -> Iterator[tuple[ExperimentJob, ExperimentTables | Failure, float]]:
     from distributed import as_completed
 
-    in_flight: dict[str, tuple[ExperimentJob, float]] = {}
+    in_flight: dict[str, tuple[list[ExperimentJob], float]] = {}
     completed = as_completed(with_results=True, raise_errors=False)
 
     def submit() -> bool:
-        job = next(jobs, None)
-        if job is None:
+        bundle = next(bundles, None)
+        if bundle is None:
             return False
-        future = client.compute(_graph(job, config, mode), retries=retries, optimize_graph=False)
-        in_flight[future.key] = (job, time.perf_counter())
+        future = client.compute(_graph(bundle, config, mode), retries=retries, optimize_graph=False)
+        in_flight[future.key] = (bundle, time.perf_counter())
         completed.add(future)
         return True
 
@@ -339,17 +353,18 @@ def _stream_distributed(
         if not submit():
             break
     for future, value in completed:
-        job, t0 = in_flight.pop(future.key)
+        bundle, t0 = in_flight.pop(future.key)
         if future.status != "finished":  # value is (type, exc, traceback) or a CancelledError
             exc = value[1] if isinstance(value, tuple) and len(value) == 3 else value
             value = Failure(f"task failed: {type(exc).__name__}: {exc}")
-        submit()  # keep the cluster busy while this result is written
-        yield job, value, time.perf_counter() - t0
+        submit()  # keep the cluster busy while these results are written
+        wall = time.perf_counter() - t0
+        yield from ((job, v, wall) for job, v in _per_job(bundle, value))
         del future, value  # drop the last reference so the cluster frees the result
 
 
 def _stream_local(
-    jobs: Iterator[ExperimentJob], config: FeatureConfig, mode: str, window: int, scheduler: str, workers: int | None
+    bundles: Iterator[list[ExperimentJob]], config: FeatureConfig, mode: str, window: int, scheduler: str, workers: int | None
 ) -> Iterator[tuple[ExperimentJob, ExperimentTables | Failure, float]]:
     pool = ProcessPoolExecutor(max_workers=workers) if scheduler == "processes" else None
     kwargs: dict[str, Any] = {"scheduler": scheduler}
@@ -358,12 +373,12 @@ def _stream_local(
     elif scheduler == "threads" and workers:
         kwargs["num_workers"] = workers
     try:
-        while batch := list(itertools.islice(jobs, window)):
+        while batch := list(itertools.islice(bundles, window)):
             t0 = time.perf_counter()
-            values = dask.compute(*[_graph(j, config, mode) for j in batch], optimize_graph=False, **kwargs)
+            values = dask.compute(*[_graph(b, config, mode) for b in batch], optimize_graph=False, **kwargs)
             wall = time.perf_counter() - t0
-            for job, value in zip(batch, values, strict=True):
-                yield job, value, wall
+            for bundle, value in zip(batch, values, strict=True):
+                yield from ((job, v, wall) for job, v in _per_job(bundle, value))
     finally:
         if pool is not None:
             pool.shutdown()

@@ -28,7 +28,7 @@ from dask_features.errors import ExtractorError
 from dask_features.extractors import Output, Ragged
 from dask_features.io.hdf5 import Experiment
 
-__all__ = ["ChunkResult", "ExperimentTables", "Failure", "assemble", "run_chunk", "run_experiment"]
+__all__ = ["ChunkResult", "ExperimentTables", "Failure", "assemble", "run_bundle", "run_chunk", "run_experiment"]
 
 #: Columns of the errors table.
 ERROR_COLUMNS = ("step_index", "feature", "message")
@@ -299,6 +299,13 @@ def run_experiment(
     """``mode="experiment"``: every chunk of one experiment in one task, then :func:`assemble`."""
     results = [run_chunk(experiment, config, s, a, b) for s, a, b in chunks]
     return safe_assemble(experiment, config, results)
+
+
+def run_bundle(
+    experiments: Sequence[Experiment], config: FeatureConfig, chunks: Sequence[Sequence[tuple[str, int, int]]]
+) -> list[ExperimentTables | Failure]:
+    """Several small experiments in one task (each as in :func:`run_experiment`)."""
+    return [run_experiment(e, config, c) for e, c in zip(experiments, chunks, strict=True)]
 
 
 def safe_assemble(experiment: Experiment, config: FeatureConfig, results: Sequence[ChunkResult]) -> ExperimentTables | Failure:

@@ -136,6 +136,7 @@ def _peaks(current: np.ndarray, k: int | None, min_distance: int, prominence: fl
     output=_cycles_output,
     check=_check_cycles,
     unit="A",
+    cost=65.0,  # measured: a find_peaks call per step
 )
 def cycles(
     chunk: TransientChunk,
@@ -280,6 +281,7 @@ def _decay_linear(t: np.ndarray, i: np.ndarray) -> float:
     output=Output.scalar(),
     check=_check_decay,
     unit="s",
+    cost=7000.0,  # measured: one curve_fit per step
 )
 def decay_time(
     chunk: TransientChunk,
