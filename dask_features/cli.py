@@ -96,6 +96,12 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # The cluster's own INFO chatter (workers starting, comms closing) only with -vv. distributed
+    # sets its loggers' levels when imported, so import it before overriding them.
+    import distributed  # noqa: F401
+
+    for name in ("distributed", "tornado"):
+        logging.getLogger(name).setLevel(level if verbose >= 2 else logging.WARNING)
 
 
 def _run_extract(data: Any, config: str, out: str, args: argparse.Namespace, **kwargs: Any) -> Any:
@@ -118,32 +124,35 @@ def _demo(args: argparse.Namespace) -> int:
     from dask_features import read_features, synth
 
     out = Path(args.out or "dask-features-demo")
-    if args.data:
-        data = args.data
-        print(f"Using experiments under {data}")
-    else:
+    generated = not args.data
+    if generated:
         data = str(out / "data")
         paths = synth.generate_dataset(data, n_experiments=args.experiments, n_steps=args.steps, seed=0)
         print(f"Generated {len(paths)} demo experiments ({args.steps} transfer + {args.steps} transient steps each) in {data}")
+    else:
+        data = args.data
+        print(f"Using experiments under {data}")
     status = 0
     for config in DEMO_CONFIGS:
         result = _run_extract(data, config, str(out / "features"), args)
         print(result.summary())
         status |= 0 if result.ok else 1
-        steps = read_features(out / "features", config)
-        if len(steps):
-            cols = [c for c in steps.columns if c not in ("chip_id", "device_id", "source_file")][:8]
-            print(steps[cols].groupby("test_id").mean(numeric_only=True).drop(columns="step_index").to_string(float_format="{:.4g}".format))
-        cycles = read_features(out / "features", config, table="cycles")
-        if len(cycles):
-            keep = [c for c in ("tau_on", "tau_off", "r2_on", "r2_off") if c in cycles.columns]
-            if keep:
-                print("median per experiment (tau in ms):")
-                med = cycles.groupby("test_id")[keep].median()
-                med[[c for c in keep if c.startswith("tau")]] *= 1e3
-                print(med.to_string(float_format="{:.3g}".format))
-        print()
-    print(f"Parquet files: {(out / 'features').resolve()}/<config>/{{steps,cycles,errors}}/*.parquet")
+    steps = read_features(out / "features", "v2_mixed")
+    cycles = read_features(out / "features", "transient_tau", table="cycles")
+    ok = cycles[cycles["status"] == 0]
+    summary = steps.groupby("test_id")[["gm_max_forward", "absI_max", "peak_current"]].median()
+    summary[["tau_on_ms", "tau_off_ms"]] = ok.groupby("test_id")[["tau_on", "tau_off"]].median() * 1e3
+    summary["cycles_fitted"] = ok.groupby("test_id").size().astype(str) + "/" + cycles.groupby("test_id").size().astype(str)
+    if generated:  # the generator recorded the truth: show it next to what was extracted
+        for path in sorted(Path(data).glob("*.h5")):
+            truth = synth.read_ground_truth(path)
+            test_id = path.stem.rsplit("-", 1)[-1]
+            summary.loc[test_id, "true_gm_max"] = truth["transfer"]["gm_max_forward"].median()
+            summary.loc[test_id, "true_tau_on_ms"] = truth["transient"]["tau_on"].median() * 1e3
+            summary.loc[test_id, "true_tau_off_ms"] = truth["transient"]["tau_off"].median() * 1e3
+    print("\nMedian over the steps of each experiment (gm in S, currents in A):")
+    print(summary.to_string(float_format="{:.4g}".format))
+    print(f"\nParquet files: {(out / 'features').resolve()}/<config>/{{steps,cycles,errors}}/*.parquet")
     print("Read them with dask_features.read_features(out_dir, config), pandas.read_parquet or dask.dataframe.")
     return status
 

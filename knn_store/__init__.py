@@ -9,8 +9,8 @@ EntryRef, EntryInfo
     Picklable reference to a published entry; one row of ``KNNStore.info()``.
 load
     ``load(ref, k) -> (neighbors, distances)`` in any process, memoised per process.
-median_density, relative_density, ssddbc, SSDDBCResult
-    The semi-supervised density clustering.
+median_density, relative_density, ssddbc, ssddbc_sweep, SSDDBCResult
+    The semi-supervised density clustering (``ssddbc_sweep`` shares per-k work across percentiles).
 cluster_acc, split_cluster_acc, gcd_scores
     GCD metrics (Hungarian accuracy All/Old/New, standard v2 variant; ARI; NMI).
 grid_search, run_clustering_search_on_features, best_configurations
@@ -39,7 +39,7 @@ from knn_store.errors import (
 )
 
 if TYPE_CHECKING:
-    from knn_store.clustering import SSDDBCResult, median_density, relative_density, ssddbc
+    from knn_store.clustering import SSDDBCResult, median_density, relative_density, ssddbc, ssddbc_sweep
     from knn_store.loading import load
     from knn_store.metrics import cluster_acc, gcd_scores, split_cluster_acc
     from knn_store.search import best_configurations, grid_search, run_clustering_search_on_features
@@ -52,6 +52,7 @@ _LAZY = {
     "median_density": "knn_store.clustering",
     "relative_density": "knn_store.clustering",
     "ssddbc": "knn_store.clustering",
+    "ssddbc_sweep": "knn_store.clustering",
     "load": "knn_store.loading",
     "cluster_acc": "knn_store.metrics",
     "gcd_scores": "knn_store.metrics",
@@ -99,4 +100,5 @@ __all__ = [
     "run_clustering_search_on_features",
     "split_cluster_acc",
     "ssddbc",
+    "ssddbc_sweep",
 ]

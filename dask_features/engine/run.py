@@ -145,8 +145,10 @@ def _resolve_client(client: Any, scheduler: str | None, workers: int | None) -> 
     if scheduler == "distributed":
         from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        # ":0": a free port for the dashboard, so a second cluster does not warn about 8787.
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
         c = Client(cluster)
+        logger.info("started a LocalCluster with %d workers; dashboard: %s", len(cluster.workers), c.dashboard_link)
 
         def close() -> None:
             c.close()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from knn_store import InvalidParameterError, KNNStore, gcd_scores, load, median_density, ssddbc
+from knn_store import InvalidParameterError, KNNStore, gcd_scores, load, median_density, ssddbc, ssddbc_sweep
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +86,13 @@ def test_extreme_label_fractions(digits_gcd, digits_knn, fraction: float) -> Non
         assert res.new_class_clusters.size == res.n_clusters  # nothing is known: every cluster is new
     else:
         assert res.new_class_clusters.size == 0
+
+
+def test_sweep_equals_individual_calls(digits_gcd, digits_knn) -> None:
+    _, y, labeled = digits_gcd
+    percentiles = [40, 65, 90]
+    swept = ssddbc_sweep(y, labeled, k=12, density_percentiles=percentiles, precomputed_knn=digits_knn)
+    for p, res in zip(percentiles, swept, strict=True):
+        single = ssddbc(None, y, labeled, k=12, density_percentile=p, precomputed_knn=digits_knn)
+        np.testing.assert_array_equal(res.labels, single.labels)
+        np.testing.assert_array_equal(res.cluster_class, single.cluster_class)
