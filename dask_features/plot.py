@@ -363,7 +363,10 @@ def plot_tau_fits(
             top = kind == "on"
             ax.annotate(
                 f"tau_{kind} {tau * 1e3:.3g} ms",
-                xy=(start - t0_step, (offset + (amp if top else amp * 0.5)) * factor),
+                xy=(
+                    (start if top else start + 0.35 * (min(stop, hi) - start)) - t0_step,
+                    (offset + (amp if top else amp * 0.5)) * factor,
+                ),
                 xytext=(4, 3 if top else 0),
                 textcoords="offset points",
                 color=color,
@@ -374,7 +377,7 @@ def plot_tau_fits(
     ax.set_ylabel(_with_unit("|I|", unit))
     ax.set_title(f"{_experiment_label(experiment)}: transient step {step}, tau fits of {len(shown)} cycles")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return ax
 
 

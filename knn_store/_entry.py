@@ -25,7 +25,6 @@ __all__ = [
     "group_name",
     "list_groups",
     "read_group",
-    "smallest_group",
     "write_group",
 ]
 
@@ -87,12 +86,6 @@ def list_groups(entry_dir: str | os.PathLike[str]) -> dict[int, Path]:
         if m:
             out[int(m.group(1))] = Path(entry_dir) / name
     return out
-
-
-def smallest_group(entry_dir: str | os.PathLike[str], k: int) -> tuple[int, Path] | None:
-    """The published group with the smallest ``k_max >= k``, or ``None``."""
-    fits = [(km, p) for km, p in list_groups(entry_dir).items() if km >= k]
-    return min(fits) if fits else None
 
 
 def _checksum(arr: np.ndarray) -> str:

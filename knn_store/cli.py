@@ -69,9 +69,14 @@ def _parser() -> argparse.ArgumentParser:
         "--labels", help="labels file (.npy vector, or .npz/.parquet/.zarr with labels and labeled_mask)"
     )
     g.add_argument("--labeled-mask", help=".npy boolean vector of points whose label is known")
-    g.add_argument("--k-min", type=int, default=3)
+    g.add_argument("--k-min", type=int, default=3, help="smallest k (default 3)")
     g.add_argument("--k-max", type=int, default=21, help="largest k, included (default 21)")
-    g.add_argument("--density-range", type=_density_range, default=_density_range("40:90:5"))
+    g.add_argument(
+        "--density-range",
+        type=_density_range,
+        default=_density_range("40:90:5"),
+        help="density percentiles as START:STOP:STEP with STOP included, or a comma list (default 40:90:5)",
+    )
     g.add_argument("--metric", default="euclidean", choices=["euclidean", "cosine"])
     g.add_argument("--backend", default=None, choices=["auto", "numpy", "sklearn", "faiss"])
     where = g.add_mutually_exclusive_group()
@@ -100,11 +105,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def _client(workers: int | None, address: str | None) -> Iterator[Any]:
+def _client(workers: int | None, address: str | None, verbose: int) -> Iterator[Any]:
     if workers is None and address is None:
         yield None
         return
     from distributed import Client, LocalCluster
+
+    if not verbose:
+        # distributed installs its own INFO handlers; a CLI run should show results, not cluster chatter.
+        logging.getLogger("distributed").setLevel(logging.WARNING)
 
     if address is not None:
         with Client(address) as client:
@@ -156,7 +165,7 @@ def _grid_search(args: argparse.Namespace, store: KNNStore) -> int:
         raise InvalidParameterError(f"need 1 <= --k-min <= --k-max, got {args.k_min} and {args.k_max}")
     sets, labels, mask = _load_inputs(args)
     t0 = time.perf_counter()
-    with _client(args.workers, args.address) as client:
+    with _client(args.workers, args.address, args.verbose) as client:
         df = grid_search(
             sets,
             labels,

@@ -308,7 +308,10 @@ def _execute(
                 bar.update(len(part))
                 del fut, part  # results are freed as soon as they are in the table
         finally:
-            client.cancel(futures)
+            # Only an aborted run (a task error, KeyboardInterrupt) leaves work to cancel.
+            pending = [f for f in futures if not f.done()]
+            if pending:
+                client.cancel(pending)
             del futures, lab_future
     return rows
 

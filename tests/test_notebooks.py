@@ -77,5 +77,7 @@ def test_notebook_runs(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     figures = sum("image/png" in o.get("data", {}) for o in outputs)
     assert figures >= MIN_FIGURES[name], f"{name}: {figures} figures, expected at least {MIN_FIGURES[name]}"
     assert set(os.listdir(NOTEBOOKS)) == before, "the notebook left files in notebooks/"
-    assert not list(tmp_path.iterdir()), f"the notebook left files in its working directory: {list(tmp_path.iterdir())}"
+    assert not list(tmp_path.iterdir()), (
+        f"the notebook left files in its working directory: {list(tmp_path.iterdir())}"
+    )
     print(f"{name}: {seconds:.1f} s, {figures} figures")

@@ -69,17 +69,42 @@ _BUILTINS: dict[str, Callable[..., Any]] = {
     "round": np.round,
 }
 
+_SEQUENCES = (str, bytes, tuple, list)
+
+
+def _is_text(value: Any) -> bool:
+    """A string, or an array of strings/objects (NumPy 2 repeats strings with ``*`` and np.multiply)."""
+    return isinstance(value, str | bytes) or (isinstance(value, np.ndarray) and value.dtype.kind in "USOT")
+
+
+def _numeric_only(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """``op`` refusing str/bytes/tuple operands at run time.
+
+    The static check only sees literals; a string param (``lambda x, s='a': s * int(1e9)``) or a
+    shape tuple (``x.shape * int(1e9)``) would otherwise allocate without bound.
+    """
+
+    def checked(a: Any, b: Any) -> Any:
+        if _is_text(a) or _is_text(b) or isinstance(a, _SEQUENCES) or isinstance(b, _SEQUENCES):
+            raise TypeError(
+                f"arithmetic on {type(a).__name__} and {type(b).__name__} is not allowed (numbers and arrays only)"
+            )
+        return op(a, b)
+
+    return checked
+
+
 _BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-    ast.Pow: lambda a, b: np.power(_floatify(a), _floatify(b)),
-    ast.BitAnd: operator.and_,
-    ast.BitOr: operator.or_,
-    ast.BitXor: operator.xor,
+    ast.Add: _numeric_only(operator.add),
+    ast.Sub: _numeric_only(operator.sub),
+    ast.Mult: _numeric_only(operator.mul),
+    ast.Div: _numeric_only(operator.truediv),
+    ast.FloorDiv: _numeric_only(operator.floordiv),
+    ast.Mod: _numeric_only(operator.mod),
+    ast.Pow: _numeric_only(lambda a, b: np.power(_floatify(a), _floatify(b))),
+    ast.BitAnd: _numeric_only(operator.and_),
+    ast.BitOr: _numeric_only(operator.or_),
+    ast.BitXor: _numeric_only(operator.xor),
 }
 _UNARYOPS: dict[type[ast.unaryop], Callable[[Any], Any]] = {
     ast.UAdd: operator.pos,
@@ -98,6 +123,12 @@ _CMPOPS: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
 _MAX_STRING = 64
 _MAX_CONSTANT_EXPONENT = 1e4
 _MAX_LENGTH = 2000  # characters; a config expression is one line of arithmetic
+# Nesting depth of the syntax tree: the checker and the interpreter recurse once per level, so a
+# 2000-character "------x" would otherwise end in RecursionError instead of a clear rejection.
+_MAX_DEPTH = 100
+#: Arguments that set an iteration count inside NumPy (function -> (keyword, position, maximum)):
+#: ``np.diff(x, n=int(1e9))`` loops a billion times even on an empty array.
+_BOUNDED_ARGS: dict[str, tuple[str, int, int]] = {"diff": ("n", 1, 100)}
 
 
 def _floatify(value: Any) -> Any:
@@ -157,6 +188,10 @@ class SafeExpression:
             tree = ast.parse(text.strip(), mode="eval")
         except SyntaxError as exc:
             raise self._fail(f"not a valid expression ({exc.msg})") from None
+        except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes; parser limits
+            raise self._fail(f"not a valid expression ({type(exc).__name__}: {exc})") from None
+        if _depth(tree) > _MAX_DEPTH:
+            raise self._fail(f"expression nested more than {_MAX_DEPTH} levels deep")
         node = tree.body
         if isinstance(node, ast.Attribute | ast.Name):  # "np.log10": a function applied to the inputs
             self._check_numpy_ref(node)
@@ -296,7 +331,9 @@ class SafeExpression:
                 f"got {len(args)} inputs"
             )
         env = dict(self.defaults)
-        env.update(zip(self.arg_names, args, strict=False))
+        # Inputs are other features' columns: hand out read-only views so that no expression
+        # (np.sqrt(g, g), x.clip(0, 1, out=x), ...) can overwrite values that are also written out.
+        env.update(zip(self.arg_names, (_read_only(a) for a in args), strict=False))
         env.update(kwargs)
         missing = [n for n in self.arg_names if n not in env]
         if missing:
@@ -348,7 +385,10 @@ class SafeExpression:
             case ast.Tuple(elts=elts):
                 return tuple(self._eval(e, env) for e in elts)
             case ast.List(elts=elts):
-                return np.asarray([self._eval(e, env) for e in elts])
+                items = [self._eval(e, env) for e in elts]
+                if any(_is_text(i) for i in items):
+                    raise TypeError("lists may hold numbers and arrays only")
+                return np.asarray(items)
             case ast.Attribute(value=value, attr=attr):
                 base = self._eval(value, env)
                 if base is np:
@@ -358,8 +398,35 @@ class SafeExpression:
                 fn = self._eval(func, env)
                 pos = [self._eval(a, env) for a in args]
                 kws = {kw.arg: self._eval(kw.value, env) for kw in keywords if kw.arg is not None}
+                # Strings only as keyword options (method="linear"): never as data to compute on.
+                if any(_is_text(a) for a in pos) or any(_is_text(v) and not isinstance(v, str) for v in kws.values()):
+                    raise TypeError("strings may only be passed as keyword options")
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if name in _BOUNDED_ARGS:
+                    key, position, limit = _BOUNDED_ARGS[name]
+                    value = kws.get(key, pos[position] if len(pos) > position else None)
+                    if isinstance(value, int | np.integer) and abs(int(value)) > limit:
+                        raise ValueError(f"{name}: {key}={value} is larger than the allowed {limit}")
                 return fn(*pos, **kws)
         raise self._fail(f"{type(node).__name__} cannot be evaluated", node)  # unreachable after _check
+
+
+def _depth(tree: ast.AST) -> int:
+    """Depth of a syntax tree, computed without recursion."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+def _read_only(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        view = value.view()
+        view.flags.writeable = False
+        return view
+    return value
 
 
 def compile_expression(text: str, feature: str | None = None, n_inputs: int | None = None) -> SafeExpression:

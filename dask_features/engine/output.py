@@ -39,14 +39,20 @@ __all__ = ["TABLES", "experiment_stem", "is_complete", "output_paths", "read_fea
 
 TABLES = ("steps", "cycles", "errors")
 _META_KEY = b"dask_features"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._#+-]+")
+# Letters and digits of any script are kept (\\w is Unicode-aware): replacing every non-ASCII character
+# by "_" made "芯片-1.h5" and "晶片-1.h5" the same output file, and the second silently overwrote the first.
+_UNSAFE = re.compile(r"[^\w.#+-]+")
+#: Longest file-name component [bytes, UTF-8]: leaves room for ".parquet" and the temporary-name affixes
+#: within the 255-byte limit of common file systems.
+_MAX_COMPONENT_BYTES = 200
 #: Columns read_features puts in front of the features.
 META_COLUMNS = ("chip_id", "device_id", "test_id", "source_file")
 
 
 def _safe_component(part: str) -> str:
     cleaned = _UNSAFE.sub("_", part).lstrip(".") or "_"
-    return cleaned[:200]
+    # Cut by bytes, not characters: 200 CJK characters are 600 bytes, too long for a file name.
+    return cleaned.encode()[:_MAX_COMPONENT_BYTES].decode("utf-8", errors="ignore") or "_"
 
 
 def experiment_stem(path: str, root: str | None) -> str:
@@ -83,6 +89,9 @@ def _metadata(config: FeatureConfig, experiment: Experiment, n_errors: int) -> d
         "package_version": __version__,
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "n_errors": n_errors,
+        # Non-fatal findings of the reader (invalid workflow, guessed step boundaries): kept with the
+        # values they may affect instead of only in a log line.
+        "problems": list(experiment.problems),
         "features": {
             f.name: {
                 "unit": f.unit,

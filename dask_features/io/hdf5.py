@@ -229,8 +229,8 @@ class Experiment:
         self._check_range("transfer", start, stop, self.n_transfer_steps)
         with self._open() as f:
             data = _dataset(f, self.path, "transfer/measurement_data")[start:stop]
-        vg = np.ascontiguousarray(data[:, 0, :], dtype=np.float64)
-        cur = np.ascontiguousarray(data[:, 1, :], dtype=np.float64)
+        vg = _finite_or_nan(data[:, 0, :])
+        cur = _finite_or_nan(data[:, 1, :])
         valid = np.isfinite(vg) | np.isfinite(cur)
         m = vg.shape[1]
         lengths = np.where(valid.any(axis=1), m - np.argmax(valid[:, ::-1], axis=1), 0).astype(np.int64)
@@ -285,8 +285,8 @@ class Experiment:
         period, time_step, duty = self._transient_timing(start, stop, timing)
         return TransientChunk(
             step_index=np.arange(start, stop, dtype=np.int64),
-            time=np.ascontiguousarray(t, dtype=np.float64),
-            current=np.ascontiguousarray(y, dtype=np.float64),
+            time=_finite_or_nan(t),
+            current=_finite_or_nan(y),
             offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
             period=period,
             time_step=time_step,
@@ -311,6 +311,20 @@ class Experiment:
                     fallback = transient_timing(transients[start + i].params)
                     out[:, i] = np.where(np.isnan(out[:, i]), fallback, out[:, i])
         return out[0], out[1], out[2]
+
+
+def _finite_or_nan(values: np.ndarray) -> np.ndarray:
+    """Contiguous float64 copy with +-inf replaced by NaN.
+
+    An infinite sample is an overflowed or invalid reading, not a measurement: it is treated as a
+    missing sample (which every extractor handles) instead of turning a peak or a mean into inf.
+    """
+    out = np.ascontiguousarray(values, dtype=np.float64)
+    inf = np.isinf(out)
+    if inf.any():
+        out = out.copy()  # may be a view of the block just read
+        out[inf] = np.nan
+    return out
 
 
 def _as_float(column: np.ndarray) -> np.ndarray:

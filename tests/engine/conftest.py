@@ -23,23 +23,16 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def defective(tmp_path: Path) -> Path:
     """One experiment with NaN samples, aborted sweeps and empty transient steps, next to a clean one."""
-    synth.write_experiment(
-        tmp_path,
-        n_transfer=SMALL["n_steps"],
-        n_transient=SMALL["n_steps"],
-        sweep_points=SMALL["sweep_points"],
-        transient_samples=SMALL["transient_samples"],
-        defects={"nan_samples": 0.2, "ragged": 0.2, "empty_steps": 0.2},
-        seed=5,
-        test_id="test_900",
-    )
-    synth.write_experiment(
-        tmp_path,
-        n_transfer=SMALL["n_steps"],
-        n_transient=SMALL["n_steps"],
-        sweep_points=SMALL["sweep_points"],
-        transient_samples=SMALL["transient_samples"],
-        seed=6,
-        test_id="test_901",
-    )
+    bad = {"nan_samples": 0.2, "ragged": 0.2, "empty_steps": 0.2}
+    for test_id, seed, defects in (("test_900", 5, bad), ("test_901", 6, None)):
+        synth.write_experiment(
+            tmp_path,
+            n_transfer=SMALL["n_steps"],
+            n_transient=SMALL["n_steps"],
+            sweep_points=SMALL["sweep_points"],
+            transient_samples=SMALL["transient_samples"],
+            defects=defects,
+            seed=seed,
+            test_id=test_id,
+        )
     return tmp_path

@@ -71,7 +71,8 @@ def extract_one(source: Path, config: Any, out: Path) -> pd.DataFrame:
         Output folder (must be fresh: a reference run of its own).
     """
     result = dfe.extract(source, config, out, scheduler="sync", progress=False)
-    assert result.ok and len(result.successful) == 1, result.summary()
+    assert result.ok, result.summary()
+    assert len(result.successful) == 1
     return steps_frame(next(iter(result.successful.values())))
 
 

@@ -17,6 +17,7 @@ LocalCluster.
 from __future__ import annotations
 
 import textwrap
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +31,18 @@ import pytest
 
 import dask_features as dfe
 from dask_features.engine.output import read_metadata
-from tests.reliability.conftest import copy_good, edit_h5, extract_one, replace_dataset, steps_frame, write_small
+from tests.reliability.conftest import (
+    copy_good,
+    edit_h5,
+    extract_one,
+    replace_dataset,
+    steps_frame,
+    write_small,
+)
 
 TRANSFER_FEATURES = ("gm_max_forward", "Von_forward", "absI_max")  # step-level transfer features of v2_mixed
 TRANSIENT_FEATURES = ("peak_current", "decay_time")
+NO_TRANSIENT_DATA = "no finite current sample|fewer than 3 usable samples"
 
 # --- expected outcomes -----------------------------------------------------------------------
 
@@ -47,7 +56,10 @@ class Failed:
 
 @dataclass(frozen=True)
 class StepNaN:
-    """The experiment is written; ``features`` are NaN at ``steps``, each with an error record."""
+    """The experiment is written; ``features`` are NaN at ``steps``, each with an error record.
+
+    ``fragment`` may list alternatives separated by ``|`` (features word their reasons differently).
+    """
 
     steps: Sequence[int]
     features: Sequence[str]
@@ -120,6 +132,8 @@ class Case:
         Config to run (a preset name, a dict, or a callable ``(folder) -> config`` for YAML files).
     out : callable, optional
         ``out(tmp) -> Path``: the output folder (default ``tmp / "out"``).
+    warns : str, optional
+        A warning the run must emit (fragment of its message; the file's path must be in it too).
     """
 
     name: str
@@ -127,6 +141,7 @@ class Case:
     expect: Outcome
     config: Any = "v2_mixed"
     out: Callable[[Path], Path] | None = field(default=None)
+    warns: str | None = None
 
 
 # --- builders --------------------------------------------------------------------------------
@@ -192,7 +207,9 @@ def _edit_transfer(step: int, change: Callable[[np.ndarray], None]) -> Callable[
     return edit
 
 
-def _edit_transient_table(column: str, step: int, value: Callable[[np.ndarray], int]) -> Callable[[h5py.File], None]:
+def _edit_transient_table(
+    column: str, step: int, value: Callable[[np.ndarray], int]
+) -> Callable[[h5py.File], None]:
     def edit(f: h5py.File) -> None:
         ds = f["transient/step_info_table"]
         rows = ds[()]
@@ -291,14 +308,16 @@ def _problem_recorded(fragment: str, *, same_as_clean: bool) -> Callable[[Ctx], 
     return check
 
 
-def _scaled(factor: float) -> Callable[[Ctx], None]:
-    """Currents times ``factor``: current-like features scale exactly, voltages do not change."""
+def _scaled(factor: float, *, von: bool = True) -> Callable[[Ctx], None]:
+    """Currents times ``factor``: current-like features scale exactly (no float32 round trip, no
+    overflow), ratios and, with ``von``, onset voltages do not change."""
 
     def check(ctx: Ctx) -> None:
         got, ref = ctx.steps(), ctx.reference(lambda d: write_small(d / "x.h5"))
         for col in ("gm_max_forward", "absI_max", "peak_current"):
             np.testing.assert_allclose(got[col], ref[col] * factor, rtol=1e-12, err_msg=col)
-        np.testing.assert_array_equal(got["Von_forward"], ref["Von_forward"])
+        if von:
+            np.testing.assert_array_equal(got["Von_forward"], ref["Von_forward"])
         np.testing.assert_allclose(got["peak_to_absI"], ref["peak_to_absI"], rtol=1e-12)
 
     return check
@@ -311,12 +330,17 @@ def _ids_survive(ctx: Ctx) -> None:
         out = ctx.result.successful[str(path)]
         assert out.stem == path.stem  # the output keeps the (valid UTF-8) file name
         meta, exp = read_metadata(out), dfe.open_experiment(path)
-        assert (meta["chip_id"], meta["test_id"], meta["description"]) == (exp.chip_id, exp.test_id, "Stabilität µA ✓")
+        assert (meta["chip_id"], meta["test_id"], meta["description"]) == (
+            exp.chip_id,
+            exp.test_id,
+            "Stabilität µA ✓",
+        )
         chips.add(meta["chip_id"])
     assert chips == {"芯片-α", "晶片-β"}
     assert len({ctx.result.successful[str(p)] for p in ctx.bad}) == 2
     frame = dfe.read_features(ctx.result.out_dir, ctx.result.config_name)
-    assert frame.groupby("chip_id").size().to_dict() == {"芯片-α": 8, "晶片-β": 8, "#20250804008": 8}
+    mine = frame[frame.source_file.isin([str(p) for p in ctx.bad])]
+    assert mine.groupby("chip_id").size().to_dict() == {"芯片-α": 8, "晶片-β": 8}
 
 
 def _numeric_ids(ctx: Ctx) -> None:
@@ -356,22 +380,36 @@ def _p_type_under_n(ctx: Ctx) -> None:
 AUTO_VON = {
     "name": "auto_von",
     "features": [
-        {"name": "Von_forward", "extractor": "transfer.Von", "params": {"direction": "forward", "device_type": "auto"}},
+        {
+            "name": "Von_forward",
+            "extractor": "transfer.Von",
+            "params": {"direction": "forward", "device_type": "auto"},
+        },
         {"name": "gm_max_forward", "extractor": "transfer.gm_max"},
     ],
 }
-N_VON = {**AUTO_VON, "name": "n_von", "features": [{**AUTO_VON["features"][0], "params": {"device_type": "N"}}]}
+N_VON = {
+    **AUTO_VON,
+    "name": "n_von",
+    "features": [{**AUTO_VON["features"][0], "params": {"device_type": "N"}}],
+}
 
 
 def _non_ascii(folder: Path, i: int) -> Path:
     chip = ("芯片-α", "晶片-β")[i]  # differ only in non-ASCII characters
     return write_small(
-        folder / f"{chip}-3-Stabilität µA-test_ü{i}.h5", chip_id=chip, description="Stabilität µA ✓", test_id=f"test_ü{i}", seed=3 + i
+        folder / f"{chip}-3-Stabilität_µA-test_ü{i}.h5",
+        chip_id=chip,
+        description="Stabilität µA ✓",
+        test_id=f"test_ü{i}",
+        seed=3 + i,
     )
 
 
 def _duplicate_id(folder: Path, i: int) -> Path:
-    return write_small(folder / f"chip{i}-1-dup-test_42.h5", test_id="test_42", chip_id=f"chip{i}", seed=4 + i)
+    return write_small(
+        folder / f"chip{i}-1-dup-test_42.h5", test_id="test_42", chip_id=f"chip{i}", seed=4 + i
+    )
 
 
 CASES = [
@@ -380,9 +418,21 @@ CASES = [
     Case("empty_file", _raw("empty", b""), Failed("not an HDF5 file")),
     Case("hdf5_signature_then_garbage", _raw("garbage", b"\x89HDF\r\n\x1a\n" + b"\0" * 200), Failed("")),
     Case("truncated", _truncated, Failed("truncated")),
-    Case("wrong_format_version", _edited("v1", _set_attr("format_version", "1.0_legacy")), Failed("unsupported format_version '1.0_legacy'")),
-    Case("missing_format_version", _edited("nover", _set_attr("format_version", None)), Failed("no 'format_version' attribute")),
-    Case("no_measurement_groups", _edited("nogroups", _delete("transfer", "transient")), Failed("neither a 'transfer' nor a 'transient' group")),
+    Case(
+        "wrong_format_version",
+        _edited("v1", _set_attr("format_version", "1.0_legacy")),
+        Failed("unsupported format_version '1.0_legacy'"),
+    ),
+    Case(
+        "missing_format_version",
+        _edited("nover", _set_attr("format_version", None)),
+        Failed("no 'format_version' attribute"),
+    ),
+    Case(
+        "no_measurement_groups",
+        _edited("nogroups", _delete("transfer", "transient")),
+        Failed("neither a 'transfer' nor a 'transient' group"),
+    ),
     Case(
         "missing_transfer_group",
         _edited("notransfer", _delete("transfer")),
@@ -395,10 +445,16 @@ CASES = [
         Failed("no transient steps, which config 'transient_tau' needs"),
         config="transient_tau",
     ),
-    Case("missing_dataset", _edited("nodata", _delete("transfer/measurement_data")), Failed("missing dataset 'transfer/measurement_data'")),
+    Case(
+        "missing_dataset",
+        _edited("nodata", _delete("transfer/measurement_data")),
+        Failed("missing dataset 'transfer/measurement_data'"),
+    ),
     Case(
         "wrong_transfer_shape",
-        _edited("shape3", _reshape("transfer/measurement_data", lambda a: np.concatenate([a, a[:, :1]], axis=1))),
+        _edited(
+            "shape3", _reshape("transfer/measurement_data", lambda a: np.concatenate([a, a[:, :1]], axis=1))
+        ),
         Failed("transfer/measurement_data has shape (8, 3, 41), expected (n_steps, 2, max_points)"),
     ),
     Case(
@@ -408,7 +464,10 @@ CASES = [
     ),
     Case(
         "wrong_dtype",
-        _edited("intdata", _reshape("transfer/measurement_data", lambda a: np.nan_to_num(a * 1e9).astype(np.int64))),
+        _edited(
+            "intdata",
+            _reshape("transfer/measurement_data", lambda a: np.nan_to_num(a * 1e9).astype(np.int64)),
+        ),
         Failed("has dtype int64, expected float"),
     ),
     Case(
@@ -418,7 +477,9 @@ CASES = [
     ),
     Case(
         "index_table_past_the_data",
-        _edited("range", _edit_transient_table("end_data_index", 7, lambda t: int(t["end_data_index"][7]) + 50)),
+        _edited(
+            "range", _edit_transient_table("end_data_index", 7, lambda t: int(t["end_data_index"][7]) + 50)
+        ),
         Failed("transient step 7 has sample range [2800, 3250) outside the data (0..3200)"),
     ),
     # --- readable files with bad steps: NaN for those steps, each recorded -----------------
@@ -429,15 +490,23 @@ CASES = [
     ),
     Case(
         "single_point_step",
-        _edited("onepoint", _edit_transfer(4, lambda b: b.__setitem__((slice(None), slice(1, None)), np.nan))),
+        _edited(
+            "onepoint", _edit_transfer(4, lambda b: b.__setitem__((slice(None), slice(1, None)), np.nan))
+        ),
         StepNaN([4], TRANSFER_FEATURES, "only 1 finite (Vg, Id) point"),
     ),
     Case(
         "empty_transient_step",
-        _edited("emptystep", _edit_transient_table("end_data_index", 2, lambda t: int(t["start_data_index"][2]))),
-        StepNaN([2], TRANSIENT_FEATURES, "no samples"),
+        _edited(
+            "emptystep", _edit_transient_table("end_data_index", 2, lambda t: int(t["start_data_index"][2]))
+        ),
+        StepNaN([2], TRANSIENT_FEATURES, NO_TRANSIENT_DATA),
     ),
-    Case("all_nan_transient_step", _edited("nantransient", _all_nan_transient_step), StepNaN([2], TRANSIENT_FEATURES, "")),
+    Case(
+        "all_nan_transient_step",
+        _edited("nantransient", _all_nan_transient_step),
+        StepNaN([2], TRANSIENT_FEATURES, NO_TRANSIENT_DATA),
+    ),
     Case("nan_samples", _small("nansamples", defects={"nan_samples": 0.3}), Written()),
     Case("ragged_sweeps", _small("ragged", defects={"ragged": 0.4}), Written()),
     Case(
@@ -447,12 +516,13 @@ CASES = [
         Written(_equals_reference(lambda d: edit_h5(write_small(d / "x.h5"), _non_finite(np.nan)))),
     ),
     Case("huge_magnitudes", _edited("huge", _scale_currents(1e30)), Written(_scaled(1e30))),
-    Case("tiny_magnitudes", _edited("tiny", _scale_currents(1e-30)), Written(_scaled(1e-30))),
+    Case("tiny_magnitudes", _edited("tiny", _scale_currents(1e-30)), Written(_scaled(1e-30, von=False))),
     Case(
         "missing_index_columns",
         _small("noindex", index_columns=False),
         # Boundaries are recovered from original_time restarts: same values as with the columns.
         Written(_equals_reference(lambda d: write_small(d / "x.h5"))),
+        warns="step boundaries inferred from original_time resets",
     ),
     Case("numeric_ids", _small("numeric", numeric_ids=True), Written(_numeric_ids)),
     Case("non_ascii_ids", _two(_non_ascii), Written(_ids_survive)),
@@ -467,7 +537,9 @@ CASES = [
         _edited("wfstep", _workflow('[{"id": "s", "type": "sweep", "params": {}}]')),
         Written(_problem_recorded("unknown step type 'sweep'", same_as_clean=True)),
     ),
-    Case("p_type_under_auto_config", _small("ptype", device_type="P"), Written(_p_type_auto), config=AUTO_VON),
+    Case(
+        "p_type_under_auto_config", _small("ptype", device_type="P"), Written(_p_type_auto), config=AUTO_VON
+    ),
     # --- configs: rejected before any work -------------------------------------------------
     Case(
         "yaml_cycle",
@@ -498,7 +570,7 @@ CASES = [
             name: evil
             features:
               - {name: g, extractor: transfer.gm_max}
-              - {name: h, func: "lambda g: g.__class__.__bases__", input: g}
+              - {name: h, func: "lambda g: g.__class__", input: g}
             """
         ),
     ),
@@ -520,15 +592,40 @@ def _blocking_file(tmp: Path) -> Path:
 
 XFAIL_CASES = [
     pytest.param(
-        Case("p_type_under_n_config", _small("ptype_n", device_type="P"), Written(_p_type_under_n), config=N_VON),
+        Case(
+            "p_type_under_n_config",
+            _small("ptype_n", device_type="P"),
+            Written(_p_type_under_n),
+            config=N_VON,
+        ),
         marks=pytest.mark.xfail(
             strict=True, reason="extractors/transfer.py _device_type ignores a config/file polarity mismatch"
         ),
         id="p_type_under_n_config",
     ),
     pytest.param(
-        Case("missing_transient_group_in_mixed", _edited("notransient_mixed", _delete("transient")), StepNaN(range(8), TRANSIENT_FEATURES, "transient")),
-        marks=pytest.mark.xfail(strict=True, reason="run.py/tasks.py write all-NaN columns for a missing source without an error record"),
+        # Below oect-infra's 1e-12 A clip every log-slope is 0 and the argmax is the first point.
+        Case(
+            "tiny_currents_von",
+            _edited("tiny_von", _scale_currents(1e-30)),
+            StepNaN(range(8), ["Von_forward"], "1e-12"),
+        ),
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="extractors/transfer.py Von returns the first Vg when |Id| < 1e-12 A everywhere",
+        ),
+        id="tiny_currents_von",
+    ),
+    pytest.param(
+        Case(
+            "missing_transient_group_in_mixed",
+            _edited("notransient_mixed", _delete("transient")),
+            StepNaN(range(8), TRANSIENT_FEATURES, "transient"),
+        ),
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="run.py/tasks.py write all-NaN columns for a missing source without an error record",
+        ),
         id="missing_transient_group_in_mixed",
     ),
 ]
@@ -558,7 +655,9 @@ def assert_no_silent_nan(frame: pd.DataFrame, errors: pd.DataFrame, source: str,
         if col not in frame:
             continue
         for step in frame.loc[frame[col].isna(), "step_index"]:
-            assert (step, feature) in recorded or (step, "*") in recorded, f"{source}: step {step} {col} is NaN with no error record"
+            assert (step, feature) in recorded or (step, "*") in recorded, (
+                f"{source}: step {step} {col} is NaN with no error record"
+            )
 
 
 def _resolve_config(case: Case, folder: Path) -> Any:
@@ -573,7 +672,8 @@ def check_outcome(case: Case, ctx: Ctx, out: Path) -> None:
         if isinstance(expect, Failed):
             assert source in res.failed, res.summary()
             reason = res.failed[source]
-            assert source in reason and expect.fragment in reason, reason
+            assert source in reason, reason
+            assert expect.fragment in reason, reason
             assert source not in res.successful
             continue
         assert source in res.successful, res.summary()
@@ -587,7 +687,9 @@ def check_outcome(case: Case, ctx: Ctx, out: Path) -> None:
                 assert frame.loc[~frame.step_index.isin(expect.steps), feature].notna().all(), feature
                 rows = errors[errors.feature.isin([feature, "*"])]
                 assert set(expect.steps) <= set(rows.step_index), (feature, rows)
-                assert rows.message.str.contains(expect.fragment, regex=False).all(), rows.message.tolist()
+                assert all(any(a in m for a in expect.fragment.split("|")) for m in rows.message), (
+                    rows.message.tolist()
+                )
             steps_dir = out / res.config_name / "steps"
             errors_file = out / res.config_name / "errors" / res.successful[source].relative_to(steps_dir)
             on_disk = pq.read_table(errors_file).to_pandas()
@@ -608,7 +710,11 @@ def run_case(case: Case, tmp: Path, good_file: Path, clean_steps: Callable[[Any]
             dfe.extract(data, config, out, scheduler="sync", progress=False)
         assert not list(out.rglob("*.parquet")) if out.exists() else True
         return
-    result = dfe.extract(data, config, out, scheduler="sync", progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = dfe.extract(data, config, out, scheduler="sync", progress=False)
+    if case.warns is not None:
+        assert any(case.warns in str(w.message) and str(bad[0]) in str(w.message) for w in caught), caught
     check_outcome(case, Ctx(bad, result, tmp, config), out)
     # The good experiment next to it: written, and exactly what a run on its own gives.
     assert set(result.successful) | set(result.failed) == {str(good), *map(str, bad)}
@@ -617,8 +723,12 @@ def run_case(case: Case, tmp: Path, good_file: Path, clean_steps: Callable[[Any]
     assert not list(out.rglob("*.tmp"))
 
 
-@pytest.mark.parametrize("case", [*CASES, *XFAIL_CASES], ids=[c.name for c in CASES] + [p.id for p in XFAIL_CASES])
-def test_bad_input(case: Case, tmp_path: Path, good_file: Path, clean_steps: Callable[[Any], pd.DataFrame]) -> None:
+@pytest.mark.parametrize(
+    "case", [*CASES, *XFAIL_CASES], ids=[c.name for c in CASES] + [p.id for p in XFAIL_CASES]
+)
+def test_bad_input(
+    case: Case, tmp_path: Path, good_file: Path, clean_steps: Callable[[Any], pd.DataFrame]
+) -> None:
     run_case(case, tmp_path, good_file, clean_steps)
 
 
@@ -633,7 +743,9 @@ def test_file_cases_together_on_a_cluster(
     tmp_path: Path, good_file: Path, clean_steps: Callable[[Any], pd.DataFrame], dask_client: object
 ) -> None:
     """Every v2_mixed file case in one folder, one run on the LocalCluster: the same outcomes."""
-    cases = [c for c in CASES if c.config == "v2_mixed" and c.out is None and not isinstance(c.expect, Raises)]
+    cases = [
+        c for c in CASES if c.config == "v2_mixed" and c.out is None and not isinstance(c.expect, Raises)
+    ]
     data = tmp_path / "data"
     good = copy_good(good_file, data)
     built: dict[str, list[Path]] = {}
@@ -642,7 +754,10 @@ def test_file_cases_together_on_a_cluster(
         folder.mkdir()
         built[case.name] = case.build(folder)
     out = tmp_path / "out"
-    result = dfe.extract(data, "v2_mixed", out, client=dask_client, progress=False)
+    with warnings.catch_warnings():
+        # Expected findings (old files without index columns) are asserted by the sync cases.
+        warnings.simplefilter("ignore")
+        result = dfe.extract(data, "v2_mixed", out, client=dask_client, progress=False)
     for case in cases:
         scratch = tmp_path / "scratch" / case.name
         scratch.mkdir(parents=True)
