@@ -156,7 +156,7 @@ def main() -> None:
                 cl, client = cluster(2)
                 try:
                     with PeakRSS() as mon:
-                        run_pipeline(data, "v2_mixed", tmp / f"m_{label}", client)
+                        run_pipeline(data, "transient_tau", tmp / f"m_{label}", client)
                     peaks[label] = mon.peak
                 finally:
                     client.close()

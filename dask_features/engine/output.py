@@ -17,6 +17,7 @@ folder and renamed into place, so a killed run never leaves a half file under a 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -66,6 +67,12 @@ def experiment_stem(path: str, root: str | None) -> str:
         rel = os.path.basename(path)
     stem = os.path.splitext(rel)[0]
     return "/".join(_safe_component(p) for p in Path(stem).parts if p not in ("", ".", "..", "/"))
+
+
+def unique_stem(stem: str, path: str, root: str | None) -> str:
+    """``stem`` made unique for ``path`` by a short hash of its path below ``root`` (stable if the folder moves)."""
+    rel = os.path.relpath(path, root) if root else os.path.basename(path)
+    return f"{stem}--{hashlib.blake2b(rel.encode(), digest_size=4).hexdigest()}"
 
 
 def output_paths(out_dir: str | os.PathLike[str], config_name: str, stem: str) -> dict[str, Path]:

@@ -19,6 +19,7 @@ experiment is one task. Without a distributed client the local schedulers run wi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -33,7 +34,7 @@ import dask
 import pandas as pd
 
 from dask_features.config.schema import FeatureConfig, load_config
-from dask_features.engine.output import is_complete, write_tables
+from dask_features.engine.output import is_complete, unique_stem, write_tables
 from dask_features.engine.plan import ExperimentJob, bundle_jobs, expand_inputs, make_job, open_item
 from dask_features.engine.tasks import ExperimentTables, Failure, run_bundle, run_chunk, safe_assemble
 from dask_features.errors import DaskFeaturesError, OutputError
@@ -255,6 +256,8 @@ def extract(
         _record(cat, path, cfg, None, "failed", wall, reason)
         bar.update()
 
+    stems: dict[str, str] = {}
+
     def jobs() -> Iterator[ExperimentJob]:
         # Files are opened here, lazily, so the client checks the next files while workers compute.
         for item in items:
@@ -264,6 +267,13 @@ def extract(
             except (DaskFeaturesError, OSError) as exc:
                 fail(path, str(exc))
                 continue
+            first = stems.setdefault(job.stem, path)
+            if first != path:
+                # "a b.h5" and "a_b.h5" sanitise alike: never let one output replace another.
+                stem = unique_stem(job.stem, path, root)
+                logger.warning("%s and %s map to the output name %r; the second is written as %r", first, path, job.stem, stem)
+                job = dataclasses.replace(job, stem=stem)
+                stems[stem] = path
             missing = [s for s in cfg.sources if _n_steps(job, s) == 0]
             if len(missing) == len(cfg.sources):
                 fail(path, f"{path}: no {' or '.join(missing)} steps, which config {cfg.name!r} needs")

@@ -230,6 +230,14 @@ def assemble(experiment: Experiment, config: FeatureConfig, results: Sequence[Ch
             per_feature[f.name] = _stitch(f.output, [p.values[f.name] for p in parts])
     counts = {"transfer": experiment.n_transfer_steps, "transient": experiment.n_transient_steps}
     n_rows = max((counts[s] for s in config.sources), default=0)
+    for source in config.sources:  # e.g. a mixed config on a file without transient data
+        if counts[source] < n_rows:
+            steps = range(counts[source], n_rows)
+            errors.extend(
+                (s, f.name, f"the file has only {counts[source]} {source} steps: no {source} data for this step")
+                for f in config.step_features(source)
+                for s in steps
+            )
 
     arrays: dict[str, np.ndarray] = {}  # per-step values, first axis n_rows
     columns: dict[str, np.ndarray] = {"step_index": np.arange(n_rows, dtype=np.int64)}
@@ -241,10 +249,15 @@ def assemble(experiment: Experiment, config: FeatureConfig, results: Sequence[Ch
             if missing:
                 errors.append((None, f.name, f"inputs {missing} are not available"))
                 continue
-            value, problem = _derived(f, [arrays[i] for i in f.inputs], n_rows)
+            inputs = [arrays[i] for i in f.inputs]
+            value, problem = _derived(f, inputs, n_rows)
             if problem is not None or value is None:
                 errors.append((None, f.name, problem or "no value"))
                 value = np.full(n_rows, np.nan)
+            elif n_rows and np.isnan(value).all() and any(np.isfinite(i).any() for i in inputs):
+                errors.append(
+                    (None, f.name, "NaN for every step although its inputs are not (a mean/std over steps with NaN? use np.nanmean / np.nanstd)")
+                )
         else:
             value = per_feature[f.name]  # type: ignore[assignment]
             if isinstance(value, Ragged):

@@ -23,6 +23,7 @@ Units: Vg in V, Id in A (as stored in the file), gm in S (A/V).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -150,9 +151,16 @@ def _report_missing(chunk: TransferChunk, ok: np.ndarray, direction: str, quanti
 
 
 def _device_type(chunk: TransferChunk, device_type: DeviceType) -> Literal["N", "P"]:
-    if device_type in ("N", "P"):
-        return device_type  # type: ignore[return-value]
     raw = (chunk.meta.device_type or "").strip().upper()[:1]
+    if device_type in ("N", "P"):
+        if raw in ("N", "P") and raw != device_type:
+            # The old tool silently applied a per-config constant; a mismatch gives a meaningless Von.
+            chunk.report(
+                np.ones(chunk.n_steps, bool),
+                f"config device_type {device_type!r} but the file says {chunk.meta.device_type!r}: "
+                f"Von follows the {device_type} rule (use device_type: auto)",
+            )
+        return device_type  # type: ignore[return-value]
     if raw in ("N", "P"):
         return raw  # type: ignore[return-value]
     chunk.report(
@@ -160,6 +168,23 @@ def _device_type(chunk: TransferChunk, device_type: DeviceType) -> Literal["N", 
         f"device_type 'auto': file metadata gives {chunk.meta.device_type!r}; assumed 'N'",
     )
     return "N"
+
+
+def _no_onset_below_clip(chunk: TransferChunk, values: np.ndarray) -> np.ndarray:
+    """NaN (and a report) for steps whose |Id| never exceeds the log clip: their log-slope is flat."""
+
+    def flat() -> np.ndarray:
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows are reported elsewhere
+            peak = np.nanmax(np.abs(chunk.id), axis=1)
+        return peak <= tm.LOG_FLOOR
+
+    rows = chunk.cached(("transfer", "below_log_floor"), flat)
+    if rows.any():
+        chunk.report(rows, f"|Id| never exceeds the {tm.LOG_FLOOR:g} A log clip: no onset (Von is NaN)")
+        values = values.copy()
+        values[rows] = np.nan
+    return values
 
 
 def _feature(
@@ -280,7 +305,7 @@ def Von(
     ndarray of float64, shape (n,) or (n, 2)
     """
     reduction: tm.Reduction = "max" if _device_type(chunk, device_type) == "N" else "min"
-    return _feature(chunk, "dlog", direction, reduction, "vg")
+    return _no_onset_below_clip(chunk, _feature(chunk, "dlog", direction, reduction, "vg"))
 
 
 def _current(chunk: TransferChunk, direction: AnyDirection, reduction: tm.Reduction) -> np.ndarray:
@@ -399,4 +424,6 @@ def Von_coords(
     ndarray of float64, shape (n, 2) or (n,)
     """
     reduction: tm.Reduction = "max" if _device_type(chunk, device_type) == "N" else "min"
-    return _feature(chunk, "dlog", direction, reduction, _coords_part(return_vg_only, return_id_only))
+    return _no_onset_below_clip(
+        chunk, _feature(chunk, "dlog", direction, reduction, _coords_part(return_vg_only, return_id_only))
+    )

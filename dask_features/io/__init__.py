@@ -1,14 +1,14 @@
 """Reading the raw experiment files (oect-infra HDF5 layout) in chunks of steps."""
 
 from dask_features.io.chunks import ChunkMeta, TransferChunk, TransientChunk
-from dask_features.io.hdf5 import SUPPORTED_FORMATS, EqualSplitWarning, Experiment, open_experiment
+from dask_features.io.hdf5 import SUPPORTED_FORMATS, Experiment, StepBoundaryWarning, open_experiment
 from dask_features.io.workflow import WorkflowError, WorkflowStep
 
 __all__ = [
     "SUPPORTED_FORMATS",
     "ChunkMeta",
-    "EqualSplitWarning",
     "Experiment",
+    "StepBoundaryWarning",
     "TransferChunk",
     "TransientChunk",
     "WorkflowError",

@@ -48,7 +48,7 @@ from dask_features.io.workflow import (
     transient_timing,
 )
 
-__all__ = ["SUPPORTED_FORMATS", "EqualSplitWarning", "Experiment", "open_experiment"]
+__all__ = ["SUPPORTED_FORMATS", "Experiment", "StepBoundaryWarning", "open_experiment"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +59,9 @@ _INDEX_COLUMNS = ("start_data_index", "end_data_index")
 _TIMING_COLUMNS = ("param_topTime", "param_bottomTime", "param_timeStep")
 
 
-class EqualSplitWarning(UserWarning):
-    """Transient step boundaries had to be guessed because the index columns are missing."""
+class StepBoundaryWarning(UserWarning):
+    """The transient index columns are missing: step boundaries were inferred (from `original_time`
+    restarts) or, failing that, split equally."""
 
 
 def _decode(value: Any) -> Any:
@@ -431,7 +432,7 @@ def open_experiment(path: str | os.PathLike[str]) -> Experiment:
             + ("" if how.startswith("inferred") else ", which is wrong if steps differ in length")
         )
         problems.append(msg)
-        warnings.warn(msg, EqualSplitWarning, stacklevel=2)
+        warnings.warn(msg, StepBoundaryWarning, stacklevel=2)
     return Experiment(
         path=path,
         format_version=str(version),

@@ -19,7 +19,7 @@ from dask_features.errors import (
     NotHDF5Error,
     TruncatedFileError,
 )
-from dask_features.io import EqualSplitWarning, open_experiment
+from dask_features.io import StepBoundaryWarning, open_experiment
 
 
 @pytest.fixture(scope="module", params=["serial", "parallel"])
@@ -112,7 +112,7 @@ def test_old_files_without_index_columns(tmp_path: Path, equal_steps: bool) -> N
     if not equal_steps:  # steps of different lengths and no resets to find: only the equal split is left
         with h5py.File(path, "r+") as f:
             f["transient/measurement_data"][1, :] = np.arange(f["transient/measurement_data"].shape[1])
-    with pytest.warns(EqualSplitWarning, match="inferred" if equal_steps else "split equally"):
+    with pytest.warns(StepBoundaryWarning, match="inferred" if equal_steps else "split equally"):
         exp = open_experiment(path)
     assert not exp.has_transient_index
     chunk = exp.read_transient(0, 6)
