@@ -19,6 +19,8 @@ register, Output, Ragged, list_extractors
     The extractor registry (add a feature with one decorated function).
 extract, ExtractionResult, read_features
     Run a config over experiments; read the Parquet output back.
+local_cluster
+    A LocalCluster set up for this workload (one single-threaded process per core).
 Catalog
     SQLite index of a data folder and of extractions done.
 synth
@@ -31,7 +33,7 @@ from dask_features import synth
 from dask_features._version import __version__
 from dask_features.catalog import Catalog
 from dask_features.config import FeatureConfig, list_presets, load_config
-from dask_features.engine import ExtractionResult, extract, read_features
+from dask_features.engine import ExtractionResult, extract, local_cluster, read_features
 from dask_features.errors import (
     ConfigError,
     DaskFeaturesError,
@@ -71,6 +73,7 @@ __all__ = [
     "list_extractors",
     "list_presets",
     "load_config",
+    "local_cluster",
     "open_experiment",
     "read_features",
     "register",

@@ -1,6 +1,7 @@
 """The extraction engine: chunk planning, Dask graphs, the streaming consumer and Parquet output."""
 
+from dask_features.engine.cluster import local_cluster
 from dask_features.engine.output import read_features
 from dask_features.engine.run import ExtractionResult, extract
 
-__all__ = ["ExtractionResult", "extract", "read_features"]
+__all__ = ["ExtractionResult", "extract", "local_cluster", "read_features"]

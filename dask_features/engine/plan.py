@@ -157,14 +157,16 @@ def bundle_jobs(jobs: Iterable[ExperimentJob], target: float = TARGET_TASK_SECON
     """
     bundle: list[ExperimentJob] = []
     work = 0.0
+    # The first bundles are smaller so workers start while the client still opens files.
+    goal = target / 4
     for job in jobs:
         if len(job.chunks) > 1:
             yield [job]
             continue
         bundle.append(job)
         work += job.seconds
-        if work >= target or len(bundle) >= MAX_BUNDLE:
+        if work >= goal or len(bundle) >= MAX_BUNDLE:
             yield bundle
-            bundle, work = [], 0.0
+            bundle, work, goal = [], 0.0, min(2 * goal, target)
     if bundle:
         yield bundle

@@ -34,6 +34,7 @@ import dask
 import pandas as pd
 
 from dask_features.config.schema import FeatureConfig, load_config
+from dask_features.engine.cluster import local_cluster
 from dask_features.engine.output import is_complete, unique_stem, write_tables
 from dask_features.engine.plan import ExperimentJob, bundle_jobs, expand_inputs, make_job, open_item
 from dask_features.engine.tasks import ExperimentTables, Failure, run_bundle, run_chunk, safe_assemble
@@ -144,10 +145,9 @@ def _resolve_client(client: Any, scheduler: str | None, workers: int | None) -> 
     if client is not None:
         return client, lambda: None
     if scheduler == "distributed":
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
-        # ":0": a free port for the dashboard, so a second cluster does not warn about 8787.
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+        cluster = local_cluster(workers)
         c = Client(cluster)
         logger.info("started a LocalCluster with %d workers; dashboard: %s", len(cluster.workers), c.dashboard_link)
 
