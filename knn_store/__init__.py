@@ -15,8 +15,10 @@ cluster_acc, split_cluster_acc, gcd_scores
     GCD metrics (Hungarian accuracy All/Old/New, standard v2 variant; ARI; NMI).
 grid_search, run_clustering_search_on_features, best_configurations
     Grid search over (feature set, k, density percentile), offline or training-loop mode.
+cleanup_temporary
+    Remove temporary stores left behind by killed processes (never one whose owner is alive).
 KnnStoreError and subclasses
-    Every error raised on bad input or bad entries.
+    Every error raised on bad input, bad entries or a full disk (``StoreFullError``).
 
 Importing the package prints nothing and writes nothing; zarr, distributed, pandas, scipy and scikit-learn
 are imported only when first needed.
@@ -36,9 +38,11 @@ from knn_store.errors import (
     InvalidNameError,
     InvalidParameterError,
     KnnStoreError,
+    StoreFullError,
 )
 
 if TYPE_CHECKING:
+    from knn_store._temporary import cleanup_temporary
     from knn_store.clustering import SSDDBCResult, median_density, relative_density, ssddbc, ssddbc_sweep
     from knn_store.loading import load
     from knn_store.metrics import cluster_acc, gcd_scores, split_cluster_acc
@@ -54,6 +58,7 @@ _LAZY = {
     "ssddbc": "knn_store.clustering",
     "ssddbc_sweep": "knn_store.clustering",
     "load": "knn_store.loading",
+    "cleanup_temporary": "knn_store._temporary",
     "cluster_acc": "knn_store.metrics",
     "gcd_scores": "knn_store.metrics",
     "split_cluster_acc": "knn_store.metrics",
@@ -90,7 +95,9 @@ __all__ = [
     "KNNStore",
     "KnnStoreError",
     "SSDDBCResult",
+    "StoreFullError",
     "best_configurations",
+    "cleanup_temporary",
     "cluster_acc",
     "gcd_scores",
     "grid_search",

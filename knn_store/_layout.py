@@ -21,13 +21,27 @@ import numpy as np
 from knn_store import _remote
 from knn_store._entry import group_name, list_groups, read_group, write_group
 from knn_store._hashing import LAYOUT_VERSION
-from knn_store.errors import InvalidParameterError
+from knn_store.errors import InvalidParameterError, StoreFullError
 from knn_store.loading import LAST_ACCESS, touch
 
 __all__ = ["Layout", "LocalLayout", "RemoteLayout", "make_layout"]
 
 _NAMESPACE = f"v{LAYOUT_VERSION}"
 _STALE_TMP_SECONDS = 86400.0  # a .tmp-* this old belongs to a crashed writer
+#: errno values meaning "no space for this write": disk full, quota exceeded, file-size limit (RLIMIT_FSIZE).
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _no_space(exc: BaseException) -> OSError | None:
+    """The out-of-space ``OSError`` in ``exc`` or its causes (zarr may wrap what its I/O threads raise)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, OSError) and cur.errno in _NO_SPACE:
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 class Layout(Protocol):
@@ -71,17 +85,52 @@ class LocalLayout:
         return read_group(group, verify=verify)
 
     def publish(self, entry: str, nb: np.ndarray, ds: np.ndarray, attrs: dict[str, Any]) -> None:
-        Path(entry).mkdir(parents=True, exist_ok=True)
+        """Write a group under a temporary name and rename it into place.
+
+        Raises
+        ------
+        StoreFullError
+            No space (disk full, quota, file-size limit); nothing was published, nothing is left behind.
+        """
         tmp = Path(entry) / f".tmp-{uuid.uuid4().hex}.zarr"
+        try:
+            Path(entry).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            cause = _no_space(exc)
+            if cause is not None:
+                raise self._full(entry, nb, ds, cause) from exc
+            raise
         try:
             write_group(tmp, nb, ds, attrs)
             # Renaming onto an existing non-empty directory fails: exactly one racing writer wins and
             # the others adopt its (identical by construction) group.
             os.rename(tmp, Path(entry) / group_name(nb.shape[1]))
-        except OSError as exc:
+        except BaseException as exc:
+            # Whatever stopped the write (full disk, Ctrl-C, a zarr error), its half-written directory
+            # must not wait a day for sweep(): on a full disk it holds exactly the space that is missing.
             shutil.rmtree(tmp, ignore_errors=True)
-            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise
+            if isinstance(exc, OSError) and exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                return
+            # Leave no empty entry directory behind. rmdir fails harmlessly if it holds anything (groups,
+            # last_access, a racing writer's .tmp-*); a racer that made it but not yet its .tmp-* is
+            # unaffected because zarr creates missing parent directories.
+            with contextlib.suppress(OSError):
+                os.rmdir(entry)
+            cause = _no_space(exc)
+            if cause is not None:
+                raise self._full(entry, nb, ds, cause) from exc
+            raise
+
+    def _full(self, entry: str, nb: np.ndarray, ds: np.ndarray, cause: OSError) -> StoreFullError:
+        err = StoreFullError(
+            f"kNN store {self.root}: no space to write entry {Path(entry).name} "
+            f"(k_max={nb.shape[1]}, {nb.nbytes + ds.nbytes} bytes of arrays): "
+            f"[{errno.errorcode.get(cause.errno or 0, cause.errno)}] {cause.strerror or cause}"
+            + (f" writing {cause.filename}" if cause.filename else "")
+            + "; the partial write was removed and nothing was published"
+        )
+        err.errno = cause.errno  # callers testing errno == ENOSPC keep working
+        return err
 
     def _trash(self, path: Path) -> None:
         """Rename first so that no reader can open it by name any more, then delete."""

@@ -1,4 +1,4 @@
-"""Command line interface: ``knn-store grid-search | info | prune | clear``.
+"""Command line interface: ``knn-store grid-search | info | prune [--temporary] | clear``.
 
 The store root is ``--store``, else ``$KNN_STORE_DIR``, else ``~/.cache/knn_store``.
 """
@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -21,6 +22,7 @@ import numpy as np
 
 from knn_store._io import read_features, read_labels
 from knn_store._names import check_name
+from knn_store._temporary import cleanup_temporary
 from knn_store.errors import InvalidFeaturesError, InvalidParameterError, KnnStoreError
 from knn_store.store import KNNStore
 
@@ -99,6 +101,15 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--max-bytes", default=None, help="e.g. 20GB")
     pr.add_argument("--max-age", default=None, help="e.g. 30d")
     pr.add_argument("--grace", default=None, help="never evict entries used within this time (default 1h)")
+    pr.add_argument(
+        "--temporary",
+        action="store_true",
+        help="instead, remove temporary stores (KNNStore.temporary) left behind by killed processes; "
+        "stores whose process is alive are never touched",
+    )
+    pr.add_argument(
+        "--temp-dir", default=None, help="where --temporary looks (default: the system temporary directory)"
+    )
 
     sub.add_parser("clear", parents=[common], help="remove every entry")
     return p
@@ -214,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
             return _grid_search(args, store)
         if args.command == "info":
             return _info(args, store)
+        if args.command == "prune" and args.temporary:
+            removed = cleanup_temporary(args.temp_dir)
+            print(
+                f"removed {len(removed)} orphaned temporary stores from {args.temp_dir or tempfile.gettempdir()}"
+            )
+            return 0
         if args.command == "prune":
             evicted = store.prune(max_bytes=args.max_bytes, max_age=args.max_age, grace=args.grace)
             print(f"pruned {len(evicted)} entries from {store.root}")

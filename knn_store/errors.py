@@ -14,6 +14,7 @@ __all__ = [
     "InvalidNameError",
     "InvalidParameterError",
     "KnnStoreError",
+    "StoreFullError",
 ]
 
 
@@ -39,6 +40,14 @@ class EntryNotFoundError(KnnStoreError, FileNotFoundError):
 
 class CorruptEntryError(KnnStoreError, OSError):
     """A published entry is unreadable or inconsistent with its recorded metadata."""
+
+
+class StoreFullError(KnnStoreError, OSError):
+    """No space to write an entry: disk full (ENOSPC), quota exceeded (EDQUOT) or file too large (EFBIG).
+
+    ``errno`` is that of the underlying error. Nothing was published and the partial write was removed,
+    so the same ``ensure`` succeeds once space is available.
+    """
 
 
 class BackendUnavailableError(KnnStoreError, ImportError):

@@ -19,8 +19,6 @@ import contextlib
 import datetime as _dt
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from knn_store._entry import CONVENTIONS, EntryRef
 from knn_store._hashing import entry_key, feature_digest
 from knn_store._knn import backend_id, exact_knn, prepare_features, resolve_backend
 from knn_store._layout import LocalLayout, make_layout
+from knn_store._temporary import cleanup_temporary, owned_temporary_dir
 from knn_store._units import parse_bytes, parse_seconds
 from knn_store.errors import CorruptEntryError, InvalidParameterError
 from knn_store.loading import load
@@ -121,21 +120,37 @@ class KNNStore:
 
     @classmethod
     @contextlib.contextmanager
-    def temporary(cls, *, dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> Iterator[KNNStore]:
+    def temporary(
+        cls,
+        *,
+        dir: str | os.PathLike[str] | None = None,
+        cleanup_orphans: bool = True,
+        **kwargs: Any,
+    ) -> Iterator[KNNStore]:
         """A store in a fresh temporary directory that is removed on exit, also after an exception.
+
+        A process killed before it can remove the directory (SIGKILL, OOM killer, ``os._exit``) leaves it
+        behind; the directory records its owner (a ``flock`` held for the store's lifetime, plus pid and
+        start time), so :func:`knn_store.cleanup_temporary` can tell such orphans from live stores. It runs
+        for ``dir`` every time a temporary store starts.
 
         Parameters
         ----------
         dir : path-like, optional
             Parent directory (e.g. ``/dev/shm`` for speed); default is the system temporary directory.
+        cleanup_orphans : bool, default True
+            First remove temporary stores in ``dir`` whose owning process is gone (never a live one).
         **kwargs
             Passed to :class:`KNNStore`.
         """
-        path = tempfile.mkdtemp(prefix="knn_store_", dir=dir)
-        try:
+        if cleanup_orphans:
+            try:
+                cleanup_temporary(dir)
+            except OSError as exc:  # housekeeping must never keep a job from starting
+                where = "the system temporary directory" if dir is None else dir
+                logger.warning("could not clean up orphaned temporary kNN stores in %s: %s", where, exc)
+        with owned_temporary_dir(dir) as path:
             yield cls(path, **kwargs)
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
 
     # -- keys --------------------------------------------------------------------------------------------
     def key(self, features: object, metric: str = "euclidean", *, backend: str | None = None) -> str:

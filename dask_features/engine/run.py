@@ -24,6 +24,7 @@ import itertools
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -110,9 +111,13 @@ class ExtractionResult:
 _ERROR_COLUMNS = ["source_file", "test_id", "step_index", "feature", "message"]
 
 
-def _graph(bundle: list[ExperimentJob], config: FeatureConfig, mode: str) -> Any:
-    """Delayed graph of a bundle: a list of per-experiment values, or the value of one chunked experiment."""
-    tags = [f"{Path(j.experiment.path).stem}-{abs(hash((j.experiment.path, config.hash))) % 10**8:08d}" for j in bundle]
+def _graph(bundle: list[ExperimentJob], config: FeatureConfig, mode: str, run: str) -> Any:
+    """Delayed graph of a bundle: a list of per-experiment values, or the value of one chunked experiment.
+
+    Keys carry the ``run`` token: a rerun on the same cluster must never reuse the key of a task the
+    scheduler may still be forgetting (that loses the new future and the run hangs).
+    """
+    tags = [f"{j.stem.replace('/', '.')}-{run}" for j in bundle]  # output stems are unique within a run
     # Handles and config enter the graph as opaque leaves: delayed would otherwise walk (and
     # rebuild on the worker) every field of these dataclasses for every task.
     leaves = [dask.delayed(j.experiment, name=f"handle-{t}", traverse=False) for j, t in zip(bundle, tags, strict=True)]
@@ -349,6 +354,7 @@ def _stream_distributed(
 ) -> Iterator[tuple[ExperimentJob, ExperimentTables | Failure, float]]:
     from distributed import as_completed
 
+    run = uuid.uuid4().hex[:8]
     in_flight: dict[str, tuple[list[ExperimentJob], float]] = {}
     completed = as_completed(with_results=True, raise_errors=False)
 
@@ -356,7 +362,7 @@ def _stream_distributed(
         bundle = next(bundles, None)
         if bundle is None:
             return False
-        future = client.compute(_graph(bundle, config, mode), retries=retries, optimize_graph=False)
+        future = client.compute(_graph(bundle, config, mode, run), retries=retries, optimize_graph=False)
         in_flight[future.key] = (bundle, time.perf_counter())
         completed.add(future)
         return True
@@ -378,6 +384,7 @@ def _stream_distributed(
 def _stream_local(
     bundles: Iterator[list[ExperimentJob]], config: FeatureConfig, mode: str, window: int, scheduler: str, workers: int | None
 ) -> Iterator[tuple[ExperimentJob, ExperimentTables | Failure, float]]:
+    run = uuid.uuid4().hex[:8]
     pool = ProcessPoolExecutor(max_workers=workers) if scheduler == "processes" else None
     kwargs: dict[str, Any] = {"scheduler": scheduler}
     if pool is not None:
@@ -387,7 +394,7 @@ def _stream_local(
     try:
         while batch := list(itertools.islice(bundles, window)):
             t0 = time.perf_counter()
-            values = dask.compute(*[_graph(b, config, mode) for b in batch], optimize_graph=False, **kwargs)
+            values = dask.compute(*[_graph(b, config, mode, run) for b in batch], optimize_graph=False, **kwargs)
             wall = time.perf_counter() - t0
             for bundle, value in zip(batch, values, strict=True):
                 yield from ((job, v, wall) for job, v in _per_job(bundle, value))

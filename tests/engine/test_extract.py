@@ -201,3 +201,13 @@ def test_result_reports_timings(dataset: Path, tmp_path: Path) -> None:
     assert res.total_seconds >= max(res.timings.values())
     assert "3 written" in res.summary()
     assert json.loads(json.dumps({k: str(v) for k, v in res.successful.items()}))
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(120)
+def test_back_to_back_runs_on_one_cluster(dataset: Path, tmp_path: Path, dask_client: object) -> None:
+    # Graph keys were once derived from the file and config only: a rerun reused keys the scheduler
+    # was still forgetting, lost its futures and hung.
+    for mode in ("step", "experiment", "step", "step"):
+        res = dfe.extract(dataset, "v2_transfer_basic", tmp_path, client=dask_client, mode=mode, force=True, progress=False)
+        assert len(res.successful) == 3

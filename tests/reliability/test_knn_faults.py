@@ -1,0 +1,301 @@
+"""Real process faults against the kNN store: owners killed with SIGKILL or ``os._exit``, a full disk.
+
+1. A temporary store (``KNNStore.temporary``) whose process was killed is removed later, by
+   :func:`knn_store.cleanup_temporary`, by the next ``KNNStore.temporary`` or by
+   ``knn-store prune --temporary``; a store whose process is alive never is.
+2. A write that runs out of space raises :class:`knn_store.StoreFullError` (also an ``OSError``) naming
+   the store, leaves no partial entry and no temporary directory, and the same ``ensure`` succeeds once
+   space is available. "Disk full" is real, without mocks: the writing process runs with
+   ``RLIMIT_FSIZE`` so that the kernel fails writes past the limit with ``EFBIG``; this stands in for
+   ``ENOSPC``, which takes the same code path. When the tests run as root, a tiny tmpfs gives a genuine
+   ``ENOSPC`` as well.
+
+Covered elsewhere and not repeated here: readers racing writers never see a partial entry
+(``tests/knn_store/test_race.py``), and a truncated or modified entry on disk is detected and
+recomputed (``tests/knn_store/test_store.py::test_corrupt_entry_is_detected_and_recomputed``).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from knn_store import KNNStore, KnnStoreError, StoreFullError, cleanup_temporary, load
+from knn_store._knn import exact_knn, prepare_features
+from knn_store.cli import main
+
+#: Seconds any child may take; generous for 2 shared cores (imports of numpy and zarr dominate).
+CHILD_TIMEOUT = 60
+
+#: Child that opens a temporary store under argv[1], publishes an entry, reports the store path on
+#: stdout, then waits for a command on stdin: "exit" (``os._exit``: no cleanup code runs), "wait"
+#: (block until killed) or "use" (publish and read another entry, then leave normally).
+OWNER = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np
+    from knn_store import KNNStore, load
+
+    x = np.random.default_rng(0).normal(size=(200, 8)).astype(np.float32)
+    with KNNStore.temporary(dir=sys.argv[1], backend="numpy") as store:
+        store.ensure(x, 5)
+        print(store.root, flush=True)
+        command = sys.stdin.readline().strip()
+        if command == "exit":
+            os._exit(3)
+        if command == "wait":
+            sys.stdin.readline()
+        ref = store.ensure(x + 1, 4)
+        assert load(ref, 4)[0].shape == (200, 4)
+        print("used", flush=True)
+    """
+)
+
+
+def _env() -> dict[str, str]:
+    # No .pyc writes from children: one running under RLIMIT_FSIZE must fail only where the test wants.
+    return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+class Owner:
+    """A child process holding a temporary store (see :data:`OWNER`)."""
+
+    def __init__(self, parent: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", OWNER, str(parent)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        assert line, f"owner process failed to start (exit code {self.proc.wait(CHILD_TIMEOUT)})"
+        self.root = Path(line)
+
+    def send(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def crash(self, how: str) -> None:
+        """End the process without running any cleanup code and reap it."""
+        if how == "SIGKILL":
+            self.send("wait")
+            self.proc.send_signal(signal.SIGKILL)
+            assert self.proc.wait(CHILD_TIMEOUT) == -signal.SIGKILL
+        else:
+            self.send("exit")
+            assert self.proc.wait(CHILD_TIMEOUT) == 3
+
+    def use_and_leave(self) -> str:
+        """Let the owner use its store again and exit normally; returns its last stdout line."""
+        out, _ = self.proc.communicate("use\n", timeout=CHILD_TIMEOUT)
+        assert self.proc.returncode == 0
+        return out.strip()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(CHILD_TIMEOUT)
+
+
+@pytest.fixture
+def owners() -> Iterator[list[Owner]]:
+    """Owner processes started by a test; any still running at the end are killed."""
+    started: list[Owner] = []
+    yield started
+    for owner in started:
+        owner.close()
+
+
+def _orphan(parent: Path, owners: list[Owner], how: str = "SIGKILL") -> Path:
+    """A temporary store whose owner process was killed; checks it really was left behind."""
+    owner = Owner(parent)
+    owners.append(owner)
+    owner.crash(how)
+    assert (owner.root / "v1").is_dir(), "the killed process should have left its store behind"
+    return owner.root
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "os._exit"])
+def test_store_of_a_killed_process_is_removed_and_a_live_one_kept(
+    tmp_path: Path, owners: list[Owner], how: str
+) -> None:
+    live = Owner(tmp_path)
+    owners.append(live)
+    orphan = _orphan(tmp_path, owners, how)
+    # A directory of an older version (no owner record) or of someone else: its owner cannot be told.
+    foreign = tmp_path / "knn_store_foreign"
+    (foreign / "v1").mkdir(parents=True)
+
+    assert cleanup_temporary(tmp_path) == [str(orphan)]
+
+    assert not orphan.exists()
+    assert foreign.is_dir()
+    assert (live.root / "v1").is_dir()
+    assert live.use_and_leave() == "used"  # the live store was not disturbed, even partly
+    assert not live.root.exists()  # and its owner still removed it on a normal exit
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["knn_store_foreign"]
+
+
+def test_next_temporary_store_removes_orphans_when_it_starts(tmp_path: Path, owners: list[Owner]) -> None:
+    orphans = [_orphan(tmp_path, owners) for _ in range(2)]
+    with KNNStore.temporary(dir=tmp_path) as store:
+        assert [p.exists() for p in orphans] == [False, False]
+        assert [p.name for p in tmp_path.iterdir()] == [store.root.name]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_prune_temporary(tmp_path: Path, owners: list[Owner], capsys: pytest.CaptureFixture) -> None:
+    live = Owner(tmp_path)  # first: a temporary store that starts later would remove the orphan itself
+    owners.append(live)
+    orphan = _orphan(tmp_path, owners)
+    assert main(["prune", "--temporary", "--temp-dir", str(tmp_path)]) == 0
+    assert f"removed 1 orphaned temporary stores from {tmp_path}" in capsys.readouterr().out
+    assert not orphan.exists()
+    assert live.use_and_leave() == "used"
+
+
+def test_cleanup_never_removes_a_store_of_this_process(tmp_path: Path, features: np.ndarray) -> None:
+    # The lock is per open file, not per process: this process' own cleanup must see its stores as alive.
+    with KNNStore.temporary(dir=tmp_path) as outer:
+        ref = outer.ensure(features, 3)
+        with KNNStore.temporary(dir=tmp_path) as inner:
+            assert cleanup_temporary(tmp_path) == []
+            assert inner.root.is_dir()
+        np.testing.assert_array_equal(load(ref, 3)[0], outer.knn(features, 3)[0])
+
+
+@pytest.fixture
+def features() -> np.ndarray:
+    """2,000 x 16 float32 points; at k=15 each array takes 120 kB, far above the file-size limit."""
+    return np.random.default_rng(5).normal(size=(2000, 16)).astype(np.float32)
+
+
+#: Child that writes an entry with every file limited to argv[3] bytes and reports what it saw as JSON.
+FULL_WRITER = textwrap.dedent(
+    """
+    import json, resource, signal, sys
+    import numpy as np
+    import zarr  # imported before the limit: only the store's own writes may hit it
+    from knn_store import KNNStore, KnnStoreError
+
+    x = np.load(sys.argv[2])
+    store = KNNStore(sys.argv[1], backend="numpy")
+    limit = int(sys.argv[3])
+    # Without SIG_IGN the kernel kills the process with SIGXFSZ; ignored, the write fails with EFBIG.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    try:
+        store.ensure(x, 15)
+    except Exception as exc:
+        print(json.dumps({
+            "type": type(exc).__name__,
+            "is_knn_store_error": isinstance(exc, KnnStoreError),
+            "is_os_error": isinstance(exc, OSError),
+            "errno": exc.errno if isinstance(exc, OSError) else None,
+            "message": str(exc),
+            "lookup_after": store.lookup(x, 15) is not None,
+            "entries_after": len(store.info()),
+        }))
+    else:
+        print(json.dumps({"type": None}))
+    """
+)
+
+
+def _leftovers(root: Path) -> list[str]:
+    """Every temporary or group directory under a store root, relative to it."""
+    return sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.name.startswith((".tmp-", ".trash-")) or p.name.endswith(".zarr")
+    )
+
+
+def _assert_recovers(store: KNNStore, x: np.ndarray) -> None:
+    """With space available, the same ensure publishes an entry equal to a direct exact kNN."""
+    ref = store.ensure(x, 15)
+    nb, ds = load(ref, 15)
+    direct_nb, direct_ds = exact_knn(prepare_features(x, "euclidean"), 15, backend="numpy")
+    np.testing.assert_array_equal(nb, direct_nb)
+    np.testing.assert_array_equal(ds, direct_ds)
+    assert _leftovers(store.root) == [str(Path(ref.group).relative_to(store.root))]
+
+
+def test_write_past_the_file_size_limit_fails_cleanly(tmp_path: Path, features: np.ndarray) -> None:
+    root = tmp_path / "store"
+    np.save(tmp_path / "x.npy", features)
+    limit = 16_384  # above every zarr.json, below each 120 kB chunk: the failure is mid-entry
+    child = subprocess.run(
+        [sys.executable, "-c", FULL_WRITER, str(root), str(tmp_path / "x.npy"), str(limit)],
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT,
+        env=_env(),
+    )
+    assert child.returncode == 0, child.stderr
+    seen = json.loads(child.stdout)
+    assert seen["type"] == "StoreFullError", seen
+    assert seen["is_knn_store_error"]
+    assert seen["is_os_error"]
+    assert seen["errno"] == errno.EFBIG
+    assert str(root) in seen["message"]
+    assert "no space to write entry" in seen["message"]
+    assert "EFBIG" in seen["message"]
+    # Nothing half-written is visible, neither to the failing process nor to anyone else.
+    assert not seen["lookup_after"]
+    assert seen["entries_after"] == 0
+    assert _leftovers(root) == []
+    store = KNNStore(root, backend="numpy")
+    assert store.lookup(features, 15) is None
+    assert store.info() == []
+    _assert_recovers(store, features)
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 192 kB tmpfs (root only; skipped where mounting is not permitted), unmounted afterwards."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(mnt)], capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        pytest.skip(f"mount not permitted here: {done.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_full_tmpfs_fails_cleanly_and_frees_its_space(tiny_tmpfs: Path, features: np.ndarray) -> None:
+    def free() -> int:
+        st = os.statvfs(tiny_tmpfs)
+        return st.f_bavail * st.f_frsize
+
+    store = KNNStore(tiny_tmpfs / "store", backend="numpy")
+    before = free()
+    with pytest.raises(StoreFullError, match=str(tiny_tmpfs)) as caught:
+        store.ensure(features, 15)  # 240 kB of arrays into 192 kB
+    assert caught.value.errno == errno.ENOSPC
+    assert isinstance(caught.value, OSError)
+    assert isinstance(caught.value, KnnStoreError)
+    assert _leftovers(store.root) == []
+    assert free() >= before  # every block of the partial write was given back
+    assert store.lookup(features, 15) is None
+    subprocess.run(["mount", "-o", "remount,size=4m", str(tiny_tmpfs)], check=True)
+    _assert_recovers(store, features)
