@@ -356,7 +356,9 @@ def _stream_distributed(
 
     run = uuid.uuid4().hex[:8]
     in_flight: dict[str, tuple[list[ExperimentJob], float]] = {}
-    completed = as_completed(with_results=True, raise_errors=False)
+    # Results are fetched here, not by as_completed(with_results=True): a failure while gathering
+    # then surfaces as this bundle's error instead of dying inside as_completed's coroutine.
+    completed = as_completed()
 
     def submit() -> bool:
         bundle = next(bundles, None)
@@ -370,10 +372,13 @@ def _stream_distributed(
     for _ in range(window):
         if not submit():
             break
-    for future, value in completed:
+    for future in completed:
         bundle, t0 = in_flight.pop(future.key)
-        if future.status != "finished":  # value is (type, exc, traceback) or a CancelledError
-            exc = value[1] if isinstance(value, tuple) and len(value) == 3 else value
+        try:
+            value = future.result()
+        except BaseException as exc:  # task error, worker lost beyond retries, cancellation
+            if isinstance(exc, KeyboardInterrupt):
+                raise
             value = Failure(f"task failed: {type(exc).__name__}: {exc}")
         submit()  # keep the cluster busy while these results are written
         wall = time.perf_counter() - t0

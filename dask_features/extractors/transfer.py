@@ -23,7 +23,6 @@ Units: Vg in V, Id in A (as stored in the file), gm in S (A/V).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -163,10 +162,8 @@ def _device_type(chunk: TransferChunk, device_type: DeviceType) -> Literal["N", 
         return device_type  # type: ignore[return-value]
     if raw in ("N", "P"):
         return raw  # type: ignore[return-value]
-    chunk.report(
-        np.ones(chunk.n_steps, bool),
-        f"device_type 'auto': file metadata gives {chunk.meta.device_type!r}; assumed 'N'",
-    )
+    if chunk.n_steps:  # one record per chunk: it holds for every step of the file alike
+        chunk.report(0, f"device_type 'auto': file metadata gives {chunk.meta.device_type!r}; assumed 'N' for every step")
     return "N"
 
 
@@ -174,9 +171,8 @@ def _no_onset_below_clip(chunk: TransferChunk, values: np.ndarray) -> np.ndarray
     """NaN (and a report) for steps whose |Id| never exceeds the log clip: their log-slope is flat."""
 
     def flat() -> np.ndarray:
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows are reported elsewhere
-            peak = np.nanmax(np.abs(chunk.id), axis=1)
+        # fmax skips NaN without nanmax's copy; an all-NaN row gives NaN (not flat: reported elsewhere).
+        peak = np.fmax.reduce(np.abs(chunk.id), axis=1) if chunk.id.shape[1] else np.full(chunk.n_steps, np.nan)
         return peak <= tm.LOG_FLOOR
 
     rows = chunk.cached(("transfer", "below_log_floor"), flat)
