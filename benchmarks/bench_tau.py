@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _worker_env import use_worker_malloc_settings
 from scipy.optimize import OptimizeWarning, curve_fit
 from threadpoolctl import threadpool_limits
 
@@ -318,6 +319,7 @@ def real_trace() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    use_worker_malloc_settings()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--quick", action="store_true", help="small grid, two speed cases, two autotau traces"

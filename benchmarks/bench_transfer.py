@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from _worker_env import use_worker_malloc_settings
 
 from dask_features.extractors import transfer
 from dask_features.io.chunks import TransferChunk
@@ -97,6 +98,7 @@ def best_times(fns: list[Callable[[], object]], repeat: int) -> list[float]:
 
 
 def main() -> None:
+    use_worker_malloc_settings()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=2000, help="steps per chunk")
     parser.add_argument("--points", type=int, default=201, help="points per sweep")
