@@ -35,7 +35,7 @@ import tempfile
 import time
 import warnings
 
-from bench_knn_common import vit_like
+from _knn_common import vit_like
 
 KS = range(3, 21)
 PERCENTILES = range(40, 95, 5)
