@@ -56,7 +56,9 @@ def make_data(folder: Path, n_experiments: int, n_steps: int, samples: int) -> P
     """One generated experiment copied n times (generation is not what is measured)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "proto").mkdir()
-    proto = dfe.synth.write_experiment(folder / "proto", n_transfer=n_steps, n_transient=n_steps, transient_samples=samples, seed=1)
+    proto = dfe.synth.write_experiment(
+        folder / "proto", n_transfer=n_steps, n_transient=n_steps, transient_samples=samples, seed=1
+    )
     for i in range(n_experiments):
         shutil.copy(proto, folder / f"exp{i:04d}-test_{i}.h5")
     shutil.rmtree(folder / "proto")
@@ -111,7 +113,9 @@ def main() -> None:
             data = make_data(tmp / "transfer", n_exp, n_steps, samples=200)
             cl, client = cluster(1)
             try:
-                run_pipeline(data, "v2_transfer_basic", tmp / "warm", client)  # imports and caches in the worker
+                run_pipeline(
+                    data, "v2_transfer_basic", tmp / "warm", client
+                )  # imports and caches in the worker
                 serial_loop(data, "v2_transfer_basic", tmp / "warm_loop")
                 if "overhead" in parts:
                     # Interleaved, so background load drifting during the run hits both alike.
@@ -120,15 +124,25 @@ def main() -> None:
                         loops.append(serial_loop(data, "v2_transfer_basic", tmp / f"loop{i}"))
                         pipes.append(run_pipeline(data, "v2_transfer_basic", tmp / f"pipe{i}", client))
                     loop, pipe = min(loops), min(pipes)
-                    rows.append(("overhead: pipeline(1 worker) / serial loop", f"{pipe / loop:.2f}", "<= 1.25"))
-                    print(f"overhead: loop {loop:.2f} s, pipeline {pipe:.2f} s ({n_exp} exp x {n_steps} steps, transfer preset)")
+                    rows.append(
+                        ("overhead: pipeline(1 worker) / serial loop", f"{pipe / loop:.2f}", "<= 1.25")
+                    )
+                    print(
+                        f"overhead: loop {loop:.2f} s, pipeline {pipe:.2f} s ({n_exp} exp x {n_steps} steps, transfer preset)"
+                    )
                 if "granularity" in parts:
                     few = make_data(tmp / "gran", 2 if q else 4, n_steps, samples=200)
-                    auto = min(run_pipeline(few, "v2_transfer_basic", tmp / f"ga{i}", client) for i in range(2))
+                    auto = min(
+                        run_pipeline(few, "v2_transfer_basic", tmp / f"ga{i}", client) for i in range(2)
+                    )
                     per_step = run_pipeline(few, "v2_transfer_basic", tmp / "gs", client, chunk_steps=1)
                     ten = run_pipeline(few, "v2_transfer_basic", tmp / "g10", client, chunk_steps=10)
-                    rows.append(("granularity: 1 step/task vs auto", f"{per_step / auto:.1f}x slower", "auto fastest"))
-                    rows.append(("granularity: 10 steps/task vs auto", f"{ten / auto:.1f}x slower", "auto fastest"))
+                    rows.append(
+                        ("granularity: 1 step/task vs auto", f"{per_step / auto:.1f}x slower", "auto fastest")
+                    )
+                    rows.append(
+                        ("granularity: 10 steps/task vs auto", f"{ten / auto:.1f}x slower", "auto fastest")
+                    )
                     print(f"granularity: auto {auto:.2f} s, 10/task {ten:.2f} s, 1/task {per_step:.2f} s")
             finally:
                 client.close()
@@ -152,7 +166,9 @@ def main() -> None:
                         for n, (_, client) in clusters.items():
                             runs[n].append(run_pipeline(data, config, tmp / f"s{n}_{i}", client))
                     times = {n: min(v) for n, v in runs.items()}
-                    rows.append((f"scaling: 2 workers vs 1 ({config})", f"{times[1] / times[2]:.2f}x", ">= 1.7x"))
+                    rows.append(
+                        (f"scaling: 2 workers vs 1 ({config})", f"{times[1] / times[2]:.2f}x", ">= 1.7x")
+                    )
                     print(f"scaling ({config}): 1 worker {times[1]:.2f} s, 2 workers {times[2]:.2f} s")
             finally:
                 for cl, client in clusters.values():
@@ -178,7 +194,9 @@ def main() -> None:
                     cl.close()
             ratio = peaks["big"] / peaks["small"]
             rows.append((f"memory: peak RSS {big} exp / {small} exp", f"{ratio:.2f}", "<= 1.3"))
-            print(f"memory: {small} exp {peaks['small'] / 2**20:.0f} MiB, {big} exp {peaks['big'] / 2**20:.0f} MiB")
+            print(
+                f"memory: {small} exp {peaks['small'] / 2**20:.0f} MiB, {big} exp {peaks['big'] / 2**20:.0f} MiB"
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print()

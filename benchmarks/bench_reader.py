@@ -41,10 +41,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        path = synth.write_experiment(Path(tmp), n_transfer=n, n_transient=n, sweep_points=301, transient_samples=2000, seed=0)
+        path = synth.write_experiment(
+            Path(tmp), n_transfer=n, n_transient=n, sweep_points=301, transient_samples=2000, seed=0
+        )
         gen = time.perf_counter() - t0
         size = path.stat().st_size / 2**20
-        print(f"generated {n} transfer + {n} transient steps (301 pts, 2000 samples) in {gen:.1f} s, {size:.0f} MiB")
+        print(
+            f"generated {n} transfer + {n} transient steps (301 pts, 2000 samples) in {gen:.1f} s, {size:.0f} MiB"
+        )
 
         exp = open_experiment(path)
         a, b = n // 2 - 50, n // 2 + 50
@@ -73,7 +77,9 @@ def main() -> None:
             ("transient", lambda: exp.read_transient(a, b), direct_transient, whole_transient),
         ]
         print(f"\nreading steps [{a}, {b}) (best of {args.repeat}):")
-        print(f"{'source':10s} {'reader ms':>10s} {'h5py ms':>10s} {'ratio':>7s} {'whole ms':>10s} {'whole/reader':>13s}")
+        print(
+            f"{'source':10s} {'reader ms':>10s} {'h5py ms':>10s} {'ratio':>7s} {'whole ms':>10s} {'whole/reader':>13s}"
+        )
         for name, ours, direct, whole in rows:
             t_ours, t_direct = best_of(ours, args.repeat), best_of(direct, args.repeat)
             t_whole = best_of(whole, 2)

@@ -33,7 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="generate demo data (unless DATA is given), extract the default features, print a summary")
+    demo = sub.add_parser(
+        "demo",
+        help="generate demo data (unless DATA is given), extract the default features, print a summary",
+    )
     demo.add_argument("data", nargs="?", help="folder of experiment files (default: generate demo data)")
     demo.add_argument("--out", default=None, help="output folder (default: ./dask-features-demo)")
     demo.add_argument("--experiments", type=int, default=4, help="demo experiments to generate (default 4)")
@@ -128,7 +131,9 @@ def _demo(args: argparse.Namespace) -> int:
     if generated:
         data = str(out / "data")
         paths = synth.generate_dataset(data, n_experiments=args.experiments, n_steps=args.steps, seed=0)
-        print(f"Generated {len(paths)} demo experiments ({args.steps} transfer + {args.steps} transient steps each) in {data}")
+        print(
+            f"Generated {len(paths)} demo experiments ({args.steps} transfer + {args.steps} transient steps each) in {data}"
+        )
     else:
         data = args.data
         print(f"Using experiments under {data}")
@@ -142,7 +147,9 @@ def _demo(args: argparse.Namespace) -> int:
     ok = cycles[cycles["status"] == 0]
     summary = steps.groupby("test_id")[["gm_max_forward", "absI_max", "peak_current"]].median()
     summary[["tau_on_ms", "tau_off_ms"]] = ok.groupby("test_id")[["tau_on", "tau_off"]].median() * 1e3
-    summary["cycles_fitted"] = ok.groupby("test_id").size().astype(str) + "/" + cycles.groupby("test_id").size().astype(str)
+    summary["cycles_fitted"] = (
+        ok.groupby("test_id").size().astype(str) + "/" + cycles.groupby("test_id").size().astype(str)
+    )
     if generated:  # the generator recorded the truth: show it next to what was extracted
         for path in sorted(Path(data).glob("*.h5")):
             truth = synth.read_ground_truth(path)
@@ -153,13 +160,22 @@ def _demo(args: argparse.Namespace) -> int:
     print("\nMedian over the steps of each experiment (gm in S, currents in A):")
     print(summary.to_string(float_format="{:.4g}".format))
     print(f"\nParquet files: {(out / 'features').resolve()}/<config>/{{steps,cycles,errors}}/*.parquet")
-    print("Read them with dask_features.read_features(out_dir, config), pandas.read_parquet or dask.dataframe.")
+    print(
+        "Read them with dask_features.read_features(out_dir, config), pandas.read_parquet or dask.dataframe."
+    )
     return status
 
 
 def _extract(args: argparse.Namespace) -> int:
     result = _run_extract(
-        args.data, args.config, args.out, args, mode=args.mode, chunk_steps=args.chunk_steps, force=args.force, catalog=args.catalog
+        args.data,
+        args.config,
+        args.out,
+        args,
+        mode=args.mode,
+        chunk_steps=args.chunk_steps,
+        force=args.force,
+        catalog=args.catalog,
     )
     print(result.summary())
     return 0 if result.ok else 1
@@ -208,7 +224,9 @@ def _catalog(args: argparse.Namespace) -> int:
             if v is not None
         }
         for exp in cat.search(**filters):
-            print(f"{exp.test_id}\t{exp.chip_id}\t{exp.device_id}\t{exp.n_transfer_steps}\t{exp.n_transient_steps}\t{exp.path}")
+            print(
+                f"{exp.test_id}\t{exp.chip_id}\t{exp.device_id}\t{exp.n_transfer_steps}\t{exp.n_transient_steps}\t{exp.path}"
+            )
     return 0
 
 

@@ -21,10 +21,26 @@ def test_help_exits_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_synth_extract_and_catalog(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data, out, db = tmp_path / "data", tmp_path / "out", tmp_path / "cat.db"
-    assert main(["synth", str(data), "--experiments", "2", "--steps", "6", "--points", "21", "--samples", "400"]) == 0
+    assert (
+        main(["synth", str(data), "--experiments", "2", "--steps", "6", "--points", "21", "--samples", "400"])
+        == 0
+    )
     assert len(list(data.glob("*.h5"))) == 2
     assert main(["catalog", "scan", str(data), "--db", str(db)]) == 0
-    code = main(["extract", str(data), "-c", "v2_transfer_basic", "-o", str(out), "--scheduler", "sync", "--catalog", str(db)])
+    code = main(
+        [
+            "extract",
+            str(data),
+            "-c",
+            "v2_transfer_basic",
+            "-o",
+            str(out),
+            "--scheduler",
+            "sync",
+            "--catalog",
+            str(db),
+        ]
+    )
     assert code == 0
     assert "2 written" in capsys.readouterr().out
     assert len(read_features(out, "v2_transfer_basic")) == 12
@@ -35,7 +51,10 @@ def test_synth_extract_and_catalog(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_bad_config_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nfeatures:\n  - {name: a, extractor: transfer.nope}\n")
-    assert main(["extract", str(tmp_path), "-c", str(bad), "-o", str(tmp_path / "o"), "--scheduler", "sync"]) == 1
+    assert (
+        main(["extract", str(tmp_path), "-c", str(bad), "-o", str(tmp_path / "o"), "--scheduler", "sync"])
+        == 1
+    )
     assert "no extractor named 'transfer.nope'" in capsys.readouterr().err
 
 
@@ -55,7 +74,9 @@ def test_console_scripts_installed(script: str) -> None:
 
 def test_import_writes_and_prints_nothing(tmp_path: Path) -> None:
     code = "import dask_features, knn_store, dask_features.catalog"
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
     assert done.stderr == ""

@@ -226,7 +226,11 @@ class SafeExpression:
         return self._eval(node, {})
 
     def _check_numpy_ref(self, node: ast.expr) -> None:
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in ("np", "numpy"):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in ("np", "numpy")
+        ):
             if node.attr in NUMPY_FUNCTIONS:
                 return
             raise self._fail(f"numpy.{node.attr} is not in the allowed function list", node)
@@ -242,7 +246,11 @@ class SafeExpression:
             case ast.Name(id=n):
                 if n.startswith("_"):
                     raise self._fail(f"name {n!r} is not allowed", node)
-                if n not in names and n not in _BUILTINS and n not in ("np", "numpy", "True", "False", "None"):
+                if (
+                    n not in names
+                    and n not in _BUILTINS
+                    and n not in ("np", "numpy", "True", "False", "None")
+                ):
                     raise self._fail(f"unknown name {n!r} (inputs and params are: {sorted(names)})", node)
             case ast.BinOp(left=left, op=op, right=right):
                 if type(op) not in _BINOPS:
@@ -256,7 +264,9 @@ class SafeExpression:
                     raise self._fail("exponent too large", node)
                 for side in (left, right):
                     # "a" * 10**9 or (1,) * 10**9 would allocate without bound; arrays are fine.
-                    if isinstance(side, ast.Tuple) or (isinstance(side, ast.Constant) and isinstance(side.value, str)):
+                    if isinstance(side, ast.Tuple) or (
+                        isinstance(side, ast.Constant) and isinstance(side.value, str)
+                    ):
                         raise self._fail("arithmetic on strings or tuples is not allowed", node)
                 self._check(left, names)
                 self._check(right, names)
@@ -307,7 +317,9 @@ class SafeExpression:
                 elif isinstance(func, ast.Name) and func.id in _BUILTINS:
                     pass
                 else:
-                    raise self._fail("only allowed NumPy functions, array methods and builtins may be called", node)
+                    raise self._fail(
+                        "only allowed NumPy functions, array methods and builtins may be called", node
+                    )
                 for a in args:
                     if isinstance(a, ast.Starred):
                         raise self._fail("starred arguments are not allowed", a)
@@ -399,7 +411,9 @@ class SafeExpression:
                 pos = [self._eval(a, env) for a in args]
                 kws = {kw.arg: self._eval(kw.value, env) for kw in keywords if kw.arg is not None}
                 # Strings only as keyword options (method="linear"): never as data to compute on.
-                if any(_is_text(a) for a in pos) or any(_is_text(v) and not isinstance(v, str) for v in kws.values()):
+                if any(_is_text(a) for a in pos) or any(
+                    _is_text(v) and not isinstance(v, str) for v in kws.values()
+                ):
                     raise TypeError("strings may only be passed as keyword options")
                 name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
                 if name in _BOUNDED_ARGS:
@@ -455,4 +469,3 @@ def compile_expression(text: str, feature: str | None = None, n_inputs: int | No
             ]
         )
     return expr
-

@@ -42,7 +42,9 @@ __all__ = ["SOURCES", "FeatureConfig", "FeatureSpec", "list_presets", "load_conf
 #: Data sources a feature can read.
 SOURCES = ("transfer", "transient")
 #: Column names the output tables use for bookkeeping; features may not take them.
-RESERVED_NAMES = frozenset({*SOURCES, "step_index", "cycle", "chip_id", "device_id", "test_id", "source_file"})
+RESERVED_NAMES = frozenset(
+    {*SOURCES, "step_index", "cycle", "chip_id", "device_id", "test_id", "source_file"}
+)
 #: Bumped when the meaning of a config changes in a way old outputs cannot reflect.
 HASH_SCHEMA = 1
 
@@ -99,7 +101,11 @@ class FeatureSpec:
 
     def canonical(self) -> dict[str, Any]:
         """JSON-able description of everything that affects the computed values."""
-        entry: dict[str, Any] = {"name": self.name, "inputs": list(self.inputs), "params": _jsonable(self.params)}
+        entry: dict[str, Any] = {
+            "name": self.name,
+            "inputs": list(self.inputs),
+            "params": _jsonable(self.params),
+        }
         if self.extractor is not None:
             entry["extractor"] = self.extractor
         elif isinstance(self.func, SafeExpression):
@@ -220,10 +226,20 @@ def load_config(
     if path.suffix.lower() in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise ConfigError([f"config file {text!r} does not exist"], source=text)
-        return _build(_read_yaml(path.read_text(encoding="utf-8"), text), origin=str(path.resolve()), default_name=path.stem, registry=registry)
+        return _build(
+            _read_yaml(path.read_text(encoding="utf-8"), text),
+            origin=str(path.resolve()),
+            default_name=path.stem,
+            registry=registry,
+        )
     if text in list_presets():
         resource = importlib.resources.files(_PRESET_PACKAGE) / f"{text}.yaml"
-        return _build(_read_yaml(resource.read_text(encoding="utf-8"), text), origin=f"preset:{text}", default_name=text, registry=registry)
+        return _build(
+            _read_yaml(resource.read_text(encoding="utf-8"), text),
+            origin=f"preset:{text}",
+            default_name=text,
+            registry=registry,
+        )
     raise ConfigError(
         [f"{text!r} is neither a YAML file nor a preset (presets: {', '.join(list_presets())})"], source=text
     )
@@ -261,11 +277,15 @@ def _build(
         if spec is not None:
             specs.append(spec)
     names = [s.name for s in specs]
-    problems.extend(f"duplicate feature name {dup!r}" for dup in sorted({n for n in names if names.count(n) > 1}))
+    problems.extend(
+        f"duplicate feature name {dup!r}" for dup in sorted({n for n in names if names.count(n) > 1})
+    )
     problems.extend(_check_graph(specs))
     if problems:
         raise ConfigError(problems, source=origin)
-    return FeatureConfig(name=name, features=tuple(specs), origin=origin, description=str(data.get("description") or ""))
+    return FeatureConfig(
+        name=name, features=tuple(specs), origin=origin, description=str(data.get("description") or "")
+    )
 
 
 def _build_feature(i: int, item: Any, reg: Registry, problems: list[str]) -> FeatureSpec | None:
@@ -311,28 +331,48 @@ def _build_feature(i: int, item: Any, reg: Registry, problems: list[str]) -> Fea
         if not inputs:
             inputs = (impl.source,)
         if inputs != (impl.source,):
-            problems.append(f"{label}: extractor {ext_name!r} reads {impl.source!r}, but input is {list(inputs)}")
+            problems.append(
+                f"{label}: extractor {ext_name!r} reads {impl.source!r}, but input is {list(inputs)}"
+            )
             ok = False
         try:
             resolved = impl.resolve_params(params)
         except ValueError as exc:
             problems.append(f"{label}: {exc}")
             return None
-        return FeatureSpec(name, inputs, extractor=ext_name, params=resolved, unit=unit, description=description, impl=impl) if ok else None
+        return (
+            FeatureSpec(
+                name,
+                inputs,
+                extractor=ext_name,
+                params=resolved,
+                unit=unit,
+                description=description,
+                impl=impl,
+            )
+            if ok
+            else None
+        )
     func = item["func"]
     if not inputs:
         problems.append(f"{label}: a 'func' feature needs an 'input' (the features it is computed from)")
         return None
     if isinstance(func, str):
         try:
-            func = compile_expression(func, feature=name if isinstance(name, str) else None, n_inputs=len(inputs))
+            func = compile_expression(
+                func, feature=name if isinstance(name, str) else None, n_inputs=len(inputs)
+            )
         except UnsafeExpressionError as exc:
             problems.extend(exc.problems)
             return None
     elif not callable(func):
         problems.append(f"{label}: 'func' must be an expression string or (in a dict config) a callable")
         return None
-    return FeatureSpec(name, inputs, func=func, params=dict(params), unit=unit, description=description) if ok else None
+    return (
+        FeatureSpec(name, inputs, func=func, params=dict(params), unit=unit, description=description)
+        if ok
+        else None
+    )
 
 
 def _check_graph(specs: list[FeatureSpec]) -> list[str]:
@@ -343,7 +383,9 @@ def _check_graph(specs: list[FeatureSpec]) -> list[str]:
             continue
         for inp in s.inputs:
             if inp in SOURCES:
-                problems.append(f"feature {s.name!r}: a 'func' feature takes features as input, not the raw source {inp!r}")
+                problems.append(
+                    f"feature {s.name!r}: a 'func' feature takes features as input, not the raw source {inp!r}"
+                )
             elif inp not in by_name:
                 problems.append(f"feature {s.name!r}: unknown input {inp!r}")
             else:

@@ -103,7 +103,9 @@ def _metadata(config: FeatureConfig, experiment: Experiment, n_errors: int) -> d
             f.name: {
                 "unit": f.unit,
                 "extractor": f.extractor,
-                "params": {k: v for k, v in f.params.items() if isinstance(v, str | int | float | bool | None)},
+                "params": {
+                    k: v for k, v in f.params.items() if isinstance(v, str | int | float | bool | None)
+                },
             }
             for f in config.features
         },
@@ -111,7 +113,9 @@ def _metadata(config: FeatureConfig, experiment: Experiment, n_errors: int) -> d
 
 
 def _atomic_write(table: pa.Table, path: Path, meta: Mapping[str, Any]) -> None:
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: json.dumps(meta).encode()})
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), _META_KEY: json.dumps(meta).encode()}
+    )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -170,7 +174,9 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
-def is_complete(out_dir: str | os.PathLike[str], config: FeatureConfig, experiment: Experiment, stem: str) -> bool:
+def is_complete(
+    out_dir: str | os.PathLike[str], config: FeatureConfig, experiment: Experiment, stem: str
+) -> bool:
     """True when the experiment's output exists for this config hash and an unchanged source file."""
     path = output_paths(out_dir, config.name, stem)["steps"]
     if not path.exists():

@@ -21,7 +21,15 @@ from dask_features.config.schema import FeatureConfig
 from dask_features.engine.output import experiment_stem
 from dask_features.io.hdf5 import Experiment, open_experiment
 
-__all__ = ["ExperimentJob", "bundle_jobs", "chunk_ranges", "expand_inputs", "make_job", "open_item", "plan_chunks"]
+__all__ = [
+    "ExperimentJob",
+    "bundle_jobs",
+    "chunk_ranges",
+    "expand_inputs",
+    "make_job",
+    "open_item",
+    "plan_chunks",
+]
 
 #: Estimated work per task the automatic chunking aims at [s].
 TARGET_TASK_SECONDS = 0.1
@@ -96,7 +104,9 @@ def _expand(item: Any) -> Iterable[str | Experiment]:
     if isinstance(item, str | os.PathLike):
         path = Path(item)
         if path.is_dir():
-            yield from (str(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in _FILE_SUFFIXES and p.is_file())
+            yield from (
+                str(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in _FILE_SUFFIXES and p.is_file()
+            )
         else:
             yield str(path)
         return
@@ -104,7 +114,9 @@ def _expand(item: Any) -> Iterable[str | Experiment]:
         for sub in item:
             yield from _expand(sub)
         return
-    raise TypeError(f"cannot read experiments from {type(item).__name__}: give paths, folders or Experiment handles")
+    raise TypeError(
+        f"cannot read experiments from {type(item).__name__}: give paths, folders or Experiment handles"
+    )
 
 
 def expand_inputs(data: Any) -> tuple[list[str | Experiment], str | None]:
@@ -140,7 +152,9 @@ def open_item(item: str | Experiment) -> Experiment:
     return item if isinstance(item, Experiment) else open_experiment(item)
 
 
-def make_job(experiment: Experiment, config: FeatureConfig, root: str | None, chunk_steps: int | str) -> ExperimentJob:
+def make_job(
+    experiment: Experiment, config: FeatureConfig, root: str | None, chunk_steps: int | str
+) -> ExperimentJob:
     """The job of one experiment (output stem from its path below ``root``)."""
     counts = {"transfer": experiment.n_transfer_steps, "transient": experiment.n_transient_steps}
     seconds = sum(counts[s] * seconds_per_step(experiment, config, s) for s in config.sources)
@@ -148,7 +162,9 @@ def make_job(experiment: Experiment, config: FeatureConfig, root: str | None, ch
     return ExperimentJob(experiment, stem, plan_chunks(experiment, config, chunk_steps), seconds)
 
 
-def bundle_jobs(jobs: Iterable[ExperimentJob], target: float = TARGET_TASK_SECONDS) -> Iterator[list[ExperimentJob]]:
+def bundle_jobs(
+    jobs: Iterable[ExperimentJob], target: float = TARGET_TASK_SECONDS
+) -> Iterator[list[ExperimentJob]]:
     """Group single-chunk experiments so one task carries about ``target`` seconds of work.
 
     An experiment cut into several chunks is its own bundle (its chunks already fill tasks); small

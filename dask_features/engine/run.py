@@ -120,18 +120,27 @@ def _graph(bundle: list[ExperimentJob], config: FeatureConfig, mode: str, run: s
     tags = [f"{j.stem.replace('/', '.')}-{run}" for j in bundle]  # output stems are unique within a run
     # Handles and config enter the graph as opaque leaves: delayed would otherwise walk (and
     # rebuild on the worker) every field of these dataclasses for every task.
-    leaves = [dask.delayed(j.experiment, name=f"handle-{t}", traverse=False) for j, t in zip(bundle, tags, strict=True)]
+    leaves = [
+        dask.delayed(j.experiment, name=f"handle-{t}", traverse=False)
+        for j, t in zip(bundle, tags, strict=True)
+    ]
     cfg_leaf = dask.delayed(config, name=f"config-{config.hash}-{tags[0]}", traverse=False)
     job, tag = bundle[0], tags[0]
     if len(bundle) > 1 or mode == "experiment" or len(job.chunks) == 1:
         # One task: several small experiments, or one experiment whose chunks run in sequence.
         name = f"experiments-{tag}-{len(bundle)}" if len(bundle) > 1 else f"experiment-{tag}"
-        return dask.delayed(run_bundle, pure=False)(leaves, cfg_leaf, [j.chunks for j in bundle], dask_key_name=name)
+        return dask.delayed(run_bundle, pure=False)(
+            leaves, cfg_leaf, [j.chunks for j in bundle], dask_key_name=name
+        )
     parts = [
-        dask.delayed(run_chunk, pure=False)(leaves[0], cfg_leaf, source, start, stop, dask_key_name=f"chunk-{tag}-{source}-{start}")
+        dask.delayed(run_chunk, pure=False)(
+            leaves[0], cfg_leaf, source, start, stop, dask_key_name=f"chunk-{tag}-{source}-{start}"
+        )
         for source, start, stop in job.chunks
     ]
-    return dask.delayed(safe_assemble, pure=False)(leaves[0], cfg_leaf, parts, dask_key_name=f"assemble-{tag}")
+    return dask.delayed(safe_assemble, pure=False)(
+        leaves[0], cfg_leaf, parts, dask_key_name=f"assemble-{tag}"
+    )
 
 
 def _per_job(bundle: list[ExperimentJob], value: Any) -> Iterator[tuple[ExperimentJob, Any]]:
@@ -140,7 +149,9 @@ def _per_job(bundle: list[ExperimentJob], value: Any) -> Iterator[tuple[Experime
     return zip(bundle, values, strict=True)
 
 
-def _resolve_client(client: Any, scheduler: str | None, workers: int | None) -> tuple[Any, Callable[[], None]]:
+def _resolve_client(
+    client: Any, scheduler: str | None, workers: int | None
+) -> tuple[Any, Callable[[], None]]:
     """Return ``(client or None, close)``; start a LocalCluster only when asked to."""
     if isinstance(client, str):
         from distributed import Client
@@ -154,7 +165,9 @@ def _resolve_client(client: Any, scheduler: str | None, workers: int | None) -> 
 
         cluster = local_cluster(workers)
         c = Client(cluster)
-        logger.info("started a LocalCluster with %d workers; dashboard: %s", len(cluster.workers), c.dashboard_link)
+        logger.info(
+            "started a LocalCluster with %d workers; dashboard: %s", len(cluster.workers), c.dashboard_link
+        )
 
         def close() -> None:
             c.close()
@@ -172,7 +185,9 @@ def _resolve_client(client: Any, scheduler: str | None, workers: int | None) -> 
 def _progress(total: int, desc: str, enabled: bool | None) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="exp", disable=(None if enabled is None else not enabled), leave=True)
+    return tqdm(
+        total=total, desc=desc, unit="exp", disable=(None if enabled is None else not enabled), leave=True
+    )
 
 
 def extract(
@@ -276,7 +291,13 @@ def extract(
             if first != path:
                 # "a b.h5" and "a_b.h5" sanitise alike: never let one output replace another.
                 stem = unique_stem(job.stem, path, root)
-                logger.warning("%s and %s map to the output name %r; the second is written as %r", first, path, job.stem, stem)
+                logger.warning(
+                    "%s and %s map to the output name %r; the second is written as %r",
+                    first,
+                    path,
+                    job.stem,
+                    stem,
+                )
                 job = dataclasses.replace(job, stem=stem)
                 stems[stem] = path
             missing = [s for s in cfg.sources if _n_steps(job, s) == 0]
@@ -304,7 +325,9 @@ def extract(
                 fail(path, f"{path}: {value.reason}", wall)
                 continue
             try:
-                written = write_tables(out, cfg, job.experiment, job.stem, value.steps, value.cycles, value.errors)
+                written = write_tables(
+                    out, cfg, job.experiment, job.stem, value.steps, value.cycles, value.errors
+                )
             except OutputError as exc:
                 fail(path, str(exc), wall)
                 continue
@@ -350,7 +373,12 @@ def _worker_count(client: Any, workers: int | None) -> int:
 
 
 def _stream_distributed(
-    client: Any, bundles: Iterator[list[ExperimentJob]], config: FeatureConfig, mode: str, window: int, retries: int
+    client: Any,
+    bundles: Iterator[list[ExperimentJob]],
+    config: FeatureConfig,
+    mode: str,
+    window: int,
+    retries: int,
 ) -> Iterator[tuple[ExperimentJob, ExperimentTables | Failure, float]]:
     from distributed import as_completed
 
@@ -387,7 +415,12 @@ def _stream_distributed(
 
 
 def _stream_local(
-    bundles: Iterator[list[ExperimentJob]], config: FeatureConfig, mode: str, window: int, scheduler: str, workers: int | None
+    bundles: Iterator[list[ExperimentJob]],
+    config: FeatureConfig,
+    mode: str,
+    window: int,
+    scheduler: str,
+    workers: int | None,
 ) -> Iterator[tuple[ExperimentJob, ExperimentTables | Failure, float]]:
     run = uuid.uuid4().hex[:8]
     pool = ProcessPoolExecutor(max_workers=workers) if scheduler == "processes" else None
@@ -399,7 +432,9 @@ def _stream_local(
     try:
         while batch := list(itertools.islice(bundles, window)):
             t0 = time.perf_counter()
-            values = dask.compute(*[_graph(b, config, mode, run) for b in batch], optimize_graph=False, **kwargs)
+            values = dask.compute(
+                *[_graph(b, config, mode, run) for b in batch], optimize_graph=False, **kwargs
+            )
             wall = time.perf_counter() - t0
             for bundle, value in zip(batch, values, strict=True):
                 yield from ((job, v, wall) for job, v in _per_job(bundle, value))
@@ -416,11 +451,26 @@ def _open_catalog(catalog: Any) -> Any:
     return Catalog(catalog)
 
 
-def _record(cat: Any, path: str, cfg: FeatureConfig, output: Path | None, status: str, seconds: float | None, message: str | None) -> None:
+def _record(
+    cat: Any,
+    path: str,
+    cfg: FeatureConfig,
+    output: Path | None,
+    status: str,
+    seconds: float | None,
+    message: str | None,
+) -> None:
     if cat is None:
         return
     try:
-        cat.record_extraction(path, cfg.name, cfg.hash, None if output is None else str(output), status, seconds=seconds, message=message)
+        cat.record_extraction(
+            path,
+            cfg.name,
+            cfg.hash,
+            None if output is None else str(output),
+            status,
+            seconds=seconds,
+            message=message,
+        )
     except Exception as exc:  # the catalog is bookkeeping: never lose results over it
         logger.warning("could not record %s in the catalog: %s", path, exc)
-

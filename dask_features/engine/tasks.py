@@ -28,7 +28,15 @@ from dask_features.errors import ExtractorError
 from dask_features.extractors import Output, Ragged
 from dask_features.io.hdf5 import Experiment
 
-__all__ = ["ChunkResult", "ExperimentTables", "Failure", "assemble", "run_bundle", "run_chunk", "run_experiment"]
+__all__ = [
+    "ChunkResult",
+    "ExperimentTables",
+    "Failure",
+    "assemble",
+    "run_bundle",
+    "run_chunk",
+    "run_experiment",
+]
 
 #: Columns of the errors table.
 ERROR_COLUMNS = ("step_index", "feature", "message")
@@ -87,19 +95,25 @@ def _validated(feature: FeatureSpec, value: Any, n: int) -> np.ndarray | Ragged:
             raise ExtractorError(feature.name, f"ragged counts have shape {counts.shape}, expected ({n},)")
         want = [k for k, _ in out.fields]
         if list(value.fields) != want:
-            raise ExtractorError(feature.name, f"ragged fields {list(value.fields)} differ from declared {want}")
+            raise ExtractorError(
+                feature.name, f"ragged fields {list(value.fields)} differ from declared {want}"
+            )
         total = int(counts.sum())
         fields = {}
         for k, dt in out.fields:
             arr = np.asarray(value.fields[k], dtype=dt)
             if arr.shape != (total,):
-                raise ExtractorError(feature.name, f"ragged field {k!r} has shape {arr.shape}, expected ({total},)")
+                raise ExtractorError(
+                    feature.name, f"ragged field {k!r} has shape {arr.shape}, expected ({total},)"
+                )
             fields[k] = arr
         return Ragged(counts, fields)
     arr = np.asarray(value, dtype=out.dtype)
     if out.kind == "scalar":
         if arr.shape != (n,):
-            raise ExtractorError(feature.name, f"returned shape {arr.shape}, expected ({n},) (one value per step)")
+            raise ExtractorError(
+                feature.name, f"returned shape {arr.shape}, expected ({n},) (one value per step)"
+            )
         return arr
     if arr.ndim != 2 or arr.shape[0] != n or (out.width is not None and arr.shape[1] != out.width):
         width = out.width if out.width is not None else "w"
@@ -128,7 +142,9 @@ def _message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _compute_feature(feature: FeatureSpec, chunk: Any) -> tuple[np.ndarray | Ragged, list[tuple[int | None, str, str]]]:
+def _compute_feature(
+    feature: FeatureSpec, chunk: Any
+) -> tuple[np.ndarray | Ragged, list[tuple[int | None, str, str]]]:
     """One feature on one chunk; on failure, isolate the failing steps one by one."""
     assert feature.impl is not None
     assert feature.output is not None
@@ -150,7 +166,9 @@ def _compute_feature(feature: FeatureSpec, chunk: Any) -> tuple[np.ndarray | Rag
     return _stitch(feature.output, parts), errors
 
 
-def run_chunk(experiment: Experiment, config: FeatureConfig, source: str, start: int, stop: int) -> ChunkResult:
+def run_chunk(
+    experiment: Experiment, config: FeatureConfig, source: str, start: int, stop: int
+) -> ChunkResult:
     """Read steps ``[start, stop)`` of ``source`` and compute the config's step-level features on them.
 
     Runs inside a Dask task. Never raises for bad data: an unreadable range gives NaN for its steps
@@ -160,7 +178,11 @@ def run_chunk(experiment: Experiment, config: FeatureConfig, source: str, start:
     n = stop - start
     features = config.step_features(source)
     try:
-        chunk = experiment.read_transfer(start, stop) if source == "transfer" else experiment.read_transient(start, stop)
+        chunk = (
+            experiment.read_transfer(start, stop)
+            if source == "transfer"
+            else experiment.read_transient(start, stop)
+        )
     except Exception as exc:
         msg = f"steps [{start}, {stop}) of {source} could not be read: {_message(exc)}"
         values = {f.name: _empty(f.output, n) for f in features if f.output is not None}
@@ -213,11 +235,16 @@ def _derived(
     if arr.ndim == 0:
         return np.full(n_rows, float(arr)), None
     if arr.ndim > 2 or arr.shape[0] != n_rows:
-        return None, f"returned shape {arr.shape}; a derived feature must give one value (or one vector) per step ({n_rows} steps)"
+        return (
+            None,
+            f"returned shape {arr.shape}; a derived feature must give one value (or one vector) per step ({n_rows} steps)",
+        )
     return arr, None
 
 
-def assemble(experiment: Experiment, config: FeatureConfig, results: Sequence[ChunkResult]) -> ExperimentTables:
+def assemble(
+    experiment: Experiment, config: FeatureConfig, results: Sequence[ChunkResult]
+) -> ExperimentTables:
     """Join chunk results, evaluate derived features, build the output tables."""
     t0 = time.perf_counter()
     compute_seconds = sum(r.seconds for r in results)
@@ -234,7 +261,11 @@ def assemble(experiment: Experiment, config: FeatureConfig, results: Sequence[Ch
         if counts[source] < n_rows:
             steps = range(counts[source], n_rows)
             errors.extend(
-                (s, f.name, f"the file has only {counts[source]} {source} steps: no {source} data for this step")
+                (
+                    s,
+                    f.name,
+                    f"the file has only {counts[source]} {source} steps: no {source} data for this step",
+                )
                 for f in config.step_features(source)
                 for s in steps
             )
@@ -256,7 +287,11 @@ def assemble(experiment: Experiment, config: FeatureConfig, results: Sequence[Ch
                 value = np.full(n_rows, np.nan)
             elif n_rows and np.isnan(value).all() and any(np.isfinite(i).any() for i in inputs):
                 errors.append(
-                    (None, f.name, "NaN for every step although its inputs are not (a mean/std over steps with NaN? use np.nanmean / np.nanstd)")
+                    (
+                        None,
+                        f.name,
+                        "NaN for every step although its inputs are not (a mean/std over steps with NaN? use np.nanmean / np.nanstd)",
+                    )
                 )
         else:
             value = per_feature[f.name]  # type: ignore[assignment]
@@ -321,7 +356,9 @@ def run_bundle(
     return [run_experiment(e, config, c) for e, c in zip(experiments, chunks, strict=True)]
 
 
-def safe_assemble(experiment: Experiment, config: FeatureConfig, results: Sequence[ChunkResult]) -> ExperimentTables | Failure:
+def safe_assemble(
+    experiment: Experiment, config: FeatureConfig, results: Sequence[ChunkResult]
+) -> ExperimentTables | Failure:
     """:func:`assemble`, with an unexpected error turned into a :class:`Failure` value."""
     try:
         return assemble(experiment, config, results)

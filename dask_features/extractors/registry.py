@@ -305,7 +305,9 @@ def list_extractors(registry: Registry | None = None) -> list[str]:
     return list(REGISTRY if registry is None else registry)
 
 
-def _lift(func: Callable[..., Any], source: Source, output: Output | Callable[..., Output]) -> Callable[..., Any]:
+def _lift(
+    func: Callable[..., Any], source: Source, output: Output | Callable[..., Output]
+) -> Callable[..., Any]:
     """Turn a single-step function into a chunk extractor (a plain loop; for user convenience)."""
 
     def chunk_extractor(chunk: Chunk, **params: Any) -> Any:
@@ -353,5 +355,8 @@ def _stack(values: list[Any], out: Output) -> np.ndarray | Ragged:
             cols[k].append(arrays[k])
     return Ragged(
         counts,
-        {k: (np.concatenate(v) if v else np.zeros(0, dt)) for (k, dt), v in zip(out.fields, cols.values(), strict=True)},
+        {
+            k: (np.concatenate(v) if v else np.zeros(0, dt))
+            for (k, dt), v in zip(out.fields, cols.values(), strict=True)
+        },
     )

@@ -145,7 +145,14 @@ _MESSAGES = {
 }
 
 
-@register("transient.tau_on_off", source="transient", output=Output.ragged(FIELDS), check=_check, unit="s", cost=100.0)
+@register(
+    "transient.tau_on_off",
+    source="transient",
+    output=Output.ragged(FIELDS),
+    check=_check,
+    unit="s",
+    cost=100.0,
+)
 def tau_on_off(
     chunk: TransientChunk,
     *,

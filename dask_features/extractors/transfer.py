@@ -163,7 +163,10 @@ def _device_type(chunk: TransferChunk, device_type: DeviceType) -> Literal["N", 
     if raw in ("N", "P"):
         return raw  # type: ignore[return-value]
     if chunk.n_steps:  # one record per chunk: it holds for every step of the file alike
-        chunk.report(0, f"device_type 'auto': file metadata gives {chunk.meta.device_type!r}; assumed 'N' for every step")
+        chunk.report(
+            0,
+            f"device_type 'auto': file metadata gives {chunk.meta.device_type!r}; assumed 'N' for every step",
+        )
     return "N"
 
 
@@ -172,7 +175,9 @@ def _no_onset_below_clip(chunk: TransferChunk, values: np.ndarray) -> np.ndarray
 
     def flat() -> np.ndarray:
         # fmax skips NaN without nanmax's copy; an all-NaN row gives NaN (not flat: reported elsewhere).
-        peak = np.fmax.reduce(np.abs(chunk.id), axis=1) if chunk.id.shape[1] else np.full(chunk.n_steps, np.nan)
+        peak = (
+            np.fmax.reduce(np.abs(chunk.id), axis=1) if chunk.id.shape[1] else np.full(chunk.n_steps, np.nan)
+        )
         return peak <= tm.LOG_FLOOR
 
     rows = chunk.cached(("transfer", "below_log_floor"), flat)

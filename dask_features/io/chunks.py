@@ -173,7 +173,11 @@ class TransientChunk(_Memo):
         """Sub-chunk with the given rows (fresh memo); used to isolate failing steps."""
         idx = np.arange(self.n_steps)[rows]
         starts, stops = self.offsets[idx], self.offsets[idx + 1]
-        sel = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)]) if len(idx) else np.zeros(0, np.int64)
+        sel = (
+            np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
+            if len(idx)
+            else np.zeros(0, np.int64)
+        )
         lengths = stops - starts
         return TransientChunk(
             step_index=self.step_index[idx],

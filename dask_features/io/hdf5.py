@@ -250,7 +250,9 @@ class Experiment:
             off = np.asarray(self._inferred_offsets[start : stop + 1], dtype=np.int64)
             return np.column_stack([off[:-1], off[1:]])
         with self._open() as f:
-            rows = _dataset(f, self.path, "transient/step_info_table").fields(list(_INDEX_COLUMNS))[start:stop]
+            rows = _dataset(f, self.path, "transient/step_info_table").fields(list(_INDEX_COLUMNS))[
+                start:stop
+            ]
         return np.column_stack([rows[c].astype(np.int64) for c in _INDEX_COLUMNS]).reshape(-1, 2)
 
     def read_transient(self, start: int, stop: int) -> TransientChunk:
@@ -409,9 +411,13 @@ def open_experiment(path: str | os.PathLike[str]) -> Experiment:
             raise TruncatedFileError(path, f"cannot read root attributes ({exc})") from None
         version = attrs.get("format_version")
         if version is None:
-            raise FormatVersionError(path, f"no 'format_version' attribute (expected one of {list(SUPPORTED_FORMATS)})")
+            raise FormatVersionError(
+                path, f"no 'format_version' attribute (expected one of {list(SUPPORTED_FORMATS)})"
+            )
         if str(version) not in SUPPORTED_FORMATS:
-            raise FormatVersionError(path, f"unsupported format_version {version!r} (expected one of {list(SUPPORTED_FORMATS)})")
+            raise FormatVersionError(
+                path, f"unsupported format_version {version!r} (expected one of {list(SUPPORTED_FORMATS)})"
+            )
         problems: list[str] = []
         if "transfer" not in f and "transient" not in f:
             raise MissingGroupError(path, "neither a 'transfer' nor a 'transient' group")
@@ -425,7 +431,9 @@ def open_experiment(path: str | os.PathLike[str]) -> Experiment:
                 problems.append(str(exc))
                 logger.warning("%s: %s; workflow ignored", path, exc)
     if n_transient and not has_index:
-        how = "inferred from original_time resets" if inferred is not None and inferred[1] else "split equally"
+        how = (
+            "inferred from original_time resets" if inferred is not None and inferred[1] else "split equally"
+        )
         msg = (
             f"{path}: transient step table has no start_data_index/end_data_index columns "
             f"(file written before oect-infra 1.0.10); step boundaries {how}"
@@ -476,7 +484,8 @@ def _check_transfer(f: h5py.File, path: str) -> tuple[int, int]:
     table = _dataset(f, path, "transfer/step_info_table")
     if table.shape[0] != data.shape[0]:
         raise IndexTableError(
-            path, f"transfer/step_info_table has {table.shape[0]} rows but measurement_data has {data.shape[0]} steps"
+            path,
+            f"transfer/step_info_table has {table.shape[0]} rows but measurement_data has {data.shape[0]} steps",
         )
     return int(data.shape[0]), int(data.shape[2])
 

@@ -14,7 +14,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["STEP_TYPES", "WorkflowError", "WorkflowStep", "expand_workflow", "parse_workflow", "timing_from_ms", "transient_timing"]
+__all__ = [
+    "STEP_TYPES",
+    "WorkflowError",
+    "WorkflowStep",
+    "expand_workflow",
+    "parse_workflow",
+    "timing_from_ms",
+    "transient_timing",
+]
 
 #: Step types the hardware writes; anything else is reported, not guessed at.
 STEP_TYPES = frozenset({"transfer", "transient", "output", "loop"})

@@ -45,7 +45,12 @@ def test_users_yaml_loads_unchanged(tmp_path: Path) -> None:
     assert cfg.name == "my_transfer"
     assert [f.name for f in cfg.features] == ["gm_fwd", "gm_rev", "gm_ratio", "gm_ratio_z"]
     assert cfg.sources == ("transfer",)
-    assert [[f.name for f in layer] for layer in cfg.layers] == [[], ["gm_fwd", "gm_rev"], ["gm_ratio"], ["gm_ratio_z"]]
+    assert [[f.name for f in layer] for layer in cfg.layers] == [
+        [],
+        ["gm_fwd", "gm_rev"],
+        ["gm_ratio"],
+        ["gm_ratio_z"],
+    ]
     assert cfg["gm_rev"].params["device_type"] == "N"  # defaults resolved
 
 
@@ -58,7 +63,9 @@ def test_name_defaults_to_file_stem(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["v2_transfer_basic", "v2_transient_cycles", "v2_mixed", "transient_tau"])
-def test_presets_resolve_from_any_directory(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_presets_resolve_from_any_directory(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert name in list_presets()
     cfg = load_config(name)
@@ -84,7 +91,12 @@ def test_all_problems_reported_at_once() -> None:
         "name": "../escape",
         "features": [
             {"name": "a", "extractor": "transfer.gm_maks", "input": "transfer"},
-            {"name": "b", "extractor": "transfer.gm_max", "input": "transfer", "params": {"direction": "sideways", "colour": 1}},
+            {
+                "name": "b",
+                "extractor": "transfer.gm_max",
+                "input": "transfer",
+                "params": {"direction": "sideways", "colour": 1},
+            },
             {"name": "c", "func": "lambda x: x", "input": "nowhere"},
             {"name": "c", "func": "lambda x: x", "input": "b"},
             {"name": "d", "func": "lambda x: x.__class__", "input": "b"},
@@ -142,11 +154,32 @@ def test_hash_is_content_based(tmp_path: Path) -> None:
     path.write_text(USER_YAML)
     h = load_config(path).hash
     assert load_config(base).hash == h  # same content, other origin
-    described = {**base, "description": "new words", "features": [{**f, "unit": "x"} for f in base["features"]]}
+    described = {
+        **base,
+        "description": "new words",
+        "features": [{**f, "unit": "x"} for f in base["features"]],
+    }
     assert load_config(described).hash == h  # documentation does not change values
-    explicit_default = {**base, "features": [{**base["features"][1], "params": {"direction": "reverse", "device_type": "N"}}, *base["features"][:1], *base["features"][2:]]}
+    explicit_default = {
+        **base,
+        "features": [
+            {**base["features"][1], "params": {"direction": "reverse", "device_type": "N"}},
+            *base["features"][:1],
+            *base["features"][2:],
+        ],
+    }
     assert load_config(explicit_default).hash != h  # order changed
-    changed = {**base, "features": [{**base["features"][0], "params": {"direction": "reverse"}}, *base["features"][1:]]}
+    changed = {
+        **base,
+        "features": [{**base["features"][0], "params": {"direction": "reverse"}}, *base["features"][1:]],
+    }
     assert load_config(changed).hash != h
-    same_defaults = {**base, "features": [base["features"][0], {**base["features"][1], "params": {"direction": "reverse", "device_type": "N"}}, *base["features"][2:]]}
+    same_defaults = {
+        **base,
+        "features": [
+            base["features"][0],
+            {**base["features"][1], "params": {"direction": "reverse", "device_type": "N"}},
+            *base["features"][2:],
+        ],
+    }
     assert load_config(same_defaults).hash == h  # spelling out a default is the same config

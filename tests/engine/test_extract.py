@@ -21,12 +21,17 @@ CONFIGS = ["v2_transfer_basic", "v2_mixed", "transient_tau"]
 
 def _frames(out: Path, config: str) -> dict[str, pd.DataFrame]:
     frames = {t: dfe.read_features(out, config, table=t) for t in ("steps", "cycles")}
-    return {t: f.sort_values([c for c in ("test_id", "step_index", "cycle") if c in f]).reset_index(drop=True) for t, f in frames.items()}
+    return {
+        t: f.sort_values([c for c in ("test_id", "step_index", "cycle") if c in f]).reset_index(drop=True)
+        for t, f in frames.items()
+    }
 
 
 @pytest.mark.cluster
 @pytest.mark.parametrize("config", CONFIGS)
-def test_modes_workers_and_chunking_agree(dataset: Path, tmp_path: Path, dask_client: object, config: str) -> None:
+def test_modes_workers_and_chunking_agree(
+    dataset: Path, tmp_path: Path, dask_client: object, config: str
+) -> None:
     runs = {
         "cluster-step-auto": {"client": dask_client},
         "cluster-experiment": {"client": dask_client, "mode": "experiment"},
@@ -102,7 +107,9 @@ def test_resume_force_and_config_change(dataset: Path, tmp_path: Path) -> None:
     # Same name, different content: not skipped (the old tool skipped anything with any features).
     modified = {
         "name": "v2_transfer_basic",
-        "features": [{"name": "gm_max_forward", "extractor": "transfer.gm_max", "params": {"direction": "reverse"}}],
+        "features": [
+            {"name": "gm_max_forward", "extractor": "transfer.gm_max", "params": {"direction": "reverse"}}
+        ],
     }
     other = dfe.extract(data, modified, out, scheduler="sync", progress=False)
     assert len(other.successful) == 3
@@ -121,7 +128,9 @@ def test_bad_steps_cost_only_themselves(defective: Path, tmp_path: Path, dask_cl
     truth = dfe.synth.read_ground_truth(next(defective.glob("*test_900.h5")))
     # NaN samples and aborted sweeps are data: most of those steps still give a value.
     assert bad["gm_max_forward"].notna().mean() > 0.7
-    empty = truth["transient"].query("empty_steps")["step_index"] if "empty_steps" in truth["transient"] else []
+    empty = (
+        truth["transient"].query("empty_steps")["step_index"] if "empty_steps" in truth["transient"] else []
+    )
     if len(empty):
         assert bad.set_index("step_index").loc[list(empty), "peak_current"].isna().all()
         assert set(empty) <= set(res.errors.query("test_id == 'test_900'")["step_index"])
@@ -191,7 +200,11 @@ def test_output_folder_not_writable(dataset: Path, tmp_path: Path) -> None:
 
 def test_invalid_config_fails_before_any_work(dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(dfe.ConfigError, match="unknown input"):
-        dfe.extract(dataset, {"name": "x", "features": [{"name": "a", "func": "lambda b: b", "input": "b"}]}, tmp_path / "o")
+        dfe.extract(
+            dataset,
+            {"name": "x", "features": [{"name": "a", "func": "lambda b: b", "input": "b"}]},
+            tmp_path / "o",
+        )
     assert not (tmp_path / "o").exists()
 
 
@@ -209,5 +222,7 @@ def test_back_to_back_runs_on_one_cluster(dataset: Path, tmp_path: Path, dask_cl
     # Graph keys were once derived from the file and config only: a rerun reused keys the scheduler
     # was still forgetting, lost its futures and hung.
     for mode in ("step", "experiment", "step", "step"):
-        res = dfe.extract(dataset, "v2_transfer_basic", tmp_path, client=dask_client, mode=mode, force=True, progress=False)
+        res = dfe.extract(
+            dataset, "v2_transfer_basic", tmp_path, client=dask_client, mode=mode, force=True, progress=False
+        )
         assert len(res.successful) == 3

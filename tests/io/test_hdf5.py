@@ -26,7 +26,13 @@ from dask_features.io import StepBoundaryWarning, open_experiment
 def written(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp(f"exp-{request.param}")
     return synth.write_experiment(
-        folder, n_transfer=12, n_transient=12, sweep_points=41, transient_samples=400, writer=request.param, seed=3
+        folder,
+        n_transfer=12,
+        n_transient=12,
+        sweep_points=41,
+        transient_samples=400,
+        writer=request.param,
+        seed=3,
     )
 
 
@@ -107,7 +113,13 @@ def test_empty_and_full_ranges(written: Path) -> None:
 @pytest.mark.parametrize("equal_steps", [True, False])
 def test_old_files_without_index_columns(tmp_path: Path, equal_steps: bool) -> None:
     path = synth.write_experiment(
-        tmp_path, n_transfer=4, n_transient=6, sweep_points=21, transient_samples=300, index_columns=False, seed=1
+        tmp_path,
+        n_transfer=4,
+        n_transient=6,
+        sweep_points=21,
+        transient_samples=300,
+        index_columns=False,
+        seed=1,
     )
     if not equal_steps:  # steps of different lengths and no resets to find: only the equal split is left
         with h5py.File(path, "r+") as f:
@@ -121,7 +133,9 @@ def test_old_files_without_index_columns(tmp_path: Path, equal_steps: bool) -> N
 
 
 def test_numeric_ids_are_strings(tmp_path: Path) -> None:
-    path = synth.write_experiment(tmp_path, n_transfer=2, n_transient=2, sweep_points=11, transient_samples=100, numeric_ids=True)
+    path = synth.write_experiment(
+        tmp_path, n_transfer=2, n_transient=2, sweep_points=11, transient_samples=100, numeric_ids=True
+    )
     exp = open_experiment(path)
     assert isinstance(exp.device_id, str)
     assert exp.device_id.isdigit()
@@ -130,7 +144,9 @@ def test_numeric_ids_are_strings(tmp_path: Path) -> None:
 
 @pytest.fixture
 def good_file(tmp_path: Path) -> Path:
-    return synth.write_experiment(tmp_path, n_transfer=4, n_transient=4, sweep_points=21, transient_samples=200, seed=2)
+    return synth.write_experiment(
+        tmp_path, n_transfer=4, n_transient=4, sweep_points=21, transient_samples=200, seed=2
+    )
 
 
 def _edit(path: Path, action: str) -> None:
@@ -172,7 +188,9 @@ def _edit(path: Path, action: str) -> None:
         ("index_beyond_data", IndexTableError, "transient step 3 has sample range"),
     ],
 )
-def test_bad_files_raise_specific_errors(good_file: Path, action: str, error: type[Exception], match: str) -> None:
+def test_bad_files_raise_specific_errors(
+    good_file: Path, action: str, error: type[Exception], match: str
+) -> None:
     _edit(good_file, action)
     with pytest.raises(error, match=match) as info:
         open_experiment(good_file)
