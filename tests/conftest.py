@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests._cluster import local_client
+
 
 @pytest.fixture(scope="session")
 def dask_client() -> Iterator[object]:
@@ -14,16 +16,5 @@ def dask_client() -> Iterator[object]:
     Started once per test session (start-up costs seconds here). Tests must not leave futures or
     published datasets behind.
     """
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            memory_limit="2GiB",
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with local_client() as client:
         yield client

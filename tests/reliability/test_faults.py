@@ -29,6 +29,7 @@ from dask_features.engine.output import read_metadata
 from dask_features.extractors import REGISTRY as GLOBAL_REGISTRY
 from dask_features.extractors import Registry, register
 from dask_features.io.chunks import TransferChunk
+from tests._cluster import local_client
 
 N_EXPERIMENTS = 8
 N_STEPS = 8
@@ -90,14 +91,7 @@ def reference(data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
 @pytest.fixture
 def own_cluster() -> Iterator[Any]:
     """A dedicated 2-worker cluster (the session cluster's workers must not be killed)."""
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="1GiB"
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with local_client(memory_limit="1GiB") as client:
         yield client
 
 

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import dask_features as dfe
+from tests._cluster import local_client
 from tests.reliability.conftest import write_small
 
 N_LARGE = 1000
@@ -64,15 +65,8 @@ def _copies(source: Path, folder: Path, n: int) -> list[Path]:
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
     """A 2-worker LocalCluster with a memory limit per worker."""
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="1GiB"
-        ) as cluster,
-        Client(cluster) as c,
-    ):
-        yield c
+    with local_client(memory_limit="1GiB") as client:
+        yield client
 
 
 def _run(data: Path, out: Path, client: Any, n: int) -> tuple[dfe.ExtractionResult, int]:
