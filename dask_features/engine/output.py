@@ -203,8 +203,7 @@ def _read_one(path: Path) -> pd.DataFrame:
     meta = json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}"))
     frame = table.to_pandas()
     for i, col in enumerate(META_COLUMNS):
-        value = meta.get(col if col != "source_file" else "source_file", "")
-        frame.insert(i, col, pd.Series([value] * len(frame), dtype="string"))
+        frame.insert(i, col, pd.Series([meta.get(col, "")] * len(frame), dtype="string"))
     return frame
 
 

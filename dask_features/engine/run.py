@@ -38,7 +38,14 @@ from dask_features.config.schema import FeatureConfig, load_config
 from dask_features.engine.cluster import local_cluster
 from dask_features.engine.output import is_complete, unique_stem, write_tables
 from dask_features.engine.plan import ExperimentJob, bundle_jobs, expand_inputs, make_job, open_item
-from dask_features.engine.tasks import ExperimentTables, Failure, run_bundle, run_chunk, safe_assemble
+from dask_features.engine.tasks import (
+    ERROR_COLUMNS,
+    ExperimentTables,
+    Failure,
+    run_bundle,
+    run_chunk,
+    safe_assemble,
+)
 from dask_features.errors import DaskFeaturesError, OutputError
 from dask_features.io.hdf5 import Experiment
 
@@ -108,7 +115,7 @@ class ExtractionResult:
         return f"<ExtractionResult {self.summary().splitlines()[0]}>"
 
 
-_ERROR_COLUMNS = ["source_file", "test_id", "step_index", "feature", "message"]
+_ERROR_COLUMNS = ["source_file", "test_id", *ERROR_COLUMNS]
 
 
 def _graph(bundle: list[ExperimentJob], config: FeatureConfig, mode: str, run: str) -> Any:
@@ -322,6 +329,8 @@ def extract(
             path = job.experiment.path
             result.timings[path] = wall
             if not isinstance(value, ExperimentTables):
+                if value.detail:
+                    logger.debug("%s: %s", path, value.detail)  # the worker-side traceback
                 fail(path, f"{path}: {value.reason}", wall)
                 continue
             try:

@@ -308,11 +308,11 @@ def assemble(
 
     steps = pa.table({k: pa.array(v) for k, v in columns.items()})
     cycles = _merge_cycles(cycle_frames)
+    types = (pa.int64(), pa.string(), pa.string())
     err_table = pa.table(
         {
-            "step_index": pa.array([e[0] for e in errors], type=pa.int64()),
-            "feature": pa.array([e[1] for e in errors], type=pa.string()),
-            "message": pa.array([e[2] for e in errors], type=pa.string()),
+            name: pa.array([e[i] for e in errors], type=t)
+            for i, (name, t) in enumerate(zip(ERROR_COLUMNS, types, strict=True))
         }
     )
     return ExperimentTables(steps, cycles, err_table, compute_seconds + time.perf_counter() - t0, n_rows)
