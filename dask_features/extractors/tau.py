@@ -38,7 +38,7 @@ transients the numbers differ because the windows differ (e.g. autotau's example
 50 ms are cropped; the value here does not move).
 
 Status codes (``status_on``, ``status_off``; ``status`` is ``status_on`` if non-zero, else
-``status_off``): see :class:`~dask_features.extractors._tau_fit.TauStatus`:
+``status_off``): see :class:`~dask_features.extractors._tau_status.TauStatus`:
 
 == ================ ===================================================================================
 0  OK
@@ -63,7 +63,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dask_features.extractors._tau_fit import FIELDS, StepEdges, TauStatus, detect_edges, fit_chunk
+from dask_features.extractors._tau_edges import StepEdges, detect_edges
+from dask_features.extractors._tau_fit import FIELDS, fit_chunk
+from dask_features.extractors._tau_status import TauStatus
 from dask_features.extractors.registry import Output, Ragged, register
 from dask_features.io.chunks import TransientChunk
 
@@ -151,7 +153,7 @@ _MESSAGES = {
     output=Output.ragged(FIELDS),
     check=_check,
     unit="s",
-    cost=100.0,
+    cost=25.0,  # measured: ~8 µs per cycle of 200 samples (400 points) in chunks of many steps
 )
 def tau_on_off(
     chunk: TransientChunk,

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit
 
-from dask_features.extractors._tau_fit import TauStatus, detect_step_edges, fit_exp_rows
+from dask_features.extractors._tau_edges import detect_step_edges
+from dask_features.extractors._tau_fit import fit_exp_rows
+from dask_features.extractors._tau_status import TauStatus
 from dask_features.extractors.registry import get_extractor
 from dask_features.extractors.tau import tau_on_off
 from dask_features.io.chunks import TransientChunk
@@ -254,6 +256,23 @@ def test_noisy_tau_within_the_cramer_rao_scatter(
         rel = f[f"tau_{name}"][np.isfinite(f[f"tau_{name}"])] / tau
         spread = 1.4826 * np.median(np.abs(rel - np.median(rel)))
         assert spread < 1.5 * sd
+
+
+@pytest.mark.parametrize("snr_db", [50, 60])
+def test_slow_finely_sampled_edges_do_not_leak_into_the_previous_window(snr_db: float) -> None:
+    # tau = 500 samples: the edge contrast stays near its peak for ~100 samples and noise used to cut
+    # the walk back short, so the previous half-cycle's window ran into this transition (tau off by
+    # 5-17 % for about one phase in five).
+    rng = np.random.default_rng(3)
+    steps = [
+        synth(tau_on=0.05, tau_off=0.05, dt=1e-4, n_cycles=30.5, snr_db=snr_db, phase=p, seed=i)
+        for i, p in enumerate(rng.uniform(0, 0.2, 16))
+    ]
+    f = tau_on_off(make_chunk(steps, period=0.2, dt=1e-4))
+    for s in range(len(steps)):
+        rows = slice(*np.r_[0, np.cumsum(f.counts)][s : s + 2])
+        for name in ("tau_on", "tau_off"):
+            assert np.nanmedian(f.fields[name][rows]) == pytest.approx(0.05, rel=0.005), (s, name)
 
 
 # --------------------------------------------------------------------------------------------------

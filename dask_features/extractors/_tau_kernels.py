@@ -1,0 +1,250 @@
+"""Compiled per-row kernels of the tau fit: ``y = c + a exp(-k u)`` on every row of a matrix.
+
+Each row (one half-cycle, ``u = 0 .. m-1`` samples) is fitted on its own, so a row's result never
+depends on the other rows of the batch, and each row iterates only as long as it needs to. The rows
+are processed in one compiled loop: no Python per row and no NumPy call per iteration, which is
+where a batched NumPy solver spends its time (a few microseconds per call, tens of calls per
+iteration). Single-threaded on purpose: Dask parallelises over chunks, extractors never do.
+
+Numba compiles these on first use and caches the machine code next to this file (or in
+``NUMBA_CACHE_DIR``), so later processes, Dask workers included, load it in milliseconds.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["fit_rows", "row_diagnostics"]
+
+# error_model="numpy": a zero determinant gives inf/NaN (then handled per row) instead of raising.
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+#: exp(-40) = 4e-18: samples further than 40 / k from the start add nothing to any sum.
+_SPAN = 40.0
+#: Starting grid of k for rows whose integral-equation estimate fails [1/sample].
+_GRID_POINTS = 9
+
+
+@_jit
+def _basis_sums(k: float, m: int) -> tuple[float, float, float, float, float]:
+    """``sum(u^p e^{-j k u})`` for (p, j) = (0,1), (1,1), (0,2), (1,2), (2,2) over ``u < m``."""
+    if k * m >= 1.0:
+        # Closed forms of the geometric series (exact here; they lose digits only when k m << 1).
+        q, d, qn = np.exp(-k), -np.expm1(-k), np.exp(-k * m)
+        se = (1.0 - qn) / d
+        sue = (q - m * qn + (m - 1) * q * qn) / (d * d)
+        q, d, qn = np.exp(-2.0 * k), -np.expm1(-2.0 * k), np.exp(-2.0 * k * m)
+        see = (1.0 - qn) / d
+        suee = (q - m * qn + (m - 1) * q * qn) / (d * d)
+        suuee = (
+            q * (1.0 + q) - qn * ((m - 1) ** 2 * q * q - (2.0 * m * m - 2.0 * m - 1.0) * q + m * m)
+        ) / d**3
+        return se, sue, see, suee, suuee
+    q = np.exp(-k)
+    e = 1.0
+    se = sue = see = suee = suuee = 0.0
+    for u in range(m):
+        e2 = e * e
+        se += e
+        sue += u * e
+        see += e2
+        suee += u * e2
+        suuee += u * u * e2
+        e *= q
+    return se, sue, see, suee, suuee
+
+
+@_jit
+def _state(y: np.ndarray, sy: float, syy: float, k: float) -> tuple[float, ...]:
+    """(c, a) in closed form at rate k, the residual sum of squares and the sums a Gauss-Newton step needs."""
+    m = y.size
+    n = m if _SPAN / k >= m else int(_SPAN / k) + 1
+    q = np.exp(-k)
+    e = 1.0
+    sye = suye = 0.0
+    for u in range(n):
+        ye = y[u] * e
+        sye += ye
+        suye += u * ye
+        e *= q
+    se, sue, see, suee, suuee = _basis_sums(k, m)
+    det = m * see - se * se
+    c = (see * sy - se * sye) / det
+    a = (m * sye - se * sy) / det
+    # At the linear least-squares solution the residual is orthogonal to the basis: |r|^2 = r.y.
+    cost = syy - c * sy - a * sye
+    if not np.isfinite(cost):
+        cost = np.inf
+    elif cost < 0.0:
+        cost = 0.0
+    return c, a, cost, se, sue, see, suee, suuee, det, suye
+
+
+@_jit
+def _integral_start(y: np.ndarray) -> float:
+    """k from the linear model ``y(u) = y(0) + k c u - k S(u)``, S the running trapezoid integral of y.
+
+    Needs no initial guess; columns are scaled by 1/m so the 3x3 normal equations stay well
+    conditioned. Returns NaN when the system is singular.
+    """
+    m = y.size
+    g = np.zeros((3, 3))
+    rhs = np.zeros(3)
+    s = 0.0
+    for u in range(m):
+        if u > 0:
+            s += 0.5 * (y[u] + y[u - 1]) / m
+        v = u / m
+        x0, x1, x2 = 1.0, v, s
+        g[0, 0] += x0 * x0
+        g[0, 1] += x0 * x1
+        g[0, 2] += x0 * x2
+        g[1, 1] += x1 * x1
+        g[1, 2] += x1 * x2
+        g[2, 2] += x2 * x2
+        rhs[0] += x0 * y[u]
+        rhs[1] += x1 * y[u]
+        rhs[2] += x2 * y[u]
+    g[1, 0], g[2, 0], g[2, 1] = g[0, 1], g[0, 2], g[1, 2]
+    ridge = 1e-12 * (g[0, 0] + g[1, 1] + g[2, 2])
+    for i in range(3):
+        g[i, i] += ridge
+    # Cramer's rule for the third coefficient (the only one needed).
+    det = (
+        g[0, 0] * (g[1, 1] * g[2, 2] - g[1, 2] * g[2, 1])
+        - g[0, 1] * (g[1, 0] * g[2, 2] - g[1, 2] * g[2, 0])
+        + g[0, 2] * (g[1, 0] * g[2, 1] - g[1, 1] * g[2, 0])
+    )
+    num = (
+        g[0, 0] * (g[1, 1] * rhs[2] - rhs[1] * g[2, 1])
+        - g[0, 1] * (g[1, 0] * rhs[2] - rhs[1] * g[2, 0])
+        + rhs[0] * (g[1, 0] * g[2, 1] - g[1, 1] * g[2, 0])
+    )
+    return -(num / det) / m
+
+
+@_jit
+def fit_rows(
+    y: np.ndarray, k0: np.ndarray, max_iter: int, tol: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Least-squares ``c + a exp(-k u)`` for every row of ``y`` (K, m); see ``_tau_fit.fit_exp_rows``.
+
+    Variable projection: (c, a) are solved in closed form at every k, and Levenberg-Marquardt runs on
+    ``ln k`` with Kaufman's Jacobian, a per-row damping factor and a step of at most 1 in ``ln k``.
+
+    Returns
+    -------
+    k, c, a, cost : ndarray, shape (K,)
+        Rate per sample, asymptote, amplitude at u = 0 and residual sum of squares (NaN when the
+        fit failed numerically).
+    n_iter : int
+        Iterations of the slowest row.
+    """
+    K, m = y.shape
+    k_out = np.full(K, np.nan)
+    c_out = np.full(K, np.nan)
+    a_out = np.full(K, np.nan)
+    cost_out = np.full(K, np.nan)
+    lo, hi = np.log(1e-3 / m), np.log(20.0)
+    n_iter = 0
+    for i in range(K):
+        row = y[i]
+        sy = syy = 0.0
+        for u in range(m):
+            sy += row[u]
+            syy += row[u] * row[u]
+        k = k0[i]
+        if not (np.isfinite(k) and k > 0.0):
+            k = _integral_start(row)
+        if not (np.isfinite(k) and k > 0.0):
+            # A coarse grid of the projected cost for rows the linear estimate cannot start.
+            best, k = np.inf, np.exp(lo)
+            for j in range(_GRID_POINTS):
+                kg = np.exp(lo + (np.log(2.0) - lo) * j / (_GRID_POINTS - 1))
+                cg = _state(row, sy, syy, kg)[2]
+                if cg < best:
+                    best, k = cg, kg
+        theta = min(max(np.log(k), lo), hi)
+        k = np.exp(theta)
+        c, a, cost, se, sue, see, suee, suuee, det, suye = _state(row, sy, syy, k)
+        lam = 1e-3
+        it = 0
+        while it < max_iter:
+            it += 1
+            ak = a * k
+            jr = ak * (suye - c * sue - a * suee)
+            g0, g1 = ak * sue, ak * suee
+            jj = ak * ak * suuee - (see * g0 * g0 - 2.0 * se * g0 * g1 + m * g1 * g1) / det
+            step = -jr / (jj * (1.0 + lam))
+            if not np.isfinite(step):
+                step = 0.0
+            step = min(max(step, -1.0), 1.0)
+            th_t = min(max(theta + step, lo), hi)
+            k_t = np.exp(th_t)
+            trial = _state(row, sy, syy, k_t)
+            if trial[2] <= cost * (1.0 + 1e-12):
+                theta, k = th_t, k_t
+                c, a, cost, se, sue, see, suee, suuee, det, suye = trial
+                lam *= 0.3
+            else:
+                lam *= 10.0
+            # A step below tol changes tau by less than tol (relative): the row has converged.
+            if abs(step) < tol or lam > 1e8:
+                break
+        n_iter = max(n_iter, it)
+        if np.isfinite(k) and np.isfinite(c) and np.isfinite(a):
+            k_out[i], c_out[i], a_out[i], cost_out[i] = k, c, a, cost
+    return k_out, c_out, a_out, cost_out, n_iter
+
+
+@_jit
+def row_diagnostics(
+    y: np.ndarray, k: np.ndarray, c: np.ndarray, a: np.ndarray, clip_samples: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """R^2 over the first ``max(8, 5 / k)`` samples and the clipping flag of every row.
+
+    See ``_tau_fit.ExpFit`` for the definitions; rows with NaN ``k`` get NaN R^2 and are not clipped.
+    """
+    K, m = y.shape
+    r2 = np.full(K, np.nan)
+    clipped = np.zeros(K, np.bool_)
+    for i in range(K):
+        ki = k[i]
+        if not np.isfinite(ki):
+            continue
+        row = y[i]
+        n = int(min(max(np.ceil(5.0 / ki), 8.0), m))
+        ybar = 0.0
+        for u in range(n):
+            ybar += row[u]
+        ybar /= n
+        q = np.exp(-ki)
+        e = 1.0
+        ss_res = ss_tot = 0.0
+        for u in range(n):
+            r = row[u] - c[i] - a[i] * e
+            ss_res += r * r
+            ss_tot += (row[u] - ybar) ** 2
+            e *= q
+        r2[i] = 1.0 - ss_res / ss_tot
+        if clip_samples <= 0:
+            continue
+        # A limiter outputs the same value again and again; a clipped transient reaches it within a
+        # few tau. A settled noise-free plateau repeats its value only after ~35 tau (float64).
+        hi_v, lo_v = row[0], row[0]
+        for u in range(m):
+            hi_v = max(hi_v, row[u])
+            lo_v = min(lo_v, row[u])
+        reach = 3.0 / ki
+        limit = int(min(m, np.ceil(reach) + clip_samples))
+        for ext in (hi_v, lo_v):
+            count, first = 0, -1
+            for u in range(limit):
+                if row[u] == ext:
+                    count += 1
+                    if first < 0:
+                        first = u
+            if count >= clip_samples and first < reach:
+                clipped[i] = True
+    return r2, clipped

@@ -1,0 +1,52 @@
+"""Reason codes and thresholds shared by tau edge detection and fitting."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Literal
+
+__all__ = ["StartRule", "TauStatus"]
+
+StartRule = Literal["steepest", "edge"]
+
+#: Smallest half-cycle window that is fitted (3 free parameters plus at least 2 degrees of freedom).
+MIN_SEGMENT = 5
+#: Detection threshold of an edge in the cycle-averaged profile, in noise standard deviations.
+EDGE_CONTRAST = 8.0
+#: tau longer than this many windows: half a tau of exponential is hard to tell from a straight line.
+MAX_TAU_WINDOWS = 2.0
+#: A transition smaller than this many residual standard deviations is noise (FLAT). Kept low because at
+#: 20 dB and tau = 1 sample a genuine transition is only ~4 sd high once the window starts.
+MIN_AMPLITUDE_SD = 2.0
+#: tau shorter than this many sample intervals cannot be resolved: the transition is over within a sample.
+MIN_TAU_SAMPLES = 0.1
+
+
+class TauStatus(IntEnum):
+    """Reason codes of a fitted half-cycle (and of a cycle row, see ``tau.py``).
+
+    Step-level codes (1-3) apply to every row of a step; the others to one half-cycle.
+    """
+
+    OK = 0
+    #: period or sample interval unknown (NaN workflow values and no explicit parameter) or invalid.
+    NO_PERIOD = 1
+    #: the step is shorter than one period, or a half-cycle window holds fewer than 5 samples.
+    TOO_SHORT = 2
+    #: no rising or no falling transition stands out of the noise of the cycle-averaged profile.
+    NO_EDGES = 3
+    #: the half-cycle window is cut by the start or end of the record (e.g. a transition in progress at t=0).
+    PARTIAL = 4
+    #: a NaN (or inf) sample inside the half-cycle window.
+    NAN_GAP = 5
+    #: no transition in the expected direction: amplitude below ``min_amplitude`` x the step's median or
+    #: below 2 residual standard deviations, or the wrong sign.
+    FLAT = 6
+    #: a run of identical extreme values starts within 3 tau of the window start (saturation / compliance).
+    CLIPPED = 7
+    #: tau above twice the window length or below 0.1 sample interval: not identifiable from this window.
+    TAU_OUT_OF_RANGE = 8
+    #: R^2 (first 5 tau of the window) below ``min_r2``.
+    LOW_R2 = 9
+    #: the least-squares solve failed numerically.
+    FIT_FAILED = 10
