@@ -37,7 +37,8 @@ Hardware parameters (workflow and ``param_*`` columns) are in mV and ms; data ar
 
 from __future__ import annotations
 
-from dask_features.synth._experiment import TRUTH_GROUP, generate_dataset, read_ground_truth, write_experiment
+from dask_features.synth._experiment import generate_dataset, write_experiment
+from dask_features.synth._file import TRUTH_GROUP, read_ground_truth
 from dask_features.synth._simulate import DEFECTS
 from dask_features.synth.signals import square_wave_response
 

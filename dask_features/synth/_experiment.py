@@ -1,34 +1,35 @@
-"""Write synthetic experiment files and data sets in the oect-infra raw layout; read their truth."""
+"""Write synthetic experiment files and data sets in the oect-infra raw layout."""
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
 import h5py
 import numpy as np
-import pandas as pd
 
-from dask_features.synth._layout import Compression, sanitize, step_table, write_measurement, write_table
-from dask_features.synth._simulate import DEFECTS, Run, simulate
+from dask_features.synth._file import _write_groups, _write_root_attrs, _write_truth
+from dask_features.synth._layout import Compression, sanitize
+from dask_features.synth._simulate import DEFECTS, simulate
+from dask_features.synth._steps import (
+    _FORMAT,
+    _PULSE_V,
+    _SWEEP_V,
+    _TRANSFER_TIME_STEP_MS,
+    Writer,
+    _fill_times,
+    _hardware_params,
+    _json_steps,
+    _step_columns,
+    _test_info,
+    _workflow,
+)
 from dask_features.synth._traces import GatePulse
 
-__all__ = ["TRUTH_GROUP", "generate_dataset", "read_ground_truth", "write_experiment"]
+__all__ = ["generate_dataset", "write_experiment"]
 
-TRUTH_GROUP = "synth"
-"""Root group holding the ground truth (oect-infra ignores groups it does not know)."""
-
-Writer = Literal["serial", "parallel"]
-_FORMAT = {"serial": "2.0_direct_new_storage", "parallel": "2.0_new_storage"}
-_SWEEP_V = {"N": (-0.6, 0.6), "P": (0.6, -0.6)}  # turn-on direction first
-_DRAIN_V = {"N": 0.1, "P": -0.1}
-_PULSE_V = {"N": (0.0, 0.5), "P": (-0.5, 0.0)}  # (bottom, top) gate voltage
-_TRANSFER_TIME_STEP_MS = 5
-_STEP_GAP_S = 0.5  # instrument set-up time between steps; only visible in start/end times
 _TEST_ID_BASE = 1754300000000
 _START = np.datetime64("2025-08-04T09:00:00", "us")
 
@@ -60,101 +61,6 @@ def _check_args(
     bad = {k: v for k, v in defects.items() if not 0 <= v <= 1}
     if bad:
         raise ValueError(f"defect fractions must lie in [0, 1], got {bad}")
-
-
-def _num(value: float) -> int | float:
-    """Hardware parameters are integers in mV / ms where possible, as in workflow.json."""
-    rounded = round(value, 9)
-    return int(rounded) if float(rounded).is_integer() else rounded
-
-
-def _hardware_params(
-    device_type: str, sweep_points: int, pulse: GatePulse, cycles: int
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Transfer and transient step parameters in hardware units (mV, ms)."""
-    v_start, v_end = _SWEEP_V[device_type]
-    drain_mv = _num(_DRAIN_V[device_type] * 1000)
-    transfer = {
-        "isSweep": True,
-        "timeStep": _TRANSFER_TIME_STEP_MS,
-        "sourceVoltage": 0,
-        "drainVoltage": drain_mv,
-        "gateVoltageStart": _num(v_start * 1000),
-        "gateVoltageEnd": _num(v_end * 1000),
-        "gateVoltageStep": _num(abs(v_end - v_start) * 1000 / ((sweep_points - 1) // 2)),
-    }
-    transient = {
-        "timeStep": _num(pulse.time_step * 1000),
-        "sourceVoltage": 0,
-        "drainVoltage": drain_mv,
-        "bottomTime": _num(pulse.bottom_time * 1000),
-        "topTime": _num(pulse.top_time * 1000),
-        "gateVoltageBottom": _num(pulse.v_bottom * 1000),
-        "gateVoltageTop": _num(pulse.v_top * 1000),
-        "cycles": cycles,
-    }
-    return transfer, transient
-
-
-def _workflow(n_transfer: int, n_transient: int, params: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """workflow.json of a stability run: one loop of transfer then transient."""
-    body = [
-        {"id": f"{kind}-1", "type": kind, "command_id": i + 1, "params": params[kind]}
-        for i, (kind, n) in enumerate((("transfer", n_transfer), ("transient", n_transient)))
-        if n
-    ]
-    return [{"id": "loop-1", "type": "loop", "iterations": max(n_transfer, n_transient, 1), "steps": body}]
-
-
-def _step_columns(
-    kind: str, writer: Writer, n_transfer: int, n_transient: int, params: dict[str, Any], workflow: bool
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Step-table columns of one type, and the global (execution order) index of each step."""
-    n = n_transfer if kind == "transfer" else n_transient
-    k = np.arange(n)
-    # Iteration i runs transfer i, then transient i, for as long as each type has steps.
-    global_index = k + np.minimum(k, n_transient) if kind == "transfer" else k + np.minimum(k + 1, n_transfer)
-    position = 1 if kind == "transfer" else 2
-    cols: dict[str, np.ndarray] = {
-        "step_index": k if writer == "serial" else global_index,
-        "type": np.full(n, kind),
-        "start_time": np.empty(n, dtype=object),  # filled by _fill_times
-        "end_time": np.empty(n, dtype=object),
-        "reason": np.full(n, "completed"),
-        "data_file": np.char.add(np.char.add((global_index + 1).astype(str), "_"), f"{kind}.csv"),
-    }
-    for name, value in params.items():
-        cols[f"param_{name}"] = np.full(n, value)
-    if workflow:
-        total = n_transfer + n_transient
-        iterations = max(n_transfer, n_transient)
-        cols["workflow_step_index"] = global_index
-        cols["workflow_total_steps"] = np.full(n, total)
-        cols["workflow_path_readable"] = np.char.add(
-            np.char.add("Step 1 (loop) iteration ", (k + 1).astype(str)),
-            f"/{iterations} > Step 1.{position} ({kind})",
-        )
-        cols["workflow_iteration_info_type"] = np.full(n, "loop")
-        cols["workflow_iteration_info_total"] = np.full(n, iterations)
-        cols["workflow_iteration_info_current"] = k + 1
-    return cols, global_index
-
-
-def _fill_times(
-    tables: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]], start: np.datetime64
-) -> np.datetime64:
-    """ISO start/end times of every step in execution order; returns the end of the last step."""
-    n_total = sum(idx.shape[0] for _, idx, _ in tables)
-    duration = np.zeros(n_total)
-    for _, idx, seconds in tables:
-        duration[idx] = seconds
-    begin = np.concatenate([[0.0], np.cumsum(duration + _STEP_GAP_S)[:-1]])
-    begin_us = start + (begin * 1e6).astype("timedelta64[us]")
-    end_us = begin_us + (duration * 1e6).astype("timedelta64[us]")
-    for cols, idx, _ in tables:
-        cols["start_time"] = np.datetime_as_string(begin_us[idx], unit="us")
-        cols["end_time"] = np.datetime_as_string(end_us[idx], unit="us")
-    return end_us[-1] if n_total else start
 
 
 def _default_test_id(seed: int) -> str:
@@ -328,199 +234,6 @@ def write_experiment(
             ts_table_index=ts_cols["step_index"],
         )
     return path
-
-
-def _test_info(
-    *,
-    writer: Writer,
-    chip_id: str,
-    device_number: str,
-    test_id: str,
-    description: str,
-    device_type: str,
-    created: np.datetime64,
-    finished: np.datetime64,
-    n_steps: int,
-    numeric_ids: bool,
-) -> dict[str, Any]:
-    """Cleaned test_info.json root keys (``device_id`` already renamed ``test_unit_id``)."""
-    ids: tuple[object, object] = (chip_id, device_number)
-    if numeric_ids:
-        digits = re.sub(r"\D", "", chip_id)
-        if not digits or not str(device_number).isdigit():
-            raise ValueError(
-                f"numeric_ids needs digits in chip_id and device_number, got {chip_id!r}, {device_number!r}"
-            )
-        ids = (int(digits), int(device_number))
-    return {
-        "sync_mode": True,
-        "batch_id": f"batch_{str(created)[:10].replace('-', '')}",
-        "test_id": test_id,
-        "name": f"{description} {device_number}",
-        "description": description,
-        "test_unit_id": f"{chip_id}-{device_number}",
-        "chip_id": ids[0],
-        "device_number": ids[1],
-        "port": "COM3",
-        "baudrate": 115200,
-        "created_at": str(np.datetime_as_string(created, unit="s")),
-        "completed_at": str(np.datetime_as_string(finished, unit="s")),
-        "status": "completed",
-        "total_steps": n_steps,
-        "completed_steps": n_steps,
-        "completion_percentage": 100.0,
-        "device_type": f"{device_type}-type",
-        "file_type": "raw",
-    }
-
-
-def _json_steps(
-    cols: list[dict[str, np.ndarray]], indices: list[np.ndarray], params: list[dict[str, Any]], workflow: bool
-) -> list[dict[str, Any]]:
-    """The test-info ``steps`` list in execution order (the source the step tables derive from)."""
-    steps: list[dict[str, Any] | None] = [None] * sum(len(i) for i in indices)
-    for table, idx, par in zip(cols, indices, params, strict=True):
-        keys = ("type", "start_time", "end_time", "reason", "data_file")
-        columns = [table[key].tolist() for key in keys]
-        wf = (
-            [table[f"workflow_{k}"].tolist() for k in ("step_index", "total_steps", "path_readable")]
-            + [table[f"workflow_iteration_info_{k}"].tolist() for k in ("type", "total", "current")]
-            if workflow
-            else None
-        )
-        for row, g in enumerate(idx.tolist()):
-            step: dict[str, Any] = dict(zip(keys, (c[row] for c in columns), strict=True))
-            step["step_index"] = g
-            step["parameters"] = par
-            if wf is not None:
-                step["workflow_info"] = {
-                    "step_index": wf[0][row],
-                    "total_steps": wf[1][row],
-                    "path_readable": wf[2][row],
-                    "iteration_info": {"type": wf[3][row], "total": wf[4][row], "current": wf[5][row]},
-                }
-            steps[g] = step
-    return [s for s in steps if s is not None]
-
-
-def _write_root_attrs(
-    f: h5py.File, info: dict[str, Any], writer: Writer, path: Path, numeric_ids: bool
-) -> None:
-    f.attrs["format_version"] = _FORMAT[writer]
-    for key, value in info.items():
-        if isinstance(value, dict | list):
-            continue
-        # The serial writer hands h5py encoded bytes (stored as variable-length ASCII).
-        f.attrs[key] = value.encode() if writer == "serial" and isinstance(value, str) else value
-    # Provenance of the batch converter, which also re-writes the identity attributes sanitised.
-    f.attrs["source_folder_name"] = path.stem
-    f.attrs["source_folder_path"] = f"/data/raw_csv/{path.stem}"
-    f.attrs["source_json_name"] = "test_info.json"
-    f.attrs["export_time_utc"] = info["completed_at"] + "Z"
-    f.attrs["output_filename"] = path.name
-    for key in (
-        ("description", "test_id") if numeric_ids else ("chip_id", "device_number", "description", "test_id")
-    ):
-        f.attrs[key] = sanitize(info[key])
-    if writer == "parallel":
-        f.attrs["creation_method"] = "direct_csv2hdf_parallel"
-        f.attrs["successful_steps"] = info["total_steps"]
-
-
-def _write_groups(
-    f: h5py.File,
-    run: Run,
-    tr_cols: dict[str, np.ndarray],
-    ts_cols: dict[str, np.ndarray],
-    compression: Compression,
-) -> None:
-    transfer = f.create_group("transfer")
-    write_measurement(
-        transfer,
-        run.transfer,
-        dimension_labels=["step_index", "data_type", "data_point"],
-        data_type_labels=["Vg", "Id"],
-        description="Transfer measurement data: [step, Vg/Id, point], NaN-padded",
-        compression=compression,
-    )
-    write_table(transfer, step_table(tr_cols), "Transfer step information", compression)
-    transient = f.create_group("transient")
-    write_measurement(
-        transient,
-        run.transient,
-        dimension_labels=["data_type", "data_point"],
-        data_type_labels=["continuous_time", "original_time", "drain_current"],
-        description="Transient measurement data, all steps concatenated",
-        compression=compression,
-    )
-    write_table(transient, step_table(ts_cols), "Transient step information", compression)
-
-
-def _write_truth(
-    f: h5py.File,
-    run: Run,
-    *,
-    seed: int,
-    writer: Writer,
-    tr_table_index: np.ndarray,
-    ts_table_index: np.ndarray,
-) -> None:
-    group = f.create_group(TRUTH_GROUP)
-    group.attrs["generator"] = "dask_features.synth"
-    group.attrs["seed"] = seed
-    group.attrs["writer"] = writer
-    group.attrs["device"] = json.dumps(asdict(run.dev))
-    for name, truth, table_index in (
-        ("transfer", run.transfer_truth, tr_table_index),
-        ("transient", run.transient_truth, ts_table_index),
-    ):
-        columns = {"step_index": truth["step_index"], "table_step_index": np.asarray(table_index, np.int64)}
-        columns.update(truth)
-        group.create_dataset(name, data=_records(columns))
-
-
-def _records(columns: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Structured array from equally long columns."""
-    n = len(next(iter(columns.values())))
-    table = np.empty(n, dtype=[(k, np.asarray(v).dtype) for k, v in columns.items()])
-    for name, values in columns.items():
-        table[name] = values
-    return table
-
-
-def read_ground_truth(path: str | Path) -> dict[str, pd.DataFrame]:
-    """Per-step ground truth stored by `write_experiment` in the ``/synth`` group.
-
-    Parameters
-    ----------
-    path : str or Path
-        A file written by `write_experiment`.
-
-    Returns
-    -------
-    dict of str to pandas.DataFrame
-        ``"transfer"``: ``step_index`` (row of ``transfer/measurement_data``), ``table_step_index``
-        (value in the step table), ``vth_forward``/``vth_reverse`` [V] (model thresholds),
-        ``hysteresis`` [V] (forward minus reverse), ``von_forward``/``von_reverse`` [V] (gate voltage
-        of the steepest log10|Id| rise, oect-infra's Von), ``gm_max_forward``/``gm_max_reverse``
-        [S] and ``vg_gm_max_forward``/``vg_gm_max_reverse`` [V] (|gm| peak of the noise-free
-        sweep), ``k`` [A/V²], ``n_points``, ``clip_level`` [A], and one boolean column per defect kind.
-        ``"transient"``: ``step_index``, ``table_step_index``, ``tau_on``/``tau_off`` [s],
-        ``period`` [s], ``duty``, ``phase`` [s] (first rising |I| edge, step-local), ``time_step``
-        [s], ``i_low``/``i_high`` [A] (settled |I|), ``noise_sigma`` [A], ``n_samples``,
-        ``start_data_index``/``end_data_index``, ``clip_level`` [A], ``flat_start``/``flat_stop``
-        [s] (step-local, NaN if none), and the defect flags.
-
-    Raises
-    ------
-    KeyError
-        The file holds no ground truth.
-    """
-    with h5py.File(path, "r") as f:
-        if TRUTH_GROUP not in f:
-            raise KeyError(f"{path}: no /{TRUTH_GROUP} group; not written by dask_features.synth")
-        group = f[TRUTH_GROUP]
-        return {name: pd.DataFrame(group[name][()]) for name in ("transfer", "transient")}
 
 
 def generate_dataset(
