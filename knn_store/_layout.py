@@ -8,7 +8,10 @@ publishes with ``os.rename`` of a complete temporary directory; the remote one w
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import functools
+import logging
 import os
 import shutil
 import time
@@ -21,13 +24,24 @@ import numpy as np
 from knn_store import _remote
 from knn_store._entry import group_name, list_groups, read_group, write_group
 from knn_store._hashing import LAYOUT_VERSION
+from knn_store._temporary import (
+    OWNER,
+    claim_orphan,
+    cleanup_temporary,
+    hold_owner_lock,
+    read_owner,
+    same_machine,
+)
 from knn_store.errors import InvalidParameterError, StoreFullError
 from knn_store.loading import LAST_ACCESS, touch
 
 __all__ = ["Layout", "LocalLayout", "RemoteLayout", "make_layout"]
 
+logger = logging.getLogger(__name__)
+
 _NAMESPACE = f"v{LAYOUT_VERSION}"
-_STALE_TMP_SECONDS = 86400.0  # a .tmp-* this old belongs to a crashed writer
+_STAGING = ".tmp-"  # a group being written: <entry>/.tmp-<uuid>/{.knn_store_owner, group.zarr}
+_STALE_TMP_SECONDS = 86400.0  # a .tmp-* of unknown owner this old belongs to a crashed writer
 #: errno values meaning "no space for this write": disk full, quota exceeded, file-size limit (RLIMIT_FSIZE).
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
@@ -44,6 +58,106 @@ def _no_space(exc: BaseException) -> OSError | None:
     return None
 
 
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+#: errno values of renameat2(RENAME_EXCHANGE) meaning "not possible here", not "failed".
+_NO_EXCHANGE = frozenset({errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP})
+
+
+@functools.cache
+def _renameat2() -> Any:
+    """The C library's ``renameat2`` (glibc >= 2.28), or ``None``."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Atomically swap two existing paths (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Raises
+    ------
+    OSError
+        ``ENOSYS``/``EINVAL``/``ENOTSUP`` where the C library or the filesystem cannot exchange; any other
+        error of the call (``ENOENT`` if either path is missing).
+    """
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available", str(a))
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
+def _install(group: Path, final: Path, *, replace: bool) -> None:
+    """Rename a complete ``group`` to ``final``; with ``replace``, the previous group ends up at ``group``.
+
+    Renaming a directory onto an existing non-empty one fails, so without ``replace`` exactly one racing
+    writer wins and the others adopt its (identical by construction) group.
+    """
+    for _ in range(8):  # a concurrent discard of ``final`` can only make us switch strategy a few times
+        try:
+            os.rename(group, final)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            if not replace:
+                return
+        try:
+            # Readers resolve ``final`` to the old group or the new one, never to nothing.
+            _exchange(group, final)
+            return
+        except FileNotFoundError:
+            continue  # ``final`` was discarded meanwhile: a plain rename will do
+        except OSError as exc:
+            if exc.errno not in _NO_EXCHANGE:
+                raise
+        # No exchange here: move the old group aside, then rename. Readers that look in between find no
+        # group and re-resolve (load) or recompute (ensure); none reads a partial one.
+        aside = group.with_name("previous.zarr")  # in the staging directory, which the caller deletes
+        try:
+            os.rename(final, aside)
+        except FileNotFoundError:
+            continue
+        try:
+            os.rename(group, final)
+            return
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                return  # a racing writer published a fresh group in the gap: it replaces the old one too
+            with contextlib.suppress(OSError):
+                os.rename(aside, final)  # put the old group back rather than leave the name empty
+            raise
+    raise OSError(errno.EAGAIN, "kNN group keeps changing under a replacing write", str(final))
+
+
+def _sweep_staging(path: Path, now: float) -> None:
+    """Remove one writer's staging directory if its owner is gone (see :meth:`LocalLayout.sweep`)."""
+    owner_file = path / OWNER
+    record = read_owner(owner_file)
+    if record is not None and same_machine(record):
+        fd = claim_orphan(owner_file)
+        if fd is None:
+            return  # the writer is alive (or has just finished and is deleting it)
+        try:
+            shutil.rmtree(path, ignore_errors=True)  # still locked: no second sweeper can claim it
+        finally:
+            os.close(fd)
+        if not path.exists():  # a read-only cache keeps it, silently
+            logger.info("removed staging directory %s of a dead writer (pid %s)", path, record.get("pid"))
+        return
+    # Another machine (its lock may not be visible here), an older version, or a writer that has not yet
+    # written its record: only age can tell.
+    with contextlib.suppress(FileNotFoundError):
+        if now - path.stat().st_mtime > _STALE_TMP_SECONDS:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 class Layout(Protocol):
     """Operations the store needs from a storage location."""
 
@@ -53,13 +167,15 @@ class Layout(Protocol):
     def entries(self) -> list[str]: ...
     def groups(self, entry: str) -> dict[int, str]: ...
     def read(self, group: str, *, verify: bool = True) -> tuple[np.ndarray, np.ndarray, dict]: ...
-    def publish(self, entry: str, nb: np.ndarray, ds: np.ndarray, attrs: dict[str, Any]) -> None: ...
+    def publish(
+        self, entry: str, nb: np.ndarray, ds: np.ndarray, attrs: dict[str, Any], *, replace: bool = False
+    ) -> None: ...
     def discard_group(self, entry: str, k_max: int) -> None: ...
     def discard_entry(self, entry: str) -> None: ...
     def touch(self, entry: str) -> None: ...
     def last_access(self, entry: str) -> float: ...
     def size(self, entry: str) -> int: ...
-    def sweep(self) -> None: ...
+    def sweep(self, entry: str | None = None) -> None: ...
 
 
 class LocalLayout:
@@ -84,15 +200,32 @@ class LocalLayout:
     def read(self, group: str, *, verify: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
         return read_group(group, verify=verify)
 
-    def publish(self, entry: str, nb: np.ndarray, ds: np.ndarray, attrs: dict[str, Any]) -> None:
-        """Write a group under a temporary name and rename it into place.
+    def publish(
+        self, entry: str, nb: np.ndarray, ds: np.ndarray, attrs: dict[str, Any], *, replace: bool = False
+    ) -> None:
+        """Write a group in a staging directory and rename it into place.
+
+        The staging directory ``.tmp-<uuid>/`` holds the group and an owner file locked for the whole
+        write (see :mod:`knn_store._temporary`), so that :meth:`sweep` can remove it at once if this
+        process dies, and never while it lives.
+
+        Parameters
+        ----------
+        entry : str
+            Entry directory (created if missing).
+        nb, ds : numpy.ndarray
+            Neighbours and distances at ``k_max = nb.shape[1]``.
+        attrs : dict
+            Group attributes (see :func:`knn_store._entry.write_group`).
+        replace : bool, default False
+            Replace a published group of the same ``k_max`` (atomically where the filesystem can exchange
+            two names). Otherwise an existing group wins and this one is dropped.
 
         Raises
         ------
         StoreFullError
             No space (disk full, quota, file-size limit); nothing was published, nothing is left behind.
         """
-        tmp = Path(entry) / f".tmp-{uuid.uuid4().hex}.zarr"
         try:
             Path(entry).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -100,20 +233,26 @@ class LocalLayout:
             if cause is not None:
                 raise self._full(entry, nb, ds, cause) from exc
             raise
+        staging = Path(entry) / f"{_STAGING}{uuid.uuid4().hex}"
+        fd = -1
         try:
-            write_group(tmp, nb, ds, attrs)
-            # Renaming onto an existing non-empty directory fails: exactly one racing writer wins and
-            # the others adopt its (identical by construction) group.
-            os.rename(tmp, Path(entry) / group_name(nb.shape[1]))
+            try:
+                # parents=True: a losing racer may have just removed the (then empty) entry directory.
+                staging.mkdir(parents=True)
+                fd = hold_owner_lock(staging, 0o644)  # readable: other users' sweeps can tell it is orphaned
+                group = staging / "group.zarr"
+                write_group(group, nb, ds, attrs)
+                _install(group, Path(entry) / group_name(nb.shape[1]), replace=replace)
+            finally:
+                # Whatever stopped the write (full disk, Ctrl-C, a zarr error), its half-written directory
+                # must not wait for sweep(): on a full disk it holds exactly the space that is missing.
+                # Deleted while still locked, so no sweep can mistake it for an orphan meanwhile.
+                shutil.rmtree(staging, ignore_errors=True)
+                if fd >= 0:
+                    os.close(fd)
         except BaseException as exc:
-            # Whatever stopped the write (full disk, Ctrl-C, a zarr error), its half-written directory
-            # must not wait a day for sweep(): on a full disk it holds exactly the space that is missing.
-            shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(exc, OSError) and exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                return
             # Leave no empty entry directory behind. rmdir fails harmlessly if it holds anything (groups,
-            # last_access, a racing writer's .tmp-*); a racer that made it but not yet its .tmp-* is
-            # unaffected because zarr creates missing parent directories.
+            # last_access, a racing writer's .tmp-*).
             with contextlib.suppress(OSError):
                 os.rmdir(entry)
             cause = _no_space(exc)
@@ -165,16 +304,22 @@ class LocalLayout:
                     total += os.stat(os.path.join(dirpath, f)).st_size
         return total
 
-    def sweep(self) -> None:
+    def sweep(self, entry: str | None = None) -> None:
+        """Remove leftovers of crashed writers and evictions, in one entry or in the whole store.
+
+        A staging directory is removed as soon as its owner is provably gone: its record names this
+        machine and its lock can be taken (or, without flock, its pid is dead). Staging directories of
+        other machines, or without a readable record, are removed only when older than a day.
+        """
         now = time.time()
-        for parent in [*self.entries(), str(self._base)]:
+        parents = [entry] if entry is not None else [*self.entries(), str(self._base)]
+        for parent in parents:
             with contextlib.suppress(FileNotFoundError):
                 for p in Path(parent).iterdir():
-                    stale = p.name.startswith(".trash-") or (
-                        p.name.startswith(".tmp-") and now - p.stat().st_mtime > _STALE_TMP_SECONDS
-                    )
-                    if stale:
+                    if p.name.startswith(".trash-"):
                         shutil.rmtree(p, ignore_errors=True)
+                    elif p.name.startswith(_STAGING):
+                        _sweep_staging(p, now)
 
 
 class RemoteLayout:
@@ -196,8 +341,10 @@ class RemoteLayout:
     def read(self, group: str, *, verify: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
         return _remote.remote_read(group, verify=verify)
 
-    def publish(self, entry: str, nb: np.ndarray, ds: np.ndarray, attrs: dict[str, Any]) -> None:
-        _remote.remote_publish(entry, nb, ds, attrs)
+    def publish(
+        self, entry: str, nb: np.ndarray, ds: np.ndarray, attrs: dict[str, Any], *, replace: bool = False
+    ) -> None:
+        _remote.remote_publish(entry, nb, ds, attrs, replace=replace)
 
     def discard_group(self, entry: str, k_max: int) -> None:
         _remote.remote_discard(entry, k_max)
@@ -214,9 +361,15 @@ class RemoteLayout:
     def size(self, entry: str) -> int:
         return _remote.remote_bytes(entry)
 
-    def sweep(self) -> None:
-        for entry in self.entries():
-            _remote.remote_sweep(entry)
+    def sweep(self, entry: str | None = None) -> None:
+        for e in [entry] if entry is not None else self.entries():
+            _remote.remote_sweep(e)
+        if entry is None:
+            # Local transfer directories of processes killed mid-download or mid-upload.
+            try:
+                cleanup_temporary()
+            except OSError as exc:
+                logger.warning("could not clean up orphaned kNN transfer directories: %s", exc)
 
 
 def make_layout(root: str | os.PathLike[str]) -> LocalLayout | RemoteLayout:

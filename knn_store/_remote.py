@@ -8,7 +8,10 @@ Object stores cannot rename a directory, so publication uses immutable data plus
 Readers only follow markers, and a single-object PUT is atomic, so a reader sees either no entry or a
 complete one. Racing writers each upload their own data directory; the last marker wins and every marker
 points at complete data (the losers' directories are garbage that ``prune`` removes after a day). Reads
-download the group (a few MB) to a local temporary directory and verify its checksums.
+download the group (a few MB) to a local temporary directory and verify its checksums. That directory, and
+the one a group is written to before upload, is an owned temporary directory (:mod:`knn_store._temporary`):
+it is removed when the transfer ends, however it ends, and if the process is killed mid-transfer,
+:func:`knn_store.cleanup_temporary` (run by ``prune`` of a remote store) recognises it as orphaned.
 Credentials come from the environment / fsspec configuration: references never carry secrets.
 """
 
@@ -17,17 +20,16 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import logging
 import re
-import shutil
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from knn_store._entry import read_group, write_group
+from knn_store._temporary import owned_temporary_dir
 
 __all__ = [
     "is_remote",
@@ -41,6 +43,8 @@ __all__ = [
     "remote_sweep",
     "remote_touch",
 ]
+
+logger = logging.getLogger(__name__)
 
 _MARKER_RE = re.compile(r"^k(\d{4,})\.commit$")
 _STALE_SECONDS = 86400.0
@@ -84,29 +88,44 @@ def remote_groups(entry_url: str) -> dict[int, str]:
 def remote_read(data_url: str, *, verify: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
     """Download a committed group to a temporary directory and read it (see ``read_group``)."""
     fs, path = _fs(data_url)
-    tmp = tempfile.mkdtemp(prefix="knn_store_dl_")
-    try:
+    # Removed on every exit path (a failed or interrupted download, a corrupt group); see the module notes.
+    with owned_temporary_dir() as tmp:
         if not fs.exists(f"{path}/zarr.json"):
             raise FileNotFoundError(f"kNN group {data_url} does not exist")
-        fs.get(path, str(Path(tmp) / "g"), recursive=True)
-        return read_group(Path(tmp) / "g", verify=verify)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        fs.get(path, str(tmp / "g"), recursive=True)
+        return read_group(tmp / "g", verify=verify)
 
 
-def remote_publish(entry_url: str, nb: np.ndarray, ds: np.ndarray, attrs: dict[str, Any]) -> str:
-    """Upload a group under a writer-unique name, then commit it with its marker; returns the data URL."""
+def remote_publish(
+    entry_url: str, nb: np.ndarray, ds: np.ndarray, attrs: dict[str, Any], *, replace: bool = False
+) -> str:
+    """Upload a group under a writer-unique name, then commit it with its marker; returns the data URL.
+
+    Parameters
+    ----------
+    replace : bool, default False
+        Also delete the data the marker pointed to before (``refresh``); its readers re-resolve to the new
+        group. Without it the previous data is left to :func:`remote_sweep` (a racing writer's readers may
+        still be downloading it).
+    """
     fs, path = _fs(entry_url)
     k_max = nb.shape[1]
     data = f"k{k_max:04d}-{uuid.uuid4().hex}.zarr"
-    tmp = tempfile.mkdtemp(prefix="knn_store_up_")
-    try:
-        write_group(Path(tmp) / "g", nb, ds, attrs)
-        fs.put(str(Path(tmp) / "g"), f"{path}/{data}", recursive=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    previous = remote_groups(entry_url).get(k_max) if replace else None
+    with owned_temporary_dir() as tmp:
+        try:
+            write_group(tmp / "g", nb, ds, attrs)
+            fs.put(str(tmp / "g"), f"{path}/{data}", recursive=True)
+        except BaseException:
+            # Uncommitted, so invisible to readers; delete it now rather than leave it to a sweep a day later.
+            with contextlib.suppress(Exception):
+                fs.rm(f"{path}/{data}", recursive=True)
+            raise
     marker = {"data": data, "committed": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
     fs.pipe_file(f"{path}/k{k_max:04d}.commit", json.dumps(marker).encode())  # the commit point
+    if previous is not None and _name(previous) != data:
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm(f"{path}/{_name(previous)}", recursive=True)
     return f"{entry_url.rstrip('/')}/{data}"
 
 
@@ -136,9 +155,12 @@ def remote_entries(base_url: str) -> list[str]:
 
 
 def remote_touch(entry_url: str) -> None:
-    """Record a use (rewrites a tiny object; its modification time is the LRU clock)."""
+    """Record a use (rewrites a tiny object); best effort, skipped with read-only credentials."""
     fs, path = _fs(entry_url)
-    fs.pipe_file(f"{path}/last_access", str(time.time()).encode())
+    try:
+        fs.pipe_file(f"{path}/last_access", str(time.time()).encode())
+    except PermissionError as exc:  # reading a shared read-only cache must still work
+        logger.debug("cannot record the use of kNN entry %s (%s)", entry_url, exc)
 
 
 def remote_last_access(entry_url: str) -> float:

@@ -5,7 +5,7 @@ killer or with ``os._exit`` never runs that code, and the directory (possibly gi
 would stay in ``/tmp`` forever. So every temporary store holds an exclusive :func:`fcntl.flock` on an
 owner file inside it for its whole lifetime::
 
-    <dir>/knn_store_<id>/.knn_store_owner    {"pid", "start", "host", "created"}; flock held by the owner
+    <dir>/knn_store_<id>/.knn_store_owner    {"pid", "start", "host", "boot", "created"}; flock held
 
 The kernel releases a flock when the last descriptor of its open file closes, which also happens when
 the owner dies by a signal. Hence "the lock can be taken" means "the owner is gone", whatever the age of
@@ -15,6 +15,11 @@ the recorded pid and process start time (Linux) decide instead.
 A store is created under a staging name (``.knn_store_new_<id>``), locked, and only then renamed to its
 final name, so a ``knn_store_*`` directory with an owner file is never visible unlocked while its owner
 lives.
+
+The same owner file guards the staging directories in which :class:`~knn_store.KNNStore` writes new groups
+(:mod:`knn_store._layout`), so a killed writer's half-written group is removed at the next ``ensure`` or
+``prune`` instead of after a day, and the local directories of transfers to and from object stores
+(:mod:`knn_store._remote`), which are ordinary owned temporary directories.
 """
 
 from __future__ import annotations
@@ -34,7 +39,15 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["cleanup_temporary", "owned_temporary_dir"]
+__all__ = [
+    "OWNER",
+    "claim_orphan",
+    "cleanup_temporary",
+    "hold_owner_lock",
+    "owned_temporary_dir",
+    "read_owner",
+    "same_machine",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +89,39 @@ def _owner_alive(owner: dict) -> bool:
     return start is None or _start_time(pid) in (None, start)
 
 
-def _claim(owner_file: Path) -> int | None:
+def _boot_id() -> str | None:
+    """Identity of the running kernel (Linux): two machines that share a host name differ here."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def same_machine(owner: dict) -> bool:
+    """Whether an owner record was written on this machine (since its last boot, where recorded).
+
+    Only then do its flock and pid say anything: a lock taken on another NFS client may be invisible here.
+    """
+    boot = owner.get("boot")
+    return owner.get("host") == socket.gethostname() and (boot is None or boot == _boot_id())
+
+
+def read_owner(owner_file: Path) -> dict | None:
+    """The record in an owner file, or ``None`` if it is missing, unreadable or not yet written."""
+    try:
+        fd = os.open(owner_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        record = json.loads(os.read(fd, 4096) or b"null")
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+    return record if isinstance(record, dict) else None
+
+
+def claim_orphan(owner_file: Path) -> int | None:
     """Take the owner's lock if its owner is gone; return the locked descriptor, else ``None``.
 
     The caller deletes the store while holding the descriptor, so that no second cleaner can claim it.
@@ -177,7 +222,7 @@ def cleanup_temporary(dir: str | os.PathLike[str] | None = None, *, min_age: flo
         owner_file = path / OWNER
         fd = None
         if owner_file.exists():
-            fd = _claim(owner_file)
+            fd = claim_orphan(owner_file)
             if fd is None:
                 continue  # owner alive (or the file vanished: it is exiting normally)
         elif not staging:
@@ -194,8 +239,46 @@ def cleanup_temporary(dir: str | os.PathLike[str] | None = None, *, min_age: flo
 
 def _owner_record() -> bytes:
     pid = os.getpid()
-    record = {"pid": pid, "start": _start_time(pid), "host": socket.gethostname(), "created": time.time()}
+    record = {
+        "pid": pid,
+        "start": _start_time(pid),
+        "host": socket.gethostname(),
+        "boot": _boot_id(),
+        "created": time.time(),
+    }
     return json.dumps(record).encode()
+
+
+def hold_owner_lock(directory: Path, mode: int = 0o600) -> int:
+    """Create ``directory/.knn_store_owner``, flock it and record this process in it.
+
+    Parameters
+    ----------
+    directory : Path
+        An existing directory this process just created (the owner file must not exist yet).
+    mode : int, default 0o600
+        Permissions of the owner file; readable by others lets them detect the orphan too.
+
+    Returns
+    -------
+    int
+        The descriptor holding the lock: keep it open for as long as the directory is in use, delete the
+        directory, then close it. :func:`claim_orphan` succeeds once the owner is gone.
+    """
+    fd = os.open(directory / OWNER, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                raise  # a cleaner got here first; callers keep cleaners away until the record exists
+            logger.debug("no flock on %s (%s); orphans will be detected by pid", directory, exc)
+        # Written after locking: a cleaner that finds a record knows the lock was taken first.
+        os.write(fd, _owner_record())
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 @contextlib.contextmanager
@@ -216,14 +299,7 @@ def owned_temporary_dir(dir: str | os.PathLike[str] | None = None) -> Iterator[P
     staging = Path(tempfile.mkdtemp(prefix=_STAGING, dir=parent))
     fd = -1
     try:
-        fd = os.open(staging / OWNER, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
-                raise  # impossible for a file we just created exclusively
-            logger.debug("no flock on %s (%s); orphans will be detected by pid", parent, exc)
-        os.write(fd, _owner_record())
+        fd = hold_owner_lock(staging)  # cleaners leave a staging name alone for a minute, so never contended
         final = parent / (PREFIX + staging.name[len(_STAGING) :])
         if final.exists():  # mkdtemp guaranteed a unique staging name only
             final = parent / f"{PREFIX}{uuid.uuid4().hex}"

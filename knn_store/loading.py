@@ -7,6 +7,7 @@ measured 14.4 -> 3.4 ms per task at n=3,000.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -31,16 +32,31 @@ _touched: dict[str, float] = {}
 _lock = threading.Lock()
 
 LAST_ACCESS = "last_access"
+#: errno values meaning "we cannot write here (now)": read-only mount, another user's cache, full disk.
+#: Recording a use is then skipped; any other error (EIO...) is real and raised.
+_CANNOT_RECORD = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT})
 
 
 def touch(entry_dir: str | os.PathLike[str]) -> None:
-    """Record a use of an entry for LRU eviction (a file's mtime; atime is unreliable on noatime mounts)."""
+    """Record a use of an entry for LRU eviction (a file's mtime; atime is unreliable on noatime mounts).
+
+    Best effort: on a read-only filesystem or a cache shared read-only with this user, the use is simply
+    not recorded (pruning is then the owner's business), and reads go on.
+    """
     marker = Path(entry_dir) / LAST_ACCESS
     try:
-        marker.touch()
-        _touched[str(entry_dir)] = time.monotonic()
+        try:
+            os.utime(marker)
+        except FileNotFoundError:
+            marker.touch()  # first use; raises FileNotFoundError again if the entry itself is gone
     except FileNotFoundError:
         pass  # entry evicted meanwhile: nothing to keep alive
+    except OSError as exc:
+        if exc.errno not in _CANNOT_RECORD:
+            raise
+        logger.debug("cannot record the use of kNN entry %s (%s); continuing read-only", entry_dir, exc)
+    # Also after a refusal: do not retry (and log) on every load of a read-only entry.
+    _touched[str(entry_dir)] = time.monotonic()
 
 
 def clear_memo() -> None:

@@ -3,12 +3,15 @@
 Layout under ``root``::
 
     v1/<key>/k0021.zarr/      published Zarr 3 group (immutable), neighbors + distances at k_max=21
-    v1/<key>/.tmp-<uuid>.zarr  a write in progress (never read)
+    v1/<key>/.tmp-<uuid>/      a write in progress (never read): group.zarr + the writer's locked owner file
     v1/<key>/last_access       mtime = last use, for LRU pruning
     v1/.trash-<uuid>           an eviction in progress
 
 Publishing is ``write to .tmp-* -> mark complete -> os.rename``. Renaming a directory onto an existing
 non-empty one fails, so of several racing writers exactly one wins and the others adopt its group.
+``refresh=True`` computes first and then exchanges the new group with the old one in one step, so a failed
+recompute leaves the old entry as it was. A killed writer's ``.tmp-*`` is removed by the next ``ensure``
+of that entry or ``prune`` (its owner lock is free); one from another machine after a day.
 Roots on object stores (``s3://``, ``gs://``, ...) use the commit-marker protocol of
 :mod:`knn_store._remote` instead; everything else is the same.
 """
@@ -175,6 +178,7 @@ class KNNStore:
 
     def _lookup_key(self, key: str, k: int, metric: str) -> EntryRef | None:
         entry = self._layout.entry(key)
+        suspect: set[str] = set()
         for _ in range(8):  # a concurrent supersede/evict can only make us list again a few times
             fits = [(km, g) for km, g in self._layout.groups(entry).items() if km >= k]
             if not fits:
@@ -185,6 +189,10 @@ class KNNStore:
             except FileNotFoundError:
                 continue  # superseded between listing and reading: list again
             except CorruptEntryError as exc:
+                if group not in suspect:
+                    # A refresh may have swapped the group mid-read; discard only what fails twice.
+                    suspect.add(group)
+                    continue
                 logger.warning("discarding corrupt kNN group %s: %s", group, exc)
                 self._layout.discard_group(entry, k_max)
                 continue
@@ -214,7 +222,8 @@ class KNNStore:
         backend : str, optional
             Overrides the store default.
         refresh : bool, default False
-            Recompute even if a valid group exists (replaces it).
+            Recompute even if a valid group exists. The new group replaces the old one(s) only once it is
+            complete; if the computation or the write fails, the old entry is left as it was.
         source : mapping, optional
             JSON-serialisable provenance (model id, epoch...) recorded in the group attributes.
 
@@ -231,10 +240,12 @@ class KNNStore:
             )
         k_max = int(k_max)
         entry = self._layout.entry(key)
-        if refresh:
-            for km in self._layout.groups(entry):
-                self._layout.discard_group(entry, km)
-        else:
+        try:
+            # A killed writer's staging directory goes now, not at a prune a day later (one listdir if none).
+            self._layout.sweep(entry)
+        except OSError as exc:  # housekeeping must never keep a job from running
+            logger.warning("could not clean up staging directories in %s: %s", entry, exc)
+        if not refresh:
             ref = self._lookup_key(key, k_max, metric)
             if ref is not None:
                 logger.debug("kNN cache hit %s (k_max=%d >= %d)", ref.group, ref.k_max, k_max)
@@ -250,7 +261,7 @@ class KNNStore:
             "compute_seconds": round(time.perf_counter() - t0, 3),
             "source": dict(source or {}),
         }
-        ref = self._publish(entry, key, metric, nb, ds, attrs)
+        ref = self._publish(entry, key, metric, nb, ds, attrs, replace=refresh)
         logger.info(
             "computed kNN n=%d k_max=%d in %.2f s -> %s", n, k_max, attrs["compute_seconds"], ref.group
         )
@@ -265,13 +276,16 @@ class KNNStore:
         ds: np.ndarray,
         attrs: dict[str, Any],
         attempts: int = 3,
+        *,
+        replace: bool = False,
     ) -> EntryRef:
         k_max = nb.shape[1]
-        self._layout.publish(entry, nb, ds, attrs)
+        self._layout.publish(entry, nb, ds, attrs, replace=replace)
         self._layout.touch(entry)
-        # Groups with a smaller k_max are now redundant (prefix property); readers re-resolve on miss.
+        # Groups with a smaller k_max are now redundant (prefix property); readers re-resolve on miss. A
+        # refresh replaces larger ones too, but only now that its own group is in place.
         for km in self._layout.groups(entry):
-            if km < k_max:
+            if km < k_max or (replace and km != k_max):
                 self._layout.discard_group(entry, km)
         ref = self._lookup_key(key, k_max, metric)
         if ref is not None:
@@ -281,7 +295,7 @@ class KNNStore:
                 f"kNN entry {entry} (k_max={k_max}) vanished or failed verification after publishing"
             )
         # The winner's group was evicted or corrupt in between: publish our own.
-        return self._publish(entry, key, metric, nb, ds, attrs, attempts - 1)
+        return self._publish(entry, key, metric, nb, ds, attrs, attempts - 1, replace=replace)
 
     def knn(
         self, features: object, k: int, metric: str = "euclidean", *, k_max: int | None = None, **kwargs: Any
@@ -344,7 +358,8 @@ class KNNStore:
         Returns
         -------
         list of str
-            Keys of evicted entries. Crashed writers' temporary data older than a day is removed as well.
+            Keys of evicted entries. Staging directories of crashed writers are removed as well: at once
+            if the writer ran on this machine, else once they are a day old.
         """
         limit = None if max_bytes is None else parse_bytes(max_bytes)
         age = None if max_age is None else parse_seconds(max_age)
