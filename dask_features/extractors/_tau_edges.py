@@ -76,37 +76,6 @@ class StepEdges:
 _QUIET_RUN = 8
 
 
-def _locate(
-    d: np.ndarray, h: int, floor: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Bracket and steepest point of the edge whose box contrast ``d`` (rows x bins) peaks.
-
-    ``floor`` (per row) is a contrast the noise alone rarely reaches (3 sd of ``d``).
-    """
-    nb = d.shape[1]
-    istar = np.argmax(d, axis=1)
-    peak = d[np.arange(d.shape[0]), istar]
-    behind = np.take_along_axis(d, (istar[:, None] - np.arange(nb)) % nb, axis=1)
-    # Upper bound: walk back from the peak while the contrast stays above half of it. For an edge
-    # sharp on the scale of h this leaves it within [c_left - h, c_left + h - 1].
-    back = np.argmax(behind < 0.5 * peak[:, None], axis=1)
-    c_left = istar - back + 1
-    first = c_left + h - 1
-    # Lower bound: walk back until the contrast stays in the noise for _QUIET_RUN bins. A slow
-    # transition (tau >> h) keeps its contrast a few noise sd above zero for many samples, and single
-    # noise dips there used to end the walk well after the edge: a late lower bound lets the previous
-    # half-cycle's window run into this transition, whereas a late start of this one costs nothing
-    # (the exponential is memoryless).
-    run = min(_QUIET_RUN, nb)
-    quiet = np.concatenate([behind, behind[:, :run]], axis=1) < floor[:, None]
-    cq = np.concatenate([np.zeros((d.shape[0], 1), np.intp), np.cumsum(quiet, axis=1)], axis=1)
-    calm = cq[:, run : run + nb] - cq[:, :nb] == run
-    back_lo = np.maximum(np.where(calm.any(axis=1), np.argmax(calm, axis=1), back), back)
-    lo = istar - back_lo + 1 - h
-    delayed = istar - first >= max(2, h)
-    return lo.astype(float), first.astype(float), istar.astype(float), delayed
-
-
 def detect_edges(current: np.ndarray, offsets: np.ndarray, samples_per_period: np.ndarray) -> list[StepEdges]:
     """Find the rising and falling edge of every step from its cycle-averaged profile.
 
@@ -225,24 +194,14 @@ def _detect_group(z: np.ndarray, offsets: np.ndarray, rows: np.ndarray, L: float
     mad = np.median(np.abs(d2 - np.median(d2, axis=1, keepdims=True)), axis=1)
     # Floor for noise-free input, where the MAD is 0 and any contrast would pass.
     sigma = np.maximum(1.4826 * mad / np.sqrt(6.0), 1e-9)
-    cs = np.concatenate([np.zeros((S, 1)), np.cumsum(np.tile(q, 3), axis=1)], axis=1)
-    i = np.arange(nb) + nb
-    found = {"rise": np.zeros(S, bool), "fall": np.zeros(S, bool)}
+    from dask_features.extractors._tau_kernels import edge_scan  # numba: imported on first use
+
+    h_found, pos, delayed = edge_scan(np.ascontiguousarray(q), sigma, EDGE_CONTRAST, _QUIET_RUN)
+    found = {"rise": h_found[0] > 0, "fall": h_found[1] > 0}
     res = {
-        name: [np.zeros(S, int), *(np.full(S, np.nan) for _ in range(3)), np.zeros(S, bool)] for name in found
+        name: [h_found[j], pos[j, :, 0], pos[j, :, 1], pos[j, :, 2], delayed[j]]
+        for j, name in enumerate(("rise", "fall"))
     }
-    h = 1
-    while h <= max(1, nb // 8) and not (found["rise"].all() and found["fall"].all()):
-        d = (cs[:, i + h] - 2 * cs[:, i] + cs[:, i - h]) / h
-        thr = EDGE_CONTRAST * sigma * np.sqrt(2.0 / h)
-        for name, dd in (("rise", d), ("fall", -d)):
-            new = ~found[name] & (dd.max(axis=1) > thr)
-            if new.any():
-                lo, first, steep, delayed = _locate(dd[new], h, 3.0 / EDGE_CONTRAST * thr[new])
-                r = res[name]
-                r[0][new], r[1][new], r[2][new], r[3][new], r[4][new] = h, lo, first, steep, delayed
-                found[name] |= new
-        h *= 2
     noise = sigma * scale * np.sqrt(cnt.mean(axis=1))
     out = []
     for s in range(S):
