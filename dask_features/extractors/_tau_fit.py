@@ -159,27 +159,10 @@ def _group_start(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Start rate for every row: the 1/e crossing of its group's mean row (same step and direction).
 
     The cycles of a step share their time constant and the mean row has sqrt(n) less noise, so this
-    start lies within the per-cycle scatter (and mostly within the radius of :class:`_Moments`); it
-    needs no model and no scale.
+    start lies within the per-cycle scatter and a few iterations per row finish the fit; it needs no
+    model and no scale.
     """
-    _, inverse = np.unique(groups, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0])
-    means = np.add.reduceat(y[order], bounds, axis=0) / np.diff(np.r_[bounds, y.shape[0]])[:, None]
-    m = y.shape[1]
-    tail = means[:, -max(1, m // 10) :].mean(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = (means - tail[:, None]) / (means[:, :1] - tail[:, None])
-    crossed = frac < np.exp(-1.0)
-    j = np.argmax(crossed, axis=1)
-    rows = np.arange(means.shape[0])
-    # Sub-sample 1/e crossing (linear between the samples around it): within a few % of tau for an
-    # exponential, which is all the per-row iterations need.
-    before, after = frac[rows, np.maximum(j - 1, 0)], frac[rows, j]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        x = np.where(j > 0, j - 1 + (before - np.exp(-1.0)) / (before - after), 0.5)
-    tau0 = np.where(crossed.any(axis=1) & np.isfinite(x), x, m / 3).clip(0.5, None)
-    return (1.0 / tau0)[inverse]
+    return _kernels().group_start(np.ascontiguousarray(y, np.float64), np.ascontiguousarray(groups, np.int64))
 
 
 #: Rows are averaged in bins of b samples when tau spans more than 16 b samples (see :func:`_fit_bucket`).

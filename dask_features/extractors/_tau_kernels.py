@@ -322,3 +322,50 @@ def edge_scan(
                 delayed[direction, s] = istar - first >= max(2, h)
             h *= 2
     return h_out, pos, delayed
+
+
+@_jit
+def group_start(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Start rate per row: the 1/e crossing of the mean row of its group, see ``_tau_fit._group_start``.
+
+    ``groups`` are non-negative integers (step * 2 + direction); the crossing is interpolated
+    linearly between samples; rows whose mean never crosses start at tau = m / 3 samples.
+    """
+    K, m = y.shape
+    n_groups = groups.max() + 1 if K else 0
+    means = np.zeros((n_groups, m))
+    counts = np.zeros(n_groups)
+    for i in range(K):
+        g = groups[i]
+        counts[g] += 1.0
+        for u in range(m):
+            means[g, u] += y[i, u]
+    n_tail = max(1, m // 10)
+    level = np.exp(-1.0)
+    k_group = np.full(n_groups, np.nan)
+    for g in range(n_groups):
+        if counts[g] == 0:
+            continue
+        row = means[g] / counts[g]
+        tail = 0.0
+        for u in range(m - n_tail, m):
+            tail += row[u]
+        tail /= n_tail
+        span = row[0] - tail
+        tau0 = m / 3.0
+        for u in range(m):
+            frac = (row[u] - tail) / span
+            if frac < level:
+                if u == 0:
+                    tau0 = 0.5
+                else:
+                    before = (row[u - 1] - tail) / span
+                    x = u - 1 + (before - level) / (before - frac)
+                    if np.isfinite(x):
+                        tau0 = x
+                break
+        k_group[g] = 1.0 / max(tau0, 0.5)
+    k0 = np.empty(K)
+    for i in range(K):
+        k0[i] = k_group[groups[i]]
+    return k0
