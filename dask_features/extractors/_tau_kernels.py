@@ -1,9 +1,10 @@
-"""Compiled per-row kernels of the tau fit: ``y = c + a exp(-k u)`` on every row of a matrix.
+"""Compiled kernels of ``transient.tau_on_off``: the edge scan, the start rates and the per-row fit.
 
-Each row (one half-cycle, ``u = 0 .. m-1`` samples) is fitted on its own, so a row's result never
-depends on the other rows of the batch, and each row iterates only as long as it needs to. The rows
-are processed in one compiled loop: no Python per row and no NumPy call per iteration, which is
-where a batched NumPy solver spends its time (a few microseconds per call, tens of calls per
+The row fit solves ``y = c + a exp(-k u)`` on every row of a matrix (one half-cycle per row,
+``u = 0 .. m-1`` samples). Each row is fitted on its own, so a row's result never depends on the
+other rows of the batch, and each row iterates only as long as it needs to. Rows, box widths and
+profiles are processed in compiled loops: no Python per row and no NumPy call per iteration, which
+is where a batched NumPy solver spends its time (a few microseconds per call, tens of calls per
 iteration). Single-threaded on purpose: Dask parallelises over chunks, extractors never do.
 
 Numba compiles these on first use and caches the machine code next to this file (or in
@@ -15,7 +16,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["fit_rows", "row_diagnostics"]
+__all__ = ["edge_scan", "fit_rows", "group_start", "row_diagnostics"]
 
 # error_model="numpy": a zero determinant gives inf/NaN (then handled per row) instead of raising.
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
