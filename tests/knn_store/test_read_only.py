@@ -21,6 +21,7 @@ import pytest
 from knn_store import KNNStore, load
 from knn_store._knn import exact_knn, prepare_features
 from knn_store.loading import LAST_ACCESS, clear_memo
+from tests._mounts import tmpfs
 
 
 def _can_write(directory: Path) -> bool:
@@ -36,17 +37,8 @@ def _can_write(directory: Path) -> bool:
 @pytest.fixture
 def mount_point(tmp_path: Path) -> Iterator[Path]:
     """A small tmpfs (root only; skipped where mounting is not permitted), unmounted afterwards."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"mount not permitted here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "mnt", "4m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
 #: Makes a store read-only: ``(root, entry directory, request, monkeypatch)``.

@@ -37,6 +37,7 @@ from knn_store import KNNStore, KnnStoreError, StoreFullError, cleanup_temporary
 from knn_store._knn import exact_knn, prepare_features
 from knn_store.cli import main
 from knn_store.loading import clear_memo
+from tests._mounts import tmpfs
 
 #: Seconds any child may take; generous for 2 shared cores (imports of numpy and zarr dominate).
 CHILD_TIMEOUT = 60
@@ -291,19 +292,8 @@ def test_write_past_the_file_size_limit_fails_cleanly(tmp_path: Path, features: 
 @pytest.fixture
 def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 192 kB tmpfs (root only; skipped where mounting is not permitted), unmounted afterwards."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(mnt)], capture_output=True, check=False
-    )
-    if done.returncode != 0:
-        pytest.skip(f"mount not permitted here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "tiny", "192k") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
 def test_full_tmpfs_fails_cleanly_and_frees_its_space(tiny_tmpfs: Path, features: np.ndarray) -> None:
