@@ -196,50 +196,20 @@ def _detect_group(z: np.ndarray, offsets: np.ndarray, rows: np.ndarray, L: float
     sigma = np.maximum(1.4826 * mad / np.sqrt(6.0), 1e-9)
     from dask_features.extractors._tau_kernels import edge_scan  # numba: imported on first use
 
-    h_found, pos, delayed = edge_scan(np.ascontiguousarray(q), sigma, EDGE_CONTRAST, _QUIET_RUN)
-    found = {"rise": h_found[0] > 0, "fall": h_found[1] > 0}
-    res = {
-        name: [h_found[j], pos[j, :, 0], pos[j, :, 1], pos[j, :, 2], delayed[j]]
-        for j, name in enumerate(("rise", "fall"))
-    }
+    h, pos, delayed = edge_scan(np.ascontiguousarray(q), sigma, EDGE_CONTRAST, _QUIET_RUN)
     noise = sigma * scale * np.sqrt(cnt.mean(axis=1))
     out = []
     for s in range(S):
         if not usable[s]:
             out.append(StepEdges(int(TauStatus.NO_EDGES), L, float(sign[s])))
-        elif not (found["rise"][s] and found["fall"][s]):
-            out.append(
-                StepEdges(
-                    int(TauStatus.NO_EDGES),
-                    L,
-                    float(sign[s]),
-                    float(level[s]),
-                    float(scale[s]),
-                    float(noise[s]),
-                )
-            )
-        else:
-            ri, fa = res["rise"], res["fall"]
-            out.append(
-                StepEdges(
-                    int(TauStatus.OK),
-                    L,
-                    float(sign[s]),
-                    float(level[s]),
-                    float(scale[s]),
-                    float(noise[s]),
-                    int(ri[0][s]),
-                    float(ri[1][s]),
-                    float(ri[2][s]),
-                    float(ri[3][s]),
-                    bool(ri[4][s]),
-                    int(fa[0][s]),
-                    float(fa[1][s]),
-                    float(fa[2][s]),
-                    float(fa[3][s]),
-                    bool(fa[4][s]),
-                )
-            )
+            continue
+        profile = (L, float(sign[s]), float(level[s]), float(scale[s]), float(noise[s]))
+        if not (h[0, s] and h[1, s]):
+            out.append(StepEdges(int(TauStatus.NO_EDGES), *profile))
+            continue
+        # Per direction (rise, fall): box width, lo, first, steepest point, delayed.
+        edges = [v for j in range(2) for v in (int(h[j, s]), *pos[j, s].tolist(), bool(delayed[j, s]))]
+        out.append(StepEdges(int(TauStatus.OK), *profile, *edges))
     return out
 
 
