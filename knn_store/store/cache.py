@@ -373,8 +373,10 @@ class KNNStore:
         keep_for = self.grace if grace is None else parse_seconds(grace)
         now = time.time()
         self._backend.sweep()
+        # A use recorded in the future (clock skew between NFS clients, a restored backup) counts as
+        # "now": it neither shields an entry from eviction forever nor jumps the LRU queue.
         entries = sorted(
-            ((self._backend.last_access(e), e) for e in self._backend.entries()), key=lambda t: t[0]
+            ((min(self._backend.last_access(e), now), e) for e in self._backend.entries()), key=lambda t: t[0]
         )
         sizes = {e: self._backend.size(e) for _, e in entries}
         total = sum(sizes.values())

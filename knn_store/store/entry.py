@@ -164,14 +164,29 @@ def read_group(path: str | os.PathLike[str], *, verify: bool = True) -> tuple[np
     Raises
     ------
     FileNotFoundError
-        The group does not exist (it may have been superseded or evicted).
+        The group does not exist, or was removed (superseded or evicted) while it was being read.
     CorruptEntryError
         Anything else is wrong: incomplete marker, wrong layout, shapes, dtypes or checksums.
     """
+    path = Path(path)
+    for attempt in range(2):
+        try:
+            return _read_checked(path, verify)
+        except CorruptEntryError:
+            # Eviction renames a group (or its entry) away before deleting anything, so a group that is
+            # gone by now was pruned under our feet: "not found", never "corrupt". A group still there may
+            # have been swapped by a refresh mid-read (old and new chunks mixed): one more read tells.
+            if not (path / "zarr.json").is_file():
+                raise FileNotFoundError(f"kNN group {path} was removed while being read") from None
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _read_checked(path: Path, verify: bool) -> tuple[np.ndarray, np.ndarray, dict]:
     import zarr
     from zarr.storage import LocalStore
 
-    path = Path(path)
     if not (path / "zarr.json").is_file():
         raise FileNotFoundError(f"kNN group {path} does not exist")
     try:
