@@ -34,7 +34,7 @@ def test_zarr_reads_the_arrays_with_dimension_names(published: tuple[str, np.nda
 def test_dask_array_reads_one_k_slice_of_one_row_block(published: tuple[str, np.ndarray, np.ndarray]) -> None:
     import dask.array as da
 
-    group, nb, ds = published
+    group, _, ds = published
     arr = da.from_zarr(group, component="distances")
     assert arr.chunks[1] == (12,)  # a chunk is a block of rows with every k: one read per row block
     assert np.array_equal(arr[:50, :5].compute(), ds[:50, :5])
