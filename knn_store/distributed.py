@@ -77,13 +77,20 @@ def distributed_knn(
     ranges = plan_blocks(x.shape[0], n_workers, blocks)
     parts = client.scatter([cond.rows(lo, hi) for lo, hi in ranges])
     token = uuid.uuid4().hex[:12]  # task keys unique per call, readable in the dashboard
-    merged = []
-    for qi, q in enumerate(parts):
-        tiles = [
-            client.submit(_tile, q, r, k, key=f"knn-tile-{token}-{qi}-{ri}") for ri, r in enumerate(parts)
-        ]
-        merged.append(client.submit(_merge, k, *tiles, key=f"knn-merge-{token}-{qi}"))
-    results = client.gather(merged)
+    futures = list(parts)
+    try:
+        merged = []
+        for qi, q in enumerate(parts):
+            tiles = [
+                client.submit(_tile, q, r, k, key=f"knn-tile-{token}-{qi}-{ri}") for ri, r in enumerate(parts)
+            ]
+            merged.append(client.submit(_merge, k, *tiles, key=f"knn-merge-{token}-{qi}"))
+            futures += [*tiles, merged[-1]]
+        results = client.gather(merged)
+    finally:
+        # Leave nothing on a shared cluster, also when interrupted or failed.
+        client.cancel(futures)
+        del futures, parts
     idx = np.concatenate([r[0] for r in results])
     d2 = np.concatenate([r[1] for r in results])
     logger.debug("distributed exact kNN n=%d k=%d in %d tiles", x.shape[0], k, len(ranges) ** 2)
