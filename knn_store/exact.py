@@ -16,7 +16,7 @@ squared distance is ``sum((v_j - v_i) ** 2)`` summed in NumPy's pairwise order, 
    window holds all true neighbours *and everything tied with the k-th*. A row first tries the
    ``k + 8`` smallest ``a``; if the next one is still inside the (row-wide, looser) window the row is
    widened to the exact per-pair window.
-3. **Re-rank.** Candidates are scored in float64 by a compiled kernel (:mod:`knn_store._pairwise`) that
+3. **Re-rank.** Candidates are scored in float64 by a compiled kernel (:mod:`knn_store._kernels`) that
    reproduces NumPy's pairwise summation bit for bit, then sorted by (distance, index). The score of a pair does not depend on the
    other candidates, so any blocking (local row blocks, Dask tiles) gives the same bits.
 """
@@ -64,20 +64,33 @@ class Conditioned:
     scale: float
     offset: int
     metric: str
+    trivial: bool = False  # exact rows are x itself (mult == norm == 1): no float64 copy needed
     _x32: np.ndarray | None = None
+    _v: np.ndarray | None = None
 
     def rows(self, lo: int, hi: int) -> Conditioned:
-        """Rows ``lo:hi`` (local indices) as a new view with global ids kept."""
-        sub = None if self._x32 is None else self._x32[lo:hi]
+        """Rows ``lo:hi`` (local indices) as a new view with global ids kept (and cached arrays sliced)."""
         return Conditioned(
-            self.x[lo:hi], self.mult[lo:hi], self.norm[lo:hi], self.mean, self.scale,
-            self.offset + lo, self.metric, sub,
+            self.x[lo:hi], self.mult[lo:hi], self.norm[lo:hi], self.mean, self.scale, self.offset + lo,
+            self.metric, self.trivial,
+            None if self._x32 is None else self._x32[lo:hi], None if self._v is None else self._v[lo:hi],
         )  # fmt: skip
 
     def exact(self, lo: int = 0, hi: int | None = None) -> np.ndarray:
         """Float64 exact rows ``lo:hi``."""
         sl = slice(lo, hi)
-        return self.x[sl].astype(np.float64) * self.mult[sl, None] / self.norm[sl, None]
+        v = self.x[sl].astype(np.float64)
+        if self.trivial:
+            return v
+        return v * self.mult[sl, None] / self.norm[sl, None]
+
+    def scoring(self) -> np.ndarray:
+        """Rows the scorer reads: the canonical matrix itself when trivial, else cached float64 exact rows."""
+        if self.trivial:
+            return self.x
+        if self._v is None:
+            self._v = self.exact()
+        return self._v
 
     def conditioned32(self) -> np.ndarray:
         """Centred, power-of-two scaled float32 rows (computed once, in blocks of rows)."""
@@ -85,7 +98,10 @@ class Conditioned:
             out = np.empty(self.x.shape, dtype=np.float32)
             step = max(1, (16 << 20) // (8 * max(1, self.x.shape[1])))
             for s in range(0, self.x.shape[0], step):
-                out[s : s + step] = (self.exact(s, s + step) - self.mean) * self.scale
+                block = self.exact(s, s + step)
+                block -= self.mean
+                block *= self.scale
+                out[s : s + step] = block
             self._x32 = out
         return self._x32
 
@@ -100,44 +116,43 @@ def _pow2_below(value: float) -> float:
 def condition(x: np.ndarray, metric: str) -> Conditioned:
     """Prepare a canonical matrix (see :func:`knn_store.neighbors.prepare_features`) for both stages."""
     n, d = x.shape
-    step = max(1, (16 << 20) // (8 * max(1, d)))
     if metric == "cosine":
         # Exact power-of-two pre-scaling per row: the norm of a row of 1e19s or 1e-19s neither overflows
         # nor underflows, and for ordinary rows the result is bit-identical to x / |x|.
         peak = np.abs(x).max(axis=1).astype(np.float64)
         mult = np.ldexp(1.0, -np.frexp(peak)[1]).astype(np.float64)
         norm = np.empty(n)
+        step = max(1, (16 << 20) // (8 * max(1, d)))
         for s in range(0, n, step):
             v = x[s : s + step].astype(np.float64) * mult[s : s + step, None]
             norm[s : s + step] = np.sqrt(np.square(v).sum(axis=1))
+        cond = Conditioned(x, mult, norm, np.zeros(d), 1.0, 0, metric)
+        total, lo, hi = np.zeros(d), np.full(d, np.inf), np.full(d, -np.inf)
+        for s in range(0, n, step):
+            v = cond.exact(s, s + step)
+            total += v.sum(axis=0)
+            lo, hi = np.minimum(lo, v.min(axis=0)), np.maximum(hi, v.max(axis=0))
     else:
-        # One global power of two only where float64 squares would over- or underflow; otherwise 1, so
+        # One global power of two only where float64 squares would over- or underflow; otherwise none, so
         # the answer is bit-identical to the plain float64 brute force.
         peak = float(np.abs(x).max()) if x.size else 0.0
         sx = _pow2_below(peak) if peak > 2.0**400 or 0 < peak < 2.0**-400 else 1.0
-        mult = np.full(n, sx)
-        norm = np.ones(n)
-    cond = Conditioned(x, mult, norm, np.zeros(d), 1.0, 0, metric)
-    total = np.zeros(d)
-    for s in range(0, n, step):
-        total += cond.exact(s, s + step).sum(axis=0)
+        cond = Conditioned(x, np.full(n, sx), np.ones(n), np.zeros(d), 1.0, 0, metric, trivial=sx == 1.0)
+        total = x.sum(axis=0, dtype=np.float64) * sx
+        lo, hi = x.min(axis=0).astype(np.float64) * sx, x.max(axis=0).astype(np.float64) * sx
     cond.mean = total / n
-    spread = 0.0
-    for s in range(0, n, step):
-        spread = max(spread, float(np.abs(cond.exact(s, s + step) - cond.mean).max()))
-    cond.scale = _pow2_below(spread)
+    # Centred entries then lie within [lo - mean, hi - mean]; scale them below 1 (a power of two: exact).
+    cond.scale = _pow2_below(float(np.max(np.maximum(hi - cond.mean, cond.mean - lo))))
     return cond
 
 
 def score(q: Conditioned, r: Conditioned, qrows: np.ndarray, cand: np.ndarray) -> np.ndarray:
     """Exact float64 squared distances of query rows ``qrows`` (local) to reference rows ``cand`` (local)."""
-    from knn_store._pairwise import pair_d2  # numba loads only when a kNN is computed, not on cache hits
+    from knn_store._kernels import pair_d2  # numba loads only when a kNN is computed, not on cache hits
 
     out = np.empty(cand.shape, dtype=np.float64)
-    pair_d2(
-        np.ascontiguousarray(q.x[qrows]), q.mult[qrows], q.norm[qrows], r.x, r.mult, r.norm,
-        np.ascontiguousarray(cand, dtype=np.int64), out,
-    )  # fmt: skip
+    vq = np.ascontiguousarray(q.scoring()[qrows], dtype=np.float64)
+    pair_d2(vq, r.scoring(), np.ascontiguousarray(cand, dtype=np.int64), out)
     return out
 
 
@@ -181,6 +196,8 @@ def knn_tile(
     d2 : numpy.ndarray, float64, shape (len(q), k)
         Exact squared distances (in the exact rows' units); inf with -1.
     """
+    from knn_store._kernels import smallest  # numba loads only when a kNN is computed
+
     nq, nr, d = q.x.shape[0], r.x.shape[0], q.x.shape[1]
     c = 2.0 * (d + 8) * _U32
     c_abs = 2.0 * (d + 8) * 2.0**-140
@@ -209,17 +226,22 @@ def knn_tile(
             idx, dist = _top(np.where(cand >= 0, cand + r.offset, -1), d2, k)
             out_i[s : s + b], out_d[s : s + b] = idx, dist
             continue
-        part = np.argpartition(a, m0, axis=1)
-        cand = part[:, :m0]
-        cand_a = np.take_along_axis(a, cand, axis=1)
-        next_a = a[local, part[:, m0]].astype(np.float64)
-        a_k = np.partition(cand_a, k - 1, axis=1)[:, k - 1].astype(np.float64)
+        cand = np.empty((b, m0 + 1), dtype=np.int64)
+        cand_a = np.empty((b, m0 + 1), dtype=np.float32)
+        smallest(a, m0 + 1, cand, cand_a)  # ascending: the k-th and the (m0 + 1)-th come for free
+        next_a = cand_a[:, m0].astype(np.float64)
+        a_k = cand_a[:, k - 1].astype(np.float64)
+        cand, cand_a = cand[:, :m0], cand_a[:, :m0]
         nu_q = np.sqrt(sq_q.astype(np.float64)) * (1 + 1e-3)
-        wide = next_a <= a_k + 2 * (c * (nu_q + nu_rmax) ** 2 + c_abs)
+        window = a_k + 2 * (c * (nu_q + nu_rmax) ** 2 + c_abs)
+        wide = next_a <= window
         narrow = np.flatnonzero(~wide)
         if narrow.size:
+            # Only candidates inside the window can be neighbours; the rest are not scored (-1).
+            cand = np.where(cand_a <= window[:, None], cand, -1)
             d2 = score(qb, r, narrow, cand[narrow])
-            out_i[s + narrow], out_d[s + narrow] = _top(cand[narrow] + r.offset, d2, k)
+            gidx = np.where(cand[narrow] >= 0, cand[narrow] + r.offset, -1)
+            out_i[s + narrow], out_d[s + narrow] = _top(gidx, d2, k)
         for i in np.flatnonzero(wide):
             # Exact per-pair window over the whole row (rare: near ties, duplicates, far outliers).
             e = c * (nu_q[i] + nu_r) ** 2 + c_abs
