@@ -23,6 +23,7 @@ import numpy as np
 from knn_store._names import check_name
 from knn_store.errors import InvalidFeaturesError, InvalidParameterError, KnnStoreError
 from knn_store.input_files import read_features, read_labels
+from knn_store.neighbors import BACKENDS
 from knn_store.store.cache import KNNStore
 from knn_store.store.temporary import cleanup_temporary
 
@@ -80,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         help="density percentiles as START:STOP:STEP with STOP included, or a comma list (default 40:90:5)",
     )
     g.add_argument("--metric", default="euclidean", choices=["euclidean", "cosine"])
-    g.add_argument("--backend", default=None, choices=["auto", "numpy", "sklearn", "faiss"])
+    g.add_argument("--backend", default=None, choices=list(BACKENDS))
     where = g.add_mutually_exclusive_group()
     where.add_argument(
         "--workers", type=int, default=None, help="start a LocalCluster with N worker processes"

@@ -365,7 +365,8 @@ class KNNStore:
         Returns
         -------
         list of str
-            Keys of evicted entries. Staging directories of crashed writers are removed as well: at once
+            Keys of evicted entries, including entries of other layout versions (never served) once
+            unused for ``grace``. Staging directories of crashed writers are removed as well: at once
             if the writer ran on this machine, else once they are a day old.
         """
         limit = None if max_bytes is None else parse_bytes(max_bytes)
@@ -391,6 +392,12 @@ class KNNStore:
                 total -= sizes[entry]
                 evicted.append(entry.rstrip("/").rsplit("/", 1)[-1])
                 logger.info("pruned kNN entry %s (%d bytes)", entry, sizes[entry])
+        for entry in self._backend.stale_entries():
+            # Written by another layout version (e.g. before exact-by-construction): never served.
+            if now - min(self._backend.last_access(entry), now) >= keep_for:
+                self._backend.discard_entry(entry)
+                evicted.append(entry.rstrip("/").rsplit("/", 1)[-1])
+                logger.info("pruned kNN entry %s of another layout version", entry)
         return evicted
 
     def clear(self) -> int:

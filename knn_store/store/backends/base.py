@@ -61,6 +61,10 @@ class StorageBackend(abc.ABC):
     def entries(self) -> list[str]:
         """Locations of every entry currently in the store (in no particular order)."""
 
+    def stale_entries(self) -> list[str]:
+        """Entries written by other layout versions: never served, removed by ``prune`` once unused."""
+        return []
+
     @abc.abstractmethod
     def groups(self, entry: str) -> dict[int, str]:
         """Published groups of ``entry`` as ``{k_max: group location}``; empty if none or no entry."""

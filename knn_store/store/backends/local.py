@@ -22,6 +22,7 @@ import errno
 import functools
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -41,6 +42,7 @@ __all__ = ["LAST_ACCESS", "LocalBackend", "touch"]
 logger = logging.getLogger(__name__)
 
 _NAMESPACE = f"v{LAYOUT_VERSION}"
+_OTHER_LAYOUT = re.compile(r"^v\d+$")
 _STAGING = ".tmp-"  # a group being written: <entry>/.tmp-<uuid>/{.knn_store_owner, group.zarr}
 _STALE_TMP_SECONDS = 86400.0  # a .tmp-* of unknown owner this old belongs to a crashed writer
 #: errno values meaning "no space for this write": disk full, quota exceeded, file-size limit (RLIMIT_FSIZE).
@@ -211,6 +213,18 @@ class LocalBackend(StorageBackend):
             return [str(p) for p in self._base.iterdir() if p.is_dir() and not p.name.startswith(".")]
         except FileNotFoundError:
             return []
+
+    def stale_entries(self) -> list[str]:
+        root = Path(self.root)
+        try:
+            spaces = [p for p in root.iterdir() if _OTHER_LAYOUT.match(p.name) and p != self._base]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        out = []
+        for space in spaces:
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                out += [str(p) for p in space.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        return out
 
     def groups(self, entry: str) -> dict[int, str]:
         return {k: str(p) for k, p in list_groups(entry).items()}

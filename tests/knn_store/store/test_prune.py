@@ -95,3 +95,17 @@ def test_a_use_recorded_in_the_future_counts_as_now(tmp_path: Path) -> None:
     assert store.prune(max_bytes=0, grace=0) == [future.name]
     assert not future.exists()
     assert os.listdir(tmp_path / future.parent.name) == []
+
+
+def test_entries_of_an_older_layout_are_never_served_and_pruned(tmp_path: Path) -> None:
+    x = _features(3)
+    store = KNNStore(tmp_path)
+    current = store.ensure(x, 5)
+    old_space = tmp_path / "v1"
+    # An entry as the previous layout wrote it (same content, other namespace).
+    (old_space / current.key).parent.mkdir(parents=True)
+    os.rename(current.entry_dir, old_space / current.key)
+    assert store.lookup(x, 5) is None  # not served, whatever it holds
+    _set_mtime_elsewhere(old_space / current.key / LAST_ACCESS, time.time() - 7200)
+    assert store.prune(grace="1h") == [current.key]
+    assert not (old_space / current.key).exists()
