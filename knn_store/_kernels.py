@@ -121,19 +121,11 @@ def smallest(a, m, idx, val):  # type: ignore[no-untyped-def]  # pragma: no cove
     for r in range(b):
         vi = idx[r]
         vv = val[r]
-        for c in range(m):  # insertion sort of the first m
+        vv[:] = np.inf
+        vi[:] = -1
+        for c in range(n):
             x = a[r, c]
-            p = c
-            while p > 0 and vv[p - 1] > x:
-                vv[p] = vv[p - 1]
-                vi[p] = vi[p - 1]
-                p -= 1
-            vv[p] = x
-            vi[p] = c
-        worst = vv[m - 1]
-        for c in range(m, n):
-            x = a[r, c]
-            if x < worst:
+            if x < vv[m - 1]:  # insertion into the sorted buffer; most entries stop at this test
                 p = m - 1
                 while p > 0 and vv[p - 1] > x:
                     vv[p] = vv[p - 1]
@@ -141,4 +133,3 @@ def smallest(a, m, idx, val):  # type: ignore[no-untyped-def]  # pragma: no cove
                     p -= 1
                 vv[p] = x
                 vi[p] = c
-                worst = vv[m - 1]

@@ -24,9 +24,9 @@ Only :class:`EntryRef` is imported eagerly; the rest loads on first use, so a wo
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from knn_store._lazy import lazy_getattr
 from knn_store.store.entry import EntryRef
 
 if TYPE_CHECKING:
@@ -45,13 +45,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'knn_store.store' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 __all__ = ["EntryInfo", "EntryRef", "KNNStore", "cleanup_temporary", "clear_memo", "load", "make_backend"]
