@@ -15,7 +15,7 @@ from knn_store import EntryNotFoundError, KNNStore, load
 from knn_store.store.backends.local import LAST_ACCESS
 from knn_store.store.memo import clear_memo
 
-READ_SECONDS = 4.0
+READ_SECONDS = 2.0
 
 
 def _features(seed: int = 5) -> np.ndarray:
