@@ -98,8 +98,8 @@ def main() -> None:
     from distributed import Client, LocalCluster
 
     import knn_store
-    from knn_store._knn import exact_knn, prepare_features
-    from knn_store.loading import clear_memo
+    from knn_store.neighbors import exact_knn, prepare_features
+    from knn_store.store.memo import clear_memo
 
     x, y, mask = vit_like(n, d)
     n_jobs = len(KS) * len(PERCENTILES)

@@ -39,22 +39,22 @@ def _measure(ref, ks):
     import zarr  # noqa: F401
 
     t_import = float("nan") if already else time.perf_counter() - t
-    from knn_store import loading
+    from knn_store.store import memo
 
-    loading.clear_memo()
+    memo.clear_memo()
     t = time.perf_counter()
-    loading.load(ref, ks[0])
+    memo.load(ref, ks[0])
     first = time.perf_counter() - t
     hits = []
     for k in ks * 10:
         t = time.perf_counter()
-        loading.load(ref, k)
+        memo.load(ref, k)
         hits.append(time.perf_counter() - t)
     cold = []
     for k in ks:
-        loading.clear_memo()
+        memo.clear_memo()
         t = time.perf_counter()
-        loading.load(ref, k)
+        memo.load(ref, k)
         cold.append(time.perf_counter() - t)
     return {
         "import": t_import,

@@ -20,6 +20,12 @@ cleanup_temporary
 KnnStoreError and subclasses
     Every error raised on bad input, bad entries or a full disk (``StoreFullError``).
 
+Layout
+------
+``neighbors`` (exact kNN computation), ``store/`` (the store, keys, entry format, memo, temporary stores,
+storage ``backends/``), ``cluster/`` (SS-DDBC and GCD metrics), ``search`` (grid search), ``cli``, ``plot``,
+``input_files`` (reading the CLI's input files), ``errors``.
+
 Importing the package prints nothing and writes nothing; zarr, distributed, pandas, scipy and scikit-learn
 are imported only when first needed.
 """
@@ -29,7 +35,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from knn_store._entry import EntryRef
 from knn_store.errors import (
     BackendUnavailableError,
     CorruptEntryError,
@@ -40,33 +45,34 @@ from knn_store.errors import (
     KnnStoreError,
     StoreFullError,
 )
+from knn_store.store.entry import EntryRef
 
 if TYPE_CHECKING:
-    from knn_store._temporary import cleanup_temporary
-    from knn_store.clustering import SSDDBCResult, median_density, relative_density, ssddbc, ssddbc_sweep
-    from knn_store.loading import load
-    from knn_store.metrics import cluster_acc, gcd_scores, split_cluster_acc
+    from knn_store.cluster.metrics import cluster_acc, gcd_scores, split_cluster_acc
+    from knn_store.cluster.ours import SSDDBCResult, median_density, relative_density, ssddbc, ssddbc_sweep
     from knn_store.search import best_configurations, grid_search, run_clustering_search_on_features
-    from knn_store.store import EntryInfo, KNNStore
+    from knn_store.store.cache import EntryInfo, KNNStore
+    from knn_store.store.memo import load
+    from knn_store.store.temporary import cleanup_temporary
 
 # Heavy dependencies (pandas, scipy, scikit-learn) load on first use: a worker that only calls
 # ``load`` starts in a fraction of the time (PEP 562 module __getattr__).
 _LAZY = {
-    "SSDDBCResult": "knn_store.clustering",
-    "median_density": "knn_store.clustering",
-    "relative_density": "knn_store.clustering",
-    "ssddbc": "knn_store.clustering",
-    "ssddbc_sweep": "knn_store.clustering",
-    "load": "knn_store.loading",
-    "cleanup_temporary": "knn_store._temporary",
-    "cluster_acc": "knn_store.metrics",
-    "gcd_scores": "knn_store.metrics",
-    "split_cluster_acc": "knn_store.metrics",
+    "SSDDBCResult": "knn_store.cluster.ours",
+    "median_density": "knn_store.cluster.ours",
+    "relative_density": "knn_store.cluster.ours",
+    "ssddbc": "knn_store.cluster.ours",
+    "ssddbc_sweep": "knn_store.cluster.ours",
+    "load": "knn_store.store.memo",
+    "cleanup_temporary": "knn_store.store.temporary",
+    "cluster_acc": "knn_store.cluster.metrics",
+    "gcd_scores": "knn_store.cluster.metrics",
+    "split_cluster_acc": "knn_store.cluster.metrics",
     "best_configurations": "knn_store.search",
     "grid_search": "knn_store.search",
     "run_clustering_search_on_features": "knn_store.search",
-    "EntryInfo": "knn_store.store",
-    "KNNStore": "knn_store.store",
+    "EntryInfo": "knn_store.store.cache",
+    "KNNStore": "knn_store.store.cache",
 }
 
 

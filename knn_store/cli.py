@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from knn_store._io import read_features, read_labels
 from knn_store._names import check_name
-from knn_store._temporary import cleanup_temporary
 from knn_store.errors import InvalidFeaturesError, InvalidParameterError, KnnStoreError
-from knn_store.store import KNNStore
+from knn_store.input_files import read_features, read_labels
+from knn_store.store.cache import KNNStore
+from knn_store.store.temporary import cleanup_temporary
 
 __all__ = ["main"]
 

@@ -21,13 +21,13 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from knn_store._entry import EntryRef
 from knn_store._names import check_name
-from knn_store.clustering import ssddbc_sweep
+from knn_store.cluster.metrics import gcd_scores
+from knn_store.cluster.ours import ssddbc_sweep
 from knn_store.errors import InvalidFeaturesError, InvalidParameterError
-from knn_store.loading import load
-from knn_store.metrics import gcd_scores
-from knn_store.store import KNNStore
+from knn_store.store.cache import KNNStore
+from knn_store.store.entry import EntryRef
+from knn_store.store.memo import load
 
 __all__ = ["COLUMNS", "best_configurations", "grid_search", "run_clustering_search_on_features"]
 

@@ -348,7 +348,7 @@ def ssddbc(
     if precomputed_knn is None:
         if features is None:
             raise InvalidParameterError("ssddbc needs either features or precomputed_knn")
-        from knn_store._knn import exact_knn, prepare_features
+        from knn_store.neighbors import exact_knn, prepare_features
 
         precomputed_knn = exact_knn(prepare_features(features, metric), k, metric=metric)
     [result] = ssddbc_sweep(

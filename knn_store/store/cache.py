@@ -1,19 +1,11 @@
-"""The persistent, content-addressed kNN store.
+"""The persistent, content-addressed kNN store (:class:`KNNStore`).
 
-Layout under ``root``::
-
-    v1/<key>/k0021.zarr/      published Zarr 3 group (immutable), neighbors + distances at k_max=21
-    v1/<key>/.tmp-<uuid>/      a write in progress (never read): group.zarr + the writer's locked owner file
-    v1/<key>/last_access       mtime = last use, for LRU pruning
-    v1/.trash-<uuid>           an eviction in progress
-
-Publishing is ``write to .tmp-* -> mark complete -> os.rename``. Renaming a directory onto an existing
-non-empty one fails, so of several racing writers exactly one wins and the others adopt its group.
-``refresh=True`` computes first and then exchanges the new group with the old one in one step, so a failed
-recompute leaves the old entry as it was. A killed writer's ``.tmp-*`` is removed by the next ``ensure``
-of that entry or ``prune`` (its owner lock is free); one from another machine after a day.
-Roots on object stores (``s3://``, ``gs://``, ...) use the commit-marker protocol of
-:mod:`knn_store._remote` instead; everything else is the same.
+Where and how entries are published is the business of a storage backend
+(:mod:`knn_store.store.backends`): a local directory published by atomic rename, or an object store
+published by commit markers. Keys are built in :mod:`knn_store.store.keys`, the group format is
+:mod:`knn_store.store.entry`, the kNN itself comes from :mod:`knn_store.neighbors`.
+``refresh=True`` computes first and then replaces the old group in one step, so a failed recompute leaves
+the old entry as it was.
 """
 
 from __future__ import annotations
@@ -30,14 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from knn_store._entry import CONVENTIONS, EntryRef
-from knn_store._hashing import entry_key, feature_digest
-from knn_store._knn import backend_id, exact_knn, prepare_features, resolve_backend
-from knn_store._layout import LocalLayout, make_layout
-from knn_store._temporary import cleanup_temporary, owned_temporary_dir
-from knn_store._units import parse_bytes, parse_seconds
 from knn_store.errors import CorruptEntryError, InvalidParameterError
-from knn_store.loading import load
+from knn_store.neighbors import backend_id, exact_knn, prepare_features, resolve_backend
+from knn_store.store.backends import LocalBackend, make_backend
+from knn_store.store.entry import CONVENTIONS, EntryRef
+from knn_store.store.keys import entry_key, feature_digest
+from knn_store.store.memo import load
+from knn_store.store.temporary import cleanup_temporary, owned_temporary_dir
+from knn_store.store.units import parse_bytes, parse_seconds
 
 __all__ = ["EntryInfo", "KNNStore"]
 
@@ -110,9 +102,9 @@ class KNNStore:
         n_threads: int | None = None,
         grace: float | str = 3600.0,
     ) -> None:
-        self._layout = make_layout(root)
+        self._backend = make_backend(root)
         self.root: Path | str = (
-            Path(self._layout.root) if isinstance(self._layout, LocalLayout) else self._layout.root
+            Path(self._backend.root) if isinstance(self._backend, LocalBackend) else self._backend.root
         )
         self.backend = backend
         self.n_threads = n_threads
@@ -177,15 +169,15 @@ class KNNStore:
         return self._lookup_key(key, k, metric)
 
     def _lookup_key(self, key: str, k: int, metric: str) -> EntryRef | None:
-        entry = self._layout.entry(key)
+        entry = self._backend.entry(key)
         suspect: set[str] = set()
         for _ in range(8):  # a concurrent supersede/evict can only make us list again a few times
-            fits = [(km, g) for km, g in self._layout.groups(entry).items() if km >= k]
+            fits = [(km, g) for km, g in self._backend.groups(entry).items() if km >= k]
             if not fits:
                 return None
             k_max, group = min(fits)
             try:
-                _, _, attrs = self._layout.read(group)
+                _, _, attrs = self._backend.read(group)
             except FileNotFoundError:
                 continue  # superseded between listing and reading: list again
             except CorruptEntryError as exc:
@@ -194,9 +186,9 @@ class KNNStore:
                     suspect.add(group)
                     continue
                 logger.warning("discarding corrupt kNN group %s: %s", group, exc)
-                self._layout.discard_group(entry, k_max)
+                self._backend.discard_group(entry, k_max)
                 continue
-            self._layout.touch(entry)
+            self._backend.touch(entry)
             return EntryRef(entry, group, key, k_max, int(attrs["n"]), metric)
         return None
 
@@ -239,10 +231,10 @@ class KNNStore:
                 f"k_max must be an integer in [1, n - 1] = [1, {n - 1}], got {k_max!r}"
             )
         k_max = int(k_max)
-        entry = self._layout.entry(key)
+        entry = self._backend.entry(key)
         try:
             # A killed writer's staging directory goes now, not at a prune a day later (one listdir if none).
-            self._layout.sweep(entry)
+            self._backend.sweep(entry)
         except OSError as exc:  # housekeeping must never keep a job from running
             logger.warning("could not clean up staging directories in %s: %s", entry, exc)
         if not refresh:
@@ -280,13 +272,13 @@ class KNNStore:
         replace: bool = False,
     ) -> EntryRef:
         k_max = nb.shape[1]
-        self._layout.publish(entry, nb, ds, attrs, replace=replace)
-        self._layout.touch(entry)
+        self._backend.publish(entry, nb, ds, attrs, replace=replace)
+        self._backend.touch(entry)
         # Groups with a smaller k_max are now redundant (prefix property); readers re-resolve on miss. A
         # refresh replaces larger ones too, but only now that its own group is in place.
-        for km in self._layout.groups(entry):
+        for km in self._backend.groups(entry):
             if km < k_max or (replace and km != k_max):
-                self._layout.discard_group(entry, km)
+                self._backend.discard_group(entry, km)
         ref = self._lookup_key(key, k_max, metric)
         if ref is not None:
             return ref
@@ -313,12 +305,12 @@ class KNNStore:
     def info(self) -> list[EntryInfo]:
         """List published entries with sizes and metadata, most recently used first."""
         rows = []
-        for entry in self._layout.entries():
-            groups = self._layout.groups(entry)
+        for entry in self._backend.entries():
+            groups = self._backend.groups(entry)
             if not groups:
                 continue
             try:
-                _, _, attrs = self._layout.read(groups[max(groups)], verify=False)
+                _, _, attrs = self._backend.read(groups[max(groups)], verify=False)
             except (FileNotFoundError, CorruptEntryError):
                 continue
             rows.append(
@@ -330,9 +322,9 @@ class KNNStore:
                     d=int(attrs.get("d", -1)),
                     metric=str(attrs.get("metric", "")),
                     backend=str(attrs.get("backend", "")),
-                    bytes=self._layout.size(entry),
+                    bytes=self._backend.size(entry),
                     created=str(attrs.get("created", "")),
-                    last_access=self._layout.last_access(entry),
+                    last_access=self._backend.last_access(entry),
                 )
             )
         return sorted(rows, key=lambda r: -r.last_access)
@@ -365,11 +357,11 @@ class KNNStore:
         age = None if max_age is None else parse_seconds(max_age)
         keep_for = self.grace if grace is None else parse_seconds(grace)
         now = time.time()
-        self._layout.sweep()
+        self._backend.sweep()
         entries = sorted(
-            ((self._layout.last_access(e), e) for e in self._layout.entries()), key=lambda t: t[0]
+            ((self._backend.last_access(e), e) for e in self._backend.entries()), key=lambda t: t[0]
         )
-        sizes = {e: self._layout.size(e) for _, e in entries}
+        sizes = {e: self._backend.size(e) for _, e in entries}
         total = sum(sizes.values())
         evicted = []
         for used, entry in entries:
@@ -378,7 +370,7 @@ class KNNStore:
             too_old = age is not None and now - used > age
             too_big = limit is not None and total > limit
             if too_old or too_big:
-                self._layout.discard_entry(entry)
+                self._backend.discard_entry(entry)
                 total -= sizes[entry]
                 evicted.append(entry.rstrip("/").rsplit("/", 1)[-1])
                 logger.info("pruned kNN entry %s (%d bytes)", entry, sizes[entry])
@@ -386,7 +378,7 @@ class KNNStore:
 
     def clear(self) -> int:
         """Remove every entry; returns how many were removed. Do not call while jobs use the store."""
-        entries = self._layout.entries()
+        entries = self._backend.entries()
         for entry in entries:
-            self._layout.discard_entry(entry)
+            self._backend.discard_entry(entry)
         return len(entries)

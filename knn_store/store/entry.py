@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from knn_store._hashing import LAYOUT_VERSION
 from knn_store.errors import CorruptEntryError
+from knn_store.store.keys import LAYOUT_VERSION
 
 __all__ = [
     "CONVENTIONS",
@@ -67,6 +67,11 @@ class EntryRef:
     k_max: int
     n: int
     metric: str
+
+    @property
+    def root(self) -> str:
+        """Root of the store holding the entry (``entry_dir`` is ``<root>/v<layout>/<key>``)."""
+        return self.entry_dir.rstrip("/").rsplit("/", 2)[0]
 
 
 def group_name(k_max: int) -> str:

@@ -17,9 +17,9 @@ final name, so a ``knn_store_*`` directory with an owner file is never visible u
 lives.
 
 The same owner file guards the staging directories in which :class:`~knn_store.KNNStore` writes new groups
-(:mod:`knn_store._layout`), so a killed writer's half-written group is removed at the next ``ensure`` or
+(:mod:`knn_store.store.backends.local`), so a killed writer's half-written group is removed at the next ``ensure`` or
 ``prune`` instead of after a day, and the local directories of transfers to and from object stores
-(:mod:`knn_store._remote`), which are ordinary owned temporary directories.
+(:mod:`knn_store.store.backends.fsspec`), which are ordinary owned temporary directories.
 """
 
 from __future__ import annotations

@@ -7,15 +7,15 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-import knn_store.loading
+import knn_store.store.memo
 
 
 @pytest.fixture(autouse=True)
 def _fresh_memo() -> Iterator[None]:
     # The per-process memo is keyed by group path; tests that corrupt files must not be served from it.
-    knn_store.loading.clear_memo()
+    knn_store.store.memo.clear_memo()
     yield
-    knn_store.loading.clear_memo()
+    knn_store.store.memo.clear_memo()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from knn_store import BackendUnavailableError, InvalidFeaturesError, InvalidParameterError
-from knn_store._knn import exact_knn, prepare_features, resolve_backend
+from knn_store.neighbors import exact_knn, prepare_features, resolve_backend
 
 EXACT = ["numpy", "sklearn"]
 

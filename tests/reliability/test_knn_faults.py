@@ -34,9 +34,9 @@ import numpy as np
 import pytest
 
 from knn_store import KNNStore, KnnStoreError, StoreFullError, cleanup_temporary, load
-from knn_store._knn import exact_knn, prepare_features
 from knn_store.cli import main
-from knn_store.loading import clear_memo
+from knn_store.neighbors import exact_knn, prepare_features
+from knn_store.store.memo import clear_memo
 from tests._mounts import tmpfs
 
 #: Seconds any child may take; generous for 2 shared cores (imports of numpy and zarr dominate).
@@ -339,17 +339,17 @@ WRITER = textwrap.dedent(
     """
     import sys
     import numpy as np
-    import knn_store._layout
+    import knn_store.store.backends.local
     from knn_store import KNNStore
 
-    write_group = knn_store._layout.write_group
+    write_group = knn_store.store.backends.local.write_group
 
     def write_then_pause(path, *args):
         write_group(path, *args)
         print(path.parent, flush=True)
         sys.stdin.readline()
 
-    knn_store._layout.write_group = write_then_pause
+    knn_store.store.backends.local.write_group = write_then_pause
     store = KNNStore(sys.argv[1], backend="numpy")
     ref = store.ensure(np.load(sys.argv[2]), int(sys.argv[3]), refresh=sys.argv[4] == "refresh")
     print(ref.group, flush=True)

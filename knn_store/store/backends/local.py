@@ -1,8 +1,17 @@
-"""Where entries live: one small interface, a local-filesystem and an object-store implementation.
+"""The local-filesystem storage backend: entries in a directory, published by atomic directory rename.
 
-Both address an entry by a string (a path or a URL) and a group by its location string. The local layout
-publishes with ``os.rename`` of a complete temporary directory; the remote one with a commit marker (see
-:mod:`knn_store._remote`). Everything above this module is the same for both.
+Layout under the root::
+
+    v<layout>/<key>/k0021.zarr/   published Zarr 3 group (immutable), neighbors + distances at k_max=21
+    v<layout>/<key>/.tmp-<uuid>/  a write in progress (never read): group.zarr + the writer's locked owner file
+    v<layout>/<key>/last_access   its mtime is the last use, for LRU pruning
+    v<layout>/.trash-<uuid>       an eviction in progress
+
+Publishing is ``write to .tmp-* -> mark complete -> os.rename``. Renaming a directory onto an existing
+non-empty one fails, so of several racing writers exactly one wins and the others adopt its group.
+A replacing write exchanges the new group with the old one in one step (``renameat2``) where the
+filesystem can. A killed writer's ``.tmp-*`` is removed by the next ``sweep`` of that entry (its owner lock
+is free); one from another machine after a day.
 """
 
 from __future__ import annotations
@@ -17,25 +26,17 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from knn_store import _remote
-from knn_store._entry import group_name, list_groups, read_group, write_group
-from knn_store._hashing import LAYOUT_VERSION
-from knn_store._temporary import (
-    OWNER,
-    claim_orphan,
-    cleanup_temporary,
-    hold_owner_lock,
-    read_owner,
-    same_machine,
-)
-from knn_store.errors import InvalidParameterError, StoreFullError
-from knn_store.loading import LAST_ACCESS, touch
+from knn_store.errors import StoreFullError
+from knn_store.store.backends.base import StorageBackend
+from knn_store.store.entry import group_name, list_groups, read_group, write_group
+from knn_store.store.keys import LAYOUT_VERSION
+from knn_store.store.temporary import OWNER, claim_orphan, hold_owner_lock, read_owner, same_machine
 
-__all__ = ["Layout", "LocalLayout", "RemoteLayout", "make_layout"]
+__all__ = ["LAST_ACCESS", "LocalBackend", "touch"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,11 @@ _STAGING = ".tmp-"  # a group being written: <entry>/.tmp-<uuid>/{.knn_store_own
 _STALE_TMP_SECONDS = 86400.0  # a .tmp-* of unknown owner this old belongs to a crashed writer
 #: errno values meaning "no space for this write": disk full, quota exceeded, file-size limit (RLIMIT_FSIZE).
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+LAST_ACCESS = "last_access"
+#: errno values meaning "we cannot write here (now)": read-only mount, another user's cache, full disk.
+#: Recording a use is then skipped; any other error (EIO...) is real and raised.
+_CANNOT_RECORD = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT})
 
 
 def _no_space(exc: BaseException) -> OSError | None:
@@ -136,8 +142,28 @@ def _install(group: Path, final: Path, *, replace: bool) -> None:
     raise OSError(errno.EAGAIN, "kNN group keeps changing under a replacing write", str(final))
 
 
+def touch(entry_dir: str | os.PathLike[str]) -> None:
+    """Record a use of an entry for LRU eviction (a file's mtime; atime is unreliable on noatime mounts).
+
+    Best effort: on a read-only filesystem or a cache shared read-only with this user, the use is simply
+    not recorded (pruning is then the owner's business), and reads go on.
+    """
+    marker = Path(entry_dir) / LAST_ACCESS
+    try:
+        try:
+            os.utime(marker)
+        except FileNotFoundError:
+            marker.touch()  # first use; raises FileNotFoundError again if the entry itself is gone
+    except FileNotFoundError:
+        pass  # entry evicted meanwhile: nothing to keep alive
+    except OSError as exc:
+        if exc.errno not in _CANNOT_RECORD:
+            raise
+        logger.debug("cannot record the use of kNN entry %s (%s); continuing read-only", entry_dir, exc)
+
+
 def _sweep_staging(path: Path, now: float) -> None:
-    """Remove one writer's staging directory if its owner is gone (see :meth:`LocalLayout.sweep`)."""
+    """Remove one writer's staging directory if its owner is gone (see :meth:`LocalBackend.sweep`)."""
     owner_file = path / OWNER
     record = read_owner(owner_file)
     if record is not None and same_machine(record):
@@ -158,32 +184,24 @@ def _sweep_staging(path: Path, now: float) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-class Layout(Protocol):
-    """Operations the store needs from a storage location."""
+class LocalBackend(StorageBackend):
+    """Entries under a local (or network-mounted POSIX) directory, published by atomic directory rename.
 
-    root: str
+    Parameters
+    ----------
+    root : str or path-like
+        Store directory; a ``file://`` URL is accepted. Nothing is created until the first publish.
+    """
 
-    def entry(self, key: str) -> str: ...
-    def entries(self) -> list[str]: ...
-    def groups(self, entry: str) -> dict[int, str]: ...
-    def read(self, group: str, *, verify: bool = True) -> tuple[np.ndarray, np.ndarray, dict]: ...
-    def publish(
-        self, entry: str, nb: np.ndarray, ds: np.ndarray, attrs: dict[str, Any], *, replace: bool = False
-    ) -> None: ...
-    def discard_group(self, entry: str, k_max: int) -> None: ...
-    def discard_entry(self, entry: str) -> None: ...
-    def touch(self, entry: str) -> None: ...
-    def last_access(self, entry: str) -> float: ...
-    def size(self, entry: str) -> int: ...
-    def sweep(self, entry: str | None = None) -> None: ...
+    schemes = ("", "file", "local")
 
-
-class LocalLayout:
-    """Entries under a local directory, published by atomic directory rename."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = str(root)
-        self._base = root / _NAMESPACE
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        text = os.fspath(root)
+        if "://" in text:
+            text = text.partition("://")[2]
+        path = Path(text).expanduser().absolute()
+        self.root = str(path)
+        self._base = path / _NAMESPACE
 
     def entry(self, key: str) -> str:
         return str(self._base / key)
@@ -206,7 +224,7 @@ class LocalLayout:
         """Write a group in a staging directory and rename it into place.
 
         The staging directory ``.tmp-<uuid>/`` holds the group and an owner file locked for the whole
-        write (see :mod:`knn_store._temporary`), so that :meth:`sweep` can remove it at once if this
+        write (see :mod:`knn_store.store.temporary`), so that :meth:`sweep` can remove it at once if this
         process dies, and never while it lives.
 
         Parameters
@@ -216,7 +234,7 @@ class LocalLayout:
         nb, ds : numpy.ndarray
             Neighbours and distances at ``k_max = nb.shape[1]``.
         attrs : dict
-            Group attributes (see :func:`knn_store._entry.write_group`).
+            Group attributes (see :func:`knn_store.store.entry.write_group`).
         replace : bool, default False
             Replace a published group of the same ``k_max`` (atomically where the filesystem can exchange
             two names). Otherwise an existing group wins and this one is dropped.
@@ -320,69 +338,3 @@ class LocalLayout:
                         shutil.rmtree(p, ignore_errors=True)
                     elif p.name.startswith(_STAGING):
                         _sweep_staging(p, now)
-
-
-class RemoteLayout:
-    """Entries on an fsspec filesystem without rename, published by commit markers."""
-
-    def __init__(self, url: str) -> None:
-        self.root = url.rstrip("/")
-        self._base = f"{self.root}/{_NAMESPACE}"
-
-    def entry(self, key: str) -> str:
-        return f"{self._base}/{key}"
-
-    def entries(self) -> list[str]:
-        return _remote.remote_entries(self._base)
-
-    def groups(self, entry: str) -> dict[int, str]:
-        return _remote.remote_groups(entry)
-
-    def read(self, group: str, *, verify: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
-        return _remote.remote_read(group, verify=verify)
-
-    def publish(
-        self, entry: str, nb: np.ndarray, ds: np.ndarray, attrs: dict[str, Any], *, replace: bool = False
-    ) -> None:
-        _remote.remote_publish(entry, nb, ds, attrs, replace=replace)
-
-    def discard_group(self, entry: str, k_max: int) -> None:
-        _remote.remote_discard(entry, k_max)
-
-    def discard_entry(self, entry: str) -> None:
-        _remote.remote_discard(entry)
-
-    def touch(self, entry: str) -> None:
-        _remote.remote_touch(entry)
-
-    def last_access(self, entry: str) -> float:
-        return _remote.remote_last_access(entry)
-
-    def size(self, entry: str) -> int:
-        return _remote.remote_bytes(entry)
-
-    def sweep(self, entry: str | None = None) -> None:
-        for e in [entry] if entry is not None else self.entries():
-            _remote.remote_sweep(e)
-        if entry is None:
-            # Local transfer directories of processes killed mid-download or mid-upload.
-            try:
-                cleanup_temporary()
-            except OSError as exc:
-                logger.warning("could not clean up orphaned kNN transfer directories: %s", exc)
-
-
-def make_layout(root: str | os.PathLike[str]) -> LocalLayout | RemoteLayout:
-    """Pick the layout for a store root: a local path, a ``file://`` URL, or any other fsspec URL."""
-    text = os.fspath(root)
-    if "\x00" in text:
-        raise InvalidParameterError(f"store root {text!r} contains a NUL byte")
-    if _remote.is_remote(text):
-        try:
-            _remote._fs(text)
-        except (ImportError, ValueError) as exc:
-            raise InvalidParameterError(f"store root {text!r}: no usable fsspec filesystem ({exc})") from exc
-        return RemoteLayout(text)
-    if "://" in text:
-        text = text.partition("://")[2]
-    return LocalLayout(Path(text).expanduser().absolute())

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from knn_store import InvalidParameterError, cluster_acc, gcd_scores, split_cluster_acc
-from knn_store.metrics import adjusted_rand_index, normalized_mutual_info
+from knn_store.cluster.metrics import adjusted_rand_index, normalized_mutual_info
 
 
 def test_accuracy_is_invariant_to_cluster_renaming() -> None:

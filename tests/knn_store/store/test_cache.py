@@ -18,8 +18,8 @@ from knn_store import (
     KnnStoreError,
     load,
 )
-from knn_store._knn import exact_knn, prepare_features
-from knn_store.loading import clear_memo
+from knn_store.neighbors import exact_knn, prepare_features
+from knn_store.store.memo import clear_memo
 
 
 def _groups(ref: knn_store.EntryRef) -> list[str]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from knn_store._hashing import entry_key, feature_digest
+from knn_store.store.keys import entry_key, feature_digest
 
 
 def test_digest_ignores_memory_layout_but_not_values(features: np.ndarray) -> None:

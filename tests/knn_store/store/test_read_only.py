@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 from knn_store import KNNStore, load
-from knn_store._knn import exact_knn, prepare_features
-from knn_store.loading import LAST_ACCESS, clear_memo
+from knn_store.neighbors import exact_knn, prepare_features
+from knn_store.store.backends.local import LAST_ACCESS
+from knn_store.store.memo import clear_memo
 from tests._mounts import tmpfs
 
 
@@ -102,7 +103,7 @@ def test_load_from_a_read_only_store(
     stamp = marker.stat().st_mtime_ns if marker.exists() else None
     clear_memo()  # forget that this process recorded a use: the next load tries again
 
-    with caplog.at_level(logging.DEBUG, logger="knn_store.loading"):
+    with caplog.at_level(logging.DEBUG, logger="knn_store.store.backends.local"):
         nb, ds = load(ref, 6)
         load(ref, 3)
     skipped = [r for r in caplog.records if r.getMessage().startswith("cannot record the use")]

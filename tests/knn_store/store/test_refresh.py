@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import zarr
 
-import knn_store._entry
-import knn_store._layout
-import knn_store.store
+import knn_store.store.backends.local
+import knn_store.store.cache
+import knn_store.store.entry
 from knn_store import EntryRef, KNNStore, load
-from knn_store._knn import exact_knn, prepare_features
-from knn_store.loading import clear_memo
+from knn_store.neighbors import exact_knn, prepare_features
+from knn_store.store.memo import clear_memo
 
 
 def _snapshot(ref: EntryRef) -> tuple[np.ndarray, np.ndarray, bytes]:
@@ -41,7 +41,7 @@ def _fail_compute(*args: object, **kwargs: object) -> None:
 
 def _fail_after_write(path: Path, *args: object) -> None:
     # The real writer, then a failure before the rename: a complete group that must not be published.
-    knn_store._entry.write_group(path, *args)
+    knn_store.store.entry.write_group(path, *args)
     raise OSError(errno.EIO, "I/O error while flushing")
 
 
@@ -55,9 +55,9 @@ def _fail_mid_write(path: Path, nb: np.ndarray, ds: np.ndarray, attrs: dict) -> 
 @pytest.mark.parametrize(
     ("target", "fault", "error"),
     [
-        (knn_store.store, _fail_compute, RuntimeError),
-        (knn_store._layout, _fail_mid_write, OSError),
-        (knn_store._layout, _fail_after_write, OSError),
+        (knn_store.store.cache, _fail_compute, RuntimeError),
+        (knn_store.store.backends.local, _fail_mid_write, OSError),
+        (knn_store.store.backends.local, _fail_after_write, OSError),
     ],
     ids=["compute-fails", "write-fails-midway", "rename-never-happens"],
 )
@@ -92,7 +92,7 @@ def test_failed_refresh_keeps_a_larger_group(
 ) -> None:
     store = KNNStore(tmp_path, backend="numpy")
     ref = store.ensure(features, 12)
-    monkeypatch.setattr(knn_store.store, "exact_knn", _fail_compute)
+    monkeypatch.setattr(knn_store.store.cache, "exact_knn", _fail_compute)
     with pytest.raises(RuntimeError, match="crashed"):
         store.ensure(features, 5, refresh=True)  # old code dropped every group before computing
     assert store.lookup(features, 5) == ref
@@ -108,7 +108,7 @@ def test_refresh_replaces_the_group_in_place(
         def unsupported(a: Path, b: Path) -> None:
             raise OSError(errno.EINVAL, "Invalid argument")
 
-        monkeypatch.setattr(knn_store._layout, "_exchange", unsupported)
+        monkeypatch.setattr(knn_store.store.backends.local, "_exchange", unsupported)
     store = KNNStore(tmp_path, backend="numpy")
     old = store.ensure(features, 8, source={"run": 1})
     larger = store.ensure(features + 1, 12)  # another entry: must not be affected
@@ -149,7 +149,7 @@ def test_readers_never_miss_the_entry_while_it_is_refreshed(tmp_path: Path, feat
                 if found != ref:
                     problems.append(f"lookup returned {found}")
                     continue
-                nb, ds, _ = knn_store._entry.read_group(found.group)
+                nb, ds, _ = knn_store.store.entry.read_group(found.group)
             except Exception as exc:
                 problems.append(f"{type(exc).__name__}: {exc}")
                 continue

@@ -17,8 +17,8 @@ import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
 from knn_store import CorruptEntryError, KNNStore, cleanup_temporary, load
-from knn_store._knn import exact_knn, prepare_features
-from knn_store.loading import clear_memo
+from knn_store.neighbors import exact_knn, prepare_features
+from knn_store.store.memo import clear_memo
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_remote_racing_writers_commit_one_group(url: str, features: np.ndarray) 
     store = KNNStore(url)
     with ThreadPoolExecutor(4) as pool:
         refs = list(pool.map(lambda _: store.ensure(features, 8), range(4)))
-    assert len(store._layout.groups(refs[0].entry_dir)) == 1
+    assert len(store._backend.groups(refs[0].entry_dir)) == 1
     final = store.ensure(features, 8)
     clear_memo()
     nb, ds = load(final, 8)
