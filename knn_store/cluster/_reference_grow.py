@@ -243,7 +243,9 @@ def merge_small_clusters(points: Points, labels: np.ndarray, known: np.ndarray) 
         else:
             far.append(c)
     if far:
-        reps = np.stack([points.x[members[c][0]] if size[c] == 1 else points.x[members[c]].mean(axis=0) for c in far])
+        reps = np.stack(
+            [points.x[members[c][0]] if size[c] == 1 else points.x[members[c]].mean(axis=0) for c in far]
+        )
         cols = np.concatenate([members[c] for c in big.tolist()])
         ends = np.cumsum(size[big])
         avg = nearest3_mean(points.to_vectors(reps.astype(np.float32), cols), ends - size[big], ends)

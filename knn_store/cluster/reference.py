@@ -31,7 +31,12 @@ import numpy as np
 
 from knn_store.cluster._reference_assign import ASSIGN_MODELS, assign_non_core
 from knn_store.cluster._reference_distances import Points
-from knn_store.cluster._reference_grow import _cluster_class, core_neighbours, grow_clusters, merge_small_clusters
+from knn_store.cluster._reference_grow import (
+    _cluster_class,
+    core_neighbours,
+    grow_clusters,
+    merge_small_clusters,
+)
 from knn_store.cluster.ours import SSDDBCResult
 from knn_store.errors import InvalidFeaturesError, InvalidLabelsError, InvalidParameterError
 
@@ -111,7 +116,9 @@ def _check_inputs(
     if y.shape != (n,):
         raise InvalidLabelsError(f"labels must have shape ({n},) like the features, got {y.shape}")
     if mask.shape != (n,) or mask.dtype != bool:
-        raise InvalidLabelsError(f"labeled_mask must be a boolean array of shape ({n},), got {mask.dtype} {mask.shape}")
+        raise InvalidLabelsError(
+            f"labeled_mask must be a boolean array of shape ({n},), got {mask.dtype} {mask.shape}"
+        )
     classes = np.unique(y[mask])
     if classes.size < 2:
         raise InvalidLabelsError(
@@ -130,7 +137,9 @@ def _check_inputs(
     return x, y, mask, (nb, np.asarray(ds, dtype=np.float64))
 
 
-def _result(labels: np.ndarray, core: np.ndarray, rel: np.ndarray, y: np.ndarray, mask: np.ndarray) -> SSDDBCResult:
+def _result(
+    labels: np.ndarray, core: np.ndarray, rel: np.ndarray, y: np.ndarray, mask: np.ndarray
+) -> SSDDBCResult:
     m = int(labels.max(initial=-1)) + 1
     cls = np.full(m, -1, dtype=np.int64)
     # Their reported cluster-class map over the core clusters (same 5 / 25 % / 80 % rule); -1 for none.
@@ -145,7 +154,9 @@ def _result(labels: np.ndarray, core: np.ndarray, rel: np.ndarray, y: np.ndarray
         cls[c] = classes[got] if got is not None else -1
     has = np.zeros(m, dtype=bool)
     has[labels[mask & (labels >= 0)]] = True
-    return SSDDBCResult(labels=labels, core=core, density=rel, cluster_class=cls, new_class_clusters=np.flatnonzero(~has))
+    return SSDDBCResult(
+        labels=labels, core=core, density=rel, cluster_class=cls, new_class_clusters=np.flatnonzero(~has)
+    )
 
 
 def reference_sweep(
@@ -165,7 +176,11 @@ def reference_sweep(
     """:func:`reference_ssddbc` for several percentiles at one k; density and cut-off are computed once."""
     check_reference_params(dense_method, assign_model, co_mode, co_manual, voting_k)
     for p in density_percentiles:
-        if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) or not 0 <= p <= 100:
+        if (
+            isinstance(p, bool)
+            or not isinstance(p, (int, float, np.integer, np.floating))
+            or not 0 <= p <= 100
+        ):
             raise InvalidParameterError(f"density_percentile must be a number in [0, 100], got {p!r}")
     x, y, mask, knn = _check_inputs(features, labels, labeled_mask, k, precomputed_knn)
     points = Points(x)
