@@ -17,17 +17,37 @@ __all__ = ["Points", "distance_blocks"]
 _BLOCK_BYTES = 32 << 20
 
 
-class Points:
-    """Float32 features with their squared norms, computed once per job (or once per k in a sweep)."""
+#: A sweep keeps the whole (n x n) float32 distance matrix when it is at most this large.
+FULL_MATRIX_BYTES = 256 << 20
 
-    __slots__ = ("sq", "x")
+
+class Points:
+    """Float32 features with their squared norms, computed once per job (or once per k in a sweep).
+
+    ``share()`` computes the whole distance matrix once, when it fits :data:`FULL_MATRIX_BYTES`: the jobs
+    of a sweep then gather their (rows x columns) blocks from it instead of one GEMM each. Values can differ
+    from a per-job GEMM in the last float bit (BLAS blocking), which only matters for exact distance ties.
+    """
+
+    __slots__ = ("full", "sq", "x")
 
     def __init__(self, x: np.ndarray) -> None:
         self.x = x
         self.sq = np.einsum("ij,ij->i", x, x)
+        self.full: np.ndarray | None = None
+
+    def share(self) -> Points:
+        """Keep the full distance matrix if it fits (see the class docstring); returns self."""
+        n = self.x.shape[0]
+        if self.full is None and 4 * n * n <= FULL_MATRIX_BYTES:
+            every = np.arange(n)
+            self.full = np.concatenate([d for _, d in distance_blocks(self, every, every)])
+        return self
 
     def distances(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Distances (float32, shape (len(rows), len(cols))) between two index sets; one block."""
+        if self.full is not None:
+            return self.full.take(rows, axis=0).take(cols, axis=1)
         d2 = self.x[rows] @ self.x[cols].T
         d2 *= np.float32(-2)
         d2 += self.sq[rows, None]

@@ -51,7 +51,7 @@ ALGORITHMS: dict[str, Callable[..., list[SSDDBCResult]]] = {
 
 def _params_of(algorithm: str) -> set[str]:
     sig = inspect.signature(ALGORITHMS[algorithm])
-    fixed = {"features", "labels", "labeled_mask", "k", "density_percentiles", "precomputed_knn"}
+    fixed = {"features", "labels", "labeled_mask", "k", "density_percentiles", "precomputed_knn", "points"}
     return {name for name in sig.parameters if name not in fixed}
 
 
@@ -64,6 +64,10 @@ def check_algorithm(algorithm: str, params: Mapping[str, Any]) -> None:
         raise InvalidParameterError(
             f"algorithm={algorithm!r} has no parameter {unknown[0]!r}; it accepts {sorted(_params_of(algorithm))}"
         )
+    if algorithm == "reference":
+        sig = inspect.signature(reference.reference_sweep).parameters
+        defaults = {name: sig[name].default for name in _params_of(algorithm)}
+        reference.check_reference_params(**(defaults | dict(params)))
 
 
 def sweep(
@@ -78,7 +82,7 @@ def sweep(
     **params: Any,
 ) -> list[SSDDBCResult]:
     """Results for several percentiles at one k (per-k work shared), in the order of the percentiles."""
-    check_algorithm(algorithm, params)
+    check_algorithm(algorithm, {name: v for name, v in params.items() if name != "points"})
     return ALGORITHMS[algorithm](
         features, labels, labeled_mask, k=k, density_percentiles=density_percentiles,
         precomputed_knn=precomputed_knn, **params,

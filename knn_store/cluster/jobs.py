@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from knn_store.cluster._reference_distances import Points
 from knn_store.cluster.api import check_algorithm, sweep
 from knn_store.cluster.loss import LOSS_COLUMNS, UsersLoss
 from knn_store.cluster.metrics import gcd_scores
@@ -82,15 +83,21 @@ def run_jobs(
     t0 = time.perf_counter()
     x = None if features is None else np.ascontiguousarray(features, dtype=np.float32)
     sliced = (knn[0][:, :k], knn[1][:, :k])
+    reference = spec.cluster_fn is None and spec.algorithm == "reference"
+    # One distance matrix serves the reference's assignment and the loss's silhouette in every job.
+    points = Points(x).share() if x is not None and (reference or spec.loss) else None
     if spec.cluster_fn is not None:
         results = [(_user_labels(spec, x, labels, labeled_mask, k, p, sliced), None) for p in percentiles]
     else:
+        extra = {"points": points} if reference else {}
         res = sweep(
             spec.algorithm, x, labels, labeled_mask, k=k, density_percentiles=percentiles,
-            precomputed_knn=knn if spec.algorithm == "reference" else sliced, **spec.params,
+            precomputed_knn=knn if reference else sliced, **spec.params, **extra,
         )  # fmt: skip
         results = [(r.labels, r.core) for r in res]
-    loss = UsersLoss(x, labels, labeled_mask, spec.l2_weights) if spec.loss and x is not None else None
+    loss = (
+        UsersLoss(points, labels, labeled_mask, spec.l2_weights) if spec.loss and points is not None else None
+    )
     shared = (time.perf_counter() - t0) / len(percentiles)
     rows = []
     for p, (pred, core) in zip(percentiles, results, strict=True):

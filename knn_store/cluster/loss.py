@@ -55,7 +55,8 @@ class UsersLoss:
 
     Parameters
     ----------
-    features : numpy.ndarray, float32, shape (n, d)
+    features : numpy.ndarray, float32, shape (n, d), or Points
+        A :class:`~knn_store.cluster._reference_distances.Points` shares its distance matrix, if any.
     labels, labeled_mask : numpy.ndarray, shape (n,)
     weights : mapping of component name to float, optional
         Default :data:`DEFAULT_WEIGHTS`; a component with weight 0 is not computed.
@@ -66,7 +67,7 @@ class UsersLoss:
 
     def __init__(
         self,
-        features: np.ndarray,
+        features: np.ndarray | Points,
         labels: np.ndarray,
         labeled_mask: np.ndarray,
         weights: Mapping[str, float] | None = None,

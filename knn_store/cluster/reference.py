@@ -172,8 +172,13 @@ def reference_sweep(
     co_manual: float | None = None,
     voting_k: int = 5,
     precomputed_knn: tuple[np.ndarray, np.ndarray] | None = None,
+    points: Points | None = None,
 ) -> list[SSDDBCResult]:
-    """:func:`reference_ssddbc` for several percentiles at one k; density and cut-off are computed once."""
+    """:func:`reference_ssddbc` for several percentiles at one k; density and cut-off are computed once.
+
+    With several percentiles the (n x n) distances are computed once when they fit in memory (see
+    :class:`~knn_store.cluster._reference_distances.Points`); ``points`` passes such an object between calls.
+    """
     check_reference_params(dense_method, assign_model, co_mode, co_manual, voting_k)
     for p in density_percentiles:
         if (
@@ -183,7 +188,9 @@ def reference_sweep(
         ):
             raise InvalidParameterError(f"density_percentile must be a number in [0, 100], got {p!r}")
     x, y, mask, knn = _check_inputs(features, labels, labeled_mask, k, precomputed_knn)
-    points = Points(x)
+    points = Points(x) if points is None else points
+    if len(density_percentiles) > 1:
+        points.share()  # one GEMM for all percentiles instead of one per job
     _, known = np.unique(y[mask], return_inverse=True)
     code = np.full(x.shape[0], -1, dtype=np.int64)
     code[mask] = known
