@@ -25,7 +25,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from knn_store._names import check_name
-from knn_store.cluster.jobs import ClusterFn, JobSpec, run_jobs
+from knn_store.cluster.jobs import ClusterFn, JobSpec, clear_shared_points, run_jobs, shared_points
 from knn_store.errors import InvalidFeaturesError, InvalidParameterError
 from knn_store.neighbors import prepare_features
 from knn_store.store.cache import KNNStore
@@ -72,7 +72,8 @@ def _run_k(
     with threadpool_limits(limits=1):  # N workers x N BLAS threads would oversubscribe the cores
         knn = load(ref, ref.k_max)  # full width: the reference serves its core kNN from it where it can
         x = None if lab.features is None else lab.features[name]
-        rows = run_jobs(x, lab.labels, lab.labeled_mask, k, percentiles, knn, spec)
+        points = None if x is None else shared_points(ref.key, x)
+        rows = run_jobs(x, lab.labels, lab.labeled_mask, k, percentiles, knn, spec, points)
     return [{"feature_set": name, **row} for row in rows]
 
 
@@ -317,10 +318,13 @@ def _execute(
     total = len(jobs) * len(percentiles)
     with tqdm(total=total, unit="job", disable=None if progress is None else not progress) as bar:
         if client is None:
-            for name, k in jobs:
-                part = _run_k(refs[name], name, k, percentiles, lab, spec)
-                rows.extend(part)
-                bar.update(len(part))
+            try:
+                for name, k in jobs:
+                    part = _run_k(refs[name], name, k, percentiles, lab, spec)
+                    rows.extend(part)
+                    bar.update(len(part))
+            finally:
+                clear_shared_points()  # workers keep theirs like the kNN memo; this process need not
             return rows
         from distributed import as_completed
 

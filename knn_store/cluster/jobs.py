@@ -21,7 +21,29 @@ from knn_store.cluster.loss import LOSS_COLUMNS, UsersLoss
 from knn_store.cluster.metrics import gcd_scores
 from knn_store.errors import InvalidParameterError
 
-__all__ = ["ClusterFn", "JobSpec", "run_jobs"]
+__all__ = ["ClusterFn", "JobSpec", "clear_shared_points", "run_jobs", "shared_points"]
+
+# One feature set's distance matrix per process: the tasks of a grid are grouped by feature set, so a
+# worker computes it once for all its tasks instead of once per k.
+_POINTS: dict[str, Points] = {}
+
+
+def shared_points(key: str, features: np.ndarray) -> Points:
+    """The features with their distance matrix (when it fits), memoised per process under ``key``.
+
+    ``key`` must identify the feature bytes (the kNN entry key does: it is a hash of them).
+    """
+    hit = _POINTS.get(key)
+    if hit is None:
+        _POINTS.clear()  # one slot: bounded memory
+        hit = _POINTS[key] = Points(np.ascontiguousarray(features, dtype=np.float32)).share()
+    return hit
+
+
+def clear_shared_points() -> None:
+    """Drop the memo of :func:`shared_points` (the client does after a serial grid search)."""
+    _POINTS.clear()
+
 
 #: ``cluster_fn(features, labels, labeled_mask, k, params, precomputed_knn) -> labels`` where ``params``
 #: holds ``density_percentile`` and the grid's ``cluster_params``, and ``precomputed_knn`` the cached
@@ -74,18 +96,21 @@ def run_jobs(
     percentiles: tuple[float, ...],
     knn: tuple[np.ndarray, np.ndarray],
     spec: JobSpec,
+    points: Points | None = None,
 ) -> list[dict[str, Any]]:
     """One row per percentile: ``k``, ``density_percentile``, scores, ``n_clusters``, loss, ``seconds``.
 
     ``seconds`` is the clustering and scoring time of the job; work shared by the percentiles of the task
-    (density, cut-off, the loss's distance matrix) is split evenly between them.
+    (density, cut-off, the loss's distance matrix) is split evenly between them. ``points`` (from
+    :func:`shared_points`) shares a distance matrix computed earlier.
     """
     t0 = time.perf_counter()
     x = None if features is None else np.ascontiguousarray(features, dtype=np.float32)
     sliced = (knn[0][:, :k], knn[1][:, :k])
     reference = spec.cluster_fn is None and spec.algorithm == "reference"
     # One distance matrix serves the reference's assignment and the loss's silhouette in every job.
-    points = Points(x).share() if x is not None and (reference or spec.loss) else None
+    if points is None and x is not None and (reference or spec.loss):
+        points = Points(x).share()
     if spec.cluster_fn is not None:
         results = [(_user_labels(spec, x, labels, labeled_mask, k, p, sliced), None) for p in percentiles]
     else:
