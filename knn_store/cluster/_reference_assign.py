@@ -62,11 +62,31 @@ def _vote(points: Points, labels: np.ndarray, pending: np.ndarray, voting_k: int
     return out
 
 
+def _mean3_rows(d: np.ndarray, rows: np.ndarray, a: int, b: int) -> np.ndarray:
+    """:func:`nearest3_mean` of one cluster (columns ``a:b``) for some rows of ``d``."""
+    return nearest3_mean(d[rows, a:b], np.array([0]), np.array([b - a]))[:, 0]
+
+
 def _nearest3(points: Points, labels: np.ndarray, pending: np.ndarray, voting_k: int) -> np.ndarray:
     cols, starts, ends = _by_cluster(labels)
     out = np.empty(pending.size, dtype=np.int64)
     for sl, d in distance_blocks(points, pending, cols):
-        out[sl] = np.argmin(nearest3_mean(d, starts, ends), axis=1)  # first minimum: lowest id
+        # A cluster's 3-nearest mean is at least its nearest distance, so clusters whose nearest member is
+        # farther than the 3-nearest mean of the row's nearest cluster cannot win (a 1e-5 relative margin
+        # covers float32 rounding of the mean). Only the remaining (row, cluster) pairs are computed exactly.
+        near = np.minimum.reduceat(d, starts, axis=1)
+        rows = np.arange(d.shape[0])
+        bound = np.empty(d.shape[0], dtype=np.float32)
+        first = np.argmin(near, axis=1)
+        for c in np.unique(first).tolist():
+            r = rows[first == c]
+            bound[r] = _mean3_rows(d, r, starts[c], ends[c])
+        cand = near <= (bound * np.float32(1 + 1e-5))[:, None]
+        mean3 = np.full(near.shape, np.inf, dtype=np.float32)
+        for c in np.flatnonzero(cand.any(axis=0)).tolist():
+            r = rows[cand[:, c]]
+            mean3[r, c] = _mean3_rows(d, r, starts[c], ends[c])
+        out[sl] = np.argmin(mean3, axis=1)  # first minimum: lowest id, as theirs
     return out
 
 

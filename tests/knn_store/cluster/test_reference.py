@@ -171,3 +171,20 @@ def test_result_reports_classes_and_new_clusters(gcd_small) -> None:
         members = (res.labels == c) & res.core & labeled
         if cls >= 0:  # >= 80 % of its labelled core members carry that class
             assert (y[members] == cls).mean() >= 0.8
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pruned_nearest3_equals_all_clusters(seed: int) -> None:
+    """assign_model 3 skips clusters that cannot win; on tie-rich integer data it must pick what scoring
+    every cluster picks (lowest id on exact ties)."""
+    from knn_store.cluster._reference_assign import _by_cluster, _nearest3
+    from knn_store.cluster._reference_grow import nearest3_mean
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 4, size=(300, 3)).astype(np.float32)  # many exact ties and duplicates
+    labels = rng.integers(-1, 9, size=300)
+    pending = np.flatnonzero(labels < 0)
+    points = Points(x)
+    cols, starts, ends = _by_cluster(labels)
+    every = np.argmin(nearest3_mean(points.distances(pending, cols), starts, ends), axis=1)
+    np.testing.assert_array_equal(_nearest3(points, labels, pending, 5), every)
