@@ -97,6 +97,11 @@ def ssddbc(
     k: int,
     density_percentile: float,
     algorithm: str = "reference",
+    dense_method: int | None = None,
+    assign_model: int | None = None,
+    co_mode: int | None = None,
+    co_manual: float | None = None,
+    voting_k: int | None = None,
     precomputed_knn: tuple[np.ndarray, np.ndarray] | None = None,
     **params: Any,
 ) -> SSDDBCResult:
@@ -117,12 +122,15 @@ def ssddbc(
         In [0, 100]; points whose relative density reaches this percentile are core.
     algorithm : {"reference", "ours"}, default "reference"
         See the module docstring.
+    dense_method, assign_model, co_mode, co_manual, voting_k : optional
+        Reference parameters; when not given: 1, 3, 2, None, 5 (the users' variant B; variant A is
+        ``dense_method=0, assign_model=2``). Passing one with ``algorithm="ours"`` raises.
     precomputed_knn : (neighbors, distances), optional
         Cached kNN of the features, self excluded, rows in (distance, index) order, width >= k (e.g.
         :func:`knn_store.load`); computed exactly when absent. A wider cache also serves the reference's
         kNN among core points for most rows.
     **params
-        Algorithm parameters (module docstring); an unknown name raises
+        Parameters of ``"ours"`` (``relative``, ``cutoff``, ``metric``); an unknown name raises
         :class:`~knn_store.InvalidParameterError`.
 
     Returns
@@ -131,6 +139,9 @@ def ssddbc(
         ``labels`` (cluster id per point), ``core``, ``density`` (the relative density that selects core
         points), ``cluster_class``, ``new_class_clusters``.
     """
+    given = {"dense_method": dense_method, "assign_model": assign_model, "co_mode": co_mode,
+             "co_manual": co_manual, "voting_k": voting_k}  # fmt: skip
+    params = {name: v for name, v in given.items() if v is not None} | params
     [res] = sweep(
         algorithm, features, labels, labeled_mask, k=k, density_percentiles=[density_percentile],
         precomputed_knn=precomputed_knn, **params,

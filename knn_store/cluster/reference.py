@@ -95,7 +95,8 @@ def check_reference_params(
     ):
         if isinstance(value, bool) or value not in allowed:
             raise InvalidParameterError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
-    if co_mode == 1 and (co_manual is None or not np.isfinite(co_manual) or co_manual < 0):
+    number = isinstance(co_manual, (int, float, np.integer, np.floating)) and not isinstance(co_manual, bool)
+    if co_mode == 1 and (not number or not np.isfinite(co_manual) or co_manual < 0):  # type: ignore[arg-type]
         raise InvalidParameterError(f"co_mode=1 needs co_manual, a finite distance >= 0; got {co_manual!r}")
     if isinstance(voting_k, bool) or not isinstance(voting_k, (int, np.integer)) or voting_k < 1:
         raise InvalidParameterError(f"voting_k must be an integer >= 1, got {voting_k!r}")
