@@ -23,7 +23,14 @@ import numpy as np
 
 from knn_store.cluster._reference_distances import Points, distance_blocks
 
-__all__ = ["ISOLATED_SIZE", "core_neighbours", "grow_clusters", "merge_small_clusters", "nearest3_mean"]
+__all__ = [
+    "ISOLATED_SIZE",
+    "cluster_class_of",
+    "core_neighbours",
+    "grow_clusters",
+    "merge_small_clusters",
+    "nearest3_mean",
+]
 
 #: Clusters of at most this many core points are merged into larger ones (hard-coded in the users' code).
 ISOLATED_SIZE = 3
@@ -90,7 +97,8 @@ def core_neighbours(
     return out
 
 
-def _cluster_class(size: int, n_lab: int, counts: dict[int, int]) -> int | None:
+def cluster_class_of(size: int, n_lab: int, counts: dict[int, int]) -> int | None:
+    """The users' cluster class: the majority class when >= 5 members, > 25 % labelled, >= 80 % pure."""
     if size < _MIN_SIZE or n_lab == 0 or n_lab / size <= _MIN_LABELLED:
         return None
     best = max(counts, key=counts.__getitem__)
@@ -173,14 +181,14 @@ def grow_clusters(
                         if code[xj] >= 0:
                             n_lab[q] -= 1
                             counts[q][code[xj]] -= 1
-                        klass[q] = _cluster_class(len(sets[q]), n_lab[q], counts[q])
+                        klass[q] = cluster_class_of(len(sets[q]), n_lab[q], counts[q])
                         add(cid, xj)
                         queue.append(xj)
                     else:
                         continue
                 else:
                     continue
-                klass[cid] = _cluster_class(len(pc), n_lab[cid], counts[cid])
+                klass[cid] = cluster_class_of(len(pc), n_lab[cid], counts[cid])
     out = np.full(n, -1, dtype=np.int64)
     new_id = 0
     for members in sets:

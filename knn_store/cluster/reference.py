@@ -32,7 +32,7 @@ import numpy as np
 from knn_store.cluster._reference_assign import ASSIGN_MODELS, assign_non_core
 from knn_store.cluster._reference_distances import Points
 from knn_store.cluster._reference_grow import (
-    _cluster_class,
+    cluster_class_of,
     core_neighbours,
     grow_clusters,
     merge_small_clusters,
@@ -151,7 +151,7 @@ def _result(
     np.add.at(counts, (labels[mask][sel], codes[sel]), 1)
     for c in range(m):
         row = {j: int(v) for j, v in enumerate(counts[c].tolist()) if v}
-        got = _cluster_class(int(size[c]), int(counts[c].sum()), row)
+        got = cluster_class_of(int(size[c]), int(counts[c].sum()), row)
         cls[c] = classes[got] if got is not None else -1
     has = np.zeros(m, dtype=bool)
     has[labels[mask & (labels >= 0)]] = True
