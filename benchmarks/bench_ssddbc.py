@@ -2,20 +2,21 @@
 
 Three measurements, all in one process, BLAS pinned to one thread in every job:
 
-1. **Per-job CPU** at 3,000 x 768 (a synthetic stand-in for one CIFAR-100 superclass, ``--quick``: 1,000 x
-   128) on a sample of grid points, their job and ours interleaved. Their job is
-   ``_ssddbc_users.users_job`` (variant B, what their batch runner runs): a fresh scikit-learn kNN with a
+1. **Per-job CPU** at 3,000 x 768 (a synthetic stand-in for one CIFAR-100 superclass; ``--quick``: 1,000 x
+   128) on a sample of grid points, their job and ours interleaved, for their variant B (what their newest
+   batch runner runs) and A. Their job is ``_ssddbc_users.users_job``: a fresh scikit-learn kNN with a
    Python re-sort, the Python loops of the growth and of the non-core assignment, test-split ACC (v2) and
-   their loss (cross-entropy ``l1`` + 3 x silhouette). Ours is the same job inside ``grid_search``: the kNN
-   comes from the cache, the per-k work (density, cut-off) is shared by the 11 percentiles of a task and
-   counted here as 1/11 per job, the distance matrix (assignment and silhouette) is computed once per feature
-   set and worker and counted as 1/198 per job. The standalone ratio (one
-   ``ssddbc`` call plus scoring, nothing shared) is printed too. Both give the same partition, checked.
+   their loss (cross-entropy ``l1``, plus 3 x silhouette in B). Ours is the same job inside
+   ``grid_search``: the kNN comes from the cache, the per-k work (density, cut-off) is shared by the 11
+   percentiles of a task and counted as 1/11 per job, the distance matrix (assignment and silhouette) is
+   computed once per feature set and worker and counted as 1/198 per job. The standalone ratio (one
+   ``ssddbc`` call plus scoring, nothing shared) is printed too. Partitions and loss values are checked
+   equal.
 2. **The 198-job grid** (k 3..20 x percentiles 40..90): ``knn_store.grid_search`` wall time from scratch
    (hashing, kNN, store, all jobs, loss columns), serially in this process, against their batch runner, which
    on this 2-core machine runs ``cpu_count() // 2 = 1`` worker, i.e. their jobs one after another: its wall
    time is extrapolated as 198 x the mean wall time of the sampled jobs (``--full-baseline`` runs all 198).
-   Ours also runs on a LocalCluster of ``--workers`` processes (default 2, started before timing).
+   With ``--workers N`` ours also runs on a LocalCluster of N processes (started before timing).
 3. **ACC All/Old/New on scikit-learn digits** (L2-normalised; classes 0-6 Old; 70 % train, 80 % of the Old
    train points labelled) for both algorithms over their grid, best configuration by their rule (first best
    All ACC in k-major order) and by their pipeline's label-free score (``-l1 + l2``); scored on every
@@ -23,7 +24,7 @@ Three measurements, all in one process, BLAS pinned to one thread in every job:
 
 Run::
 
-    .venv/bin/python benchmarks/bench_ssddbc.py            # 3,000 x 768, about 3 minutes
+    .venv/bin/python benchmarks/bench_ssddbc.py            # 3,000 x 768, about 5 minutes
     .venv/bin/python benchmarks/bench_ssddbc.py --quick    # 1,000 x 128
 """
 
@@ -36,7 +37,7 @@ import warnings
 
 import numpy as np
 from _knn_common import vit_like
-from _ssddbc_users import VARIANT_B, users_job
+from _ssddbc_users import VARIANT_A, VARIANT_B, users_job
 from threadpoolctl import threadpool_limits
 
 KS = range(3, 21)
@@ -48,42 +49,51 @@ def _canon(labels: np.ndarray) -> np.ndarray:
     return np.argsort(np.argsort(first))[inv]
 
 
-def per_job(x: np.ndarray, y: np.ndarray, labeled: np.ndarray, sample: list[tuple[int, int]]) -> list[float]:
-    """Print per-job CPU ratios; return their sampled job wall times (for the grid extrapolation)."""
+def per_job(
+    x: np.ndarray, y: np.ndarray, labeled: np.ndarray, sample: list[tuple[int, int]], variant: str
+) -> list[float]:
+    """Print per-job CPU ratios for one variant; return their sampled job wall times."""
     from knn_store import gcd_scores, ssddbc
-    from knn_store.cluster.jobs import JobSpec, run_jobs, shared_points
+    from knn_store.cluster.jobs import JobSpec, clear_shared_points, run_jobs, shared_points
     from knn_store.cluster.loss import UsersLoss
     from knn_store.neighbors import exact_knn
 
+    users = VARIANT_B if variant == "B" else VARIANT_A
+    params = {key: v for key, v in users.items() if key in ("dense_method", "assign_model")}
+    weights = None if variant == "B" else {}  # B: 3 x silhouette; A: no l2 component
+    spec = JobSpec(params=params, l2_weights=weights)
     known = y < y.max()  # vit_like: the last class is New
     knn = exact_knn(x, max(KS))
     theirs_cpu, grid_cpu, single_cpu, walls, same = [], [], [], [], 0
     with threadpool_limits(1):
+        clear_shared_points()
         t0 = time.process_time()
         points = shared_points("bench", x)  # once per feature set and worker in the grid
         share = (time.process_time() - t0) / (len(KS) * len(PERCENTILES))
         for k, p in sample:
             w0, t0 = time.perf_counter(), time.process_time()
-            theirs = users_job(x, y, labeled, ~labeled, known, k=k, density_percentile=p, variant=VARIANT_B)
+            theirs = users_job(x, y, labeled, ~labeled, known, k=k, density_percentile=p, variant=users)
             theirs_cpu.append(time.process_time() - t0)
             walls.append(time.perf_counter() - w0)
             t0 = time.process_time()
-            rows = run_jobs(x, y, labeled, k, tuple(float(q) for q in PERCENTILES), knn, JobSpec(), points)
+            rows = run_jobs(x, y, labeled, k, tuple(float(q) for q in PERCENTILES), knn, spec, points)
             grid_cpu.append((time.process_time() - t0) / len(PERCENTILES) + share)
             t0 = time.process_time()
-            res = ssddbc(x, y, labeled, k=k, density_percentile=p, precomputed_knn=knn)
+            res = ssddbc(x, y, labeled, k=k, density_percentile=p, precomputed_knn=knn, **params)
             gcd_scores(y, res.labels, labeled)
-            UsersLoss(x, y, labeled)(res.labels, res.core)
+            UsersLoss(x, y, labeled, weights)(res.labels, res.core)
             single_cpu.append(time.process_time() - t0)
             same += bool(np.array_equal(_canon(res.labels), _canon(theirs["labels"])))
             row = next(r for r in rows if r["density_percentile"] == p)
             assert row["n_clusters"] == theirs["n_clusters"], (k, p)
+            assert abs(row["loss"] - theirs["loss"]) < 1e-4, (k, p)
+        clear_shared_points()
     mean = statistics.mean
-    print(f"  identical partitions (ours vs their job): {same}/{len(sample)}")
-    print(f"  their job CPU, mean of {len(sample)}:          {mean(theirs_cpu):8.3f} s")
-    print(f"  our grid job CPU (shared per-k work / 11): {mean(grid_cpu):8.4f} s  -> ratio "
+    print(f"  variant {variant}: identical partitions (ours vs their job): {same}/{len(sample)}")
+    print(f"  their job CPU, mean of {len(sample)}:           {mean(theirs_cpu):8.3f} s")
+    print(f"  our grid job CPU (shared work amortised): {mean(grid_cpu):8.4f} s  -> ratio "
           f"{mean(theirs_cpu) / mean(grid_cpu):6.1f}x (target >= 50x)")  # fmt: skip
-    print(f"  our standalone job CPU (nothing shared):   {mean(single_cpu):8.4f} s  -> ratio "
+    print(f"  our standalone job CPU (nothing shared):  {mean(single_cpu):8.4f} s  -> ratio "
           f"{mean(theirs_cpu) / mean(single_cpu):6.1f}x")  # fmt: skip
     return walls
 
@@ -160,7 +170,8 @@ def main() -> None:
     x, y, labeled = vit_like(n, d)
     sample = [(3, 40), (20, 90)] if args.quick else [(k, p) for k in (3, 8, 14, 20) for p in (40, 65, 90)]
     print(f"1. per-job CPU at {n} x {d} ({len(sample)} sampled grid points, interleaved)")
-    walls = per_job(x, y, labeled, sample)
+    walls = per_job(x, y, labeled, sample, "B")
+    per_job(x, y, labeled, sample[:: 2 if args.quick else 3], "A")
     print(f"2. the 198-job grid at {n} x {d}")
     grid(x, y, labeled, walls, args.full_baseline, args.workers)
     print("3. ACC on scikit-learn digits, their grid, both algorithms")
