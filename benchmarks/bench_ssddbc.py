@@ -127,7 +127,7 @@ def grid(
 
         with (
             LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
             ) as cl,
             Client(cl) as client,
         ):
@@ -162,7 +162,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1,000 x 128 and 4 sampled jobs")
     parser.add_argument("--full-baseline", action="store_true", help="run all 198 of their jobs (long)")
     parser.add_argument(
-        "--workers", type=int, default=2, help="also time our grid on a LocalCluster (0: skip)"
+        "--workers", type=int, default=0, help="also time our grid on a LocalCluster of N workers"
     )
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=FutureWarning)
