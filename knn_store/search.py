@@ -187,6 +187,7 @@ def grid_search(
     loss: bool = True,
     l2_weights: Mapping[str, float] | None = None,
     progress: bool | None = None,
+    **params: Any,
 ) -> pd.DataFrame:
     """Run SS-DDBC over every (feature set, k, density percentile) and score it.
 
@@ -238,6 +239,9 @@ def grid_search(
         ``{}`` gives their variant A (``l2 = 0``).
     progress : bool, optional
         tqdm bar over jobs; ``None`` shows it only on a terminal.
+    **params
+        Algorithm parameters given directly, e.g. ``grid_search(..., dense_method=0, assign_model=2)``;
+        merged into ``cluster_params`` (naming one in both raises).
 
     Returns
     -------
@@ -254,13 +258,16 @@ def grid_search(
                 feature_sets, labels, labeled_mask, ks, density_percentiles, client, tmp,
                 metric=metric, backend=backend, refresh=refresh, out=out, select_by=select_by,
                 select_rule=select_rule, algorithm=algorithm, cluster_params=cluster_params,
-                cluster_fn=cluster_fn, loss=loss, l2_weights=l2_weights, progress=progress,
+                cluster_fn=cluster_fn, loss=loss, l2_weights=l2_weights, progress=progress, **params,
             )  # fmt: skip
     if not isinstance(store, KNNStore):
         store = KNNStore(store)
     sets = _as_feature_sets(feature_sets)
     k_list, p_list = _check_grid(ks, density_percentiles)
-    spec = JobSpec(algorithm, dict(cluster_params or {}), cluster_fn, loss, l2_weights)
+    both = sorted(set(params) & set(cluster_params or {}))
+    if both:
+        raise InvalidParameterError(f"{both[0]!r} is given both directly and in cluster_params")
+    spec = JobSpec(algorithm, {**(cluster_params or {}), **params}, cluster_fn, loss, l2_weights)
     spec.check()
     if select_rule not in RULES:
         raise InvalidParameterError(f"select_rule must be one of {RULES}, got {select_rule!r}")

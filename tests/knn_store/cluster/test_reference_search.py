@@ -55,12 +55,11 @@ def test_rows_are_the_direct_jobs_with_their_loss(gcd300, users, reference_table
 
 def test_variant_a_loss_has_no_l2(gcd300) -> None:
     x, y, labeled = gcd300
-    df = grid_search(
-        x, y, labeled, [5], [60], cluster_params={"dense_method": 0, "assign_model": 2}, l2_weights={},
-        progress=False,
-    )  # fmt: skip
+    df = grid_search(x, y, labeled, [5], [60], dense_method=0, assign_model=2, l2_weights={}, progress=False)
     assert (df.l2 == 0).all()
     assert (df.loss == df.l1).all()
+    a = reference_ssddbc(x, y, labeled, k=5, density_percentile=60, dense_method=0, assign_model=2)
+    assert df.acc_all.iloc[0] == gcd_scores(y, a.labels, labeled)["acc_all"]
 
 
 def test_cluster_fn_runs_a_user_function_on_the_cached_knn(gcd300, reference_table) -> None:
@@ -112,6 +111,8 @@ def test_their_selection_rule_takes_the_first_best_in_k_major_order() -> None:
         ({"algorithm": "kmeans"}, "algorithm"),
         ({"cluster_params": {"bogus": 1}}, "bogus"),
         ({"cluster_params": {"assign_model": 9}}, "assign_model"),
+        ({"assign_model": 9}, "assign_model"),
+        ({"voting_k": 3, "cluster_params": {"voting_k": 4}}, "voting_k"),
         ({"metric": "cosine"}, "metric"),
         ({"select_rule": "last"}, "select_rule"),
         ({"l2_weights": {"dbcv": 1.0}}, "l2_weights"),
