@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from knn_store.errors import CorruptEntryError, InvalidParameterError
-from knn_store.neighbors import backend_id, exact_knn, prepare_features, resolve_backend
+from knn_store.neighbors import backend_id, is_exact, key_backend, knn, prepare_features, resolve_backend
 from knn_store.store.backends import LocalBackend, make_backend
 from knn_store.store.entry import CONVENTIONS, EntryRef
 from knn_store.store.keys import entry_key, feature_digest
@@ -80,8 +80,10 @@ class KNNStore:
     root : str or path-like
         Directory (created if missing), a ``file://`` URL, or an fsspec URL of an object store
         (``s3://bucket/prefix``; credentials from the environment, published with commit markers).
-    backend : {"auto", "numpy", "sklearn", "faiss"}, default "auto"
-        Default kNN backend for :meth:`ensure`; ``"auto"`` picks faiss when installed, else NumPy GEMM.
+    backend : str, default "auto"
+        Default kNN backend for :meth:`ensure`. ``"auto"``, ``"numpy"``, ``"sklearn"`` and ``"faiss"`` all
+        publish the exact float64 answer (same key); ``"hnswlib"``, ``"pynndescent"`` and ``"faiss-hnsw"``
+        are approximate, used only when named, and keyed apart.
     n_threads : int, optional
         BLAS thread limit while computing a kNN; ``None`` keeps the process default.
     grace : float or str, default 3600
@@ -156,7 +158,7 @@ class KNNStore:
         x = prepare_features(features, metric)
         concrete = resolve_backend(backend or self.backend)
         key = entry_key(
-            feature_digest(x), metric=metric, backend=backend_id(concrete), conventions=CONVENTIONS
+            feature_digest(x), metric=metric, backend=key_backend(concrete), conventions=CONVENTIONS
         )
         return x, key, concrete
 
@@ -201,6 +203,7 @@ class KNNStore:
         backend: str | None = None,
         refresh: bool = False,
         source: Mapping[str, Any] | None = None,
+        client: Any = None,
     ) -> EntryRef:
         """Make sure an entry for ``features`` serving ``k_max`` exists; compute it only if missing.
 
@@ -218,6 +221,9 @@ class KNNStore:
             complete; if the computation or the write fails, the old entry is left as it was.
         source : mapping, optional
             JSON-serialisable provenance (model id, epoch...) recorded in the group attributes.
+        client : distributed.Client, optional
+            Compute a missing exact kNN blockwise on this Dask cluster (query blocks x reference blocks,
+            top-k merge); the result is bit-identical to the local computation, so it shares the key.
 
         Returns
         -------
@@ -243,12 +249,21 @@ class KNNStore:
                 logger.debug("kNN cache hit %s (k_max=%d >= %d)", ref.group, ref.k_max, k_max)
                 return ref
         t0 = time.perf_counter()
-        nb, ds = exact_knn(x, k_max, metric=metric, backend=concrete, n_threads=self.n_threads)
+        if client is not None and is_exact(concrete):
+            from knn_store.distributed import distributed_knn
+
+            nb, ds = distributed_knn(x, k_max, metric=metric, client=client)
+            computed_by = f"{backend_id(concrete)} on dask.distributed"
+        else:
+            nb, ds = knn(x, k_max, metric=metric, backend=concrete, n_threads=self.n_threads)
+            computed_by = backend_id(concrete)
         attrs = {
             "key": key,
             "d": int(x.shape[1]),
             "metric": metric,
-            "backend": backend_id(concrete),
+            "backend": computed_by,
+            "exact": is_exact(concrete),
+            "features_dtype": str(x.dtype),
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "compute_seconds": round(time.perf_counter() - t0, 3),
             "source": dict(source or {}),
@@ -358,8 +373,10 @@ class KNNStore:
         keep_for = self.grace if grace is None else parse_seconds(grace)
         now = time.time()
         self._backend.sweep()
+        # A use recorded in the future (clock skew between NFS clients, a restored backup) counts as
+        # "now": it neither shields an entry from eviction forever nor jumps the LRU queue.
         entries = sorted(
-            ((self._backend.last_access(e), e) for e in self._backend.entries()), key=lambda t: t[0]
+            ((min(self._backend.last_access(e), now), e) for e in self._backend.entries()), key=lambda t: t[0]
         )
         sizes = {e: self._backend.size(e) for _, e in entries}
         total = sum(sizes.values())

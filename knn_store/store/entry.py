@@ -1,8 +1,13 @@
 """One published kNN group on disk: its name, its Zarr 3 layout, and its integrity checks.
 
-An entry is a directory ``<root>/v1/<key>/`` holding one Zarr 3 group per computed ``k_max``, named
+An entry is a directory ``<root>/v<layout>/<key>/`` holding one Zarr 3 group per computed ``k_max``, named
 ``k0021.zarr``. A group is written once under a temporary name and renamed into place, so it is
 immutable once visible; its attributes record the conventions and checksums of both arrays.
+
+Any Zarr 3 reader opens a group: ``zarr.open_group``, ``dask.array.from_zarr(group_path, component=
+"distances")`` and ``xarray.open_zarr(group_path)`` (dimensions ``point`` x ``neighbor``). Arrays are
+chunked by blocks of rows holding all ``k_max`` columns, about 1 MB each, so one k-slice of one row block is
+one small read.
 """
 
 from __future__ import annotations
@@ -32,13 +37,18 @@ __all__ = [
 CONVENTIONS: dict[str, Any] = {
     "self": "excluded-by-index",
     "order": "distance,index",
-    "distances": "not-squared",
+    "distances": "euclidean: not squared; cosine: |u - v|^2 / 2 = 1 - cos on float64 unit rows",
+    "reference": "float64 brute force, sum((v_j - v_i)^2) in NumPy pairwise order",
+    "rounding": "float64 distance rounded once to float32",
     "neighbors_dtype": "int32",
     "distances_dtype": "float32",
 }
 
+_DIMS = ("point", "neighbor")
+#: Units of the stored distances per metric (CF-style ``units`` attribute).
+_UNITS = {"euclidean": "same as the features", "cosine": "1"}
 _GROUP_RE = re.compile(r"^k(\d{4,})\.zarr$")
-_ROW_CHUNK = 65536  # keeps one chunk <= ~5.5 MB at k_max=21; matters only for very large n
+_CHUNK_BYTES = 1 << 20  # one chunk of a row block: a k-slice of it is a ~1 MB read at most
 
 
 @dataclass(frozen=True)
@@ -106,11 +116,20 @@ def write_group(path: Path, neighbors: np.ndarray, distances: np.ndarray, attrs:
     from zarr.storage import LocalStore
 
     n, k = neighbors.shape
-    chunks = (min(n, _ROW_CHUNK), k)
+    chunks = (max(1, min(n, _CHUNK_BYTES // (4 * k))), k)
     g = zarr.create_group(store=LocalStore(path), attributes={"complete": False})
+    metric = attrs.get("metric", "euclidean")
     # Raw bytes: neighbour ids barely compress (0.6-0.7x measured) and decompression slows reads 2-4x.
-    g.create_array("neighbors", data=neighbors, chunks=chunks, compressors=None)
-    g.create_array("distances", data=distances, chunks=chunks, compressors=None)
+    # dimension_names make the group an xarray Dataset; fill values are never valid data (xarray masks
+    # them), so no neighbour id 0 can turn into NaN.
+    for name, data, fill, extra in (
+        ("neighbors", neighbors, -1, {"long_name": "row index of the j-th nearest other point"}),
+        ("distances", distances, float("nan"), {"long_name": f"{metric} distance", "units": _UNITS[metric]}),
+    ):
+        arr = g.create_array(
+            name, data=data, chunks=chunks, compressors=None, fill_value=fill, dimension_names=_DIMS
+        )
+        arr.attrs.update(extra)
     g.attrs.update(
         {
             **attrs,
@@ -145,14 +164,29 @@ def read_group(path: str | os.PathLike[str], *, verify: bool = True) -> tuple[np
     Raises
     ------
     FileNotFoundError
-        The group does not exist (it may have been superseded or evicted).
+        The group does not exist, or was removed (superseded or evicted) while it was being read.
     CorruptEntryError
         Anything else is wrong: incomplete marker, wrong layout, shapes, dtypes or checksums.
     """
+    path = Path(path)
+    for attempt in range(2):
+        try:
+            return _read_checked(path, verify)
+        except CorruptEntryError:
+            # Eviction renames a group (or its entry) away before deleting anything, so a group that is
+            # gone by now was pruned under our feet: "not found", never "corrupt". A group still there may
+            # have been swapped by a refresh mid-read (old and new chunks mixed): one more read tells.
+            if not (path / "zarr.json").is_file():
+                raise FileNotFoundError(f"kNN group {path} was removed while being read") from None
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _read_checked(path: Path, verify: bool) -> tuple[np.ndarray, np.ndarray, dict]:
     import zarr
     from zarr.storage import LocalStore
 
-    path = Path(path)
     if not (path / "zarr.json").is_file():
         raise FileNotFoundError(f"kNN group {path} does not exist")
     try:

@@ -16,7 +16,7 @@ import numpy as np
 __all__ = ["LAYOUT_VERSION", "entry_key", "feature_digest"]
 
 #: Bumped whenever the on-disk layout or the conventions change; part of every key.
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: exact float64 answer, dimension_names; v1 entries are never served
 
 _DIGEST_BYTES = 16  # 128-bit blake2b: collisions are not a practical concern at cache sizes
 _BLOCK_BYTES = 64 << 20  # hash in slices so a non-contiguous input never needs a full copy

@@ -38,19 +38,22 @@ def clear_memo() -> None:
 
 def _read(ref: EntryRef, k: int) -> tuple[np.ndarray, np.ndarray]:
     backend = make_backend(ref.root)
-    try:
-        nb, ds, _ = backend.read(ref.group)
-        return nb, ds
-    except FileNotFoundError:
-        pass
-    # The referenced group was superseded by a larger k_max or evicted: serve k from what exists now.
-    fits = [(km, g) for km, g in backend.groups(ref.entry_dir).items() if km >= k]
-    if not fits:
-        raise EntryNotFoundError(
-            f"kNN entry {ref.entry_dir} has no group with k_max >= {k} (evicted or cleared?); call ensure() again"
-        ) from None
-    nb, ds, _ = backend.read(min(fits)[1])
-    return nb, ds
+    group: str | None = ref.group
+    for _ in range(4):  # each retry follows a concurrent supersede/evict; a few are plenty
+        if group is not None:
+            try:
+                nb, ds, _ = backend.read(group)
+                return nb, ds
+            except FileNotFoundError:
+                pass
+        # The group was superseded by a larger k_max or evicted: serve k from what exists now.
+        fits = [(km, g) for km, g in backend.groups(ref.entry_dir).items() if km >= k]
+        if not fits:
+            break
+        group = min(fits)[1]
+    raise EntryNotFoundError(
+        f"kNN entry {ref.entry_dir} has no group with k_max >= {k} (evicted or cleared?); call ensure() again"
+    )
 
 
 def load(ref: EntryRef, k: int) -> tuple[np.ndarray, np.ndarray]:

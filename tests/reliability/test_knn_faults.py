@@ -36,6 +36,7 @@ import pytest
 from knn_store import KNNStore, KnnStoreError, StoreFullError, cleanup_temporary, load
 from knn_store.cli import main
 from knn_store.neighbors import exact_knn, prepare_features
+from knn_store.store.keys import LAYOUT_VERSION
 from knn_store.store.memo import clear_memo
 from tests._mounts import tmpfs
 
@@ -143,7 +144,9 @@ def _orphan(parent: Path, owners: list[Owner], how: str = "SIGKILL") -> Path:
     owner = Owner(parent)
     owners.append(owner)
     owner.crash(how)
-    assert (owner.path / "v1").is_dir(), "the killed process should have left its store behind"
+    assert (owner.path / f"v{LAYOUT_VERSION}").is_dir(), (
+        "the killed process should have left its store behind"
+    )
     return owner.path
 
 
@@ -156,13 +159,13 @@ def test_store_of_a_killed_process_is_removed_and_a_live_one_kept(
     orphan = _orphan(tmp_path, owners, how)
     # A directory of an older version (no owner record) or of someone else: its owner cannot be told.
     foreign = tmp_path / "knn_store_foreign"
-    (foreign / "v1").mkdir(parents=True)
+    (foreign / f"v{LAYOUT_VERSION}").mkdir(parents=True)
 
     assert cleanup_temporary(tmp_path) == [str(orphan)]
 
     assert not orphan.exists()
     assert foreign.is_dir()
-    assert (live.path / "v1").is_dir()
+    assert (live.path / f"v{LAYOUT_VERSION}").is_dir()
     assert live.use_and_leave() == "used"  # the live store was not disturbed, even partly
     assert not live.path.exists()  # and its owner still removed it on a normal exit
     assert sorted(p.name for p in tmp_path.iterdir()) == ["knn_store_foreign"]

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from knn_store.errors import CorruptEntryError
 from knn_store.store.backends.base import StorageBackend
 from knn_store.store.entry import read_group, write_group
 from knn_store.store.keys import LAYOUT_VERSION
@@ -104,8 +105,14 @@ class FsspecBackend(StorageBackend):
         with owned_temporary_dir() as tmp:
             if not fs.exists(f"{path}/zarr.json"):
                 raise FileNotFoundError(f"kNN group {group} does not exist")
-            fs.get(path, str(tmp / "g"), recursive=True)
-            return read_group(tmp / "g", verify=verify)
+            try:
+                fs.get(path, str(tmp / "g"), recursive=True)
+                return read_group(tmp / "g", verify=verify)
+            except (CorruptEntryError, FileNotFoundError):
+                # Deleted during the download (evicted or replaced): not found, never "corrupt".
+                if not fs.exists(f"{path}/zarr.json"):
+                    raise FileNotFoundError(f"kNN group {group} was removed while being read") from None
+                raise
 
     def publish(
         self, entry: str, nb: np.ndarray, ds: np.ndarray, attrs: dict[str, Any], *, replace: bool = False

@@ -19,6 +19,7 @@ from knn_store import (
     load,
 )
 from knn_store.neighbors import exact_knn, prepare_features
+from knn_store.store.keys import LAYOUT_VERSION
 from knn_store.store.memo import clear_memo
 
 
@@ -148,7 +149,7 @@ def test_temporary_store_is_removed_after_an_exception(features: np.ndarray) -> 
         with KNNStore.temporary() as store:
             seen.append(store.root)
             store.ensure(features, 3)
-            assert (store.root / "v1").is_dir()
+            assert (store.root / f"v{LAYOUT_VERSION}").is_dir()
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):

@@ -73,7 +73,7 @@ def test_failed_refresh_keeps_the_old_entry(
     ref = store.ensure(features, 8)
     before = _snapshot(ref)
     files = _files(ref)
-    name = "exact_knn" if fault is _fail_compute else "write_group"
+    name = "knn" if fault is _fail_compute else "write_group"
     monkeypatch.setattr(target, name, fault)
 
     with pytest.raises(error):
@@ -92,7 +92,7 @@ def test_failed_refresh_keeps_a_larger_group(
 ) -> None:
     store = KNNStore(tmp_path, backend="numpy")
     ref = store.ensure(features, 12)
-    monkeypatch.setattr(knn_store.store.cache, "exact_knn", _fail_compute)
+    monkeypatch.setattr(knn_store.store.cache, "knn", _fail_compute)
     with pytest.raises(RuntimeError, match="crashed"):
         store.ensure(features, 5, refresh=True)  # old code dropped every group before computing
     assert store.lookup(features, 5) == ref
