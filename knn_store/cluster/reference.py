@@ -109,7 +109,9 @@ def _check_inputs(
 
     if features is None:
         raise InvalidFeaturesError("features are required by algorithm='reference' (core kNN and assignment)")
-    x = prepare_features(features, "euclidean")
+    # Validated exactly (the kNN runs on these values), then float32 like the users' X from here on.
+    exact = prepare_features(features, "euclidean")
+    x = np.ascontiguousarray(exact, dtype=np.float32)
     n = x.shape[0]
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n - 1:
         raise InvalidParameterError(f"k must be an integer in [1, n - 1] = [1, {n - 1}], got {k!r}")
@@ -127,7 +129,7 @@ def _check_inputs(
             "reference algorithm needs labelled points of at least 2 classes"
         )
     if knn is None:
-        knn = exact_knn(x, int(k))
+        knn = exact_knn(exact, int(k))
     nb, ds = (np.asarray(a) for a in knn)
     if nb.ndim != 2 or nb.shape != ds.shape or nb.shape[0] != n or nb.shape[1] < k:
         raise InvalidParameterError(
