@@ -233,7 +233,9 @@ def grid_search(
         must be picklable to run on a cluster.
     loss : bool, default True
         Add the users' loss columns ``l1``, ``l2``, ``loss``, ``score`` (:mod:`knn_store.cluster.loss`;
-        for ``cluster_fn`` every point counts as core in the separation term); NaN when False.
+        for ``cluster_fn`` every point counts as core in the separation term); NaN when False. The
+        silhouette needs all pairwise distances: kept once per worker up to ~8,000 points, recomputed per
+        job above (O(n^2 d), like the users' own job), so large sets want ``loss=False``.
     l2_weights : mapping, optional
         L2 component weights, default ``{"silhouette": 3.0, "separation": 0.0}`` (their variant B);
         ``{}`` gives their variant A (``l2 = 0``).
