@@ -72,7 +72,7 @@ def _run_k(
     with threadpool_limits(limits=1):  # N workers x N BLAS threads would oversubscribe the cores
         knn = load(ref, ref.k_max)  # full width: the reference serves its core kNN from it where it can
         x = None if lab.features is None else lab.features[name]
-        points = None if x is None else shared_points(ref.key, x)
+        points = shared_points(ref.key, x) if x is not None and spec.shares_distances else None
         rows = run_jobs(x, lab.labels, lab.labeled_mask, k, percentiles, knn, spec, points)
     return [{"feature_set": name, **row} for row in rows]
 

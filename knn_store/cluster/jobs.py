@@ -71,6 +71,11 @@ class JobSpec:
             raise InvalidParameterError(f"cluster_fn must be callable, got {type(self.cluster_fn).__name__}")
 
     @property
+    def shares_distances(self) -> bool:
+        """Whether the jobs use the pairwise distance matrix (reference algorithm or loss columns)."""
+        return self.loss or (self.cluster_fn is None and self.algorithm == "reference")
+
+    @property
     def needs_features(self) -> bool:
         """Whether the workers need the feature matrix (the 'ours' variant without loss does not)."""
         return self.cluster_fn is not None or self.loss or self.algorithm != "ours"
@@ -109,7 +114,7 @@ def run_jobs(
     sliced = (knn[0][:, :k], knn[1][:, :k])
     reference = spec.cluster_fn is None and spec.algorithm == "reference"
     # One distance matrix serves the reference's assignment and the loss's silhouette in every job.
-    if points is None and x is not None and (reference or spec.loss):
+    if points is None and x is not None and spec.shares_distances:
         points = Points(x).share()
     if spec.cluster_fn is not None:
         results = [(_user_labels(spec, x, labels, labeled_mask, k, p, sliced), None) for p in percentiles]
