@@ -93,12 +93,11 @@ class UsersLoss:
         return sl, d
 
     def _blocks(self) -> Iterable[tuple[slice, np.ndarray]]:
-        if self.points.full is not None:
-            # The shared matrix (zero diagonal) serves every row; no per-task copy of its rows.
-            return [(slice(0, self.all.size), self.points.full)]
         if 4 * self.rows.size * self.all.size > self._max_bytes:
             return (self._zero_self(sl, d) for sl, d in distance_blocks(self.points, self.rows, self.all))
-        if self._dist is None:
+        if self._dist is None and self.points.full is not None:
+            self._dist = self.points.full.take(self.rows, axis=0)  # once per task; zero diagonal already
+        elif self._dist is None:
             parts = [self._zero_self(sl, d)[1] for sl, d in distance_blocks(self.points, self.rows, self.all)]
             self._dist = np.concatenate(parts) if parts else np.zeros((0, self.all.size), np.float32)
         return [(slice(0, self.rows.size), self._dist)]
@@ -114,8 +113,6 @@ class UsersLoss:
         total = 0.0
         for sl, d in self._blocks():
             sums = (d @ onehot).astype(np.float64)
-            if d is self.points.full:
-                sums, sl = sums[self.rows], slice(0, self.rows.size)
             own = codes[self.rows[sl]]
             r = np.arange(own.size)
             a = sums[r, own] / np.maximum(size[own] - 1, 1)
