@@ -42,7 +42,8 @@ PERCENTILES = range(40, 95, 5)
 
 
 def _job_scores(nb, ds, y, mask, k, p):
-    from knn_store import gcd_scores, ssddbc
+    from knn_store import gcd_scores
+    from knn_store.cluster.ours import ssddbc
 
     res = ssddbc(None, y, mask, k=k, density_percentile=p, precomputed_knn=(nb, ds))
     return {

@@ -9,8 +9,11 @@ EntryRef, EntryInfo
     Picklable reference to a published entry; one row of ``KNNStore.info()``.
 load
     ``load(ref, k) -> (neighbors, distances)`` in any process, memoised per process.
-median_density, relative_density, ssddbc, ssddbc_sweep, SSDDBCResult
-    The semi-supervised density clustering (``ssddbc_sweep`` shares per-k work across percentiles).
+ssddbc, SSDDBC, SSDDBCResult
+    Semi-supervised density clustering; ``algorithm="reference"`` (default) is the users' own SS-DDBC,
+    ``"ours"`` this project's variant. ``SSDDBC`` is the scikit-learn style estimator.
+median_density, relative_density, ssddbc_sweep
+    Building blocks and the per-k sweep of the ``"ours"`` variant.
 cluster_acc, split_cluster_acc, gcd_scores
     GCD metrics (Hungarian accuracy All/Old/New, standard v2 variant; ARI; NMI).
 grid_search, run_clustering_search_on_features, best_configurations
@@ -48,8 +51,10 @@ from knn_store.errors import (
 from knn_store.store.entry import EntryRef
 
 if TYPE_CHECKING:
+    from knn_store.cluster.api import ssddbc
+    from knn_store.cluster.estimator import SSDDBC
     from knn_store.cluster.metrics import cluster_acc, gcd_scores, split_cluster_acc
-    from knn_store.cluster.ours import SSDDBCResult, median_density, relative_density, ssddbc, ssddbc_sweep
+    from knn_store.cluster.ours import SSDDBCResult, median_density, relative_density, ssddbc_sweep
     from knn_store.search import best_configurations, grid_search, run_clustering_search_on_features
     from knn_store.store.cache import EntryInfo, KNNStore
     from knn_store.store.memo import load
@@ -61,7 +66,8 @@ _LAZY = {
     "SSDDBCResult": "knn_store.cluster.ours",
     "median_density": "knn_store.cluster.ours",
     "relative_density": "knn_store.cluster.ours",
-    "ssddbc": "knn_store.cluster.ours",
+    "ssddbc": "knn_store.cluster.api",
+    "SSDDBC": "knn_store.cluster.estimator",
     "ssddbc_sweep": "knn_store.cluster.ours",
     "load": "knn_store.store.memo",
     "cleanup_temporary": "knn_store.store.temporary",
@@ -84,6 +90,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "SSDDBC",
     "BackendUnavailableError",
     "CorruptEntryError",
     "EntryInfo",

@@ -11,6 +11,7 @@ __all__ = [
     "CorruptEntryError",
     "EntryNotFoundError",
     "InvalidFeaturesError",
+    "InvalidLabelsError",
     "InvalidNameError",
     "InvalidParameterError",
     "KnnStoreError",
@@ -28,6 +29,10 @@ class InvalidFeaturesError(KnnStoreError, ValueError):
 
 class InvalidParameterError(KnnStoreError, ValueError):
     """A parameter (k, metric, backend, percentile, size) is out of range or unknown."""
+
+
+class InvalidLabelsError(InvalidParameterError):
+    """``labels`` / ``labeled_mask`` cannot be used: wrong shape or dtype, or too few labelled classes."""
 
 
 class InvalidNameError(KnnStoreError, ValueError):

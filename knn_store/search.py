@@ -3,14 +3,17 @@
 The client hashes each feature set once and ensures one entry per feature set at ``max(ks)``. It then
 submits one task per (feature set, k) that loops over every percentile: a task carries an
 :class:`~knn_store.EntryRef`, k and the parameters (a few hundred bytes), never kNN arrays; labels are
-scattered once per run. Workers load the entry through the per-process memo, with BLAS pinned to one thread.
+scattered once per run (with the feature matrices when the algorithm, ``cluster_fn`` or the loss columns
+need them). Workers load the entry through the per-process memo, with BLAS pinned to one thread.
+
+What a job runs and scores is :mod:`knn_store.cluster.jobs`: ``algorithm="reference"`` (the users' own
+SS-DDBC, default) or ``"ours"``, or any ``cluster_fn`` fed with the cached kNN.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,14 +25,14 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from knn_store._names import check_name
-from knn_store.cluster.metrics import gcd_scores
-from knn_store.cluster.ours import ssddbc_sweep
+from knn_store.cluster.jobs import ClusterFn, JobSpec, clear_shared_points, run_jobs, shared_points
 from knn_store.errors import InvalidFeaturesError, InvalidParameterError
+from knn_store.neighbors import prepare_features
 from knn_store.store.cache import KNNStore
 from knn_store.store.entry import EntryRef
 from knn_store.store.memo import load
 
-__all__ = ["COLUMNS", "best_configurations", "grid_search", "run_clustering_search_on_features"]
+__all__ = ["COLUMNS", "RULES", "best_configurations", "grid_search", "run_clustering_search_on_features"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +47,14 @@ COLUMNS = (
     "ari",
     "nmi",
     "n_clusters",
+    "l1",
+    "l2",
+    "loss",
+    "score",
     "seconds",
 )
+#: Selection rules of :func:`best_configurations`.
+RULES = ("ours", "first")
 _SORT = ["feature_set", "k", "density_percentile"]
 
 
@@ -53,39 +62,19 @@ _SORT = ["feature_set", "k", "density_percentile"]
 class _Labels:
     labels: np.ndarray
     labeled_mask: np.ndarray
+    features: Mapping[str, np.ndarray] | None = None
 
 
 def _run_k(
-    ref: EntryRef, name: str, k: int, percentiles: tuple[float, ...], lab: _Labels, params: dict[str, Any]
+    ref: EntryRef, name: str, k: int, percentiles: tuple[float, ...], lab: _Labels, spec: JobSpec
 ) -> list[dict[str, Any]]:
     """One task: every percentile of one (feature set, k). Runs in a worker or in-process."""
-    rows = []
     with threadpool_limits(limits=1):  # N workers x N BLAS threads would oversubscribe the cores
-        nb, ds = load(ref, k)
-        t0 = time.perf_counter()
-        results = ssddbc_sweep(
-            lab.labels,
-            lab.labeled_mask,
-            k=k,
-            density_percentiles=percentiles,
-            precomputed_knn=(nb, ds),
-            **params,
-        )
-        shared = (time.perf_counter() - t0) / len(percentiles)
-        for p, res in zip(percentiles, results, strict=True):
-            t0 = time.perf_counter()
-            scores = gcd_scores(lab.labels, res.labels, lab.labeled_mask)
-            rows.append(
-                {
-                    "feature_set": name,
-                    "k": int(k),
-                    "density_percentile": float(p),
-                    **scores,
-                    "n_clusters": res.n_clusters,
-                    "seconds": shared + time.perf_counter() - t0,
-                }
-            )
-    return rows
+        knn = load(ref, ref.k_max)  # full width: the reference serves its core kNN from it where it can
+        x = None if lab.features is None else lab.features[name]
+        points = shared_points(ref.key, x) if x is not None and spec.shares_distances else None
+        rows = run_jobs(x, lab.labels, lab.labeled_mask, k, percentiles, knn, spec, points)
+    return [{"feature_set": name, **row} for row in rows]
 
 
 def _as_feature_sets(feature_sets: Mapping[str, Any] | Any) -> dict[str, Any]:
@@ -109,24 +98,30 @@ def _check_grid(ks: Iterable[int], percentiles: Iterable[float]) -> tuple[list[i
     return k_list, p_list
 
 
-def best_configurations(table: pd.DataFrame, by: str = "acc_all") -> pd.DataFrame:
+def best_configurations(table: pd.DataFrame, by: str = "acc_all", rule: str = "ours") -> pd.DataFrame:
     """Best row per feature set.
 
-    Rule: highest ``by`` (default ``acc_all``); ties broken by higher ``nmi``, then higher ``ari``, then
-    smaller ``k``, then smaller ``density_percentile`` (cheaper and more conservative). NaN scores rank last.
+    Rules (``rule``):
+
+    * ``"ours"``: highest ``by``; ties broken by higher ``nmi``, then higher ``ari``, then smaller ``k``,
+      then smaller ``density_percentile`` (cheaper and more conservative). NaN scores rank last.
+    * ``"first"``: the users' rule: the first row with the highest ``by`` in k-major order (smaller ``k``,
+      then smaller ``density_percentile``), as their serial batch runner keeps it (strict ``>``). Their
+      batch runner selects ``by="acc_all"``; their pseudo-label pipeline ``by="score"`` (``-l1 + l2``).
+
     Note that ``acc_*`` use ground truth of the unlabelled points: it is the GCD reporting protocol, an
-    oracle for model selection; pass ``by="nmi"`` or another column to select differently.
+    oracle for model selection; ``by="score"`` uses no hidden label.
     """
+    if rule not in RULES:
+        raise InvalidParameterError(f"rule must be one of {RULES}, got {rule!r}")
     if table.empty:
         return table.copy()
     if by not in table.columns:
         raise InvalidParameterError(f"cannot select by {by!r}: not a column of the table")
-    ranked = table.sort_values(
-        [by, "nmi", "ari", "k", "density_percentile"],
-        ascending=[False, False, False, True, True],
-        na_position="last",
-        kind="mergesort",
-    )
+    keys, asc = ([by, "k", "density_percentile"], [False, True, True])
+    if rule == "ours":
+        keys, asc = [by, "nmi", "ari", "k", "density_percentile"], [False, False, False, True, True]
+    ranked = table.sort_values(keys, ascending=asc, na_position="last", kind="mergesort")
     return ranked.groupby("feature_set", sort=True).head(1).sort_values("feature_set").reset_index(drop=True)
 
 
@@ -144,6 +139,10 @@ def _schema() -> Any:
             ("ari", pa.float64()),
             ("nmi", pa.float64()),
             ("n_clusters", pa.int64()),
+            ("l1", pa.float64()),
+            ("l2", pa.float64()),
+            ("loss", pa.float64()),
+            ("score", pa.float64()),
             ("seconds", pa.float64()),
         ]
     )
@@ -171,8 +170,8 @@ def grid_search(
     feature_sets: Mapping[str, Any] | Any,
     labels: Any,
     labeled_mask: Any,
-    ks: Iterable[int],
-    density_percentiles: Iterable[float],
+    ks: Iterable[int] = range(3, 21),
+    density_percentiles: Iterable[float] = range(40, 95, 5),
     client: Any | None = None,
     store: KNNStore | str | os.PathLike[str] | None = None,
     *,
@@ -181,8 +180,14 @@ def grid_search(
     refresh: bool = False,
     out: str | os.PathLike[str] | None = None,
     select_by: str = "acc_all",
+    select_rule: str = "ours",
+    algorithm: str = "reference",
     cluster_params: Mapping[str, Any] | None = None,
+    cluster_fn: ClusterFn | None = None,
+    loss: bool = True,
+    l2_weights: Mapping[str, float] | None = None,
     progress: bool | None = None,
+    **params: Any,
 ) -> pd.DataFrame:
     """Run SS-DDBC over every (feature set, k, density percentile) and score it.
 
@@ -195,9 +200,10 @@ def grid_search(
         Ground-truth classes of every point (used for scoring; only labelled ones reach the clustering).
     labeled_mask : array_like, bool, shape (n,)
         Points whose label is known to the clustering. Old classes are those present among them.
-    ks : iterable of int
-        Neighbour counts; one kNN per feature set is computed at ``max(ks)`` and sliced.
-    density_percentiles : iterable of float
+    ks : iterable of int, default 3..20
+        Neighbour counts; one kNN per feature set is computed at ``max(ks)`` and sliced. With the default
+        percentiles this is the users' grid of 198 jobs.
+    density_percentiles : iterable of float, default 40, 45, ..., 90
         Core-point percentiles in [0, 100].
     client : distributed.Client, optional
         Run tasks on this cluster; ``None`` runs serially in this process (same results).
@@ -212,15 +218,38 @@ def grid_search(
         Directory; ``results.parquet`` (all rows) and ``best.parquet`` are written atomically.
     select_by : str, default "acc_all"
         Column for :func:`best_configurations`.
+    select_rule : {"ours", "first"}, default "ours"
+        Tie rule of :func:`best_configurations`; ``"first"`` is the users' (first best in k-major order).
+    algorithm : {"reference", "ours"}, default "reference"
+        :func:`knn_store.ssddbc` algorithm; ``"reference"`` is the users' own SS-DDBC.
     cluster_params : mapping, optional
-        Extra keyword arguments of :func:`knn_store.ssddbc` (``relative``, ``cutoff``).
+        Parameters of the algorithm (reference: ``dense_method``, ``assign_model``, ``co_mode``,
+        ``co_manual``, ``voting_k``; ours: ``relative``, ``cutoff``), or extra ``params`` of ``cluster_fn``.
+    cluster_fn : callable, optional
+        Run this instead of an algorithm: ``cluster_fn(features, labels, labeled_mask, k, params,
+        precomputed_knn) -> labels`` with ``params = {"density_percentile": p, **cluster_params}`` and the
+        cached ``(neighbors, distances)`` sliced to k (self excluded, rows in (distance, index) order).
+        ``labels`` is passed whole; the function should only read it where ``labeled_mask`` is true. It
+        must be picklable to run on a cluster.
+    loss : bool, default True
+        Add the users' loss columns ``l1``, ``l2``, ``loss``, ``score`` (:mod:`knn_store.cluster.loss`;
+        for ``cluster_fn`` every point counts as core in the separation term); NaN when False. The
+        silhouette needs all pairwise distances: kept once per worker up to ~8,000 points, recomputed per
+        job above (O(n^2 d), like the users' own job), so large sets want ``loss=False``.
+    l2_weights : mapping, optional
+        L2 component weights, default ``{"silhouette": 3.0, "separation": 0.0}`` (their variant B);
+        ``{}`` gives their variant A (``l2 = 0``).
     progress : bool, optional
         tqdm bar over jobs; ``None`` shows it only on a terminal.
+    **params
+        Algorithm parameters given directly, e.g. ``grid_search(..., dense_method=0, assign_model=2)``;
+        merged into ``cluster_params`` (naming one in both raises).
 
     Returns
     -------
     pandas.DataFrame
-        Columns :data:`COLUMNS`, sorted by (feature_set, k, density_percentile); one row per job;
+        Columns :data:`COLUMNS`, sorted by (feature_set, k, density_percentile); one row per job
+        (``acc_*``: GCD v2 over the unlabelled points, -1 counted as one more cluster);
         ``seconds`` is the clustering and scoring time of that job (the per-k work shared by the
         percentiles of one task is split evenly between them). ``df.attrs["best"]`` holds the rows of
         :func:`best_configurations` as a list of dicts (``pd.DataFrame(df.attrs["best"])``).
@@ -230,29 +259,45 @@ def grid_search(
             return grid_search(
                 feature_sets, labels, labeled_mask, ks, density_percentiles, client, tmp,
                 metric=metric, backend=backend, refresh=refresh, out=out, select_by=select_by,
-                cluster_params=cluster_params, progress=progress,
+                select_rule=select_rule, algorithm=algorithm, cluster_params=cluster_params,
+                cluster_fn=cluster_fn, loss=loss, l2_weights=l2_weights, progress=progress, **params,
             )  # fmt: skip
     if not isinstance(store, KNNStore):
         store = KNNStore(store)
     sets = _as_feature_sets(feature_sets)
     k_list, p_list = _check_grid(ks, density_percentiles)
-    lab = _Labels(np.asarray(labels), np.asarray(labeled_mask, dtype=bool))
-    params = dict(cluster_params or {})
+    both = sorted(set(params) & set(cluster_params or {}))
+    if both:
+        raise InvalidParameterError(f"{both[0]!r} is given both directly and in cluster_params")
+    spec = JobSpec(algorithm, {**(cluster_params or {}), **params}, cluster_fn, loss, l2_weights)
+    spec.check()
+    if select_rule not in RULES:
+        raise InvalidParameterError(f"select_rule must be one of {RULES}, got {select_rule!r}")
+    if metric != "euclidean" and (cluster_fn is not None or algorithm == "reference" or loss):
+        # The users' algorithm and loss measure Euclidean distances on the features themselves.
+        raise InvalidParameterError(
+            f"metric={metric!r} only works with algorithm='ours' and loss=False; the reference algorithm, "
+            "cluster_fn and the loss use Euclidean distances (L2-normalise the features for cosine)"
+        )
+    y, mask = np.asarray(labels), np.asarray(labeled_mask, dtype=bool)
     refs: dict[str, EntryRef] = {}
+    feats: dict[str, np.ndarray] = {}
     for name, x in sets.items():
         n = np.shape(x)[0]
-        if lab.labels.shape != (n,) or lab.labeled_mask.shape != (n,):
+        if y.shape != (n,) or mask.shape != (n,):
             raise InvalidFeaturesError(
-                f"feature set {name!r} has {n} rows but labels/labeled_mask have shapes "
-                f"{lab.labels.shape}/{lab.labeled_mask.shape}"
+                f"feature set {name!r} has {n} rows but labels/labeled_mask have shapes {y.shape}/{mask.shape}"
             )
         refs[name] = store.ensure(
             x, k_list[-1], metric, backend=backend, refresh=refresh, source={"name": name}
         )
+        if spec.needs_features:
+            feats[name] = prepare_features(x, metric)
+    lab = _Labels(y, mask, feats if spec.needs_features else None)
     jobs = [(name, k) for name in sets for k in k_list]  # grouped by feature set: one memo load per worker
-    rows = _execute(jobs, refs, p_list, lab, params, client, progress)
+    rows = _execute(jobs, refs, p_list, lab, spec, client, progress)
     df = _table(rows)
-    best = best_configurations(df, select_by)
+    best = best_configurations(df, select_by, select_rule)
     if out is not None:
         out_dir = Path(out)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -262,6 +307,8 @@ def grid_search(
     # Plain records (not a DataFrame): attrs must stay JSON-serialisable and cheap to copy.
     df.attrs["best"] = best.to_dict(orient="records")
     df.attrs["select_by"] = select_by
+    df.attrs["select_rule"] = select_rule
+    df.attrs["algorithm"] = "cluster_fn" if cluster_fn is not None else algorithm
     return df
 
 
@@ -270,7 +317,7 @@ def _execute(
     refs: Mapping[str, EntryRef],
     percentiles: tuple[float, ...],
     lab: _Labels,
-    params: dict[str, Any],
+    spec: JobSpec,
     client: Any | None,
     progress: bool | None,
 ) -> list[dict[str, Any]]:
@@ -280,10 +327,13 @@ def _execute(
     total = len(jobs) * len(percentiles)
     with tqdm(total=total, unit="job", disable=None if progress is None else not progress) as bar:
         if client is None:
-            for name, k in jobs:
-                part = _run_k(refs[name], name, k, percentiles, lab, params)
-                rows.extend(part)
-                bar.update(len(part))
+            try:
+                for name, k in jobs:
+                    part = _run_k(refs[name], name, k, percentiles, lab, spec)
+                    rows.extend(part)
+                    bar.update(len(part))
+            finally:
+                clear_shared_points()  # workers keep theirs like the kNN memo; this process need not
             return rows
         from distributed import as_completed
 
@@ -297,7 +347,7 @@ def _execute(
                 k,
                 percentiles,
                 lab_future,
-                params,
+                spec,
                 key=f"knn-grid-{run}-{name}-k{k}",
             )
             for name, k in jobs
@@ -320,7 +370,7 @@ def run_clustering_search_on_features(
     features: Any,
     labels: Any,
     labeled_mask: Any,
-    ks: Iterable[int] = range(3, 22),
+    ks: Iterable[int] = range(3, 21),
     density_percentiles: Iterable[float] = range(40, 95, 5),
     client: Any | None = None,
     **kwargs: Any,

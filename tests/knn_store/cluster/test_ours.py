@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from knn_store import InvalidParameterError, KNNStore, gcd_scores, load, median_density, ssddbc, ssddbc_sweep
+from knn_store import InvalidParameterError, KNNStore, gcd_scores, load, median_density, ssddbc_sweep
+from knn_store.cluster.ours import ssddbc
 
 
 @pytest.fixture(scope="module")
