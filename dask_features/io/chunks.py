@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["ChunkMeta", "TransferChunk", "TransientChunk"]
+__all__ = ["Chunk", "ChunkMeta", "TransferChunk", "TransientChunk"]
 
 T = TypeVar("T")
 
@@ -189,3 +189,7 @@ class TransientChunk(_Memo):
             duty=self.duty[idx],
             meta=self.meta,
         )
+
+
+#: What an extractor receives: a chunk of one source's steps.
+Chunk = TransferChunk | TransientChunk
