@@ -2,7 +2,8 @@
 
 An experiment's output name (its *key*, also the ``experiment`` column of every row) is its path
 below the data folder without the suffix, each component reduced to letters, digits and ``. _ + -``.
-``#``, ``?``, ``%`` and ``:`` never appear (``file://.../chip#1.parquet`` would be read as
+``#``, ``?``, ``%`` and ``:`` never appear, nor a leading ``.`` or ``_`` (dataset readers skip
+those files) (``file://.../chip#1.parquet`` would be read as
 ``.../chip`` plus a URL fragment), nor names Windows reserves (``CON``, ``NUL``, ``COM1`` ...). A
 component that had to change gets a short hash of the original relative path, so two files can never
 share a name (``a b.h5`` and ``a_b.h5``) and the name does not depend on which other files are
@@ -30,12 +31,13 @@ _WINDOWS_RESERVED = frozenset(
 
 
 def safe_component(part: str) -> str:
-    """One path component made safe: no separators, URL syntax, leading dots or reserved device names."""
-    cleaned = _UNSAFE.sub("_", part).strip(".") or "_"
+    """One path component made safe: no separators, URL syntax, reserved device names, or a leading
+    ``.`` or ``_`` (Parquet dataset readers skip such files as hidden or metadata)."""
+    cleaned = _UNSAFE.sub("_", part).lstrip("._").rstrip(".") or "x"
     if cleaned.split(".")[0].upper() in _WINDOWS_RESERVED:
-        cleaned = f"_{cleaned}"
+        cleaned = f"x_{cleaned}"
     # Cut by bytes, not characters: 200 CJK characters are 600 bytes, too long for a file name.
-    return cleaned.encode()[:_MAX_COMPONENT_BYTES].decode("utf-8", errors="ignore").rstrip(".") or "_"
+    return cleaned.encode()[:_MAX_COMPONENT_BYTES].decode("utf-8", errors="ignore").rstrip(".") or "x"
 
 
 def _relative(path: str, root: str | None) -> str:
@@ -53,7 +55,7 @@ def experiment_stem(path: str, root: str | None) -> str:
     rel = _relative(path, root)
     stem = os.path.splitext(rel)[0]
     parts = [p for p in PurePosixPath(stem.replace(os.sep, "/")).parts if p not in ("", ".", "..", "/")]
-    safe = [safe_component(p) for p in parts] or ["_"]
+    safe = [safe_component(p) for p in parts] or ["x"]
     name = "/".join(safe)
     return name if safe == parts else _suffixed(name, rel)
 

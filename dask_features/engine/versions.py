@@ -141,6 +141,7 @@ def claim_version(out_dir: str | os.PathLike[str], config: FeatureConfig) -> Ite
     out = Path(out_dir)
     folder = out / config.name
     try:
+        out.mkdir(parents=True, exist_ok=True)
         handle = open(out / f".{config.name}.lock", "a+")  # noqa: SIM115  held for the whole run
     except OSError as exc:
         raise OutputError(f"cannot create the lock file in {out}: {exc}") from exc

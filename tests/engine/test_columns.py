@@ -22,7 +22,8 @@ def test_reversed_config_is_evaluated_in_dependency_order(dataset: Path, tmp_pat
         ],
     }
     res = dfe.extract(dataset, config, tmp_path, scheduler="sync", progress=False)
-    assert res.ok and len(res.successful) == 3
+    assert res.ok
+    assert len(res.successful) == 3
     assert res.errors.empty, res.errors
     frame = dfe.read_features(tmp_path, "reversed")
     assert list(frame.columns[-3:]) == ["b", "a", "gm"]  # config order is the column order
@@ -95,5 +96,6 @@ def test_ragged_fields_clashing_with_each_other_are_prefixed() -> None:
         }
     )
     names = cfg.columns.schema("cycles").names
-    assert "fast_tau_on" in names and "slow_tau_on" in names
+    assert "fast_tau_on" in names
+    assert "slow_tau_on" in names
     assert len(names) == len(set(names))
