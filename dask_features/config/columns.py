@@ -136,7 +136,7 @@ def _prefix_clashing_fields(
 
 def _expansion_clashes(claimed: list[tuple[str, Column]], owners: Mapping[str, str], table: str) -> list[str]:
     """List columns are read back as ``{name}_0, {name}_1, ...``: no other column may look like that."""
-    problems = []
+    problems: list[str] = []
     for feature, col in claimed:
         if not col.expands:
             continue

@@ -372,7 +372,7 @@ def _build_feature(i: int, item: Any, reg: Registry, problems: list[str]) -> Fea
             return None
         return (
             FeatureSpec(
-                name,
+                str(name),
                 inputs,
                 extractor=ext_name,
                 params=resolved,
@@ -399,7 +399,7 @@ def _build_feature(i: int, item: Any, reg: Registry, problems: list[str]) -> Fea
         problems.append(f"{label}: 'func' must be an expression string or (in a dict config) a callable")
         return None
     return (
-        FeatureSpec(name, inputs, func=func, params=dict(params), unit=unit, description=description)
+        FeatureSpec(str(name), inputs, func=func, params=dict(params), unit=unit, description=description)
         if ok
         else None
     )

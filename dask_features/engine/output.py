@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,13 @@ def _derived_types(config: FeatureConfig, steps: pa.Table) -> dict[str, pa.DataT
     }
 
 
+def _parquet_writer(table: pa.Table) -> Callable[[Path], None]:
+    def write(tmp: Path) -> None:
+        pq.write_table(table, tmp, compression="zstd")
+
+    return write
+
+
 def write_tables(
     folder: str | os.PathLike[str],
     config: FeatureConfig,
@@ -142,7 +149,9 @@ def write_tables(
     n_errors = 0 if errors is None else errors.num_rows
     meta = json.dumps(_metadata(config, experiment, key, source, n_errors)).encode()
     ids = identity_values(experiment, key)
-    derived = _derived_types(config, tables["steps"])  # type: ignore[arg-type]
+    steps = tables["steps"]
+    assert steps is not None
+    derived = _derived_types(config, steps)
     # Stale companions of an earlier run would be mistaken for this run's: replace or remove them.
     for name in ("cycles", "errors", "steps"):
         table = tables.get(name)
@@ -152,7 +161,7 @@ def write_tables(
             continue
         full = _with_identity(table, config.columns.schema(name, derived), ids)
         full = full.replace_schema_metadata({META_KEY: meta})
-        publish(paths[name], lambda tmp, t=full: pq.write_table(t, tmp, compression="zstd"))
+        publish(paths[name], _parquet_writer(full))
     return paths["steps"]
 
 

@@ -107,9 +107,12 @@ def _switch(out_dir: Path, config: FeatureConfig) -> None:
         "package_version": __version__,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    publish(
-        current / VERSION_FILE, lambda tmp: tmp.write_text(json.dumps(marker, indent=1), encoding="utf-8")
-    )
+    text = json.dumps(marker, indent=1)
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
+    publish(current / VERSION_FILE, write)
 
 
 def _lock(handle: IO[Any], mode: int, *, wait: bool) -> bool:
