@@ -25,8 +25,8 @@ Catalog
     SQLite index of a data folder and of extractions done.
 synth
     Realistic demo data in the same layout, with ground truth.
-DaskFeaturesError and subclasses
-    Every error raised on purpose.
+DaskFeaturesError and subclasses, DaskFeaturesWarning
+    Every error raised on purpose (each also subclasses the matching built-in), every warning.
 """
 
 from __future__ import annotations
@@ -38,14 +38,19 @@ from dask_features._version import __version__
 from dask_features.errors import (
     ConfigError,
     DaskFeaturesError,
+    DaskFeaturesWarning,
     ExperimentFormatError,
     ExtractorError,
     FormatVersionError,
+    IncompleteOutputWarning,
     IndexTableError,
     MissingGroupError,
     NotHDF5Error,
+    OutputBusyError,
     OutputError,
+    SourceChangedError,
     TruncatedFileError,
+    UnknownExtractorError,
     UnsafeExpressionError,
 )
 
@@ -101,19 +106,24 @@ __all__ = [
     "Catalog",
     "ConfigError",
     "DaskFeaturesError",
+    "DaskFeaturesWarning",
     "Experiment",
     "ExperimentFormatError",
     "ExtractionResult",
     "ExtractorError",
     "FeatureConfig",
     "FormatVersionError",
+    "IncompleteOutputWarning",
     "IndexTableError",
     "MissingGroupError",
     "NotHDF5Error",
     "Output",
+    "OutputBusyError",
     "OutputError",
     "Ragged",
+    "SourceChangedError",
     "TruncatedFileError",
+    "UnknownExtractorError",
     "UnsafeExpressionError",
     "__version__",
     "extract",

@@ -10,6 +10,7 @@ import pandas as pd
 
 from dask_features.catalog._connection import _CatalogConnection
 from dask_features.catalog._schema import _from_json, _now
+from dask_features.errors import InvalidArgumentError, NotInCatalogError
 from dask_features.io.hdf5 import Experiment
 
 EXTRACTION_STATUSES = ("success", "partial", "failed")
@@ -27,7 +28,7 @@ class _Extractions(_CatalogConnection):
             "SELECT id, file_size, file_mtime_ns FROM experiments WHERE path = ?", (self._rel(path),)
         ).fetchone()
         if row is None:
-            raise KeyError(f"{path}: not in catalog {self.db_path}; scan its folder first")
+            raise NotInCatalogError(f"{path}: not in catalog {self.db_path}; scan its folder first")
         return row
 
     def record_extraction(
@@ -61,14 +62,16 @@ class _Extractions(_CatalogConnection):
 
         Raises
         ------
-        KeyError
+        NotInCatalogError
+            (a ``KeyError``)
             The experiment is not in the catalog.
-        ValueError
+        InvalidArgumentError
+            (a ``ValueError``)
             Unknown ``status``.
         """
         self._check_writable()
         if status not in EXTRACTION_STATUSES:
-            raise ValueError(f"status must be one of {EXTRACTION_STATUSES}, got {status!r}")
+            raise InvalidArgumentError(f"status must be one of {EXTRACTION_STATUSES}, got {status!r}")
         row = self._experiment_row(experiment)
         out = None if output_path is None else self._rel(output_path)
         with self._conn:
