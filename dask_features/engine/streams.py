@@ -1,32 +1,38 @@
-"""Scheduling: Dask graphs of bundles of experiments, streamed back as each finishes.
+"""Scheduling: bundles of experiments submitted as plain calls, streamed back as each finishes.
 
-Graph of an experiment cut into chunks (``mode="step"``)::
+An experiment cut into chunks (``mode="step"``) is one call per chunk, then one that assembles::
 
     run_chunk(exp, transfer, 0, 1000) ─┐
     run_chunk(exp, transfer, 1000, ..) ─┼─> safe_assemble(exp, config, chunks)  -> tables
     run_chunk(exp, transient, 0, 120)  ─┘
 
 Experiments too small to fill a task (about 0.1 s of estimated work) are bundled: one
-``run_bundle`` task computes several of them, so per-task scheduling cost stays small next to the
-work. Each bundle is one ``dask.delayed`` graph computed as one future; at most ``window`` bundles
-are in flight. The distributed stream takes finished ones with ``distributed.as_completed`` and
-submits the next bundle, so memory stays flat however many experiments there are. Without a
-distributed client the local schedulers run windows of ``window`` bundles.
+``run_bundle`` call computes several of them, so per-task scheduling cost stays small next to the
+work. No Dask graph is built (a graph per bundle cost more than the submits); at most ``window``
+bundles are in flight. The distributed stream takes finished ones with ``distributed.as_completed``
+and submits the next bundle, so memory stays flat however many experiments there are. Without a
+client a thread or process pool does the same (``sync`` runs everything in this thread), and
+neither Dask nor ``distributed`` is imported.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from typing import Any
-
-import dask
 
 from dask_features.config.schema import FeatureConfig
 from dask_features.engine.cluster import local_cluster
@@ -41,35 +47,38 @@ logger = logging.getLogger(__name__)
 Outcome = tuple[ExperimentJob, ExperimentTables | Failure, float]
 
 
-def _graph(bundle: list[ExperimentJob], config: FeatureConfig, mode: str, run: str) -> Any:
-    """Delayed graph of a bundle: a list of per-experiment values, or the value of one chunked experiment.
+def _submit_distributed(
+    client: Any, bundle: list[ExperimentJob], config: FeatureConfig, mode: str, run: str, retries: int
+) -> Any:
+    """Plain ``submit`` calls for a bundle; returns the future of its value.
 
-    Keys carry the ``run`` token: a rerun on the same cluster must never reuse the key of a task the
-    scheduler may still be forgetting (that loses the new future and the run hangs).
+    The value is a list of per-experiment outcomes (one task for several small experiments, or for
+    one experiment whose chunks run in sequence), or the assembled tables of a chunked experiment
+    (one task per chunk, then one that assembles them on a worker). Keys carry the ``run`` token: a
+    rerun on the same cluster must never reuse the key of a task the scheduler may still be
+    forgetting (that loses the new future and the run hangs).
     """
-    tags = [f"{j.stem.replace('/', '.')}-{run}" for j in bundle]  # output stems are unique within a run
-    # Handles and config enter the graph as opaque leaves: delayed would otherwise walk (and
-    # rebuild on the worker) every field of these dataclasses for every task.
-    leaves = [
-        dask.delayed(j.experiment, name=f"handle-{t}", traverse=False)
-        for j, t in zip(bundle, tags, strict=True)
-    ]
-    cfg_leaf = dask.delayed(config, name=f"config-{config.hash}-{tags[0]}", traverse=False)
-    job, tag = bundle[0], tags[0]
+    tag = f"{bundle[0].stem.replace('/', '.')}-{run}"  # output stems are unique within a run
+    job = bundle[0]
     if len(bundle) > 1 or mode == "experiment" or len(job.chunks) == 1:
-        # One task: several small experiments, or one experiment whose chunks run in sequence.
         name = f"experiments-{tag}-{len(bundle)}" if len(bundle) > 1 else f"experiment-{tag}"
-        return dask.delayed(run_bundle, pure=False)(
-            leaves, cfg_leaf, [j.chunks for j in bundle], dask_key_name=name
-        )
+        return client.submit(_whole, bundle, config, key=name, retries=retries, pure=False)
     parts = [
-        dask.delayed(run_chunk, pure=False)(
-            leaves[0], cfg_leaf, source, start, stop, dask_key_name=f"chunk-{tag}-{source}-{start}"
+        client.submit(
+            run_chunk,
+            job.experiment,
+            config,
+            source,
+            start,
+            stop,
+            key=f"chunk-{tag}-{source}-{start}",
+            retries=retries,
+            pure=False,
         )
         for source, start, stop in job.chunks
     ]
-    return dask.delayed(safe_assemble, pure=False)(
-        leaves[0], cfg_leaf, parts, dask_key_name=f"assemble-{tag}"
+    return client.submit(
+        safe_assemble, job.experiment, config, parts, key=f"assemble-{tag}", retries=retries, pure=False
     )
 
 
@@ -102,7 +111,9 @@ def resolve_client(client: Any, scheduler: str | None, workers: int | None) -> t
             cluster.close()
 
         return c, close
-    if scheduler is None:
+    if scheduler is None and "distributed" in sys.modules:
+        # A default client exists only if distributed was imported; importing it just to look
+        # costs about a second.
         with contextlib.suppress(ImportError, ValueError):
             from distributed import default_client
 
@@ -140,7 +151,7 @@ def stream_distributed(
         bundle = next(bundles, None)
         if bundle is None:
             return False
-        future = client.compute(_graph(bundle, config, mode, run), retries=retries, optimize_graph=False)
+        future = _submit_distributed(client, bundle, config, mode, run, retries)
         in_flight[future.key] = (bundle, time.perf_counter())
         completed.add(future)
         return True
@@ -162,6 +173,20 @@ def stream_distributed(
         del future, value  # drop the last reference so the cluster frees the result
 
 
+def _whole(bundle: list[ExperimentJob], config: FeatureConfig) -> list[ExperimentTables | Failure]:
+    """Every experiment of a bundle, each with its chunks in sequence (one task)."""
+    return run_bundle([j.experiment for j in bundle], config, [j.chunks for j in bundle])
+
+
+def _as_failure(future: Future[Any]) -> Failure | None:
+    exc = future.exception()
+    if exc is None:
+        return None
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
+    return Failure(f"task failed: {type(exc).__name__}: {exc}")
+
+
 def stream_local(
     bundles: Iterator[list[ExperimentJob]],
     config: FeatureConfig,
@@ -170,23 +195,83 @@ def stream_local(
     scheduler: str,
     workers: int | None,
 ) -> Iterator[Outcome]:
-    """Outcomes of ``bundles`` computed by a local scheduler, ``window`` bundles at a time."""
-    run = uuid.uuid4().hex[:8]
-    pool = ProcessPoolExecutor(max_workers=workers) if scheduler == "processes" else None
-    kwargs: dict[str, Any] = {"scheduler": scheduler}
-    if pool is not None:
-        kwargs["pool"] = pool
-    elif scheduler == "threads" and workers:
-        kwargs["num_workers"] = workers
-    try:
-        while batch := list(itertools.islice(bundles, window)):
+    """Outcomes of ``bundles`` computed in this machine's threads or processes, as each finishes.
+
+    Plain ``submit`` on a thread or process pool, no Dask graph: a bundle of small experiments is one
+    call, a chunked experiment one call per chunk plus one to assemble them once its last chunk is in.
+    At most ``window`` bundles are in flight. Threads overlap one task's HDF5 read (h5py allows one
+    per process) with other tasks' NumPy kernels (which release the GIL).
+    """
+    if scheduler == "sync":
+        for bundle in bundles:
             t0 = time.perf_counter()
-            values = dask.compute(
-                *[_graph(b, config, mode, run) for b in batch], optimize_graph=False, **kwargs
-            )
-            wall = time.perf_counter() - t0
-            for bundle, value in zip(batch, values, strict=True):
-                yield from ((job, v, wall) for job, v in _per_job(bundle, value))
+            values = _whole(bundle, config)
+            yield from ((job, v, time.perf_counter() - t0) for job, v in zip(bundle, values, strict=True))
+        return
+    n = workers or os.cpu_count() or 1
+    pool: Executor = ThreadPoolExecutor(n) if scheduler == "threads" else ProcessPoolExecutor(n)
+    # Per future: what to do with its value. Returns the outcomes it completes.
+    pending: dict[Future[Any], Callable[[Future[Any]], list[Outcome]]] = {}
+    bundles_in_flight = 0
+
+    def submit_bundle(bundle: list[ExperimentJob]) -> None:
+        t0 = time.perf_counter()
+        job = bundle[0]
+        if len(bundle) > 1 or mode == "experiment" or len(job.chunks) == 1:
+
+            def done(f: Future[Any]) -> list[Outcome]:
+                failure = _as_failure(f)
+                values = [failure] * len(bundle) if failure else f.result()
+                wall = time.perf_counter() - t0
+                return [(j, v, wall) for j, v in zip(bundle, values, strict=True)]
+
+            pending[pool.submit(_whole, bundle, config)] = done
+            return
+        parts: list[Any] = [None] * len(job.chunks)
+        left = [len(job.chunks)]
+
+        def assembled(f: Future[Any]) -> list[Outcome]:
+            return [(job, _as_failure(f) or f.result(), time.perf_counter() - t0)]
+
+        def chunk_done(i: int) -> Callable[[Future[Any]], list[Outcome]]:
+            def done(f: Future[Any]) -> list[Outcome]:
+                if left[0] < 0:  # an earlier chunk failed: the experiment is already reported
+                    return []
+                failure = _as_failure(f)
+                if failure is not None:
+                    left[0] = -1
+                    return [(job, failure, time.perf_counter() - t0)]
+                parts[i] = f.result()
+                left[0] -= 1
+                if left[0] == 0:
+                    pending[pool.submit(safe_assemble, job.experiment, config, parts)] = assembled
+                return []
+
+            return done
+
+        for i, (source, start, stop) in enumerate(job.chunks):
+            pending[pool.submit(run_chunk, job.experiment, config, source, start, stop)] = chunk_done(i)
+
+    def fill() -> None:
+        nonlocal bundles_in_flight
+        while bundles_in_flight < window:
+            bundle = next(bundles, None)
+            if bundle is None:
+                return
+            submit_bundle(bundle)
+            bundles_in_flight += 1
+
+    try:
+        fill()
+        while pending:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for future in done:
+                outcomes = pending.pop(future)(future)
+                if outcomes:  # a bundle's outcomes all come at once
+                    bundles_in_flight -= 1
+                yield from outcomes
+            fill()
     finally:
-        if pool is not None:
-            pool.shutdown()
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
