@@ -6,9 +6,10 @@ real results of the users' 5,000-step stability files, with no cluster in the wa
 
 1. One real result per preset is computed in this process (its single-threaded CPU time ``W`` is
    what one worker spends per experiment).
-2. The consumer's CPU per experiment ``C`` (unpickling the result as it arrives from a worker,
-   writing the Parquet files atomically, one catalog record, the error table) is measured over
-   repeated copies of that result; per step = ``C / 5000``.
+2. The consumer's CPU per experiment ``C`` is measured over repeated copies of that result: the
+   workers publish their own Parquet files, so the client unpickles a small record and files it
+   (``extract``'s own code: result, error table, one catalog record, progress); per step =
+   ``C / 5000``. For comparison, the same with the client writing the files itself.
 3. ``W / C`` = the number of single-threaded workers one client can serve (target >= 200).
 4. Controlled rate: a feeder thread hands the consumer pickled results at the rate ``k`` workers
    would produce them (``k / W`` per second) for several ``k``; the consumer keeps up when its
@@ -30,43 +31,59 @@ from pathlib import Path
 from typing import Any
 
 import dask_features as dfe
+from dask_features.engine.identity import SourceIdentity
 from dask_features.engine.output import write_tables
+from dask_features.engine.plan import make_job
+from dask_features.engine.results import Bookkeeper, ExtractionResult
+from dask_features.engine.run import _progress, _record
 from dask_features.engine.tasks import assemble, run_chunk
+from dask_features.engine.writing import write_outcome
 
 
-def worker_result(path: Path, preset: str) -> tuple[Any, float, Any]:
-    """(pickled result, worker CPU seconds, experiment) of one experiment, computed here."""
+def worker_result(path: Path, preset: str, folder: Path) -> tuple[bytes, bytes, float, Any]:
+    """One experiment as a worker does it: (pickled Written, pickled tables, worker CPU [s], job).
+
+    The worker computes the tables and publishes them (``Written`` is what it returns); the pickled
+    tables are what a worker returned before workers wrote their own files (for comparison).
+    """
     cfg = dfe.load_config(preset)
     exp = dfe.open_experiment(path)
+    job = make_job(exp, cfg, "exp", "auto", SourceIdentity.of(path))
     t0 = time.process_time()
     chunks = []
     for source in cfg.sources:
         n = exp.n_transfer_steps if source == "transfer" else exp.n_transient_steps
         chunks.append(run_chunk(exp, cfg, source, 0, n))
     tables = assemble(exp, cfg, chunks)
+    written = write_outcome(job, tables, cfg, folder)
     cpu = time.process_time() - t0
-    return pickle.dumps(tables, protocol=5), cpu, exp
+    return pickle.dumps(written, protocol=5), pickle.dumps(tables, protocol=5), cpu, job
 
 
 class Consumer:
-    """What the client does with one finished experiment."""
+    """The client's work per finished experiment: ``extract``'s own recording code."""
 
-    def __init__(self, out: Path, preset: str, catalog: Any, exp: Any) -> None:
-        self.out, self.cfg, self.catalog, self.exp = out, dfe.load_config(preset), catalog, exp
-        self.n = 0
+    def __init__(self, preset: str, catalog: Any, job: Any) -> None:
+        self.cfg, self.job = dfe.load_config(preset), job
+        result = ExtractionResult(self.cfg.name, self.cfg.hash, Path("."))
+        self.book = Bookkeeper(result, self.cfg, catalog, _progress(0, preset, False))
+
+    def __call__(self, payload: bytes) -> None:
+        _record((self.job, pickle.loads(payload), 1.0), self.book)
+
+
+class WritingConsumer(Consumer):
+    """The client as it was: it also wrote every experiment's Parquet files itself."""
+
+    def __init__(self, preset: str, catalog: Any, job: Any, folder: Path) -> None:
+        super().__init__(preset, catalog, job)
+        self.folder = folder
 
     def __call__(self, payload: bytes) -> None:
         tables = pickle.loads(payload)
-        stem = f"exp{self.n:05d}"
-        written = write_tables(self.out, self.cfg, self.exp, stem, tables.steps, tables.cycles, tables.errors)
-        if tables.errors.num_rows:
-            frame = tables.errors.to_pandas()
-            frame.insert(0, "source_file", self.exp.path)
-        status = "partial" if tables.errors.num_rows else "success"
-        self.catalog.record_extraction(
-            self.exp.path, self.cfg.name, self.cfg.hash, written, status, seconds=1.0
-        )
-        self.n += 1
+        parts = {"steps": tables.steps, "cycles": tables.cycles, "errors": tables.errors}
+        steps_file = write_tables(self.folder, self.cfg, self.job.experiment, "exp", self.job.source, parts)
+        self.book.written(self.job.experiment.path, steps_file, tables, 1.0, {})
 
 
 def consumer_cpu(consume: Consumer, payload: bytes, repeats: int) -> float:
@@ -132,19 +149,23 @@ def main() -> None:
             f"== consumer headroom, {steps}-step experiments (transfer and transient), {repeats} repeats =="
         )
         for preset in args.presets.split(","):
-            payload, w_cpu, exp = worker_result(path, preset)
-            consume = Consumer(tmp / "out", preset, catalog, exp)
-            c_cpu = consumer_cpu(consume, payload, repeats)
-            workers = w_cpu / c_cpu
+            folder = tmp / "out" / preset
+            written, tables, w_cpu, job = worker_result(path, preset, folder)
+            old_cpu = consumer_cpu(
+                WritingConsumer(preset, catalog, job, folder), tables, max(3, repeats // 3)
+            )
+            consume = Consumer(preset, catalog, job)
+            c_cpu = consumer_cpu(consume, written, repeats)
             print(
-                f"  {preset:18s} worker {w_cpu:6.2f} s/exp   client {c_cpu * 1e3:6.1f} ms/exp "
-                f"({c_cpu / steps * 1e6:5.2f} µs/step, result {len(payload) / 1e6:5.2f} MB)   "
-                f"saturates at {workers:6.0f} workers (target >= 200)"
+                f"  {preset:18s} worker {w_cpu:6.2f} s/exp (incl. writing)   client {c_cpu * 1e3:6.2f} ms/exp "
+                f"({c_cpu / steps * 1e6:6.3f} µs/step)   saturates at {w_cpu / c_cpu:6.0f} workers "
+                f"(target >= 200); a client writing the files itself: {old_cpu * 1e3:6.1f} ms/exp, "
+                f"{w_cpu / old_cpu:5.0f} workers"
             )
             for k in (100, 200, 400):
-                produced, backlog, busy = feed(consume, payload, k / w_cpu, 2.0 if args.quick else 5.0)
+                produced, backlog, busy = feed(consume, written, k / w_cpu, 2.0 if args.quick else 5.0)
                 print(
-                    f"      fed as by {k:4d} workers: {produced:4d} results, backlog {backlog:3d}, client busy {busy:4.0%}"
+                    f"      fed as by {k:4d} workers: {produced:5d} results, backlog {backlog:4d}, client busy {busy:4.0%}"
                 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import pandas as pd
@@ -17,6 +18,17 @@ EXTRACTION_STATUSES = ("success", "partial", "failed")
 """Allowed ``status`` values of :meth:`Catalog.record_extraction`."""
 
 ExtractionStatus = Literal["success", "partial", "failed"]
+
+#: ``(experiment, config_name, config_hash, output_path, status, seconds, message)``.
+ExtractionRecord = tuple[
+    Experiment | str | os.PathLike[str],
+    str,
+    str,
+    str | os.PathLike[str] | None,
+    str,
+    float | None,
+    str | None,
+]
 
 
 class _Extractions(_CatalogConnection):
@@ -69,19 +81,32 @@ class _Extractions(_CatalogConnection):
             (a ``ValueError``)
             Unknown ``status``.
         """
+        self.record_extractions(
+            [(experiment, config_name, config_hash, output_path, status, seconds, message)]
+        )
+
+    def record_extractions(self, records: Sequence[ExtractionRecord]) -> None:
+        """Record several extractions in one transaction (one disk sync instead of one per record).
+
+        Parameters
+        ----------
+        records : sequence of tuples
+            ``(experiment, config_name, config_hash, output_path, status, seconds, message)``, the
+            arguments of :meth:`record_extraction` in order.
+
+        Raises
+        ------
+        NotInCatalogError, InvalidArgumentError
+            As :meth:`record_extraction`; nothing of the batch is recorded then.
+        """
         self._check_writable()
-        if status not in EXTRACTION_STATUSES:
-            raise InvalidArgumentError(f"status must be one of {EXTRACTION_STATUSES}, got {status!r}")
-        row = self._experiment_row(experiment)
-        out = None if output_path is None else self._rel(output_path)
-        with self._conn:
-            self._conn.execute(
-                "INSERT INTO extractions (experiment_id, config_name, config_hash, output_path, status, "
-                "finished_at, seconds, message, source_size, source_mtime_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (experiment_id, config_hash) DO UPDATE SET config_name = excluded.config_name, "
-                "output_path = excluded.output_path, status = excluded.status, finished_at = excluded.finished_at, "
-                "seconds = excluded.seconds, message = excluded.message, source_size = excluded.source_size, "
-                "source_mtime_ns = excluded.source_mtime_ns",
+        rows = []
+        for experiment, config_name, config_hash, output_path, status, seconds, message in records:
+            if status not in EXTRACTION_STATUSES:
+                raise InvalidArgumentError(f"status must be one of {EXTRACTION_STATUSES}, got {status!r}")
+            row = self._experiment_row(experiment)
+            out = None if output_path is None else self._rel(output_path)
+            rows.append(
                 (
                     row["id"],
                     config_name,
@@ -93,7 +118,17 @@ class _Extractions(_CatalogConnection):
                     message,
                     row["file_size"],
                     row["file_mtime_ns"],
-                ),
+                )
+            )
+        with self._conn:
+            self._conn.executemany(
+                "INSERT INTO extractions (experiment_id, config_name, config_hash, output_path, status, "
+                "finished_at, seconds, message, source_size, source_mtime_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (experiment_id, config_hash) DO UPDATE SET config_name = excluded.config_name, "
+                "output_path = excluded.output_path, status = excluded.status, finished_at = excluded.finished_at, "
+                "seconds = excluded.seconds, message = excluded.message, source_size = excluded.source_size, "
+                "source_mtime_ns = excluded.source_mtime_ns",
+                rows,
             )
 
     def extractions(self, config_hash: str | None = None, status: str | None = None) -> pd.DataFrame:

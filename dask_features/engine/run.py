@@ -6,8 +6,9 @@
   workers compute.
 * **stream** (:mod:`dask_features.engine.streams`): bundles of jobs computed on a distributed
   cluster or a local scheduler, each experiment's tables coming back as soon as they are done.
-* **write** (:func:`_write`): check that the source file did not change since it was planned, then
-  publish the experiment's Parquet files atomically.
+* **write** (:mod:`dask_features.engine.writing`, inside the task that finishes an experiment):
+  check that the source file did not change since it was planned, then publish the experiment's
+  Parquet files atomically; the client only records the outcome (:func:`_record`).
 
 A :class:`~dask_features.engine.results.Bookkeeper` records every outcome (result, catalog, progress
 bar).
@@ -26,7 +27,7 @@ from typing import Any, Literal
 from dask_features.config.schema import FeatureConfig, load_config
 from dask_features.engine.identity import SourceIdentity
 from dask_features.engine.names import experiment_stem, unique_stem
-from dask_features.engine.output import identity_values, is_complete, write_tables
+from dask_features.engine.output import identity_values, is_complete
 from dask_features.engine.plan import (
     ExperimentJob,
     bundle_jobs,
@@ -43,9 +44,10 @@ from dask_features.engine.streams import (
     stream_local,
     worker_count,
 )
-from dask_features.engine.tasks import ExperimentTables
+from dask_features.engine.tasks import Failure
 from dask_features.engine.versions import claim_version
-from dask_features.errors import DaskFeaturesError, InvalidArgumentError, OutputError, SourceChangedError
+from dask_features.engine.writing import WriteFailure
+from dask_features.errors import DaskFeaturesError, InvalidArgumentError, OutputError
 from dask_features.io.hdf5 import Experiment
 from dask_features.io.sources import get_source
 
@@ -118,33 +120,32 @@ def _stream(
     bundles = bundle_jobs(jobs) if settings.mode == "step" else ([job] for job in jobs)
     window = options["max_in_flight"] or max(4, 2 * worker_count(client, options["workers"]))
     if client is not None:
-        return stream_distributed(client, bundles, settings.config, settings.mode, window, options["retries"])
+        return stream_distributed(
+            client, bundles, settings.config, settings.folder, settings.mode, window, options["retries"]
+        )
     return stream_local(
-        bundles, settings.config, settings.mode, window, scheduler or "threads", options["workers"]
+        bundles,
+        settings.config,
+        settings.folder,
+        settings.mode,
+        window,
+        scheduler or "threads",
+        options["workers"],
     )
 
 
-def _write(settings: _Settings, outcome: Outcome, book: Bookkeeper) -> None:
-    """Publish one experiment's tables, unless it failed or its file changed since it was planned."""
+def _record(outcome: Outcome, book: Bookkeeper) -> None:
+    """File one experiment's outcome; its task already published its files (or failed)."""
     job, value, wall = outcome
     path = job.experiment.path
-    if not isinstance(value, ExperimentTables):
+    if isinstance(value, Failure):
         if value.detail:
             logger.debug("%s: %s", path, value.detail)  # the worker-side traceback
         book.failed(path, f"{path}: {value.reason}", wall)
-        return
-    if job.source is not None and not job.source.unchanged(path):
-        reason = SourceChangedError(f"{path}: the file changed while it was extracted; results not written")
-        book.failed(path, str(reason), wall)
-        return
-    tables = {"steps": value.steps, "cycles": value.cycles, "errors": value.errors}
-    try:
-        assert job.source is not None
-        written = write_tables(settings.folder, settings.config, job.experiment, job.stem, job.source, tables)
-    except OutputError as exc:
-        book.failed(path, str(exc), wall)
-        return
-    book.written(path, written, value, wall, identity_values(job.experiment, job.stem))
+    elif isinstance(value, WriteFailure):
+        book.failed(path, value.reason, wall)
+    else:
+        book.written(path, value.steps_file, value, wall, identity_values(job.experiment, job.stem))
 
 
 def _check_options(mode: str, chunk_steps: object) -> None:
@@ -262,7 +263,7 @@ def extract(
         with claim_version(out, cfg) as folder:
             settings = _Settings(cfg, folder, root, mode, chunk_steps, force)
             for outcome in _stream(_plan(items, settings, book), settings, dask_client, scheduler, options):
-                _write(settings, outcome, book)
+                _record(outcome, book)
     finally:
         close()
         book.finish(time.perf_counter() - t_start)

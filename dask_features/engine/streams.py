@@ -32,23 +32,31 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     wait,
 )
+from pathlib import Path
 from typing import Any
 
 from dask_features.config.schema import FeatureConfig
 from dask_features.engine.cluster import local_cluster
 from dask_features.engine.plan import ExperimentJob
-from dask_features.engine.tasks import ExperimentTables, Failure, run_bundle, run_chunk, safe_assemble
+from dask_features.engine.tasks import Failure, run_chunk
+from dask_features.engine.writing import WriteFailure, Written, assemble_and_write, compute_and_write
 
 __all__ = ["Outcome", "resolve_client", "stream_distributed", "stream_local", "worker_count"]
 
 logger = logging.getLogger(__name__)
 
 #: One experiment's outcome as streamed back: the job, its tables or failure, wall time [s].
-Outcome = tuple[ExperimentJob, ExperimentTables | Failure, float]
+Outcome = tuple[ExperimentJob, Written | WriteFailure | Failure, float]
 
 
 def _submit_distributed(
-    client: Any, bundle: list[ExperimentJob], config: FeatureConfig, mode: str, run: str, retries: int
+    client: Any,
+    bundle: list[ExperimentJob],
+    config: FeatureConfig,
+    folder: Path,
+    mode: str,
+    run: str,
+    retries: int,
 ) -> Any:
     """Plain ``submit`` calls for a bundle; returns the future of its value.
 
@@ -62,7 +70,7 @@ def _submit_distributed(
     job = bundle[0]
     if len(bundle) > 1 or mode == "experiment" or len(job.chunks) == 1:
         name = f"experiments-{tag}-{len(bundle)}" if len(bundle) > 1 else f"experiment-{tag}"
-        return client.submit(_whole, bundle, config, key=name, retries=retries, pure=False)
+        return client.submit(compute_and_write, bundle, config, folder, key=name, retries=retries, pure=False)
     parts = [
         client.submit(
             run_chunk,
@@ -78,7 +86,7 @@ def _submit_distributed(
         for source, start, stop in job.chunks
     ]
     return client.submit(
-        safe_assemble, job.experiment, config, parts, key=f"assemble-{tag}", retries=retries, pure=False
+        assemble_and_write, job, config, parts, folder, key=f"assemble-{tag}", retries=retries, pure=False
     )
 
 
@@ -134,6 +142,7 @@ def stream_distributed(
     client: Any,
     bundles: Iterator[list[ExperimentJob]],
     config: FeatureConfig,
+    folder: Path,
     mode: str,
     window: int,
     retries: int,
@@ -151,7 +160,7 @@ def stream_distributed(
         bundle = next(bundles, None)
         if bundle is None:
             return False
-        future = _submit_distributed(client, bundle, config, mode, run, retries)
+        future = _submit_distributed(client, bundle, config, folder, mode, run, retries)
         in_flight[future.key] = (bundle, time.perf_counter())
         completed.add(future)
         return True
@@ -173,11 +182,6 @@ def stream_distributed(
         del future, value  # drop the last reference so the cluster frees the result
 
 
-def _whole(bundle: list[ExperimentJob], config: FeatureConfig) -> list[ExperimentTables | Failure]:
-    """Every experiment of a bundle, each with its chunks in sequence (one task)."""
-    return run_bundle([j.experiment for j in bundle], config, [j.chunks for j in bundle])
-
-
 def _as_failure(future: Future[Any]) -> Failure | None:
     exc = future.exception()
     if exc is None:
@@ -190,6 +194,7 @@ def _as_failure(future: Future[Any]) -> Failure | None:
 def stream_local(
     bundles: Iterator[list[ExperimentJob]],
     config: FeatureConfig,
+    folder: Path,
     mode: str,
     window: int,
     scheduler: str,
@@ -205,7 +210,7 @@ def stream_local(
     if scheduler == "sync":
         for bundle in bundles:
             t0 = time.perf_counter()
-            values = _whole(bundle, config)
+            values = compute_and_write(bundle, config, folder)
             yield from ((job, v, time.perf_counter() - t0) for job, v in zip(bundle, values, strict=True))
         return
     n = workers or os.cpu_count() or 1
@@ -225,7 +230,7 @@ def stream_local(
                 wall = time.perf_counter() - t0
                 return [(j, v, wall) for j, v in zip(bundle, values, strict=True)]
 
-            pending[pool.submit(_whole, bundle, config)] = done
+            pending[pool.submit(compute_and_write, bundle, config, folder)] = done
             return
         parts: list[Any] = [None] * len(job.chunks)
         left = [len(job.chunks)]
@@ -244,7 +249,7 @@ def stream_local(
                 parts[i] = f.result()
                 left[0] -= 1
                 if left[0] == 0:
-                    pending[pool.submit(safe_assemble, job.experiment, config, parts)] = assembled
+                    pending[pool.submit(assemble_and_write, job, config, parts, folder)] = assembled
                 return []
 
             return done
