@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeAlias
 
 from dask_features.config.schema import FeatureConfig
 from dask_features.engine.identity import SourceIdentity
@@ -24,6 +24,7 @@ from dask_features.io.hdf5 import Experiment, open_experiment
 from dask_features.io.sources import get_source
 
 __all__ = [
+    "DataInput",
     "ExperimentJob",
     "bundle_jobs",
     "chunk_ranges",
@@ -33,6 +34,9 @@ __all__ = [
     "open_item",
     "plan_chunks",
 ]
+
+#: What :func:`~dask_features.extract` reads: files, folders, handles, or (nested) iterables of these.
+DataInput: TypeAlias = "str | os.PathLike[str] | Experiment | Iterable[DataInput]"
 
 #: Estimated work per task the automatic chunking aims at [s].
 TARGET_TASK_SECONDS = 0.1
@@ -111,7 +115,7 @@ def plan_chunks(
     return tuple(chunks)
 
 
-def _expand(item: Any) -> Iterable[str | Experiment]:
+def _expand(item: object) -> Iterable[str | Experiment]:
     if isinstance(item, Experiment):
         yield item
         return
@@ -133,7 +137,7 @@ def _expand(item: Any) -> Iterable[str | Experiment]:
     )
 
 
-def expand_inputs(data: Any) -> tuple[list[str | Experiment], str | None]:
+def expand_inputs(data: DataInput) -> tuple[list[str | Experiment], str | None]:
     """List what ``data`` names without opening anything.
 
     Parameters

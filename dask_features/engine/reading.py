@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -26,8 +26,11 @@ import pyarrow.parquet as pq
 from dask_features.config.columns import IDENTITY_COLUMNS, READ_COLUMNS, TABLES
 from dask_features.config.schema import FeatureConfig, load_config
 from dask_features.engine.output import META_KEY
-from dask_features.engine.versions import version_folders
+from dask_features.engine.versions import folder_name, version_folders
 from dask_features.errors import IncompleteOutputWarning, InvalidArgumentError, OutputNotFoundError
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
 
 __all__ = ["read_features"]
 
@@ -119,7 +122,7 @@ def read_features(
     table: Literal["steps", "cycles", "errors"] = "steps",
     *,
     as_dask: bool = False,
-) -> Any:
+) -> pd.DataFrame | dd.DataFrame:
     """Read extracted features back, one row per step (or per cycle), all experiments together.
 
     Parameters
@@ -156,7 +159,7 @@ def read_features(
         cfg = load_config(config)
         name, wanted = cfg.name, cfg.hash
     versions = version_folders(out_dir, name)
-    current = Path(out_dir) / name
+    current = Path(out_dir) / folder_name(name)
     if wanted is None:
         folder = current if current.is_dir() else None
         wanted = next((h for h, f in versions.items() if f == current), None)

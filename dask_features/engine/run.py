@@ -22,13 +22,14 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dask_features.config.schema import FeatureConfig, load_config
 from dask_features.engine.identity import SourceIdentity
 from dask_features.engine.names import experiment_stem, unique_stem
 from dask_features.engine.output import identity_values, is_complete
 from dask_features.engine.plan import (
+    DataInput,
     ExperimentJob,
     bundle_jobs,
     expand_inputs,
@@ -51,7 +52,12 @@ from dask_features.errors import DaskFeaturesError, InvalidArgumentError, Output
 from dask_features.io.hdf5 import Experiment
 from dask_features.io.sources import get_source
 
-__all__ = ["ExtractionResult", "extract"]
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from dask_features.catalog import Catalog
+
+__all__ = ["DataInput", "ExtractionResult", "extract"]
 
 logger = logging.getLogger(__name__)
 
@@ -172,26 +178,26 @@ def _progress(total: int, desc: str, enabled: bool | None) -> Any:
     )
 
 
-def _open_catalog(catalog: Any) -> Any:
-    if catalog is None or hasattr(catalog, "record_extraction"):
-        return catalog
+def _open_catalog(catalog: Catalog | str | os.PathLike[str] | None) -> Catalog | None:
     from dask_features.catalog import Catalog
 
+    if catalog is None or isinstance(catalog, Catalog):
+        return catalog
     return Catalog(catalog)
 
 
 def extract(
-    data: Any,
+    data: DataInput,
     config: FeatureConfig | Mapping[str, Any] | str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
-    client: Any = None,
+    client: Client | str | None = None,
     scheduler: Scheduler | None = None,
     workers: int | None = None,
     mode: Literal["step", "experiment"] = "step",
     chunk_steps: int | Literal["auto"] = "auto",
     force: bool = False,
-    catalog: Any = None,
+    catalog: Catalog | str | os.PathLike[str] | None = None,
     max_in_flight: int | None = None,
     retries: int = 2,
     progress: bool | None = None,

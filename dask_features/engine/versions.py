@@ -27,6 +27,7 @@ from typing import IO, Any
 from dask_features._version import __version__
 from dask_features.config.schema import FeatureConfig
 from dask_features.engine.files import publish, sweep_dead_temporaries
+from dask_features.engine.names import safe_component
 from dask_features.errors import OutputBusyError, OutputError
 
 try:
@@ -34,7 +35,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["ARCHIVE", "VERSION_FILE", "claim_version", "folder_hash", "version_folders"]
+__all__ = ["ARCHIVE", "VERSION_FILE", "claim_version", "folder_hash", "folder_name", "version_folders"]
 
 #: Marker naming the config version a folder holds.
 VERSION_FILE = "_config.json"
@@ -42,6 +43,11 @@ VERSION_FILE = "_config.json"
 ARCHIVE = "_versions"
 #: How long an extraction waits for another to finish switching versions [s].
 LOCK_WAIT = 10.0
+
+
+def folder_name(config_name: str) -> str:
+    """The folder of a config name: never a path of its own (``..``, ``/x``), whatever the caller passes."""
+    return safe_component(config_name)
 
 
 def folder_hash(folder: Path) -> str | None:
@@ -55,6 +61,7 @@ def folder_hash(folder: Path) -> str | None:
 def version_folders(out_dir: str | os.PathLike[str], name: str) -> dict[str, Path]:
     """Config hash -> folder of every version of config ``name`` under ``out_dir`` (current first)."""
     found: dict[str, Path] = {}
+    name = folder_name(name)
     current = Path(out_dir) / name
     if (h := folder_hash(current)) is not None:
         found[h] = current
@@ -81,8 +88,8 @@ def _merge_into(src: Path, dst: Path) -> None:
 
 def _switch(out_dir: Path, config: FeatureConfig) -> None:
     """Archive the folder's current version and bring in (or start) ``config``'s version."""
-    current = out_dir / config.name
-    archive = out_dir / ARCHIVE / config.name
+    current = out_dir / folder_name(config.name)
+    archive = out_dir / ARCHIVE / folder_name(config.name)
     if current.exists():
         old = folder_hash(current)
         label = old or f"unversioned-{datetime.now(UTC):%Y%m%dT%H%M%S}"
@@ -142,10 +149,10 @@ def claim_version(out_dir: str | os.PathLike[str], config: FeatureConfig) -> Ite
         The folder cannot be prepared.
     """
     out = Path(out_dir)
-    folder = out / config.name
+    folder = out / folder_name(config.name)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        handle = open(out / f".{config.name}.lock", "a+")  # noqa: SIM115  held for the whole run
+        handle = open(out / f".{folder_name(config.name)}.lock", "a+")  # noqa: SIM115  held for the whole run
     except OSError as exc:
         raise OutputError(f"cannot create the lock file in {out}: {exc}") from exc
     shared = fcntl.LOCK_SH if fcntl else 0
