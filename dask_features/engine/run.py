@@ -17,6 +17,7 @@ bar).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import time
@@ -40,6 +41,7 @@ from dask_features.engine.plan import (
 from dask_features.engine.results import Bookkeeper, ExtractionResult
 from dask_features.engine.streams import (
     Outcome,
+    choose_local_scheduler,
     resolve_client,
     stream_distributed,
     stream_local,
@@ -120,23 +122,33 @@ def _stream(
     client: Any,
     scheduler: str | None,
     options: Mapping[str, Any],
+    book: Bookkeeper,
 ) -> Iterator[Outcome]:
     """Outcomes of ``jobs`` from the distributed ``client`` or a local scheduler."""
+    if client is not None:
+        book.result.scheduler = "distributed client"
+    elif scheduler is None:
+        first = next(jobs, None)
+        if first is None:
+            return
+        jobs = itertools.chain([first], jobs)
+        scheduler, why = choose_local_scheduler(
+            first, settings.config, options["n_items"], options["workers"]
+        )
+        book.result.scheduler = f"{scheduler} ({why})"
+        logger.info("local scheduler: %s", book.result.scheduler)
+    else:
+        book.result.scheduler = f"{scheduler} (asked for)"
     # "step" mode bundles small experiments into one task; "experiment" mode is one task each.
     bundles = bundle_jobs(jobs) if settings.mode == "step" else ([job] for job in jobs)
     window = options["max_in_flight"] or max(4, 2 * worker_count(client, options["workers"]))
     if client is not None:
-        return stream_distributed(
+        yield from stream_distributed(
             client, bundles, settings.config, settings.folder, settings.mode, window, options["retries"]
         )
-    return stream_local(
-        bundles,
-        settings.config,
-        settings.folder,
-        settings.mode,
-        window,
-        scheduler or "threads",
-        options["workers"],
+        return
+    yield from stream_local(
+        bundles, settings.config, settings.folder, settings.mode, window, scheduler, options["workers"]
     )
 
 
@@ -263,12 +275,14 @@ def extract(
     items, root = expand_inputs(data)
     result = ExtractionResult(cfg.name, cfg.hash, out)
     book = Bookkeeper(result, cfg, _open_catalog(catalog), _progress(len(items), cfg.name, progress))
-    options = {"workers": workers, "max_in_flight": max_in_flight, "retries": retries}
+    options = {"workers": workers, "max_in_flight": max_in_flight, "retries": retries, "n_items": len(items)}
     dask_client, close = resolve_client(client, scheduler, workers)
     try:
         with claim_version(out, cfg) as folder:
             settings = _Settings(cfg, folder, root, mode, chunk_steps, force)
-            for outcome in _stream(_plan(items, settings, book), settings, dask_client, scheduler, options):
+            for outcome in _stream(
+                _plan(items, settings, book), settings, dask_client, scheduler, options, book
+            ):
                 _record(outcome, book)
     finally:
         close()

@@ -11,6 +11,7 @@ import pytest
 
 import dask_features as dfe
 from dask_features.engine import streams
+from dask_features.engine.plan import make_job
 
 
 def _steps(out: Path, config: str) -> pd.DataFrame:
@@ -78,3 +79,23 @@ def test_a_local_run_imports_neither_dask_nor_distributed(dataset: Path, tmp_pat
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("n_items", "workers", "expected"),
+    [(3, 2, "threads"), (10**6, 2, "processes"), (10**6, 1, "threads")],
+)
+def test_local_scheduler_follows_the_estimated_reading(
+    dataset: Path, n_items: int, workers: int, expected: str
+) -> None:
+    cfg = dfe.load_config("v2_transfer_basic")
+    job = make_job(dfe.open_experiment(sorted(dataset.glob("*.h5"))[0]), cfg, "x", "auto")
+    scheduler, why = streams.choose_local_scheduler(job, cfg, n_items, workers)
+    assert scheduler == expected
+    assert "reading" in why or "one core" in why
+
+
+def test_the_summary_says_which_scheduler_ran_and_why(dataset: Path, tmp_path: Path) -> None:
+    res = dfe.extract(dataset, "v2_transfer_basic", tmp_path, progress=False)
+    assert res.scheduler.startswith("threads (~")
+    assert f"scheduler: {res.scheduler}" in res.summary()
