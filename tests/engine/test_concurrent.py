@@ -13,6 +13,8 @@ import pytest
 from dask_features import synth
 from dask_features.engine import files
 
+#: Extractions per process.
+ROUNDS = 50
 #: Experiments each round writes (tiny: the point is many overlapping writes of the same files).
 N_FILES = 3
 
@@ -46,7 +48,7 @@ def _env() -> dict[str, str]:
 
 @pytest.mark.slow  # ~20-40 s: two interpreters, 100 extractions; the next test is the fast, exact check
 @pytest.mark.timeout(600)
-def test_two_processes_extracting_into_one_folder(tmp_path: Path, rounds: int = 50) -> None:
+def test_two_processes_extracting_into_one_folder(tmp_path: Path) -> None:
     data = tmp_path / "data"
     for seed in range(N_FILES):
         synth.write_experiment(
@@ -57,7 +59,7 @@ def test_two_processes_extracting_into_one_folder(tmp_path: Path, rounds: int = 
     out = tmp_path / "out"
     procs = [
         subprocess.Popen(
-            [sys.executable, str(script), str(data), str(out), str(rounds), str(i)],
+            [sys.executable, str(script), str(data), str(out), str(ROUNDS), str(i)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
