@@ -20,6 +20,7 @@ import dataclasses
 import itertools
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -182,7 +183,19 @@ def _check_writable(out: Path) -> None:
         raise OutputError(f"output folder {out} is not writable")
 
 
+class _NoBar:
+    """Stands in for a disabled progress bar (importing tqdm costs a few hundred ms)."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _progress(total: int, desc: str, enabled: bool | None) -> Any:
+    if enabled is False or (enabled is None and not (sys.stderr.isatty() or "ipykernel" in sys.modules)):
+        return _NoBar()  # what tqdm's disable=None would do: no bar off a terminal or Jupyter
     from tqdm.auto import tqdm
 
     return tqdm(
@@ -191,9 +204,11 @@ def _progress(total: int, desc: str, enabled: bool | None) -> Any:
 
 
 def _open_catalog(catalog: Catalog | str | os.PathLike[str] | None) -> Catalog | None:
+    if catalog is None:
+        return None  # without importing the catalog package (SQLite, pandas)
     from dask_features.catalog import Catalog
 
-    if catalog is None or isinstance(catalog, Catalog):
+    if isinstance(catalog, Catalog):
         return catalog
     return Catalog(catalog)
 
