@@ -19,7 +19,8 @@ PACKAGE = Path(dfe.__file__).parent
 # Modules whose ValueErrors are a protocol, not a report to the user: an extractor's ``check`` and its
 # per-step code raise plain ValueError, which the registry turns into InvalidParameterError and the
 # engine into a per-step error record; a derived expression's runtime errors become error records too.
-PROTOCOL = {"extractors", "config/expressions.py", "cli.py"}
+# The package's lazy-import ``__getattr__`` must raise AttributeError (PEP 562; hasattr relies on it).
+PROTOCOL = {"extractors", "config/expressions.py", "cli.py", "__init__.py"}
 
 
 def _raised_builtins() -> list[str]:
