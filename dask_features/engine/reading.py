@@ -81,6 +81,10 @@ def _read_one(path: Path, widths: Mapping[str, int]) -> pd.DataFrame:
     for name, width in widths.items():
         if name in frame:
             frame = _expand(frame, name, width)
+    for i, col in enumerate(IDENTITY_COLUMNS):
+        if col not in frame:  # written before rows carried their identity: take it from the metadata
+            value = meta.get(col) or (path.stem if col == "experiment" else "")
+            frame.insert(i, col, value)
     at = len(IDENTITY_COLUMNS)
     for col in READ_COLUMNS:
         frame.insert(at, col, pd.Series([meta.get(col, "")] * len(frame), dtype="string"))
