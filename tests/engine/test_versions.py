@@ -41,6 +41,10 @@ def test_changed_config_never_mixes_with_the_old_outputs(data: Path, tmp_path: P
     assert len(plain) == len(new)
     # The old version is kept apart and still readable by its config.
     old = dfe.read_features(out, V1)  # complete: no warning
+    with pytest.warns(dfe.IncompleteOutputWarning):
+        # Against the data folder, the new version lacks two experiments.
+        assert len(dfe.read_features(out, V2, data=data).attrs["missing"]) == 2
+    assert dfe.read_features(out, V1, data=data).attrs["missing"] == []
     assert "imax" not in old.columns
     assert old["experiment"].nunique() == 3
     assert old["gm"].notna().all()
