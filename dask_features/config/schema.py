@@ -35,6 +35,7 @@ import yaml
 
 from dask_features.config.columns import IDENTITY_COLUMNS, KEY_COLUMNS, READ_COLUMNS, ColumnPlan, plan_columns
 from dask_features.config.expressions import SafeExpression, compile_expression
+from dask_features.config.graph import check_graph, topological_layers
 from dask_features.errors import ConfigError, UnknownFeatureError, UnsafeExpressionError
 from dask_features.extractors import REGISTRY, ExtractorSpec, Output, Registry, get_extractor
 from dask_features.io.sources import source_names
@@ -186,19 +187,7 @@ class FeatureConfig:
 
         The sources layer holds no FeatureSpec and is empty; it is kept so indices match the DAG depth.
         """
-        by_name = {f.name: f for f in self.features}
-        depth: dict[str, int] = {}
-
-        def level(f: FeatureSpec) -> int:
-            if f.name not in depth:
-                depth[f.name] = 1 if not f.is_derived else 1 + max(level(by_name[i]) for i in f.inputs)
-            return depth[f.name]
-
-        n_layers = max((level(f) for f in self.features), default=1)
-        layers: list[list[FeatureSpec]] = [[] for _ in range(n_layers + 1)]
-        for f in self.features:
-            layers[level(f)].append(f)
-        return layers
+        return topological_layers(self.features)
 
     def __getitem__(self, name: str) -> FeatureSpec:
         for f in self.features:
@@ -302,7 +291,7 @@ def _build(
     problems.extend(
         f"duplicate feature name {dup!r}" for dup in sorted({n for n in names if names.count(n) > 1})
     )
-    problems.extend(_check_graph(specs))
+    problems.extend(check_graph(specs, source_names()))
     plan = None
     if not problems:  # columns are planned only for a well-formed feature graph
         plan, clashes = plan_columns(specs)
@@ -403,53 +392,6 @@ def _build_feature(i: int, item: Any, reg: Registry, problems: list[str]) -> Fea
         if ok
         else None
     )
-
-
-def _check_graph(specs: list[FeatureSpec]) -> list[str]:
-    problems: list[str] = []
-    by_name = {s.name: s for s in specs}
-    for s in specs:
-        if not s.is_derived:
-            continue
-        for inp in s.inputs:
-            if inp in source_names():
-                problems.append(
-                    f"feature {s.name!r}: a 'func' feature takes features as input, not the raw source {inp!r}"
-                )
-            elif inp not in by_name:
-                problems.append(f"feature {s.name!r}: unknown input {inp!r}")
-            else:
-                out = by_name[inp].output
-                if out is not None and out.kind == "ragged":
-                    problems.append(
-                        f"feature {s.name!r}: input {inp!r} is per-cycle (ragged); derived features take per-step features"
-                    )
-    # Cycles among derived features (extractors only read sources, so they close no loop).
-    state: dict[str, int] = {}
-    stack: list[str] = []
-    reported: set[frozenset[str]] = set()
-
-    def visit(n: str) -> None:
-        state[n] = 1
-        stack.append(n)
-        for dep in by_name[n].inputs if by_name[n].is_derived else ():
-            if dep not in by_name:
-                continue
-            if state.get(dep) == 1:
-                cycle = [*stack[stack.index(dep) :], dep]
-                key = frozenset(cycle)
-                if key not in reported:
-                    reported.add(key)
-                    problems.append("dependency cycle: " + " -> ".join(cycle))
-            elif dep not in state:
-                visit(dep)
-        stack.pop()
-        state[n] = 2
-
-    for s in specs:
-        if s.name not in state:
-            visit(s.name)
-    return problems
 
 
 def _jsonable(value: Any) -> Any:

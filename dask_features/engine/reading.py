@@ -25,7 +25,10 @@ import pyarrow.parquet as pq
 
 from dask_features.config.columns import IDENTITY_COLUMNS, READ_COLUMNS, TABLES
 from dask_features.config.schema import FeatureConfig, load_config
+from dask_features.engine.identity import same_content
+from dask_features.engine.names import experiment_stem
 from dask_features.engine.output import META_KEY
+from dask_features.engine.plan import DataInput, expand_inputs, item_path
 from dask_features.engine.versions import folder_name, version_folders
 from dask_features.errors import IncompleteOutputWarning, InvalidArgumentError, OutputNotFoundError
 
@@ -81,6 +84,10 @@ def _read_one(path: Path, widths: Mapping[str, int]) -> pd.DataFrame:
     for name, width in widths.items():
         if name in frame:
             frame = _expand(frame, name, width)
+    for i, col in enumerate(IDENTITY_COLUMNS):
+        if col not in frame:  # written before rows carried their identity: take it from the metadata
+            value = meta.get(col) or (path.stem if col == "experiment" else "")
+            frame.insert(i, col, value)
     at = len(IDENTITY_COLUMNS)
     for col in READ_COLUMNS:
         frame.insert(at, col, pd.Series([meta.get(col, "")] * len(frame), dtype="string"))
@@ -90,30 +97,34 @@ def _read_one(path: Path, widths: Mapping[str, int]) -> pd.DataFrame:
 
 
 def _stale(files: Iterable[Path]) -> list[str]:
-    """Source files changed (or gone) since their results were written (cheap stat check)."""
+    """Source files changed (or gone) since their results were written.
+
+    Cheap for unchanged files (a stat); a file whose stat differs is hashed to tell a copy from a change.
+    """
     stale = []
     for path in files:
         meta = json.loads((pq.read_schema(path).metadata or {}).get(META_KEY, b"{}"))
         source = meta.get("source_file", "")
-        try:
-            st = os.stat(source)
-        except OSError:
-            stale.append(source)
-            continue
-        if (st.st_size, st.st_mtime_ns) != (meta.get("source_size"), meta.get("source_mtime_ns")):
+        if not same_content(meta, source):
             stale.append(source)
     return stale
 
 
-def _status(out_dir: str | os.PathLike[str], name: str, folder: Path | None) -> tuple[list[str], list[str]]:
-    """``(missing, stale)``: experiment keys done in another version only; changed sources."""
+def _status(
+    out_dir: str | os.PathLike[str], name: str, folder: Path | None, data: DataInput | None
+) -> tuple[list[str], list[str]]:
+    """``(missing, stale)``: experiment keys done in another version only (or in ``data`` and not
+    done); changed sources."""
     have = _keys(folder) if folder is not None else set()
-    others: set[str] = set()
+    wanted: set[str] = set()
     for other in version_folders(out_dir, name).values():
         if other != folder:
-            others |= _keys(other)
+            wanted |= _keys(other)
+    if data is not None:
+        items, root = expand_inputs(data)
+        wanted |= {experiment_stem(item_path(i), root) for i in items}
     stale = _stale(_files(folder, "steps"))
-    return sorted(others - have), stale
+    return sorted(wanted - have), stale
 
 
 def read_features(
@@ -122,6 +133,7 @@ def read_features(
     table: Literal["steps", "cycles", "errors"] = "steps",
     *,
     as_dask: bool = False,
+    data: DataInput | None = None,
 ) -> pd.DataFrame | dd.DataFrame:
     """Read extracted features back, one row per step (or per cycle), all experiments together.
 
@@ -136,6 +148,9 @@ def read_features(
         Which table.
     as_dask : bool, default False
         Return a lazy ``dask.dataframe.DataFrame`` with one partition per experiment.
+    data : path, folder, Experiment or iterable of these, optional
+        The ``data`` given to :func:`~dask_features.extract`: its experiments without results are
+        listed in ``attrs["missing"]`` too.
 
     Returns
     -------
@@ -144,7 +159,8 @@ def read_features(
         ``cycle``), then the features. Per-step vectors of experiment-dependent length (stored as
         list columns) are spread into ``{name}_0, {name}_1, ...`` (NaN-padded to the longest).
         ``attrs["config_hash"]``, ``attrs["missing"]`` (experiment keys with results only in another
-        version of the config) and ``attrs["stale"]`` (source files changed since) describe it.
+        version of the config, or in ``data`` without results) and ``attrs["stale"]`` (source files
+        changed since) describe it.
 
     Warns
     -----
@@ -166,7 +182,7 @@ def read_features(
     else:
         folder = versions.get(wanted)
     files = _files(folder, table)
-    missing, stale = _status(out_dir, name, folder)
+    missing, stale = _status(out_dir, name, folder, data)
     if missing or stale:
         warnings.warn(
             f"config {name!r} ({wanted}): {len(missing)} experiment(s) have results only in another "

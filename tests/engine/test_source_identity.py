@@ -8,6 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
+import pytest
 
 import dask_features as dfe
 from dask_features import synth
@@ -35,6 +36,8 @@ def test_same_size_and_restored_mtime_is_recomputed(tmp_path: Path) -> None:
     first = dfe.extract(source, CONFIG, out, scheduler="sync", progress=False)
     before = pd.read_parquet(first.successful[str(source)])["imax"]
     _scale_in_place(source, 2.0)
+    with pytest.warns(dfe.IncompleteOutputWarning, match="1 were computed from files changed"):
+        assert dfe.read_features(out, CONFIG).attrs["stale"] == [str(source)]
     again = dfe.extract(source, CONFIG, out, scheduler="sync", progress=False)
     assert list(again.successful) == [str(source)], again.summary()  # used to be "skipped (up to date)"
     after = pd.read_parquet(again.successful[str(source)])["imax"]

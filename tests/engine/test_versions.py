@@ -41,6 +41,10 @@ def test_changed_config_never_mixes_with_the_old_outputs(data: Path, tmp_path: P
     assert len(plain) == len(new)
     # The old version is kept apart and still readable by its config.
     old = dfe.read_features(out, V1)  # complete: no warning
+    with pytest.warns(dfe.IncompleteOutputWarning):
+        # Against the data folder, the new version lacks two experiments.
+        assert len(dfe.read_features(out, V2, data=data).attrs["missing"]) == 2
+    assert dfe.read_features(out, V1, data=data).attrs["missing"] == []
     assert "imax" not in old.columns
     assert old["experiment"].nunique() == 3
     assert old["gm"].notna().all()
@@ -69,3 +73,17 @@ def test_another_version_in_progress_is_refused(
             dfe.extract(data, V2, out, scheduler="sync", progress=False)
         # The same version may write alongside.
         assert dfe.extract(data, V1, out, scheduler="sync", progress=False).ok
+
+
+def test_outputs_of_the_old_layout_are_moved_aside(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    legacy = out / "evolving" / "steps"
+    legacy.mkdir(parents=True)
+    pd.DataFrame({"step_index": [0, 1], "old_feature": [1.0, 2.0]}).to_parquet(legacy / "old.parquet")
+    assert dfe.extract(data, V1, out, scheduler="sync", progress=False).ok
+    frame = dfe.read_features(out, V1)
+    assert "old_feature" not in frame.columns
+    assert frame["experiment"].nunique() == 3
+    (kept,) = (out / versions.ARCHIVE / "evolving").iterdir()
+    assert kept.name.startswith("unversioned-")
+    assert (kept / "steps" / "old.parquet").exists()

@@ -50,9 +50,10 @@ class Source(abc.ABC):
     def __repr__(self) -> str:
         return f"<Source {self.name}>"
 
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        # Unpickle to the registered instance: workers compare sources by identity.
-        return (get_source, (self.name,))
+    def __reduce__(self) -> tuple[Any, tuple[type[Source], str]]:
+        # Unpickle to the registered instance; the class travels by reference, so unpickling imports
+        # (and thereby registers) a source defined in a user module on a fresh worker.
+        return (_restore, (type(self), self.name))
 
 
 _SOURCES: dict[str, Source] = {}
@@ -64,6 +65,10 @@ def register_source(source: Source) -> Source:
         raise RegistrationError(f"a source named {source.name!r} is already registered")
     _SOURCES[source.name] = source
     return source
+
+
+def _restore(cls: type[Source], name: str) -> Source:
+    return _SOURCES[name] if name in _SOURCES else register_source(cls())
 
 
 def get_source(name: str) -> Source:
