@@ -25,48 +25,105 @@ Catalog
     SQLite index of a data folder and of extractions done.
 synth
     Realistic demo data in the same layout, with ground truth.
-DaskFeaturesError and subclasses
-    Every error raised on purpose.
+DaskFeaturesError and subclasses, DaskFeaturesWarning
+    Every error raised on purpose (each also subclasses the matching built-in), every warning.
 """
 
-from dask_features import synth
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from dask_features._version import __version__
-from dask_features.catalog import Catalog
-from dask_features.config import FeatureConfig, list_presets, load_config
-from dask_features.engine import ExtractionResult, extract, local_cluster, read_features
 from dask_features.errors import (
     ConfigError,
     DaskFeaturesError,
+    DaskFeaturesWarning,
     ExperimentFormatError,
     ExtractorError,
     FormatVersionError,
+    IncompleteOutputWarning,
     IndexTableError,
     MissingGroupError,
     NotHDF5Error,
+    OutputBusyError,
     OutputError,
+    SourceChangedError,
     TruncatedFileError,
+    UnknownExtractorError,
     UnsafeExpressionError,
 )
-from dask_features.extractors import Output, Ragged, list_extractors, register
-from dask_features.io import Experiment, open_experiment
+
+if TYPE_CHECKING:
+    from dask_features import synth
+    from dask_features.catalog import Catalog
+    from dask_features.config import FeatureConfig, list_presets, load_config
+    from dask_features.engine import ExtractionResult, extract, local_cluster, read_features
+    from dask_features.extractors import Output, Ragged, list_extractors, register
+    from dask_features.io import Experiment, open_experiment
+
+# Everything else is imported on first access (PEP 562): `import dask_features` stays as cheap as
+# importing NumPy, and a command line that only prints its version or help never loads Dask,
+# pandas, SciPy or the engine.
+_LAZY = {
+    "Catalog": "dask_features.catalog",
+    "Experiment": "dask_features.io",
+    "ExtractionResult": "dask_features.engine",
+    "FeatureConfig": "dask_features.config",
+    "Output": "dask_features.extractors",
+    "Ragged": "dask_features.extractors",
+    "extract": "dask_features.engine",
+    "list_extractors": "dask_features.extractors",
+    "list_presets": "dask_features.config",
+    "load_config": "dask_features.config",
+    "local_cluster": "dask_features.engine",
+    "open_experiment": "dask_features.io",
+    "read_features": "dask_features.engine",
+    "register": "dask_features.extractors",
+    "synth": None,  # a subpackage
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        home = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'dask_features' has no attribute {name!r}") from None
+    value = (
+        importlib.import_module(f"dask_features.{name}")
+        if home is None
+        else getattr(importlib.import_module(home), name)
+    )
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "Catalog",
     "ConfigError",
     "DaskFeaturesError",
+    "DaskFeaturesWarning",
     "Experiment",
     "ExperimentFormatError",
     "ExtractionResult",
     "ExtractorError",
     "FeatureConfig",
     "FormatVersionError",
+    "IncompleteOutputWarning",
     "IndexTableError",
     "MissingGroupError",
     "NotHDF5Error",
     "Output",
+    "OutputBusyError",
     "OutputError",
     "Ragged",
+    "SourceChangedError",
     "TruncatedFileError",
+    "UnknownExtractorError",
     "UnsafeExpressionError",
     "__version__",
     "extract",

@@ -11,22 +11,102 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "CatalogError",
+    "CatalogNotFoundError",
     "ConfigError",
     "DaskFeaturesError",
+    "DaskFeaturesWarning",
+    "DataFolderError",
     "ExperimentFormatError",
+    "ExperimentNotFoundError",
     "ExtractorError",
+    "ExtractorSignatureError",
     "FormatVersionError",
+    "IncompleteOutputWarning",
     "IndexTableError",
+    "InputTypeError",
+    "InvalidArgumentError",
+    "InvalidParameterError",
     "MissingGroupError",
     "NotHDF5Error",
+    "NotInCatalogError",
+    "OutputBusyError",
     "OutputError",
+    "OutputNotFoundError",
+    "OutputShapeError",
+    "ReadOnlyCatalogError",
+    "RegistrationError",
+    "SourceChangedError",
+    "StepRangeError",
     "TruncatedFileError",
+    "UnknownColumnError",
+    "UnknownExtractorError",
+    "UnknownFeatureError",
+    "UnknownSourceError",
     "UnsafeExpressionError",
+    "WorkflowError",
 ]
 
 
 class DaskFeaturesError(Exception):
     """Root of every error raised on purpose by :mod:`dask_features`."""
+
+
+class DaskFeaturesWarning(UserWarning):
+    """Root of every warning issued by :mod:`dask_features` (filter them all with this class)."""
+
+
+class IncompleteOutputWarning(DaskFeaturesWarning):
+    """:func:`~dask_features.read_features` returned results with experiments missing or stale."""
+
+
+class _MessageKeyError(KeyError):
+    # KeyError would otherwise repr() its message (quotes and escaped newlines).
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+# --- arguments and registries -------------------------------------------------------------
+
+
+class InvalidArgumentError(DaskFeaturesError, ValueError):
+    """A function argument has a value outside what it accepts (the message names it)."""
+
+
+class InputTypeError(DaskFeaturesError, TypeError):
+    """An argument has a type the function cannot use (e.g. ``extract`` given a number as data)."""
+
+
+class UnknownExtractorError(DaskFeaturesError, _MessageKeyError):
+    """No extractor is registered under the name asked for (the message lists close matches)."""
+
+
+class UnknownFeatureError(DaskFeaturesError, _MessageKeyError):
+    """A config has no feature of the name asked for."""
+
+
+class OutputShapeError(DaskFeaturesError, ValueError):
+    """An extractor's result does not match its declared output kind, shape or fields."""
+
+
+class UnknownColumnError(DaskFeaturesError, _MessageKeyError):
+    """A table lacks the column asked for."""
+
+
+class UnknownSourceError(DaskFeaturesError, _MessageKeyError):
+    """No data source is registered under the name asked for."""
+
+
+class RegistrationError(DaskFeaturesError, ValueError):
+    """A name is registered twice (pass ``replace=True`` to override an extractor)."""
+
+
+class ExtractorSignatureError(DaskFeaturesError, TypeError):
+    """An extractor function's signature cannot be registered (``*args``, a parameter without default)."""
+
+
+class InvalidParameterError(DaskFeaturesError, ValueError):
+    """An extractor parameter is unknown or has a value outside its choices."""
 
 
 # --- reading experiment files -------------------------------------------------------------
@@ -53,6 +133,18 @@ class ExperimentFormatError(DaskFeaturesError, ValueError):
         return (type(self), (self.path, self.problem))
 
 
+class ExperimentNotFoundError(DaskFeaturesError, FileNotFoundError):
+    """An experiment file named as input does not exist."""
+
+
+class StepRangeError(DaskFeaturesError, IndexError):
+    """A chunk read asked for steps outside the experiment."""
+
+
+class WorkflowError(DaskFeaturesError, ValueError):
+    """The workflow JSON is invalid or uses an unknown step type (the experiment stays readable)."""
+
+
 class NotHDF5Error(ExperimentFormatError):
     """The file is not an HDF5 file at all."""
 
@@ -65,11 +157,8 @@ class FormatVersionError(ExperimentFormatError):
     """The ``format_version`` root attribute is missing or not a supported one."""
 
 
-class MissingGroupError(ExperimentFormatError, KeyError):
+class MissingGroupError(ExperimentFormatError, _MessageKeyError):
     """A group or dataset the layout requires is missing."""
-
-    def __str__(self) -> str:  # KeyError would otherwise repr() the message
-        return f"{self.path}: {self.problem}"
 
 
 class IndexTableError(ExperimentFormatError):
@@ -145,3 +234,38 @@ class ExtractorError(DaskFeaturesError, RuntimeError):
 
 class OutputError(DaskFeaturesError, OSError):
     """Results could not be written (folder not writable, disk full, unsafe name)."""
+
+
+class OutputBusyError(OutputError):
+    """Another extraction is writing a different version of the same config into the same folder."""
+
+
+class OutputNotFoundError(DaskFeaturesError, FileNotFoundError):
+    """No output files exist for the config asked for."""
+
+
+class SourceChangedError(DaskFeaturesError, RuntimeError):
+    """An experiment file changed while it was being extracted; its results were not written."""
+
+
+class DataFolderError(DaskFeaturesError, NotADirectoryError):
+    """A path given as a data folder is not a folder."""
+
+
+# --- catalog ------------------------------------------------------------------------------
+
+
+class CatalogError(DaskFeaturesError, RuntimeError):
+    """A catalog database cannot be used (not a catalog, or written by a newer schema)."""
+
+
+class CatalogNotFoundError(DaskFeaturesError, FileNotFoundError):
+    """A catalog opened read-only does not exist."""
+
+
+class ReadOnlyCatalogError(DaskFeaturesError, PermissionError):
+    """A write was attempted on a catalog opened with ``read_only=True``."""
+
+
+class NotInCatalogError(DaskFeaturesError, _MessageKeyError):
+    """An experiment is not in the catalog (scan its folder first)."""

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from dask_features.errors import InvalidArgumentError, StepRangeError, UnknownColumnError
 from dask_features.io.hdf5 import Experiment
 
 if TYPE_CHECKING:
@@ -157,7 +158,7 @@ def plot_transfer(
         Lines ``forward``/``reverse`` (the curve), then the markers, labelled in the legend.
     """
     if not 0 <= step < experiment.n_transfer_steps:
-        raise IndexError(
+        raise StepRangeError(
             f"{experiment.name}: transfer step {step} outside [0, {experiment.n_transfer_steps})"
         )
     ax = _axes(ax)
@@ -244,7 +245,9 @@ def plot_feature_evolution(
     """
     for col in ("step_index", feature, *([by] if by else [])):
         if col not in steps.columns:
-            raise KeyError(f"column {col!r} not in the table (columns: {', '.join(map(str, steps.columns))})")
+            raise UnknownColumnError(
+                f"column {col!r} not in the table (columns: {', '.join(map(str, steps.columns))})"
+            )
     ax = _axes(ax)
     groups = steps.groupby(by, sort=True) if by else [(None, steps)]
     if relative:
@@ -317,14 +320,14 @@ def plot_tau_fits(
         The raw trace (line ``data``), then one line per drawn fit; the first on/off fits are labelled.
     """
     if not 0 <= step < experiment.n_transient_steps:
-        raise IndexError(
+        raise StepRangeError(
             f"{experiment.name}: transient step {step} outside [0, {experiment.n_transient_steps})"
         )
     rows = _cycles_of(cycles, experiment, step)
     rows = rows[rows["cycle"] >= first_cycle]
     shown = rows.head(n_cycles)
     if shown.empty:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"no cycles >= {first_cycle} for step {step} of {experiment.name} in the cycles table"
         )
     ax = _axes(ax, (8.0, 4.5))
@@ -411,7 +414,7 @@ def plot_tau_distribution(
     cols = [f"tau_{d}" for d in directions]
     for col in ("step_index", *cols, *([by] if by else [])):
         if col not in cycles.columns:
-            raise KeyError(f"column {col!r} not in the cycles table")
+            raise UnknownColumnError(f"column {col!r} not in the cycles table")
     ax = _axes(ax)
     groups = list(cycles.groupby(by, sort=True)) if by else [(None, cycles)]
     for gi, (key, frame) in enumerate(groups):

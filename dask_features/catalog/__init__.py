@@ -50,8 +50,8 @@ class Catalog(_Scanning, _Searching, _Extractions):
 
     Raises
     ------
-    FileNotFoundError
-        ``read_only`` and the database does not exist.
-    RuntimeError
-        The database was written by a newer, incompatible schema.
+    CatalogNotFoundError
+        (a ``FileNotFoundError``) ``read_only`` and the database does not exist.
+    CatalogError
+        (a ``RuntimeError``) The database was written by a newer, incompatible schema.
     """

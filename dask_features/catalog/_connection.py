@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Self
 
 from dask_features.catalog._schema import _SCHEMA, SCHEMA_VERSION
+from dask_features.errors import CatalogError, CatalogNotFoundError, ReadOnlyCatalogError
 
 
 class _CatalogConnection:
@@ -22,7 +23,7 @@ class _CatalogConnection:
         self.read_only = read_only
         if read_only:
             if not self.db_path.exists():
-                raise FileNotFoundError(f"{self.db_path}: no such catalog")
+                raise CatalogNotFoundError(f"{self.db_path}: no such catalog")
             self._conn = sqlite3.connect(f"{self.db_path.as_uri()}?mode=ro", uri=True, timeout=timeout)
         else:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -37,13 +38,13 @@ class _CatalogConnection:
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             self._conn.close()
-            raise RuntimeError(
+            raise CatalogError(
                 f"{self.db_path}: catalog schema version {version} is newer than this dask_features "
                 f"supports ({SCHEMA_VERSION}); upgrade dask_features"
             )
         if self.read_only:
             if version < SCHEMA_VERSION:
-                raise RuntimeError(f"{self.db_path}: not a dask_features catalog (schema version {version})")
+                raise CatalogError(f"{self.db_path}: not a dask_features catalog (schema version {version})")
             return
         self._conn.execute("PRAGMA journal_mode = WAL")
         if version == 0:
@@ -85,4 +86,4 @@ class _CatalogConnection:
 
     def _check_writable(self) -> None:
         if self.read_only:
-            raise PermissionError(f"{self.db_path}: catalog opened read-only")
+            raise ReadOnlyCatalogError(f"{self.db_path}: catalog opened read-only")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dask_features.catalog._connection import _CatalogConnection
 from dask_features.catalog._schema import _COLUMNS, _now, _to_json
+from dask_features.errors import DataFolderError
 from dask_features.io.hdf5 import Experiment, open_experiment
 
 logger = logging.getLogger("dask_features.catalog")
@@ -91,7 +92,7 @@ class _Scanning(_CatalogConnection):
         start = time.perf_counter()
         top = Path(self.root, folder).resolve() if not os.path.isabs(folder) else Path(folder).resolve()
         if not top.is_dir():
-            raise NotADirectoryError(f"{top}: not a folder")
+            raise DataFolderError(f"{top}: not a folder")
         report = ScanReport()
         known = self._known_under(self._rel(top))
         seen: set[str] = set()

@@ -9,6 +9,7 @@ import pandas as pd
 
 from dask_features.catalog._connection import _CatalogConnection
 from dask_features.catalog._schema import _from_json
+from dask_features.errors import InvalidArgumentError
 from dask_features.io.hdf5 import Experiment
 
 _ORDER_BY = {"path", "created_at", "completed_at", "chip_id", "device_id", "test_id", "status"}
@@ -89,7 +90,7 @@ class _Searching(_CatalogConnection):
             )
             params.extend([like] * 5)
         if order_by not in _ORDER_BY:
-            raise ValueError(f"order_by must be one of {sorted(_ORDER_BY)}, got {order_by!r}")
+            raise InvalidArgumentError(f"order_by must be one of {sorted(_ORDER_BY)}, got {order_by!r}")
         sql = "SELECT path, metadata FROM experiments"
         if where:
             sql += " WHERE " + " AND ".join(where)

@@ -140,10 +140,6 @@ def _floatify(value: Any) -> Any:
     return value
 
 
-class _Lambda:
-    """Marker for the names bound by the lambda."""
-
-
 class SafeExpression:
     """A validated ``func`` expression, callable like the lambda it spells.
 

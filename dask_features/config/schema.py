@@ -33,17 +33,20 @@ from typing import Any
 
 import yaml
 
+from dask_features.config.columns import IDENTITY_COLUMNS, KEY_COLUMNS, READ_COLUMNS, ColumnPlan, plan_columns
 from dask_features.config.expressions import SafeExpression, compile_expression
-from dask_features.errors import ConfigError, UnsafeExpressionError
+from dask_features.config.graph import check_graph, topological_layers
+from dask_features.errors import ConfigError, UnknownFeatureError, UnsafeExpressionError
 from dask_features.extractors import REGISTRY, ExtractorSpec, Output, Registry, get_extractor
+from dask_features.io.sources import source_names
 
 __all__ = ["SOURCES", "FeatureConfig", "FeatureSpec", "list_presets", "load_config"]
 
-#: Data sources a feature can read.
-SOURCES = ("transfer", "transient")
-#: Column names the output tables use for bookkeeping; features may not take them.
+#: Data sources a feature can read (the registered :class:`~dask_features.io.sources.Source` names).
+SOURCES = source_names()
+#: Names the output tables use for bookkeeping; features may not take them.
 RESERVED_NAMES = frozenset(
-    {*SOURCES, "step_index", "cycle", "chip_id", "device_id", "test_id", "source_file"}
+    {*SOURCES, *IDENTITY_COLUMNS, *READ_COLUMNS, *(c for cols in KEY_COLUMNS.values() for c in cols)}
 )
 #: Bumped when the meaning of a config changes in a way old outputs cannot reflect.
 HASH_SCHEMA = 1
@@ -135,6 +138,18 @@ class FeatureConfig:
     features: tuple[FeatureSpec, ...]
     origin: str = "<dict>"
     description: str = ""
+    _plan: ColumnPlan | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def columns(self) -> ColumnPlan:
+        """The output columns of every feature (planned and checked when the config was loaded)."""
+        if self._plan is None:
+            plan, problems = plan_columns(self.features)
+            if problems:
+                raise ConfigError(problems, source=self.origin)
+            object.__setattr__(self, "_plan", plan)
+        assert self._plan is not None
+        return self._plan
 
     @property
     def hash(self) -> str:
@@ -145,9 +160,17 @@ class FeatureConfig:
 
     @property
     def sources(self) -> tuple[str, ...]:
-        """Data sources read by the step-level features, in :data:`SOURCES` order."""
+        """Data sources read by the step-level features, in registration order."""
         used = {f.source for f in self.features if not f.is_derived}
-        return tuple(s for s in SOURCES if s in used)
+        return tuple(s for s in source_names() if s in used)
+
+    @property
+    def evaluation_order(self) -> tuple[FeatureSpec, ...]:
+        """Every feature after all of its inputs: step-level features, then derived ones by depth.
+
+        Config order is only the column order: a derived feature may be listed before its inputs.
+        """
+        return self.step_features() + self.derived_features
 
     def step_features(self, source: str | None = None) -> tuple[FeatureSpec, ...]:
         """Extractor features (layer 1), optionally of one source, in config order."""
@@ -164,25 +187,13 @@ class FeatureConfig:
 
         The sources layer holds no FeatureSpec and is empty; it is kept so indices match the DAG depth.
         """
-        by_name = {f.name: f for f in self.features}
-        depth: dict[str, int] = {}
-
-        def level(f: FeatureSpec) -> int:
-            if f.name not in depth:
-                depth[f.name] = 1 if not f.is_derived else 1 + max(level(by_name[i]) for i in f.inputs)
-            return depth[f.name]
-
-        n_layers = max((level(f) for f in self.features), default=1)
-        layers: list[list[FeatureSpec]] = [[] for _ in range(n_layers + 1)]
-        for f in self.features:
-            layers[level(f)].append(f)
-        return layers
+        return topological_layers(self.features)
 
     def __getitem__(self, name: str) -> FeatureSpec:
         for f in self.features:
             if f.name == name:
                 return f
-        raise KeyError(f"config {self.name!r} has no feature {name!r}")
+        raise UnknownFeatureError(f"config {self.name!r} has no feature {name!r}")
 
 
 def list_presets() -> list[str]:
@@ -280,11 +291,19 @@ def _build(
     problems.extend(
         f"duplicate feature name {dup!r}" for dup in sorted({n for n in names if names.count(n) > 1})
     )
-    problems.extend(_check_graph(specs))
+    problems.extend(check_graph(specs, source_names()))
+    plan = None
+    if not problems:  # columns are planned only for a well-formed feature graph
+        plan, clashes = plan_columns(specs)
+        problems.extend(clashes)
     if problems:
         raise ConfigError(problems, source=origin)
     return FeatureConfig(
-        name=name, features=tuple(specs), origin=origin, description=str(data.get("description") or "")
+        name=name,
+        features=tuple(specs),
+        origin=origin,
+        description=str(data.get("description") or ""),
+        _plan=plan,
     )
 
 
@@ -329,7 +348,7 @@ def _build_feature(i: int, item: Any, reg: Registry, problems: list[str]) -> Fea
             problems.append(f"{label}: {exc.args[0]}")
             return None
         if not inputs:
-            inputs = (impl.source,)
+            inputs = (impl.source,)  # the source's name
         if inputs != (impl.source,):
             problems.append(
                 f"{label}: extractor {ext_name!r} reads {impl.source!r}, but input is {list(inputs)}"
@@ -342,7 +361,7 @@ def _build_feature(i: int, item: Any, reg: Registry, problems: list[str]) -> Fea
             return None
         return (
             FeatureSpec(
-                name,
+                str(name),
                 inputs,
                 extractor=ext_name,
                 params=resolved,
@@ -369,57 +388,10 @@ def _build_feature(i: int, item: Any, reg: Registry, problems: list[str]) -> Fea
         problems.append(f"{label}: 'func' must be an expression string or (in a dict config) a callable")
         return None
     return (
-        FeatureSpec(name, inputs, func=func, params=dict(params), unit=unit, description=description)
+        FeatureSpec(str(name), inputs, func=func, params=dict(params), unit=unit, description=description)
         if ok
         else None
     )
-
-
-def _check_graph(specs: list[FeatureSpec]) -> list[str]:
-    problems: list[str] = []
-    by_name = {s.name: s for s in specs}
-    for s in specs:
-        if not s.is_derived:
-            continue
-        for inp in s.inputs:
-            if inp in SOURCES:
-                problems.append(
-                    f"feature {s.name!r}: a 'func' feature takes features as input, not the raw source {inp!r}"
-                )
-            elif inp not in by_name:
-                problems.append(f"feature {s.name!r}: unknown input {inp!r}")
-            else:
-                out = by_name[inp].output
-                if out is not None and out.kind == "ragged":
-                    problems.append(
-                        f"feature {s.name!r}: input {inp!r} is per-cycle (ragged); derived features take per-step features"
-                    )
-    # Cycles among derived features (extractors only read sources, so they close no loop).
-    state: dict[str, int] = {}
-    stack: list[str] = []
-    reported: set[frozenset[str]] = set()
-
-    def visit(n: str) -> None:
-        state[n] = 1
-        stack.append(n)
-        for dep in by_name[n].inputs if by_name[n].is_derived else ():
-            if dep not in by_name:
-                continue
-            if state.get(dep) == 1:
-                cycle = [*stack[stack.index(dep) :], dep]
-                key = frozenset(cycle)
-                if key not in reported:
-                    reported.add(key)
-                    problems.append("dependency cycle: " + " -> ".join(cycle))
-            elif dep not in state:
-                visit(dep)
-        stack.pop()
-        state[n] = 2
-
-    for s in specs:
-        if s.name not in state:
-            visit(s.name)
-    return problems
 
 
 def _jsonable(value: Any) -> Any:

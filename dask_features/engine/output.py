@@ -1,93 +1,67 @@
-"""Output layout, atomic Parquet writes, the resume check and :func:`read_features`.
+"""Output layout, atomic Parquet writes and the resume check.
 
-Layout under ``out_dir`` (one file per experiment and config; ``<stem>`` is the experiment file's
-path relative to the data folder, without ``.h5``)::
+Layout under ``out_dir`` (one file per experiment and table; ``<key>`` is the experiment's safe
+output name, see :mod:`dask_features.engine.names`)::
 
-    <out_dir>/<config name>/steps/<stem>.parquet    one row per step: step_index, features...
-    <out_dir>/<config name>/cycles/<stem>.parquet   per-cycle (ragged) features: step_index, cycle, ...
-    <out_dir>/<config name>/errors/<stem>.parquet   step_index, feature, message (only when any)
+    <out_dir>/<config name>/_config.json            the config version this folder holds
+    <out_dir>/<config name>/steps/<key>.parquet     one row per step
+    <out_dir>/<config name>/cycles/<key>.parquet    one row per cycle (ragged features)
+    <out_dir>/<config name>/errors/<key>.parquet    one row per problem (only when any)
+    <out_dir>/_versions/<config name>/<hash>/...    older versions of the config, kept apart
 
-Each file carries key-value metadata ``dask_features`` (JSON): config name and hash, source file
-with its size and mtime, experiment ids, package version. The ``steps`` file is written last and
-is the completion marker: an experiment is done when its steps file exists with the same config
-hash and the same source size/mtime. Every file is written to a hidden temporary name in the same
-folder and renamed into place, so a killed run never leaves a half file under a final name.
+Every row starts with the identity columns ``chip_id, device_id, test_id, experiment`` and every
+file of a table has the same schema (planned from the config), so any Parquet reader pointed at a
+table folder gets self-describing rows. Each file also carries key-value metadata ``dask_features``
+(JSON): config name and hash, the source file with its size, times and content digest, the
+experiment ids, package version. The ``steps`` file is written last and marks completion.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import re
-import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dask_features._version import __version__
-from dask_features.config.schema import FeatureConfig, load_config
+from dask_features.config.columns import DERIVED_SCALAR, IDENTITY_COLUMNS, TABLES
+from dask_features.config.schema import FeatureConfig
+from dask_features.engine.files import publish
+from dask_features.engine.identity import SourceIdentity, same_content
 from dask_features.errors import OutputError
 from dask_features.io.hdf5 import Experiment
 
-__all__ = ["TABLES", "experiment_stem", "is_complete", "output_paths", "read_features", "write_tables"]
+__all__ = ["TABLES", "is_complete", "output_paths", "read_metadata", "write_tables"]
 
-TABLES = ("steps", "cycles", "errors")
-_META_KEY = b"dask_features"
-# Letters and digits of any script are kept (\\w is Unicode-aware): replacing every non-ASCII character
-# by "_" made "芯片-1.h5" and "晶片-1.h5" the same output file, and the second silently overwrote the first.
-_UNSAFE = re.compile(r"[^\w.#+-]+")
-#: Longest file-name component [bytes, UTF-8]: leaves room for ".parquet" and the temporary-name affixes
-#: within the 255-byte limit of common file systems.
-_MAX_COMPONENT_BYTES = 200
-#: Columns read_features puts in front of the features.
-META_COLUMNS = ("chip_id", "device_id", "test_id", "source_file")
+META_KEY = b"dask_features"
 
 
-def _safe_component(part: str) -> str:
-    cleaned = _UNSAFE.sub("_", part).lstrip(".") or "_"
-    # Cut by bytes, not characters: 200 CJK characters are 600 bytes, too long for a file name.
-    return cleaned.encode()[:_MAX_COMPONENT_BYTES].decode("utf-8", errors="ignore") or "_"
+def output_paths(folder: str | os.PathLike[str], key: str) -> dict[str, Path]:
+    """Paths of the ``steps``, ``cycles`` and ``errors`` files of experiment ``key`` in a config folder."""
+    return {t: Path(folder) / t / f"{key}.parquet" for t in TABLES}
 
 
-def experiment_stem(path: str, root: str | None) -> str:
-    """Relative output name of an experiment file: its path below ``root`` without the suffix.
-
-    Every component is sanitised (no ``..``, no absolute paths, no NUL or separators), so a name
-    can never escape the output folder.
-    """
-    rel = os.path.relpath(path, root) if root else os.path.basename(path)
-    if rel.startswith(".."):
-        rel = os.path.basename(path)
-    stem = os.path.splitext(rel)[0]
-    return "/".join(_safe_component(p) for p in Path(stem).parts if p not in ("", ".", "..", "/"))
+def identity_values(experiment: Experiment, key: str) -> dict[str, str]:
+    """The identity columns' values of one experiment."""
+    values = {"chip_id": experiment.chip_id, "device_id": experiment.device_id, "test_id": experiment.test_id}
+    return {c: values.get(c, key) for c in IDENTITY_COLUMNS}
 
 
-def unique_stem(stem: str, path: str, root: str | None) -> str:
-    """``stem`` made unique for ``path`` by a short hash of its path below ``root`` (stable if the folder moves)."""
-    rel = os.path.relpath(path, root) if root else os.path.basename(path)
-    return f"{stem}--{hashlib.blake2b(rel.encode(), digest_size=4).hexdigest()}"
-
-
-def output_paths(out_dir: str | os.PathLike[str], config_name: str, stem: str) -> dict[str, Path]:
-    """Paths of the ``steps``, ``cycles`` and ``errors`` files of one experiment."""
-    base = Path(out_dir) / _safe_component(config_name)
-    return {t: base / t / f"{stem}.parquet" for t in TABLES}
-
-
-def _metadata(config: FeatureConfig, experiment: Experiment, n_errors: int) -> dict[str, Any]:
+def _metadata(
+    config: FeatureConfig, experiment: Experiment, key: str, source: SourceIdentity, n_errors: int
+) -> dict[str, Any]:
     return {
         "config_name": config.name,
         "config_hash": config.hash,
+        "experiment": key,
         "source_file": experiment.path,
-        "source_size": experiment.file_size,
-        "source_mtime_ns": experiment.file_mtime_ns,
+        **source.as_metadata(),
         "chip_id": experiment.chip_id,
         "device_id": experiment.device_id,
         "test_id": experiment.test_id,
@@ -112,37 +86,53 @@ def _metadata(config: FeatureConfig, experiment: Experiment, n_errors: int) -> d
     }
 
 
-def _atomic_write(table: pa.Table, path: Path, meta: Mapping[str, Any]) -> None:
-    table = table.replace_schema_metadata(
-        {**(table.schema.metadata or {}), _META_KEY: json.dumps(meta).encode()}
-    )
+def _with_identity(table: pa.Table, schema: pa.Schema, ids: Mapping[str, str]) -> pa.Table:
+    """``table`` with the identity columns in front, cast to the config's planned ``schema``."""
+    n = table.num_rows
+    columns = [pa.array([ids[c]] * n, type=pa.string()) for c in IDENTITY_COLUMNS]
+    columns += [table.column(f.name) for f in schema if f.name not in IDENTITY_COLUMNS]
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create output folder {path.parent}: {exc}") from exc
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed run
-        with contextlib.suppress(OSError):
-            stale.unlink()
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+        return pa.Table.from_arrays(columns, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # a kind's arrays disagree with its columns
+        raise OutputError(f"results do not match the planned schema: {exc}") from exc
+
+
+def _derived_types(config: FeatureConfig, steps: pa.Table) -> dict[str, pa.DataType]:
+    return {
+        f.name: steps.schema.field(f.name).type if f.name in steps.column_names else DERIVED_SCALAR
+        for f in config.derived_features
+    }
+
+
+def _parquet_writer(table: pa.Table) -> Callable[[Path], None]:
+    def write(tmp: Path) -> None:
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise OutputError(f"cannot write {path}: {exc}") from exc
+
+    return write
 
 
 def write_tables(
-    out_dir: str | os.PathLike[str],
+    folder: str | os.PathLike[str],
     config: FeatureConfig,
     experiment: Experiment,
-    stem: str,
-    steps: pa.Table,
-    cycles: pa.Table | None,
-    errors: pa.Table,
+    key: str,
+    source: SourceIdentity,
+    tables: Mapping[str, pa.Table | None],
 ) -> Path:
     """Write one experiment's tables atomically; the steps file last (it marks completion).
+
+    Parameters
+    ----------
+    folder : path
+        The config's output folder (``<out_dir>/<config name>``).
+    config : FeatureConfig
+    experiment : Experiment
+    key : str
+        The experiment's output name (also its ``experiment`` column).
+    source : SourceIdentity
+        The source file as it was read.
+    tables : mapping
+        ``"steps"``, ``"cycles"`` (or None) and ``"errors"`` tables without identity columns.
 
     Returns
     -------
@@ -154,99 +144,41 @@ def write_tables(
     OutputError
         The output folder is not writable or the disk is full; no partial file is left behind.
     """
-    paths = output_paths(out_dir, config.name, stem)
-    meta = _metadata(config, experiment, errors.num_rows)
+    paths = output_paths(folder, key)
+    errors = tables.get("errors")
+    n_errors = 0 if errors is None else errors.num_rows
+    meta = json.dumps(_metadata(config, experiment, key, source, n_errors)).encode()
+    ids = identity_values(experiment, key)
+    steps = tables["steps"]
+    assert steps is not None
+    derived = _derived_types(config, steps)
     # Stale companions of an earlier run would be mistaken for this run's: replace or remove them.
-    for name, table in (("cycles", cycles), ("errors", errors if errors.num_rows else None)):
-        if table is not None:
-            _atomic_write(table, paths[name], meta)
-        else:
+    for name in ("cycles", "errors", "steps"):
+        table = tables.get(name)
+        if table is None or (name == "errors" and not table.num_rows):
             with contextlib.suppress(FileNotFoundError):
                 paths[name].unlink()
-    _atomic_write(steps, paths["steps"], meta)
+            continue
+        full = _with_identity(table, config.columns.schema(name, derived), ids)
+        full = full.replace_schema_metadata({META_KEY: meta})
+        publish(paths[name], _parquet_writer(full))
     return paths["steps"]
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The ``dask_features`` metadata of an output file."""
     schema = pq.read_schema(path)
-    raw = (schema.metadata or {}).get(_META_KEY)
+    raw = (schema.metadata or {}).get(META_KEY)
     return json.loads(raw) if raw else {}
 
 
-def is_complete(
-    out_dir: str | os.PathLike[str], config: FeatureConfig, experiment: Experiment, stem: str
-) -> bool:
-    """True when the experiment's output exists for this config hash and an unchanged source file."""
-    path = output_paths(out_dir, config.name, stem)["steps"]
+def is_complete(folder: str | os.PathLike[str], config: FeatureConfig, source_file: str, key: str) -> bool:
+    """True when experiment ``key`` has output for this config hash from the current content of its file."""
+    path = output_paths(folder, key)["steps"]
     if not path.exists():
         return False
     try:
         meta = read_metadata(path)
     except (OSError, pa.ArrowException, ValueError):
         return False  # unreadable output: recompute
-    return (
-        meta.get("config_hash") == config.hash
-        and meta.get("source_size") == experiment.file_size
-        and meta.get("source_mtime_ns") == experiment.file_mtime_ns
-    )
-
-
-def _files(out_dir: str | os.PathLike[str], config_name: str, table: str) -> Iterator[Path]:
-    folder = Path(out_dir) / _safe_component(config_name) / table
-    if folder.is_dir():
-        yield from sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith("."))
-
-
-def _read_one(path: Path) -> pd.DataFrame:
-    table = pq.read_table(path)
-    meta = json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}"))
-    frame = table.to_pandas()
-    for i, col in enumerate(META_COLUMNS):
-        frame.insert(i, col, pd.Series([meta.get(col, "")] * len(frame), dtype="string"))
-    return frame
-
-
-def read_features(
-    out_dir: str | os.PathLike[str],
-    config: FeatureConfig | str | Mapping[str, Any],
-    table: Literal["steps", "cycles", "errors"] = "steps",
-    *,
-    as_dask: bool = False,
-) -> Any:
-    """Read extracted features back, one row per step (or per cycle), all experiments together.
-
-    Parameters
-    ----------
-    out_dir : str or path-like
-        The ``out_dir`` given to :func:`~dask_features.extract`.
-    config : FeatureConfig, str or dict
-        The config (or its name) whose outputs to read.
-    table : {"steps", "cycles", "errors"}, default "steps"
-        Which table.
-    as_dask : bool, default False
-        Return a lazy ``dask.dataframe.DataFrame`` with one partition per experiment.
-
-    Returns
-    -------
-    pandas.DataFrame or dask.dataframe.DataFrame
-        Columns ``chip_id, device_id, test_id, source_file``, then ``step_index`` (and ``cycle``),
-        then the features. Experiments whose vector features differ in width are aligned by name
-        (missing columns are NaN).
-    """
-    if table not in TABLES:
-        raise ValueError(f"table must be one of {TABLES}, got {table!r}")
-    if isinstance(config, str) and not config.endswith((".yaml", ".yml")):
-        name = config  # a bare name: no need to resolve a preset or re-validate
-    else:
-        name = load_config(config).name
-    files = list(_files(out_dir, name, table))
-    if as_dask:
-        import dask.dataframe as dd
-
-        if not files:
-            raise FileNotFoundError(f"no {table} files for config {name!r} under {out_dir}")
-        return dd.from_map(_read_one, files)
-    if not files:
-        return pd.DataFrame(columns=[*META_COLUMNS, "step_index"])
-    return pd.concat([_read_one(p) for p in files], ignore_index=True)
+    return meta.get("config_hash") == config.hash and same_content(meta, source_file)

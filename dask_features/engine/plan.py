@@ -15,21 +15,28 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeAlias
 
 from dask_features.config.schema import FeatureConfig
-from dask_features.engine.output import experiment_stem
+from dask_features.engine.identity import SourceIdentity
+from dask_features.errors import InputTypeError
 from dask_features.io.hdf5 import Experiment, open_experiment
+from dask_features.io.sources import get_source
 
 __all__ = [
+    "DataInput",
     "ExperimentJob",
     "bundle_jobs",
     "chunk_ranges",
     "expand_inputs",
+    "item_path",
     "make_job",
     "open_item",
     "plan_chunks",
 ]
+
+#: What :func:`~dask_features.extract` reads: files, folders, handles, or (nested) iterables of these.
+DataInput: TypeAlias = "str | os.PathLike[str] | Experiment | Iterable[DataInput]"
 
 #: Estimated work per task the automatic chunking aims at [s].
 TARGET_TASK_SECONDS = 0.1
@@ -44,33 +51,44 @@ _FILE_SUFFIXES = (".h5", ".hdf5")
 MAX_BUNDLE = 32
 
 
+#: A chunk of one experiment: ``(source name, first step, stop step)``.
+ChunkRange = tuple[str, int, int]
+
+
 @dataclass(frozen=True)
 class ExperimentJob:
-    """One experiment to run: the handle, its output stem, its chunks ``(source, start, stop)`` and the
-    estimated work [s]."""
+    """One experiment to run.
+
+    Attributes
+    ----------
+    experiment : Experiment
+        The handle (shipped to the tasks).
+    stem : str
+        Output name (the ``experiment`` column).
+    chunks : tuple of (source, start, stop)
+        Its chunks of steps.
+    seconds : float
+        Estimated work [s].
+    source : SourceIdentity or None
+        The file as planned; results are written only if it is unchanged then.
+    """
 
     experiment: Experiment
     stem: str
-    chunks: tuple[tuple[str, int, int], ...]
+    chunks: tuple[ChunkRange, ...]
     seconds: float = 0.0
-
-
-def _points_per_step(experiment: Experiment, source: str) -> float:
-    if source == "transfer":
-        return 2.0 * max(experiment.transfer_max_points, 1)
-    n = max(experiment.n_transient_steps, 1)
-    return 2.0 * max(experiment.transient_total_points / n, 1.0)
+    source: SourceIdentity | None = None
 
 
 def seconds_per_step(experiment: Experiment, config: FeatureConfig, source: str) -> float:
     """Estimated work of one step of ``source`` [s]: data points x (read + extractor costs)."""
     cost_ns = READ_COST_NS + sum(f.impl.cost for f in config.step_features(source) if f.impl is not None)
-    return _points_per_step(experiment, source) * cost_ns * 1e-9
+    return get_source(source).points_per_step(experiment) * cost_ns * 1e-9
 
 
 def auto_chunk_steps(experiment: Experiment, config: FeatureConfig, source: str) -> int:
     """Steps per chunk so that a task carries about :data:`TARGET_TASK_SECONDS` of work."""
-    points = _points_per_step(experiment, source)
+    points = get_source(source).points_per_step(experiment)
     by_time = math.ceil(TARGET_TASK_SECONDS / max(seconds_per_step(experiment, config, source), 1e-12))
     by_memory = max(1, int(MAX_CHUNK_BYTES // (points * 8)))
     return max(1, min(by_time, by_memory))
@@ -87,17 +105,17 @@ def chunk_ranges(n_steps: int, chunk_steps: int) -> list[tuple[int, int]]:
 
 def plan_chunks(
     experiment: Experiment, config: FeatureConfig, chunk_steps: int | str = "auto"
-) -> tuple[tuple[str, int, int], ...]:
+) -> tuple[ChunkRange, ...]:
     """All ``(source, start, stop)`` chunks of one experiment for a config."""
-    chunks: list[tuple[str, int, int]] = []
+    chunks: list[ChunkRange] = []
     for source in config.sources:
-        n = experiment.n_transfer_steps if source == "transfer" else experiment.n_transient_steps
+        n = get_source(source).n_steps(experiment)
         size = auto_chunk_steps(experiment, config, source) if chunk_steps == "auto" else int(chunk_steps)
         chunks.extend((source, a, b) for a, b in chunk_ranges(n, size))
     return tuple(chunks)
 
 
-def _expand(item: Any) -> Iterable[str | Experiment]:
+def _expand(item: object) -> Iterable[str | Experiment]:
     if isinstance(item, Experiment):
         yield item
         return
@@ -114,12 +132,12 @@ def _expand(item: Any) -> Iterable[str | Experiment]:
         for sub in item:
             yield from _expand(sub)
         return
-    raise TypeError(
+    raise InputTypeError(
         f"cannot read experiments from {type(item).__name__}: give paths, folders or Experiment handles"
     )
 
 
-def expand_inputs(data: Any) -> tuple[list[str | Experiment], str | None]:
+def expand_inputs(data: DataInput) -> tuple[list[str | Experiment], str | None]:
     """List what ``data`` names without opening anything.
 
     Parameters
@@ -147,19 +165,28 @@ def expand_inputs(data: Any) -> tuple[list[str | Experiment], str | None]:
     return items, root
 
 
+def item_path(item: str | Experiment) -> str:
+    """The file path of an expanded input."""
+    return item.path if isinstance(item, Experiment) else item
+
+
 def open_item(item: str | Experiment) -> Experiment:
     """The handle of an expanded input (opening and checking the file if needed)."""
     return item if isinstance(item, Experiment) else open_experiment(item)
 
 
 def make_job(
-    experiment: Experiment, config: FeatureConfig, root: str | None, chunk_steps: int | str
+    experiment: Experiment,
+    config: FeatureConfig,
+    stem: str,
+    chunk_steps: int | str,
+    source: SourceIdentity | None = None,
 ) -> ExperimentJob:
-    """The job of one experiment (output stem from its path below ``root``)."""
-    counts = {"transfer": experiment.n_transfer_steps, "transient": experiment.n_transient_steps}
-    seconds = sum(counts[s] * seconds_per_step(experiment, config, s) for s in config.sources)
-    stem = experiment_stem(experiment.path, root)
-    return ExperimentJob(experiment, stem, plan_chunks(experiment, config, chunk_steps), seconds)
+    """The job of one experiment, written under output name ``stem``."""
+    seconds = sum(
+        get_source(s).n_steps(experiment) * seconds_per_step(experiment, config, s) for s in config.sources
+    )
+    return ExperimentJob(experiment, stem, plan_chunks(experiment, config, chunk_steps), seconds, source)
 
 
 def bundle_jobs(

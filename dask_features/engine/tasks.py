@@ -20,13 +20,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
+from dask_features.config.columns import DERIVED_VECTOR, KEY_COLUMNS
 from dask_features.config.schema import FeatureConfig, FeatureSpec
-from dask_features.errors import ExtractorError
-from dask_features.extractors import Output, Ragged
+from dask_features.errors import ExtractorError, OutputShapeError
+from dask_features.extractors.outputs import Value, list_array
+from dask_features.io.chunks import Chunk
 from dask_features.io.hdf5 import Experiment
+from dask_features.io.sources import get_source
 
 __all__ = [
     "ChunkResult",
@@ -38,8 +40,10 @@ __all__ = [
     "run_experiment",
 ]
 
-#: Columns of the errors table.
-ERROR_COLUMNS = ("step_index", "feature", "message")
+#: Columns of the errors table (after the identity columns).
+ERROR_COLUMNS = KEY_COLUMNS["errors"]
+#: One problem: step (None = the whole experiment), feature, message.
+ErrorRecord = tuple[int | None, str, str]
 
 
 @dataclass
@@ -49,8 +53,8 @@ class ChunkResult:
     source: str
     start: int
     stop: int
-    values: dict[str, np.ndarray | Ragged]
-    errors: list[tuple[int | None, str, str]] = field(default_factory=list)
+    values: dict[str, Value]
+    errors: list[ErrorRecord] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -76,78 +80,24 @@ class ExperimentTables:
 # --- chunk level -----------------------------------------------------------------------------
 
 
-def _empty(output: Output, n: int) -> np.ndarray | Ragged:
-    if output.kind == "ragged":
-        return Ragged.empty(n, output)
-    if output.kind == "vector":
-        return np.full((n, output.width or 0), np.nan)
-    return np.full(n, np.nan)
-
-
-def _validated(feature: FeatureSpec, value: Any, n: int) -> np.ndarray | Ragged:
+def _validated(feature: FeatureSpec, value: Any, n: int) -> Value:
     out = feature.output
     assert out is not None
-    if out.kind == "ragged":
-        if not isinstance(value, Ragged):
-            raise ExtractorError(feature.name, f"declared ragged output but returned {type(value).__name__}")
-        counts = np.asarray(value.counts, dtype=np.int64)
-        if counts.shape != (n,):
-            raise ExtractorError(feature.name, f"ragged counts have shape {counts.shape}, expected ({n},)")
-        want = [k for k, _ in out.fields]
-        if list(value.fields) != want:
-            raise ExtractorError(
-                feature.name, f"ragged fields {list(value.fields)} differ from declared {want}"
-            )
-        total = int(counts.sum())
-        fields = {}
-        for k, dt in out.fields:
-            arr = np.asarray(value.fields[k], dtype=dt)
-            if arr.shape != (total,):
-                raise ExtractorError(
-                    feature.name, f"ragged field {k!r} has shape {arr.shape}, expected ({total},)"
-                )
-            fields[k] = arr
-        return Ragged(counts, fields)
-    arr = np.asarray(value, dtype=out.dtype)
-    if out.kind == "scalar":
-        if arr.shape != (n,):
-            raise ExtractorError(
-                feature.name, f"returned shape {arr.shape}, expected ({n},) (one value per step)"
-            )
-        return arr
-    if arr.ndim != 2 or arr.shape[0] != n or (out.width is not None and arr.shape[1] != out.width):
-        width = out.width if out.width is not None else "w"
-        raise ExtractorError(feature.name, f"returned shape {arr.shape}, expected ({n}, {width})")
-    return arr
-
-
-def _stitch(output: Output, parts: list[np.ndarray | Ragged]) -> np.ndarray | Ragged:
-    if output.kind == "ragged":
-        return Ragged.concat([p for p in parts if isinstance(p, Ragged)])
-    arrays = [np.asarray(p) for p in parts]
-    if output.kind == "scalar":
-        return np.concatenate(arrays) if arrays else np.zeros(0)
-    width = max((a.shape[1] for a in arrays), default=output.width or 0)
-    return np.concatenate([_pad_width(a, width) for a in arrays]) if arrays else np.zeros((0, width))
-
-
-def _pad_width(a: np.ndarray, width: int) -> np.ndarray:
-    if a.shape[1] == width:
-        return a
-    pad = np.full((a.shape[0], width - a.shape[1]), np.nan, dtype=np.result_type(a.dtype, np.float64))
-    return np.concatenate([a.astype(pad.dtype), pad], axis=1)
+    try:
+        return out.handler.validate(out, value, n)
+    except OutputShapeError as exc:
+        raise ExtractorError(feature.name, str(exc)) from None
 
 
 def _message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _compute_feature(
-    feature: FeatureSpec, chunk: Any
-) -> tuple[np.ndarray | Ragged, list[tuple[int | None, str, str]]]:
+def _compute_feature(feature: FeatureSpec, chunk: Chunk) -> tuple[Value, list[ErrorRecord]]:
     """One feature on one chunk; on failure, isolate the failing steps one by one."""
     assert feature.impl is not None
-    assert feature.output is not None
+    out = feature.output
+    assert out is not None
     n = chunk.n_steps
     before = len(chunk.issues)
     try:
@@ -155,15 +105,15 @@ def _compute_feature(
         return value, [(s, feature.name, m) for s, m in chunk.issues[before:]]
     except Exception as exc:  # an extractor bug or a step it cannot handle: find which steps
         if n == 1:
-            return _empty(feature.output, 1), [(int(chunk.step_index[0]), feature.name, _message(exc))]
-    errors: list[tuple[int | None, str, str]] = []
-    parts: list[np.ndarray | Ragged] = []
+            return out.handler.empty(out, 1), [(int(chunk.step_index[0]), feature.name, _message(exc))]
+    errors: list[ErrorRecord] = []
+    parts: list[Value] = []
     for i in range(n):
         sub = chunk.take(np.array([i]))
         value, errs = _compute_feature(feature, sub)
         parts.append(value)
         errors.extend(errs)
-    return _stitch(feature.output, parts), errors
+    return out.handler.concat(out, parts), errors
 
 
 def run_chunk(
@@ -175,21 +125,16 @@ def run_chunk(
     with one error record per step, an extractor failure is isolated to the failing steps.
     """
     t0 = time.perf_counter()
-    n = stop - start
     features = config.step_features(source)
+    values: dict[str, Value] = {}
+    errors: list[ErrorRecord] = []
     try:
-        chunk = (
-            experiment.read_transfer(start, stop)
-            if source == "transfer"
-            else experiment.read_transient(start, stop)
-        )
+        chunk = get_source(source).read(experiment, start, stop)
     except Exception as exc:
         msg = f"steps [{start}, {stop}) of {source} could not be read: {_message(exc)}"
-        values = {f.name: _empty(f.output, n) for f in features if f.output is not None}
+        values = {f.name: f.output.handler.empty(f.output, stop - start) for f in features if f.output}
         errors = [(s, "*", msg) for s in range(start, stop)]
         return ChunkResult(source, start, stop, values, errors, time.perf_counter() - t0)
-    values: dict[str, np.ndarray | Ragged] = {}
-    errors = []
     for f in features:
         values[f.name], errs = _compute_feature(f, chunk)
         errors.extend(errs)
@@ -197,22 +142,6 @@ def run_chunk(
 
 
 # --- experiment level ------------------------------------------------------------------------
-
-
-def _ragged_columns(config: FeatureConfig) -> dict[tuple[str, str], str]:
-    """Column names of ragged fields: the field name, prefixed with the feature only on a clash.
-
-    A field named ``cycle`` is the extractor's own cycle number and becomes the table's key.
-    """
-    fields = [
-        (f.name, k)
-        for f in config.step_features()
-        if f.output and f.output.kind == "ragged"
-        for k, _ in f.output.fields
-        if k != "cycle"
-    ]
-    names = [k for _, k in fields]
-    return {(f, k): (k if names.count(k) == 1 and k != "step_index" else f"{f}_{k}") for f, k in fields}
 
 
 def _to_rows(value: np.ndarray, n_rows: int) -> np.ndarray:
@@ -223,91 +152,84 @@ def _to_rows(value: np.ndarray, n_rows: int) -> np.ndarray:
     return np.concatenate([value.astype(np.float64), pad])
 
 
-def _derived(
-    feature: FeatureSpec, inputs: list[np.ndarray], n_rows: int
-) -> tuple[np.ndarray | None, str | None]:
+def _derived(feature: FeatureSpec, inputs: list[np.ndarray], n_rows: int) -> tuple[np.ndarray, str | None]:
+    """Evaluate a derived feature; NaN and the reason when it fails or gives the wrong shape."""
+    assert feature.func is not None
     try:
         with np.errstate(all="ignore"):
-            result = feature.func(*inputs, **feature.params)  # type: ignore[misc]
-        arr = np.asarray(result, dtype=np.float64)
+            arr = np.asarray(feature.func(*inputs, **feature.params), dtype=np.float64)
     except Exception as exc:
-        return None, _message(exc)
+        return np.full(n_rows, np.nan), _message(exc)
     if arr.ndim == 0:
         return np.full(n_rows, float(arr)), None
     if arr.ndim > 2 or arr.shape[0] != n_rows:
-        return (
-            None,
-            f"returned shape {arr.shape}; a derived feature must give one value (or one vector) per step ({n_rows} steps)",
+        return np.full(n_rows, np.nan), (
+            f"returned shape {arr.shape}; a derived feature must give one value (or one vector) per step ({n_rows} steps)"
+        )
+    if n_rows and np.isnan(arr).all() and any(np.isfinite(i).any() for i in inputs):
+        return arr, (
+            "NaN for every step although its inputs are not (a mean/std over steps with NaN? use np.nanmean / np.nanstd)"
         )
     return arr, None
+
+
+def _short_sources(experiment: Experiment, config: FeatureConfig, n_rows: int) -> list[ErrorRecord]:
+    """Error records for the steps a source does not have (e.g. a mixed config on a transfer-only file)."""
+    errors: list[ErrorRecord] = []
+    for name in config.sources:
+        have = get_source(name).n_steps(experiment)
+        errors.extend(
+            (s, f.name, f"the file has only {have} {name} steps: no {name} data for this step")
+            for f in config.step_features(name)
+            for s in range(have, n_rows)
+        )
+    return errors
+
+
+def _joined(config: FeatureConfig, results: Sequence[ChunkResult]) -> dict[str, Value]:
+    """Each step-level feature's value over the whole experiment, chunks joined in step order."""
+    values: dict[str, Value] = {}
+    for source in config.sources:
+        parts = sorted((r for r in results if r.source == source), key=lambda r: r.start)
+        for f in config.step_features(source):
+            assert f.output is not None
+            values[f.name] = f.output.handler.concat(f.output, [p.values[f.name] for p in parts])
+    return values
 
 
 def assemble(
     experiment: Experiment, config: FeatureConfig, results: Sequence[ChunkResult]
 ) -> ExperimentTables:
-    """Join chunk results, evaluate derived features, build the output tables."""
+    """Join chunk results, evaluate derived features in dependency order, build the output tables.
+
+    The tables hold the key and feature columns; the writer adds the identity columns.
+    """
     t0 = time.perf_counter()
-    compute_seconds = sum(r.seconds for r in results)
-    errors: list[tuple[int | None, str, str]] = [e for r in results for e in r.errors]
-    per_feature: dict[str, np.ndarray | Ragged] = {}
-    for source in config.sources:
-        parts = sorted((r for r in results if r.source == source), key=lambda r: r.start)
-        for f in config.step_features(source):
-            assert f.output is not None
-            per_feature[f.name] = _stitch(f.output, [p.values[f.name] for p in parts])
-    counts = {"transfer": experiment.n_transfer_steps, "transient": experiment.n_transient_steps}
-    n_rows = max((counts[s] for s in config.sources), default=0)
-    for source in config.sources:  # e.g. a mixed config on a file without transient data
-        if counts[source] < n_rows:
-            steps = range(counts[source], n_rows)
-            errors.extend(
-                (
-                    s,
-                    f.name,
-                    f"the file has only {counts[source]} {source} steps: no {source} data for this step",
-                )
-                for f in config.step_features(source)
-                for s in steps
-            )
-
-    arrays: dict[str, np.ndarray] = {}  # per-step values, first axis n_rows
-    columns: dict[str, np.ndarray] = {"step_index": np.arange(n_rows, dtype=np.int64)}
-    ragged_names = _ragged_columns(config)
-    cycle_frames: list[pd.DataFrame] = []
-    for f in config.features:
+    errors: list[ErrorRecord] = [e for r in results for e in r.errors]
+    values = _joined(config, results)
+    n_rows = max((get_source(s).n_steps(experiment) for s in config.sources), default=0)
+    errors.extend(_short_sources(experiment, config, n_rows))
+    per_step = {k: _to_rows(v, n_rows) for k, v in values.items() if isinstance(v, np.ndarray)}
+    for f in config.derived_features:  # topological order: inputs are always ready
+        per_step[f.name], problem = _derived(f, [per_step[i] for i in f.inputs], n_rows)
+        if problem is not None:
+            errors.append((None, f.name, problem))
+    steps: dict[str, pa.Array] = {"step_index": pa.array(np.arange(n_rows, dtype=np.int64))}
+    cycle_tables: list[pa.Table] = []
+    for f in config.features:  # column order = config order
+        columns = config.columns.columns[f.name]
         if f.is_derived:
-            missing = [i for i in f.inputs if i not in arrays]
-            if missing:
-                errors.append((None, f.name, f"inputs {missing} are not available"))
-                continue
-            inputs = [arrays[i] for i in f.inputs]
-            value, problem = _derived(f, inputs, n_rows)
-            if problem is not None or value is None:
-                errors.append((None, f.name, problem or "no value"))
-                value = np.full(n_rows, np.nan)
-            elif n_rows and np.isnan(value).all() and any(np.isfinite(i).any() for i in inputs):
-                errors.append(
-                    (
-                        None,
-                        f.name,
-                        "NaN for every step although its inputs are not (a mean/std over steps with NaN? use np.nanmean / np.nanstd)",
-                    )
-                )
+            value = per_step[f.name]
+            steps[f.name] = pa.array(value) if value.ndim == 1 else list_array(value, DERIVED_VECTOR)
+            continue
+        out = f.output
+        assert out is not None
+        arrays = out.handler.arrays(out, columns, values[f.name], n_rows)
+        if columns and columns[0].table == "cycles":
+            names = [*KEY_COLUMNS["cycles"], *(c.name for c in columns)]
+            cycle_tables.append(pa.table(arrays, names=names))
         else:
-            value = per_feature[f.name]  # type: ignore[assignment]
-            if isinstance(value, Ragged):
-                cycle_frames.append(_cycle_frame(f, value, ragged_names))
-                continue
-            value = _to_rows(np.asarray(value), n_rows)
-        arrays[f.name] = value
-        if value.ndim == 1:
-            columns[f.name] = value
-        else:
-            for j in range(value.shape[1]):
-                columns[f"{f.name}_{j}"] = value[:, j]
-
-    steps = pa.table({k: pa.array(v) for k, v in columns.items()})
-    cycles = _merge_cycles(cycle_frames)
+            steps.update(zip((c.name for c in columns), arrays, strict=True))
     types = (pa.int64(), pa.string(), pa.string())
     err_table = pa.table(
         {
@@ -315,30 +237,25 @@ def assemble(
             for i, (name, t) in enumerate(zip(ERROR_COLUMNS, types, strict=True))
         }
     )
-    return ExperimentTables(steps, cycles, err_table, compute_seconds + time.perf_counter() - t0, n_rows)
+    compute_seconds = sum(r.seconds for r in results) + time.perf_counter() - t0
+    return ExperimentTables(pa.table(steps), _merge_cycles(cycle_tables), err_table, compute_seconds, n_rows)
 
 
-def _cycle_frame(feature: FeatureSpec, value: Ragged, names: dict[tuple[str, str], str]) -> pd.DataFrame:
-    counts = value.counts
-    step = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    if "cycle" in value.fields:
-        cycle = value.fields["cycle"].astype(np.int64)
-    else:  # position within the step
-        cycle = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-    frame = pd.DataFrame({"step_index": step, "cycle": cycle})
-    for k, arr in value.fields.items():
-        if k != "cycle":
-            frame[names[(feature.name, k)]] = arr
-    return frame
-
-
-def _merge_cycles(frames: list[pd.DataFrame]) -> pa.Table | None:
-    if not frames:
+def _merge_cycles(tables: list[pa.Table]) -> pa.Table | None:
+    """One cycles table from each ragged feature's rows (outer join on step and cycle)."""
+    if not tables:
         return None
-    merged = frames[0]
-    for other in frames[1:]:
-        merged = merged.merge(other, on=["step_index", "cycle"], how="outer", sort=True)
-    return pa.Table.from_pandas(merged, preserve_index=False)
+    if len(tables) == 1:
+        return tables[0]
+    keys = list(KEY_COLUMNS["cycles"])
+    merged = tables[0].to_pandas()
+    for other in tables[1:]:
+        merged = merged.merge(other.to_pandas(), on=keys, how="outer", sort=True)
+    # Integer fields of rows only another feature has become NaN in pandas: back to nullable Arrow ints.
+    types = {f.name: f.type for t in tables for f in t.schema}
+    return pa.table(
+        {c: pa.array(merged[c].to_numpy(), type=types[c], from_pandas=True) for c in merged.columns}
+    )
 
 
 def run_experiment(

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["ChunkMeta", "TransferChunk", "TransientChunk"]
+__all__ = ["Chunk", "ChunkMeta", "TransferChunk", "TransientChunk"]
 
 T = TypeVar("T")
 
@@ -56,7 +56,7 @@ class _Memo:
         message : str
             Why those steps gave no value, e.g. ``"all-NaN sweep"``.
         """
-        idx = np.arange(len(self.step_index))[np.asarray(rows)] if np.ndim(rows) else [int(rows)]  # type: ignore[attr-defined]
+        idx = np.arange(len(self.step_index))[np.asarray(rows)] if np.ndim(rows) else [int(rows)]  # type: ignore[attr-defined,arg-type]
         steps = self.step_index[idx]  # type: ignore[attr-defined]
         self.issues.extend((int(s), message) for s in np.atleast_1d(steps))
 
@@ -67,7 +67,7 @@ class _Memo:
         ``("gm", "forward")``.
         """
         try:
-            return self.memo[key]  # type: ignore[no-any-return]
+            return self.memo[key]
         except KeyError:
             value = self.memo[key] = compute()
             return value
@@ -189,3 +189,7 @@ class TransientChunk(_Memo):
             duty=self.duty[idx],
             meta=self.meta,
         )
+
+
+#: What an extractor receives: a chunk of one source's steps.
+Chunk = TransferChunk | TransientChunk

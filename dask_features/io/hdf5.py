@@ -31,11 +31,14 @@ import numpy as np
 import pandas as pd
 
 from dask_features.errors import (
+    DaskFeaturesWarning,
     ExperimentFormatError,
+    ExperimentNotFoundError,
     FormatVersionError,
     IndexTableError,
     MissingGroupError,
     NotHDF5Error,
+    StepRangeError,
     TruncatedFileError,
 )
 from dask_features.io.chunks import ChunkMeta, TransferChunk, TransientChunk
@@ -59,7 +62,7 @@ _INDEX_COLUMNS = ("start_data_index", "end_data_index")
 _TIMING_COLUMNS = ("param_topTime", "param_bottomTime", "param_timeStep")
 
 
-class StepBoundaryWarning(UserWarning):
+class StepBoundaryWarning(DaskFeaturesWarning):
     """The transient index columns are missing: step boundaries were inferred (from `original_time`
     restarts) or, failing that, split equally."""
 
@@ -213,7 +216,7 @@ class Experiment:
 
     def _check_range(self, kind: str, start: int, stop: int, n: int) -> None:
         if not 0 <= start <= stop <= n:
-            raise IndexError(f"{self.path}: {kind} steps [{start}, {stop}) outside [0, {n})")
+            raise StepRangeError(f"{self.path}: {kind} steps [{start}, {stop}) outside [0, {n})")
 
     def _meta(self) -> ChunkMeta:
         return ChunkMeta(path=self.path, test_id=self.test_id, device_type=self.device_type)
@@ -275,16 +278,16 @@ class Experiment:
                 lo, hi = int(bounds[:, 0].min()), int(bounds[:, 1].max())
                 lo = min(lo, hi)
                 ds = _dataset(f, self.path, "transient/measurement_data")
-                block = ds[:, lo:hi] if hi > lo else np.zeros((3, 0))
+                # Rows 0 and 2 only: row 1 (original_time) is never used, and files chunk by row,
+                # so skipping it saves a third of the decompression.
+                t, y = (ds[0, lo:hi], ds[2, lo:hi]) if hi > lo else (np.zeros(0), np.zeros(0))
             else:
-                lo, block = 0, np.zeros((3, 0))
+                lo, t, y = 0, np.zeros(0), np.zeros(0)
         lengths = bounds[:, 1] - bounds[:, 0]
         contiguous = n == 0 or bool(np.all(bounds[1:, 0] == bounds[:-1, 1]))
-        if contiguous:
-            t, y = block[0], block[2]
-        else:  # steps listed out of file order: gather them in table order
+        if not contiguous:  # steps listed out of file order: gather them in table order
             idx = np.concatenate([np.arange(a, b) for a, b in bounds - lo]) if n else np.zeros(0, np.int64)
-            t, y = block[0, idx], block[2, idx]
+            t, y = t[idx], y[idx]
         period, time_step, duty = self._transient_timing(start, stop, timing)
         return TransientChunk(
             step_index=np.arange(start, stop, dtype=np.int64),
@@ -379,8 +382,8 @@ def open_experiment(path: str | os.PathLike[str]) -> Experiment:
 
     Raises
     ------
-    FileNotFoundError
-        The path does not exist.
+    ExperimentNotFoundError
+        (a ``FileNotFoundError``) The path does not exist.
     NotHDF5Error
         The file is not HDF5.
     TruncatedFileError
@@ -396,7 +399,7 @@ def open_experiment(path: str | os.PathLike[str]) -> Experiment:
     """
     path = os.path.abspath(os.fspath(path))
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such experiment file")
+        raise ExperimentNotFoundError(f"{path}: no such experiment file")
     stat = os.stat(path)
     if stat.st_size == 0 or not h5py.is_hdf5(path):
         raise NotHDF5Error(path, "not an HDF5 file (no HDF5 signature)")

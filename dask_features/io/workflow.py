@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from dask_features.errors import WorkflowError
+
 __all__ = [
     "STEP_TYPES",
     "WorkflowError",
@@ -26,10 +28,6 @@ __all__ = [
 
 #: Step types the hardware writes; anything else is reported, not guessed at.
 STEP_TYPES = frozenset({"transfer", "transient", "output", "loop"})
-
-
-class WorkflowError(ValueError):
-    """The workflow JSON is invalid or uses an unknown step type (the experiment stays readable)."""
 
 
 @dataclass(frozen=True)

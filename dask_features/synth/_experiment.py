@@ -10,6 +10,7 @@ from typing import Any, Literal
 import h5py
 import numpy as np
 
+from dask_features.errors import InvalidArgumentError
 from dask_features.synth._file import _write_groups, _write_root_attrs, _write_truth
 from dask_features.synth._layout import Compression, sanitize
 from dask_features.synth._simulate import DEFECTS, simulate
@@ -44,23 +45,23 @@ def _check_args(
     defects: Mapping[str, float],
 ) -> None:
     if sweep_points < 3 or sweep_points % 2 == 0:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"sweep_points must be odd and >= 3 (turning point in the middle), got {sweep_points}"
         )
     if device_type not in ("N", "P"):
-        raise ValueError(f"device_type must be 'N' or 'P', got {device_type!r}")
+        raise InvalidArgumentError(f"device_type must be 'N' or 'P', got {device_type!r}")
     if writer not in _FORMAT:
-        raise ValueError(f"writer must be 'serial' or 'parallel', got {writer!r}")
+        raise InvalidArgumentError(f"writer must be 'serial' or 'parallel', got {writer!r}")
     if not 0 < duty < 1 or period <= 0 or time_step <= 0:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"need 0 < duty < 1, period > 0, time_step > 0; got {duty=}, {period=}, {time_step=}"
         )
     unknown = set(defects) - set(DEFECTS)
     if unknown:
-        raise ValueError(f"unknown defect kind(s) {sorted(unknown)}; known: {list(DEFECTS)}")
+        raise InvalidArgumentError(f"unknown defect kind(s) {sorted(unknown)}; known: {list(DEFECTS)}")
     bad = {k: v for k, v in defects.items() if not 0 <= v <= 1}
     if bad:
-        raise ValueError(f"defect fractions must lie in [0, 1], got {bad}")
+        raise InvalidArgumentError(f"defect fractions must lie in [0, 1], got {bad}")
 
 
 def _default_test_id(seed: int) -> str:
@@ -152,7 +153,7 @@ def write_experiment(
     defects = dict(defects or {})
     _check_args(sweep_points, device_type, writer, duty, period, time_step, defects)
     if min(n_transfer, n_transient, transient_samples) < 0:
-        raise ValueError("step and sample counts must be >= 0")
+        raise InvalidArgumentError("step and sample counts must be >= 0")
     test_id = test_id or _default_test_id(seed)
     path = Path(path)
     if path.is_dir():

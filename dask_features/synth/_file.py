@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from dask_features.errors import MissingGroupError
 from dask_features.synth._layout import Compression, sanitize, step_table, write_measurement, write_table
 from dask_features.synth._simulate import Run
 from dask_features.synth._steps import _FORMAT, Writer
@@ -137,6 +138,6 @@ def read_ground_truth(path: str | Path) -> dict[str, pd.DataFrame]:
     """
     with h5py.File(path, "r") as f:
         if TRUTH_GROUP not in f:
-            raise KeyError(f"{path}: no /{TRUTH_GROUP} group; not written by dask_features.synth")
+            raise MissingGroupError(str(path), f"no /{TRUTH_GROUP} group; not written by dask_features.synth")
         group = f[TRUTH_GROUP]
         return {name: pd.DataFrame(group[name][()]) for name in ("transfer", "transient")}

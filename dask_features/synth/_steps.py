@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from dask_features.errors import InvalidArgumentError
 from dask_features.synth._traces import GatePulse
 
 Writer = Literal["serial", "parallel"]
@@ -131,7 +132,7 @@ def _test_info(
     if numeric_ids:
         digits = re.sub(r"\D", "", chip_id)
         if not digits or not str(device_number).isdigit():
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"numeric_ids needs digits in chip_id and device_number, got {chip_id!r}, {device_number!r}"
             )
         ids = (int(digits), int(device_number))

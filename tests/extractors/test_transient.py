@@ -149,14 +149,132 @@ def test_cycles_invalid_parameters(params: dict[str, object]) -> None:
 # --- decay_time ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["exponential", "linear"])
-def test_decay_time_recovers_a_pure_exponential(method: str) -> None:
-    t = np.arange(500) * DT
-    chunk = make_chunk([-2e-6 * np.exp(-t / 0.05), np.array([1.0, 2.0])])
-    got = transient.decay_time(chunk, method=method)
-    np.testing.assert_allclose(got[0], 0.05, rtol=1e-6)
+def decays(taus: list[float], amplitude: float = -1.0, noise: float = 0.0, seed: int = 0) -> TransientChunk:
+    """Steps ``amplitude exp(-t / tau)`` of unequal lengths, each starting at its own time offset."""
+    rng = np.random.default_rng(seed)
+    traces, times = [], []
+    for k, tau in enumerate(taus):
+        t = np.arange(1500 + 37 * k) * DT
+        traces.append(amplitude * np.exp(-t / tau) * (1 + noise * rng.standard_normal(len(t))))
+        times.append(t + 3.0 * k)
+    chunk = make_chunk(traces)
+    chunk.time = np.concatenate(times)
+    return chunk
+
+
+def least_squares_tau(
+    chunk: TransientChunk, row: int, tau: float, fit_range: tuple[float, float] = (0.1, 0.9)
+) -> float:
+    """The least-squares optimum of the step, by scipy with tight tolerances, started at ``tau``."""
+    from scipy import optimize
+
+    time, current = chunk.step(row)
+    m = len(time)
+    t, y = (
+        time[int(fit_range[0] * m) : int(fit_range[1] * m)],
+        np.abs(current[int(fit_range[0] * m) : int(fit_range[1] * m)]),
+    )
+    keep = np.isfinite(y) & (y > 0)
+    t, y = t[keep] - t[keep][0], y[keep] / y[keep][0]
+    fit = optimize.least_squares(
+        lambda p: p[0] * np.exp(-t * p[1]) - y,
+        [1.0, 1 / tau],
+        xtol=1e-15,
+        ftol=1e-15,
+        gtol=1e-15,
+        x_scale="jac",
+    )
+    return float(1 / fit.x[1])
+
+
+TAUS = [0.05, 0.2, 1.0, 5.0, 50.0]  # s; the window is ~1.2 s
+
+
+@pytest.mark.parametrize("noise", [0.0, 1e-3])
+def test_decay_time_matches_oect_infra(
+    noise: float, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # importing infra creates ./logs
+    infra = pytest.importorskip("infra.features_v2.extractors.transient")
+    chunk = decays(TAUS, noise=noise, seed=1)
+    chunk.current[5] = np.nan  # in the window of step 0: dropped by both
+    steps = [
+        dict(zip(("continuous_time", "drain_current"), chunk.step(i), strict=True)) for i in range(len(TAUS))
+    ]
+    theirs = infra.TransientDecayTimeExtractor.__new__(infra.TransientDecayTimeExtractor).extract(
+        {"transient": steps}, {"fit_range": [0.1, 0.9], "method": "exponential"}
+    )
+    ours = transient.decay_time(chunk)
+    # oect-infra returns float32 (relative rounding 6e-8).
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4)
+    if noise == 0:
+        np.testing.assert_allclose(ours, TAUS, rtol=1e-7)
+    assert chunk.issues == []
+
+
+@pytest.mark.parametrize(
+    ("taus", "amplitude", "noise"),
+    [
+        ([0.003, 0.02], 1e-6, 0.0),  # fast decays of ~1 µA: oect-infra stops at its initial guess here
+        ([2e3, 1e5], -1e-6, 0.0),  # far slower than the window
+        ([0.01, 0.3, 3.0], 1e-6, 0.1),  # 10 % noise
+    ],
+)
+def test_decay_time_is_the_least_squares_optimum(taus: list[float], amplitude: float, noise: float) -> None:
+    chunk = decays(taus, amplitude, noise, seed=2)
+    got = transient.decay_time(chunk)
+    expected = [least_squares_tau(chunk, i, tau) for i, tau in enumerate(taus)]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    if noise == 0:
+        np.testing.assert_allclose(got, taus, rtol=1e-6)
+
+
+def test_decay_time_of_a_decaying_square_wave() -> None:
+    # Cycles on a slowly decaying envelope (oect-infra's use: one exponential over a whole step).
+    trace = square_response(2000) * np.exp(-np.arange(2000) * DT / 0.8)
+    chunk = make_chunk([trace, trace[:1200]])
+    got = transient.decay_time(chunk, fit_range=(0.05, 0.95))
+    expected = [least_squares_tau(chunk, i, 0.5, (0.05, 0.95)) for i in range(2)]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_decay_time_without_decay_is_infinite() -> None:
+    t = np.arange(800) * DT
+    chunk = make_chunk([1e-6 * (1 + t), np.full(800, 2e-6), -1e-6 * np.exp(-t / 0.1), np.array([1.0, 2.0])])
+    got = transient.decay_time(chunk)
+    assert got[0] == got[1] == np.inf  # rising or constant: the bounded fit tends to tau -> inf
+    np.testing.assert_allclose(got[2], 0.1, rtol=1e-7)
+    assert np.isnan(got[3])
+    assert [s for s, _ in chunk.issues] == [3]
+
+
+def test_decay_time_linear_matches_polyfit() -> None:
+    chunk = decays(TAUS, noise=0.05, seed=3)
+    got = transient.decay_time(chunk, method="linear")
+    for i, value in enumerate(got):
+        time, current = chunk.step(i)
+        m = len(time)
+        t, y = time[int(0.1 * m) : int(0.9 * m)], np.abs(current[int(0.1 * m) : int(0.9 * m)])
+        np.testing.assert_allclose(value, -1 / np.polyfit(t - t[0], np.log(y), 1)[0], rtol=1e-9)
+
+
+def test_decay_time_faster_than_the_sampling_is_reported() -> None:
+    t = np.arange(100) * DT
+    geometric = 1e-3 ** np.arange(100.0)  # tau = DT / ln(1000): resolved, although within ~1 sample
+    underflow = np.maximum(np.exp(-t / 1e-6), 1e-300)  # every term of the fit underflows
+    chunk = make_chunk([geometric, underflow])
+    got = transient.decay_time(chunk, fit_range=(0.0, 1.0))
+    np.testing.assert_allclose(got[0], DT / np.log(1000), rtol=1e-7)
     assert np.isnan(got[1])
-    assert [s for s, _ in chunk.issues] == [1]
+    assert [(s, "within one sample" in m) for s, m in chunk.issues] == [(1, True)]
+
+
+def test_decay_time_too_few_samples_are_reported() -> None:
+    chunk = make_chunk([np.array([1.0, 2.0]), np.zeros(50), np.array([]), np.exp(-np.arange(50) * DT / 0.01)])
+    got = transient.decay_time(chunk)
+    assert np.isnan(got[:3]).all()
+    np.testing.assert_allclose(got[3], 0.01, rtol=1e-7)
+    assert sorted(s for s, _ in chunk.issues) == [0, 1, 2]
 
 
 @pytest.mark.parametrize("fit_range", [(0.9, 0.1), (0.0, 1.5), (0.5,)])

@@ -54,8 +54,8 @@ def replace_dataset(f: h5py.File, name: str, data: np.ndarray) -> None:
 
 
 def steps_frame(path: Path) -> pd.DataFrame:
-    """The values of one ``steps`` Parquet file (its metadata dropped)."""
-    return pq.read_table(path).to_pandas()
+    """The values of one ``steps`` Parquet file (its metadata and output name dropped)."""
+    return pq.read_table(path).to_pandas().drop(columns="experiment")
 
 
 def extract_one(source: Path, config: Any, out: Path) -> pd.DataFrame:

@@ -31,7 +31,8 @@ from hypothesis import strategies as st
 
 import dask_features as dfe
 from dask_features.config.expressions import compile_expression
-from dask_features.engine.output import experiment_stem, output_paths, read_metadata
+from dask_features.engine.names import experiment_stem, safe_component
+from dask_features.engine.output import output_paths, read_metadata
 from dask_features.errors import UnsafeExpressionError
 from tests.reliability.conftest import write_small
 
@@ -339,7 +340,7 @@ def test_output_paths_never_escape(parts: list[str], config_name: str) -> None:
     root = "/data/raw"
     path = root + "/" + "/".join(parts) + ".h5"
     stem = experiment_stem(path, root)
-    for target in output_paths(out, config_name, stem).values():
+    for target in output_paths(out / safe_component(config_name), stem).values():
         resolved = Path(os.path.normpath(target))
         assert resolved.is_relative_to(out), target
         assert "\0" not in str(target)

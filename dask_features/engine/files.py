@@ -1,0 +1,129 @@
+"""Atomic file publication that concurrent writers cannot break.
+
+Every file is written to a hidden temporary name in its final folder and renamed into place, so a
+reader never sees half a file. The temporary name carries its writer's *owner token* (host, process
+id and process start time): a writer removes a leftover temporary only when its owner is provably
+dead (same host, and no process with that id and start time exists). Two extractions writing into
+one folder therefore never delete each other's files in flight, while the leftovers of a killed run
+are still cleaned up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+
+from dask_features.errors import OutputError
+
+__all__ = ["owner_alive", "owner_token", "publish", "remove_dead_temporaries", "sweep_dead_temporaries"]
+
+_TMP_SUFFIX = ".tmp"
+
+
+@cache
+def _host() -> str:
+    return hashlib.blake2b(socket.gethostname().encode(), digest_size=3).hexdigest()
+
+
+def _start_time(pid: int) -> str | None:
+    """Start time of process ``pid`` in clock ticks since boot (Linux), None when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after its closing ")".
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def owner_token() -> str:
+    """``<host>-<pid>-<start time>`` of this process (the start time tells a reused pid apart)."""
+    pid = os.getpid()
+    return f"{_host()}-{pid}-{_start_time(pid) or 0}"
+
+
+def owner_alive(token: str) -> bool:
+    """False only when the owner of ``token`` is certainly gone (same host, pid dead or reused)."""
+    try:
+        host, pid_text, start = token.split("-")
+        pid = int(pid_text)
+    except ValueError:
+        return True  # not ours to judge
+    if host != _host():
+        return True  # another machine sharing the folder: never remove its files
+    if not os.path.exists("/proc/self/stat"):  # no /proc: only the pid can be checked
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True
+        return True
+    now = _start_time(pid)
+    return now is not None and (start == "0" or now == start)
+
+
+def _parse_tmp(path: Path, final: str) -> str | None:
+    """The owner token of temporary file ``path`` of ``final``, or None when it is not one."""
+    prefix = f".{final}."
+    name = path.name
+    if not (name.startswith(prefix) and name.endswith(_TMP_SUFFIX)):
+        return None
+    middle = name[len(prefix) : -len(_TMP_SUFFIX)]
+    return middle.rsplit(".", 1)[0] if "." in middle else None
+
+
+def remove_dead_temporaries(path: Path) -> int:
+    """Remove temporaries of ``path`` whose writer is dead; return how many were removed."""
+    removed = 0
+    for tmp in path.parent.glob(f".{path.name}.*{_TMP_SUFFIX}"):
+        token = _parse_tmp(tmp, path.name)
+        if token is not None and not owner_alive(token):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed += 1
+    return removed
+
+
+def sweep_dead_temporaries(folder: Path) -> int:
+    """Remove every temporary below ``folder`` whose writer is dead (leftovers of killed runs)."""
+    removed = 0
+    for tmp in folder.rglob(f".*{_TMP_SUFFIX}") if folder.is_dir() else ():
+        final = tmp.name[1:].split(".parquet.", 1)[0] + ".parquet"
+        token = _parse_tmp(tmp, final)
+        if token is not None and not owner_alive(token):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed += 1
+    return removed
+
+
+def publish(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` atomically: ``write(tmp)`` to a temporary of this writer, then rename it.
+
+    Raises
+    ------
+    OutputError
+        The folder cannot be created or the write failed (disk full, read-only); no partial file
+        is left behind.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {path.parent}: {exc}") from exc
+    remove_dead_temporaries(path)
+    tmp = path.with_name(f".{path.name}.{owner_token()}.{uuid.uuid4().hex[:8]}{_TMP_SUFFIX}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OutputError(f"cannot write {path}: {exc}") from exc
