@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit
 
-from dask_features.extractors._tau_edges import detect_step_edges
-from dask_features.extractors._tau_fit import fit_exp_rows
-from dask_features.extractors._tau_status import TauStatus
+from dask_features.extractors.tau._edges import detect_step_edges
+from dask_features.extractors.tau._fit import fit_exp_rows
+from dask_features.extractors.tau._status import TauStatus
 from dask_features.extractors.registry import get_extractor
 from dask_features.extractors.tau import tau_on_off
 from dask_features.io.chunks import TransientChunk
 from dask_features.synth.signals import square_wave_response
 
-REAL_TRACE = Path(__file__).parent / "data" / "autotau_example_transient.csv"
+REAL_TRACE = Path(__file__).parents[1] / "data" / "autotau_example_transient.csv"
 SPEC = get_extractor("transient.tau_on_off")
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dask_features.extractors._tau_status import EDGE_CONTRAST, MIN_SEGMENT, StartRule, TauStatus
+from dask_features.extractors.tau._status import EDGE_CONTRAST, MIN_SEGMENT, StartRule, TauStatus
 
 __all__ = ["StepEdges", "StepSegments", "detect_edges", "detect_step_edges", "segment_step"]
 
@@ -194,7 +194,7 @@ def _detect_group(z: np.ndarray, offsets: np.ndarray, rows: np.ndarray, L: float
     mad = np.median(np.abs(d2 - np.median(d2, axis=1, keepdims=True)), axis=1)
     # Floor for noise-free input, where the MAD is 0 and any contrast would pass.
     sigma = np.maximum(1.4826 * mad / np.sqrt(6.0), 1e-9)
-    from dask_features.extractors._tau_kernels import edge_scan  # numba: imported on first use
+    from dask_features.extractors.tau._kernels import edge_scan  # numba: imported on first use
 
     h, pos, delayed = edge_scan(np.ascontiguousarray(q), sigma, EDGE_CONTRAST, _QUIET_RUN)
     noise = sigma * scale * np.sqrt(cnt.mean(axis=1))

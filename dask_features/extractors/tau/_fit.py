@@ -2,8 +2,8 @@
 
 No Dask and no I/O. The public extractor lives in :mod:`dask_features.extractors.tau`; its module
 docstring holds the definition of tau. Edges and half-cycle windows come from
-:mod:`~dask_features.extractors._tau_edges`; the per-row arithmetic is compiled in
-:mod:`~dask_features.extractors._tau_kernels`. The pieces here are:
+:mod:`~dask_features.extractors.tau._edges`; the per-row arithmetic is compiled in
+:mod:`~dask_features.extractors.tau._kernels`. The pieces here are:
 
 :func:`fit_exp_rows`
     Fits ``y = c + a exp(-k u)`` (``u`` in samples) to every row of a (K, m) matrix: a start (the
@@ -28,8 +28,8 @@ from types import ModuleType
 
 import numpy as np
 
-from dask_features.extractors._tau_edges import StepEdges, StepSegments, segment_step
-from dask_features.extractors._tau_status import (
+from dask_features.extractors.tau._edges import StepEdges, StepSegments, segment_step
+from dask_features.extractors.tau._status import (
     MAX_TAU_WINDOWS,
     MIN_AMPLITUDE_SD,
     MIN_TAU_SAMPLES,
@@ -42,7 +42,7 @@ __all__ = ["FIELDS", "ExpFit", "fit_chunk", "fit_exp_rows", "row_diagnostics"]
 
 def _kernels() -> ModuleType:
     # numba takes ~0.4 s to import: load it when the first tau fit runs, not with dask_features.
-    from dask_features.extractors import _tau_kernels
+    from dask_features.extractors.tau import _kernels as _tau_kernels
 
     return _tau_kernels
 

@@ -22,7 +22,7 @@ transitions in which |I| rises, tau_off of those in which |I| falls**, whatever 
    ``t0`` the time of the first fitted sample (reported as ``t_on`` / ``t_off``). The exact
    least-squares solution is found for all half-cycles of the chunk at once (start from the 1/e
    crossing of the step's mean half-cycle, then variable-projection Levenberg-Marquardt; see
-   :mod:`dask_features.extractors._tau_fit`). Transients spanning more than 16 bins per tau are
+   :mod:`dask_features.extractors.tau._fit`). Transients spanning more than 16 bins per tau are
    fitted on means of consecutive samples, which obey the same model exactly.
    A cycle (one output row) is an on half-cycle and the off half-cycle that follows it; cycle 0 is
    the first whose rising edge lies in the record, cycle -1 the partial one before it.
@@ -38,7 +38,7 @@ transients the numbers differ because the windows differ (e.g. autotau's example
 50 ms are cropped; the value here does not move).
 
 Status codes (``status_on``, ``status_off``; ``status`` is ``status_on`` if non-zero, else
-``status_off``): see :class:`~dask_features.extractors._tau_status.TauStatus`:
+``status_off``): see :class:`~dask_features.extractors.tau._status.TauStatus`:
 
 == ================ ===================================================================================
 0  OK
@@ -63,9 +63,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dask_features.extractors._tau_edges import StepEdges, detect_edges
-from dask_features.extractors._tau_fit import FIELDS, fit_chunk
-from dask_features.extractors._tau_status import TauStatus
+from dask_features.extractors.tau._edges import StepEdges, detect_edges
+from dask_features.extractors.tau._fit import FIELDS, fit_chunk
+from dask_features.extractors.tau._status import TauStatus
 from dask_features.extractors.registry import Output, Ragged, register
 from dask_features.io.chunks import TransientChunk
 
