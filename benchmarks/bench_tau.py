@@ -45,9 +45,9 @@ from scipy.optimize import OptimizeWarning, curve_fit
 from threadpoolctl import threadpool_limits
 
 from dask_features.engine.plan import READ_COST_NS, TARGET_TASK_SECONDS
-from dask_features.extractors.tau._edges import StepEdges, segment_step
 from dask_features.extractors.registry import get_extractor
 from dask_features.extractors.tau import step_edges, tau_on_off
+from dask_features.extractors.tau._edges import StepEdges, segment_step
 from dask_features.io.chunks import TransientChunk
 from dask_features.synth.signals import square_wave_response
 

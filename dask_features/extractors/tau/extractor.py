@@ -63,10 +63,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from dask_features.extractors.registry import Output, Ragged, register
 from dask_features.extractors.tau._edges import StepEdges, detect_edges
 from dask_features.extractors.tau._fit import FIELDS, fit_chunk
 from dask_features.extractors.tau._status import TauStatus
-from dask_features.extractors.registry import Output, Ragged, register
 from dask_features.io.chunks import TransientChunk
 
 __all__ = ["TauStatus", "step_edges", "tau_on_off"]
