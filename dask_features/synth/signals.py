@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["square_wave_response"]
+__all__ = ["edge_times", "noisy_square_wave", "square_wave_response"]
 
 
 def square_wave_response(
@@ -72,3 +72,64 @@ def square_wave_response(
     # Clip so the unused branch of np.where cannot overflow (exp of a large positive number).
     fall = i_low + (y1 - i_low) * np.exp(-np.maximum(u - t_on, 0.0) / tau_off)
     return np.where(on, rise, fall)
+
+
+def edge_times(
+    t_end: float, *, period: float, duty: float = 0.5, phase: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Times of the rising and falling |I| edges of :func:`square_wave_response` in ``[0, t_end)`` [s].
+
+    Parameters
+    ----------
+    t_end : float
+        End of the record [s].
+    period, duty, phase : float
+        As in :func:`square_wave_response`.
+
+    Returns
+    -------
+    rise, fall : ndarray
+        Edge times [s], ascending; the falling edge of the period starting at ``rise[i]`` is
+        ``rise[i] + duty * period``.
+    """
+    k = np.arange(np.floor(-phase / period) - 1, np.ceil((t_end - phase) / period) + 1)
+    rise = phase + k * period
+    fall = rise + duty * period
+    return rise[(rise >= 0) & (rise < t_end)], fall[(fall >= 0) & (fall < t_end)]
+
+
+def noisy_square_wave(
+    t: ArrayLike,
+    *,
+    period: float,
+    tau_on: float,
+    tau_off: float,
+    i_low: float,
+    i_high: float,
+    snr_db: float,
+    noise: str = "constant",
+    duty: float = 0.5,
+    phase: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`square_wave_response` plus Gaussian noise of a given step SNR.
+
+    ``SNR = 20 log10((i_high - i_low) / sd_high)``, ``sd_high`` the noise standard deviation at the
+    high level. With ``noise="proportional"`` the standard deviation scales with the noise-free |I|
+    (``sd = sd_high |I| / i_high``, as from a ranging ammeter); with ``"constant"`` it is ``sd_high``
+    everywhere.
+
+    Returns
+    -------
+    noisy, clean : ndarray
+        |I| with and without noise [A].
+    """
+    if noise not in ("constant", "proportional"):
+        raise ValueError(f"noise must be 'constant' or 'proportional', got {noise!r}")
+    rng = np.random.default_rng() if rng is None else rng
+    clean = square_wave_response(
+        t, period=period, tau_on=tau_on, tau_off=tau_off, i_low=i_low, i_high=i_high, duty=duty, phase=phase
+    )
+    sd = (i_high - i_low) * 10 ** (-snr_db / 20)
+    sd_t = sd * np.abs(clean) / abs(i_high) if noise == "proportional" else sd
+    return clean + sd_t * rng.standard_normal(clean.shape), clean

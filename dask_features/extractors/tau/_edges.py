@@ -11,11 +11,12 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from dask_features.extractors.tau._status import EDGE_CONTRAST, MIN_SEGMENT, StartRule, TauStatus
+from dask_features.extractors.tau._status import MIN_SEGMENT, StartRule, TauStatus
 
 __all__ = ["StepEdges", "StepSegments", "detect_edges", "detect_step_edges", "segment_step"]
 
@@ -24,10 +25,12 @@ __all__ = ["StepEdges", "StepSegments", "detect_edges", "detect_step_edges", "se
 class StepEdges:
     """Edge phases of one step, in samples from the step's first sample (modulo the period).
 
-    ``*_lo`` is a lower bound of the edge (the first sample after the edge is ``>= lo``), ``*_first``
-    an upper bound (that sample is ``<= first``), ``*_steep`` the steepest point of the transition and
-    ``*_delayed`` is True when the steepest point lies clearly after the edge (an S-shaped, delayed
-    transition). ``h_*`` is the box width (samples) at which the edge was resolved.
+    ``*_lo`` is where the transition departs from the previous one's exponential (its first sample),
+    ``*_first`` the same sample (the anchor of ``start="edge"``), ``*_delayed`` is True when the
+    steepest one-sample step lies at least 2 samples after the departure (an S-shaped, delayed
+    transition) and ``*_steep`` the anchor of ``start="steepest"``: that steepest point for a delayed
+    edge, else the first sample of the least-squares exponential (the change point). ``h_*`` is the
+    last box width (samples) at which the edge was bracketed.
 
     Attributes
     ----------
@@ -40,7 +43,20 @@ class StepEdges:
     level, scale : float
         Minimum and range of the cycle-averaged ``sign * I`` [A as stored].
     noise : float
-        Per-sample noise standard deviation estimated from the profile [A as stored].
+        Median local per-sample noise standard deviation of the step [A as stored].
+    source : int
+        Where the edges came from: 1 = the workflow's period and duty (a square wave of that duty
+        aligned with the profile, then refined), 2 = the period and the profile alone (duty unknown).
+    k_rise, k_fall : float
+        Rate [1/sample] of the exponential fitted to the cycle-averaged profile from each change point.
+    amp_rise, amp_fall : float
+        Its amplitude at the change point, |a|, in units of ``scale``.
+    var_rise, var_fall : float
+        Mean local per-sample noise variance over each window (change point to the next edge), in units
+        of ``scale**2``.
+    misfit_rise, misfit_fall : float
+        Mean squared misfit of the profile's exponential over the window beyond the profile's noise, in
+        units of ``scale**2`` (0 for an exact first-order response).
     """
 
     status: int
@@ -59,28 +75,30 @@ class StepEdges:
     fall_first: float = np.nan
     fall_steep: float = np.nan
     fall_delayed: bool = False
+    source: int = 0
+    k_rise: float = np.nan
+    k_fall: float = np.nan
+    amp_rise: float = np.nan
+    amp_fall: float = np.nan
+    var_rise: float = np.nan
+    var_fall: float = np.nan
+    misfit_rise: float = np.nan
+    misfit_fall: float = np.nan
 
     def anchors(self, start: StartRule, skip_samples: int) -> tuple[float, float]:
         """Phase of the first fitted sample of the on and the off half-cycle [samples]."""
-
-        def pick(first: float, steep: float, delayed: bool) -> float:
-            return (steep if start == "steepest" and delayed else first) + skip_samples
-
-        return (
-            pick(self.rise_first, self.rise_steep, self.rise_delayed),
-            pick(self.fall_first, self.fall_steep, self.fall_delayed),
-        )
+        if start == "steepest":
+            return self.rise_steep + skip_samples, self.fall_steep + skip_samples
+        return self.rise_first + skip_samples, self.fall_first + skip_samples
 
 
-#: Consecutive bins of contrast below the noise floor that mark the plateau before an edge.
-_QUIET_RUN = 8
-
-
-def detect_edges(current: np.ndarray, offsets: np.ndarray, samples_per_period: np.ndarray) -> list[StepEdges]:
+def detect_edges(
+    current: np.ndarray, offsets: np.ndarray, samples_per_period: np.ndarray, duty: np.ndarray | None = None
+) -> list[StepEdges]:
     """Find the rising and falling edge of every step from its cycle-averaged profile.
 
     Steps that share the same number of samples per period are processed together, as rows of one
-    matrix (no loop over steps or cycles).
+    matrix (no loop over steps or cycles in Python).
 
     Parameters
     ----------
@@ -90,6 +108,8 @@ def detect_edges(current: np.ndarray, offsets: np.ndarray, samples_per_period: n
         Step ``i`` is ``current[offsets[i]:offsets[i + 1]]``.
     samples_per_period : ndarray of float64, shape (n_steps,)
         Period / sample interval of each step [samples]; need not be an integer; NaN = unknown.
+    duty : ndarray of float64, shape (n_steps,), optional
+        Workflow duty (fraction of the period at the top gate level); NaN or None = unknown.
 
     Returns
     -------
@@ -98,16 +118,17 @@ def detect_edges(current: np.ndarray, offsets: np.ndarray, samples_per_period: n
 
     Notes
     -----
-    Samples are folded by index, ``phase = i mod L``, and averaged per whole-sample phase bin, which
-    divides the noise by sqrt(n_cycles). On the profile ``q`` the contrast
-    ``D_h[i] = mean(q[i:i+h]) - mean(q[i-h:i])`` (circular) is computed for h = 1, 2, 4, ... up to
-    L/8; each edge takes the smallest h whose peak exceeds 8 noise units (noise from the MAD of
-    second differences of ``q``). Rising and falling edges are located independently, so any duty
-    cycle and phase work.
+    Samples are folded by index, ``phase = i mod L``, over the last whole number of periods (so every
+    phase bin averages the same cycles and a deviating partial cycle at the start cannot make a step in
+    the profile), and averaged per whole-sample phase bin, which divides the noise by sqrt(n_cycles).
+    The local noise of every bin is the fold of squared second differences (robust to the transition by
+    a running median), so a noise that grows with the current is seen where it is. Edges are then
+    located by :func:`._locate.locate_edges`.
     """
     z = np.asarray(current, dtype=np.float64)
     offsets = np.asarray(offsets, dtype=np.int64)
     spp = np.asarray(samples_per_period, dtype=np.float64)
+    duty_arr = np.full(spp.size, np.nan) if duty is None else np.asarray(duty, dtype=np.float64)
     lengths = np.diff(offsets)
     out: list[StepEdges] = [StepEdges(int(TauStatus.NO_PERIOD), float(L)) for L in spp]
     valid = np.isfinite(spp) & (spp >= 4)
@@ -115,11 +136,32 @@ def detect_edges(current: np.ndarray, offsets: np.ndarray, samples_per_period: n
         out[i] = StepEdges(int(TauStatus.TOO_SHORT), float(spp[i]))
     todo = np.flatnonzero(valid & (lengths >= spp))
     keys = np.round(spp[todo], 9)
+    if todo.size:
+        w = _second_difference_power(z, offsets)
     for key in np.unique(keys):
         rows = todo[keys == key]
-        for i, edges in zip(rows, _detect_group(z, offsets, rows, float(spp[rows[0]])), strict=True):
+        found = _detect_group(z, w, offsets, rows, float(spp[rows[0]]), duty_arr[rows])
+        for i, edges in zip(rows, found, strict=True):
             out[i] = edges
     return out
+
+
+def _second_difference_power(z: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``(z[i+1] - 2 z[i] + z[i-1])^2 / 6`` per sample: the noise variance for white noise on a smooth signal.
+
+    Step ends copy their neighbour (a second difference across two steps means nothing).
+    """
+    w = np.empty_like(z)
+    if z.size < 3:
+        w[:] = np.nan
+        return w
+    w[1:-1] = (z[2:] - 2.0 * z[1:-1] + z[:-2]) ** 2 / 6.0
+    w[0], w[-1] = w[1], w[-2]
+    first, last = offsets[:-1], offsets[1:] - 1
+    ok = (offsets[1:] - offsets[:-1]) >= 3
+    w[first[ok]] = w[first[ok] + 1]
+    w[last[ok]] = w[last[ok] - 1]
+    return w
 
 
 def _row_of(lengths: np.ndarray) -> np.ndarray:
@@ -130,34 +172,34 @@ def _row_of(lengths: np.ndarray) -> np.ndarray:
 
 
 def _fold(
-    z: np.ndarray, starts: np.ndarray, lengths: np.ndarray, L: float, nb: int
+    z: np.ndarray, starts: np.ndarray, lengths: np.ndarray, skip: np.ndarray, L: float, nb: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step sums and counts of the finite samples in each of ``nb`` phase bins, shape (S, nb)."""
+    """Per-step sums and counts of the finite samples in each of ``nb`` phase bins, shape (S, nb).
+
+    Step ``r`` contributes ``z[starts[r] + skip[r] : starts[r] + lengths[r]]``; the phase of sample ``i`` of
+    a step is ``i mod L`` whatever ``skip`` is.
+    """
     S = starts.size
     if abs(L - round(L)) < 1e-9:
         # Whole samples per period: a reshape and one sum per step; NaN-aware only when needed.
         tot = np.empty((S, nb))
         cnt = np.empty((S, nb))
-        cols = np.arange(nb)
-        for r, (a, n) in enumerate(zip(starts.tolist(), lengths.tolist(), strict=True)):
-            full, rem = divmod(n, nb)
-            seg = z[a : a + n]
-            t = seg[: full * nb].reshape(full, nb).sum(axis=0)
-            t[:rem] += seg[full * nb :]
+        for r, (a, n, k) in enumerate(zip(starts.tolist(), lengths.tolist(), skip.tolist(), strict=True)):
+            seg = z[a + k : a + n]
+            full = seg.size // nb
+            block = seg[: full * nb].reshape(full, nb)
+            t = block.sum(axis=0)
             if np.isfinite(t).all():
-                tot[r], cnt[r] = t, full + (cols < rem)
+                c = np.full(nb, float(full))
             else:
-                ok = np.isfinite(seg)
-                clean = np.where(ok, seg, 0.0)
-                padded = np.zeros((full + 1) * nb)
-                padded[:n] = clean
-                mask = np.zeros((full + 1) * nb)
-                mask[:n] = ok
-                tot[r] = padded.reshape(full + 1, nb).sum(axis=0)
-                cnt[r] = mask.reshape(full + 1, nb).sum(axis=0)
+                ok = np.isfinite(block)
+                t = np.where(ok, block, 0.0).sum(axis=0)
+                c = ok.sum(axis=0).astype(np.float64)
+            tot[r], cnt[r] = np.roll(t, k % nb), np.roll(c, k % nb)
         return tot, cnt
-    row_of = _row_of(lengths)
-    local = np.arange(row_of.size) - (np.cumsum(lengths) - lengths)[row_of]
+    used = lengths - skip
+    row_of = _row_of(used)
+    local = np.arange(row_of.size) - (np.cumsum(used) - used)[row_of] + skip[row_of]
     zz = z[local + starts[row_of]]
     b = np.minimum(np.mod(local, L).astype(np.intp), nb - 1)
     finite = np.isfinite(zz)
@@ -169,16 +211,22 @@ def _fold(
     return tot, cnt
 
 
-def _detect_group(z: np.ndarray, offsets: np.ndarray, rows: np.ndarray, L: float) -> list[StepEdges]:
+def _detect_group(
+    z: np.ndarray, w: np.ndarray, offsets: np.ndarray, rows: np.ndarray, L: float, duty: np.ndarray
+) -> list[StepEdges]:
     """:func:`detect_edges` for steps ``rows`` that share ``L`` samples per period."""
     S = rows.size
     nb = int(np.ceil(L - 1e-9))
     starts, lengths = offsets[rows], offsets[rows + 1] - offsets[rows]
-    tot, cnt = _fold(z, starts, lengths, L, nb)
+    # Fold the last whole number of periods only.
+    skip = (lengths - np.floor(np.floor(lengths / L) * L + 1e-9)).astype(np.int64)
+    tot, cnt = _fold(z, starts, lengths, skip, L, nb)
+    wtot, wcnt = _fold(w, starts, lengths, skip, L, nb)
     # Polarity from the mean current: for a square-wave response it is dominated by the plateaus.
     sign = np.where(tot.sum(axis=1) < 0, -1.0, 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = sign[:, None] * tot / cnt
+        var = wtot / wcnt
     have = cnt > 0
     usable = have.sum(axis=1) >= 4
     for r in np.flatnonzero(usable & ~have.all(axis=1)):
@@ -190,33 +238,72 @@ def _detect_group(z: np.ndarray, offsets: np.ndarray, rows: np.ndarray, L: float
     scale = p.max(axis=1) - level
     usable &= scale > 0
     q = (p - level[:, None]) / np.where(usable, scale, 1.0)[:, None]
-    d2 = np.roll(q, -1, axis=1) - 2 * q + np.roll(q, 1, axis=1)
-    mad = np.median(np.abs(d2 - np.median(d2, axis=1, keepdims=True)), axis=1)
-    # Floor for noise-free input, where the MAD is 0 and any contrast would pass.
-    sigma = np.maximum(1.4826 * mad / np.sqrt(6.0), 1e-9)
-    from dask_features.extractors.tau._kernels import edge_scan  # numba: imported on first use
+    var = np.where(np.isfinite(var), var, np.nan) / np.where(usable, scale, 1.0)[:, None] ** 2
+    # A running median over 5 bins removes the second difference of the transition itself.
+    if nb >= 20:
+        var = np.median(np.stack([np.roll(var, j, axis=1) for j in range(-2, 3)]), axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN step has no noise: handled below
+        med = np.nanmedian(np.where(np.isfinite(var), var, np.nan), axis=1)
+    # Floor for noise-free input, where any contrast would pass.
+    floor = np.maximum(np.where(np.isfinite(med), med, 0.0) * 1e-4, 1e-18)
+    var = np.maximum(np.where(np.isfinite(var), var, floor[:, None]), floor[:, None])
+    from dask_features.extractors.tau._locate import locate_edges  # numba: imported on first use
 
-    h, pos, delayed = edge_scan(np.ascontiguousarray(q), sigma, EDGE_CONTRAST, _QUIET_RUN)
-    noise = sigma * scale * np.sqrt(cnt.mean(axis=1))
+    duty_ok = np.where(np.isfinite(duty) & (duty > 0) & (duty < 1), duty, np.nan)
+    pos, fit, source = locate_edges(
+        np.ascontiguousarray(q),
+        np.ascontiguousarray(var),
+        np.ascontiguousarray(np.maximum(cnt, 1.0)),
+        duty_ok,
+    )
+    # A transition must stand out of the profile's noise: amplitude of each fitted exponential against the
+    # noise of the profile over its first 5 tau.
+    n_cyc = np.maximum(cnt.mean(axis=1), 1.0)
+    strong = np.all(np.abs(fit[:, :, 2]) > 8.0 * np.sqrt(fit[:, :, 3] / n_cyc) + 1e-12, axis=0)
+    strong &= np.all(np.isfinite(fit[:, :, 0]) & (fit[:, :, 0] > 0), axis=0)
+    noise = np.sqrt(med) * scale
     out = []
     for s in range(S):
         if not usable[s]:
             out.append(StepEdges(int(TauStatus.NO_EDGES), L, float(sign[s])))
             continue
         profile = (L, float(sign[s]), float(level[s]), float(scale[s]), float(noise[s]))
-        if not (h[0, s] and h[1, s]):
+        if not strong[s]:
             out.append(StepEdges(int(TauStatus.NO_EDGES), *profile))
             continue
-        # Per direction (rise, fall): box width, lo, first, steepest point, delayed.
-        edges = [v for j in range(2) for v in (int(h[j, s]), *pos[j, s].tolist(), bool(delayed[j, s]))]
-        out.append(StepEdges(int(TauStatus.OK), *profile, *edges))
+        per_dir = []
+        for j in range(2):
+            dep, cp, h, steep = (int(x) for x in pos[j, s])
+            delayed = steep - dep >= 2
+            # A delayed (S-shaped) edge is anchored at its steepest point, where a single exponential
+            # starts to hold; any other at the least-squares change point.
+            per_dir += [h, float(dep), float(dep), float(steep if delayed else cp), delayed]
+        out.append(
+            StepEdges(
+                int(TauStatus.OK),
+                *profile,
+                *per_dir,
+                source=int(source[s]),
+                k_rise=float(fit[0, s, 0]),
+                k_fall=float(fit[1, s, 0]),
+                amp_rise=float(abs(fit[0, s, 2])),
+                amp_fall=float(abs(fit[1, s, 2])),
+                var_rise=float(fit[0, s, 3]),
+                var_fall=float(fit[1, s, 3]),
+                misfit_rise=float(fit[0, s, 4]),
+                misfit_fall=float(fit[1, s, 4]),
+            )
+        )
     return out
 
 
-def detect_step_edges(current: np.ndarray, samples_per_period: float) -> StepEdges:
+def detect_step_edges(current: np.ndarray, samples_per_period: float, duty: float = np.nan) -> StepEdges:
     """:func:`detect_edges` for a single step."""
     z = np.asarray(current, dtype=np.float64)
-    return detect_edges(z, np.array([0, z.size]), np.array([samples_per_period], dtype=np.float64))[0]
+    return detect_edges(
+        z, np.array([0, z.size]), np.array([samples_per_period], dtype=np.float64), np.array([duty])
+    )[0]
 
 
 # ---------------------------------------------------------------------------------------------------------

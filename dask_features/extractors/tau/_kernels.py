@@ -16,7 +16,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["edge_scan", "fit_rows", "group_start", "row_diagnostics"]
+__all__ = ["edge_scan", "fit_one", "fit_rows", "group_start", "rhythm_excess", "row_diagnostics"]
 
 # error_model="numpy": a zero determinant gives inf/NaN (then handled per row) instead of raising.
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -126,77 +126,98 @@ def _integral_start(y: np.ndarray) -> float:
 
 
 @_jit
+def fit_one(
+    row: np.ndarray, k0: float, max_iter: int, tol: float
+) -> tuple[float, float, float, float, float, int]:
+    """Least-squares ``c + a exp(-k u)`` of one row; see :func:`fit_rows`.
+
+    Returns ``(k, c, a, cost, info, n_iter)``: ``info`` is the reduced Gauss-Newton curvature of the cost
+    in ``ln k`` per unit noise variance, so the standard error of ``ln tau`` is ``sigma / sqrt(info)``.
+    k, c, a, cost and info are NaN when the fit failed numerically.
+    """
+    m = row.size
+    lo, hi = np.log(1e-3 / m), np.log(20.0)
+    sy = syy = 0.0
+    for u in range(m):
+        sy += row[u]
+        syy += row[u] * row[u]
+    k = k0
+    if not (np.isfinite(k) and k > 0.0):
+        k = _integral_start(row)
+    if not (np.isfinite(k) and k > 0.0):
+        # A coarse grid of the projected cost for rows the linear estimate cannot start.
+        best, k = np.inf, np.exp(lo)
+        for j in range(_GRID_POINTS):
+            kg = np.exp(lo + (np.log(2.0) - lo) * j / (_GRID_POINTS - 1))
+            cg = _state(row, sy, syy, kg)[2]
+            if cg < best:
+                best, k = cg, kg
+    theta = min(max(np.log(k), lo), hi)
+    k = np.exp(theta)
+    c, a, cost, se, sue, see, suee, suuee, det, suye = _state(row, sy, syy, k)
+    lam = 1e-3
+    it = 0
+    jj = np.nan
+    while it < max_iter:
+        it += 1
+        ak = a * k
+        jr = ak * (suye - c * sue - a * suee)
+        g0, g1 = ak * sue, ak * suee
+        jj = ak * ak * suuee - (see * g0 * g0 - 2.0 * se * g0 * g1 + m * g1 * g1) / det
+        step = -jr / (jj * (1.0 + lam))
+        if not np.isfinite(step):
+            step = 0.0
+        step = min(max(step, -1.0), 1.0)
+        th_t = min(max(theta + step, lo), hi)
+        k_t = np.exp(th_t)
+        trial = _state(row, sy, syy, k_t)
+        if trial[2] <= cost * (1.0 + 1e-12):
+            theta, k = th_t, k_t
+            c, a, cost, se, sue, see, suee, suuee, det, suye = trial
+            lam *= 0.3
+        else:
+            lam *= 10.0
+        # A step below tol changes tau by less than tol (relative): the row has converged.
+        if abs(step) < tol or lam > 1e8:
+            break
+    # Curvature at the final k (the last one computed may belong to the previous iterate).
+    ak = a * k
+    g0, g1 = ak * sue, ak * suee
+    jj = ak * ak * suuee - (see * g0 * g0 - 2.0 * se * g0 * g1 + m * g1 * g1) / det
+    if not (np.isfinite(k) and np.isfinite(c) and np.isfinite(a)):
+        return np.nan, np.nan, np.nan, np.nan, np.nan, it
+    return k, c, a, cost, jj, it
+
+
+@_jit
 def fit_rows(
     y: np.ndarray, k0: np.ndarray, max_iter: int, tol: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    """Least-squares ``c + a exp(-k u)`` for every row of ``y`` (K, m); see ``_tau_fit.fit_exp_rows``.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Least-squares ``c + a exp(-k u)`` for every row of ``y`` (K, m); see ``_fit.fit_exp_rows``.
 
     Variable projection: (c, a) are solved in closed form at every k, and Levenberg-Marquardt runs on
     ``ln k`` with Kaufman's Jacobian, a per-row damping factor and a step of at most 1 in ``ln k``.
 
     Returns
     -------
-    k, c, a, cost : ndarray, shape (K,)
-        Rate per sample, asymptote, amplitude at u = 0 and residual sum of squares (NaN when the
-        fit failed numerically).
+    k, c, a, cost, info : ndarray, shape (K,)
+        Rate per sample, asymptote, amplitude at u = 0, residual sum of squares and the curvature in
+        ``ln k`` (see :func:`fit_one`); NaN when the fit failed numerically.
     n_iter : int
         Iterations of the slowest row.
     """
-    K, m = y.shape
+    K, _m = y.shape
     k_out = np.full(K, np.nan)
     c_out = np.full(K, np.nan)
     a_out = np.full(K, np.nan)
     cost_out = np.full(K, np.nan)
-    lo, hi = np.log(1e-3 / m), np.log(20.0)
+    info_out = np.full(K, np.nan)
     n_iter = 0
     for i in range(K):
-        row = y[i]
-        sy = syy = 0.0
-        for u in range(m):
-            sy += row[u]
-            syy += row[u] * row[u]
-        k = k0[i]
-        if not (np.isfinite(k) and k > 0.0):
-            k = _integral_start(row)
-        if not (np.isfinite(k) and k > 0.0):
-            # A coarse grid of the projected cost for rows the linear estimate cannot start.
-            best, k = np.inf, np.exp(lo)
-            for j in range(_GRID_POINTS):
-                kg = np.exp(lo + (np.log(2.0) - lo) * j / (_GRID_POINTS - 1))
-                cg = _state(row, sy, syy, kg)[2]
-                if cg < best:
-                    best, k = cg, kg
-        theta = min(max(np.log(k), lo), hi)
-        k = np.exp(theta)
-        c, a, cost, se, sue, see, suee, suuee, det, suye = _state(row, sy, syy, k)
-        lam = 1e-3
-        it = 0
-        while it < max_iter:
-            it += 1
-            ak = a * k
-            jr = ak * (suye - c * sue - a * suee)
-            g0, g1 = ak * sue, ak * suee
-            jj = ak * ak * suuee - (see * g0 * g0 - 2.0 * se * g0 * g1 + m * g1 * g1) / det
-            step = -jr / (jj * (1.0 + lam))
-            if not np.isfinite(step):
-                step = 0.0
-            step = min(max(step, -1.0), 1.0)
-            th_t = min(max(theta + step, lo), hi)
-            k_t = np.exp(th_t)
-            trial = _state(row, sy, syy, k_t)
-            if trial[2] <= cost * (1.0 + 1e-12):
-                theta, k = th_t, k_t
-                c, a, cost, se, sue, see, suee, suuee, det, suye = trial
-                lam *= 0.3
-            else:
-                lam *= 10.0
-            # A step below tol changes tau by less than tol (relative): the row has converged.
-            if abs(step) < tol or lam > 1e8:
-                break
+        k, c, a, cost, info, it = fit_one(y[i], k0[i], max_iter, tol)
         n_iter = max(n_iter, it)
-        if np.isfinite(k) and np.isfinite(c) and np.isfinite(a):
-            k_out[i], c_out[i], a_out[i], cost_out[i] = k, c, a, cost
-    return k_out, c_out, a_out, cost_out, n_iter
+        k_out[i], c_out[i], a_out[i], cost_out[i], info_out[i] = k, c, a, cost, info
+    return k_out, c_out, a_out, cost_out, info_out, n_iter
 
 
 @_jit
@@ -370,3 +391,44 @@ def group_start(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
     for i in range(K):
         k0[i] = k_group[groups[i]]
     return k0
+
+
+@_jit
+def rhythm_excess(
+    current: np.ndarray, first: np.ndarray, lo: np.ndarray, hi: np.ndarray, h: np.ndarray, sgn: np.ndarray
+) -> np.ndarray:
+    """How much stronger an edge is away from where the period puts it, per half-cycle.
+
+    For the box contrast ``D(x) = mean(I[x:x+h]) - mean(I[x-h:x])`` (times ``sgn``), a transition that
+    starts at ``first`` peaks within ``[first, first + h]`` (an S-shaped one, anchored at its steepest
+    point, a little before). Returns ``max D`` over ``[first - 2h, first + 2h]`` minus ``max D`` over
+    ``[first - h, first + h]`` [A as stored]: noise-sized when the edge is
+    where predicted, about the swing when it is elsewhere. NaN where the boxes leave ``[lo, hi)`` or
+    meet a NaN.
+    """
+    K = first.size
+    out = np.full(K, np.nan)
+    for r in range(K):
+        hh = h[r]
+        a, b = first[r] - 3 * hh, first[r] + 3 * hh
+        if a < lo[r] or b > hi[r]:
+            continue
+        cs = np.zeros(b - a + 1)
+        bad = False
+        for j in range(b - a):
+            x = current[a + j]
+            if not np.isfinite(x):
+                bad = True
+                break
+            cs[j + 1] = cs[j] + x
+        if bad:
+            continue
+        best_all = best_in = -np.inf
+        for o in range(-2 * hh, 2 * hh + 1):
+            i = first[r] + o - a
+            d = sgn[r] * ((cs[i + hh] - cs[i]) - (cs[i] - cs[i - hh])) / hh
+            best_all = max(best_all, d)
+            if -hh <= o <= hh:
+                best_in = max(best_in, d)
+        out[r] = best_all - best_in
+    return out

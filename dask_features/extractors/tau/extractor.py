@@ -22,7 +22,7 @@ transitions in which |I| rises, tau_off of those in which |I| falls**, whatever 
    ``t0`` the time of the first fitted sample (reported as ``t_on`` / ``t_off``). The exact
    least-squares solution is found for all half-cycles of the chunk at once (start from the 1/e
    crossing of the step's mean half-cycle, then variable-projection Levenberg-Marquardt; see
-   :mod:`dask_features.extractors.tau._fit`). Transients spanning more than 16 bins per tau are
+   :mod:`dask_features.extractors.tau._fit`). Transients spanning more than 32 bins per tau are
    fitted on means of consecutive samples, which obey the same model exactly.
    A cycle (one output row) is an on half-cycle and the off half-cycle that follows it; cycle 0 is
    the first whose rising edge lies in the record, cycle -1 the partial one before it.
@@ -89,6 +89,9 @@ def _check(params: Mapping[str, Any]) -> None:
     r2 = params["min_r2"]
     if isinstance(r2, bool) or not isinstance(r2, Real) or not r2 <= 1:
         raise ValueError(f"min_r2 must be a number <= 1, got {r2!r}")
+    se = params["max_rel_se"]
+    if isinstance(se, bool) or not isinstance(se, Real) or not se > 0:
+        raise ValueError(f"max_rel_se must be a positive number, got {se!r}")
     amp = params["min_amplitude"]
     if isinstance(amp, bool) or not isinstance(amp, Real) or not 0 <= amp < 1:
         raise ValueError(f"min_amplitude must be a number in [0, 1), got {amp!r}")
@@ -135,7 +138,7 @@ def step_edges(
         per, dt = _sampling(chunk, period, sample_rate)
         with np.errstate(invalid="ignore", divide="ignore"):
             spp = per / dt
-        return detect_edges(chunk.current, chunk.offsets, spp)
+        return detect_edges(chunk.current, chunk.offsets, spp, np.asarray(chunk.duty, np.float64))
 
     return chunk.cached(("tau_edges", period, sample_rate), compute)
 
@@ -165,6 +168,7 @@ def tau_on_off(
     min_r2: float = 0.5,
     min_amplitude: float = 0.2,
     clip_samples: int = 3,
+    max_rel_se: float = 0.05,
 ) -> Ragged:
     """Switching time constants tau_on / tau_off of every cycle (one row per cycle per step).
 
@@ -212,6 +216,7 @@ def tau_on_off(
         min_r2=min_r2,
         min_amplitude=min_amplitude,
         clip_samples=clip_samples,
+        max_rel_se=max_rel_se,
     )
     lengths = chunk.lengths
     if (lengths == 0).any():
