@@ -1,4 +1,4 @@
-"""Compiled kernels of ``transient.tau_on_off``: the edge scan, the start rates and the per-row fit.
+"""Compiled kernels of ``transient.tau_on_off``: the per-row fit, start rates, diagnostics and rhythm check.
 
 The row fit solves ``y = c + a exp(-k u)`` on every row of a matrix (one half-cycle per row,
 ``u = 0 .. m-1`` samples). Each row is fitted on its own, so a row's result never depends on the
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["edge_scan", "fit_one", "fit_rows", "group_start", "rhythm_excess", "row_diagnostics"]
+__all__ = ["fit_one", "fit_rows", "group_start", "rhythm_excess", "row_diagnostics"]
 
 # error_model="numpy": a zero determinant gives inf/NaN (then handled per row) instead of raising.
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -270,80 +270,6 @@ def row_diagnostics(
             if count >= clip_samples and first < reach:
                 clipped[i] = True
     return r2, clipped
-
-
-@_jit
-def edge_scan(
-    q: np.ndarray, sigma: np.ndarray, contrast: float, quiet_run: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Multi-scale box-contrast edge search on normalised cycle profiles, see ``_tau_edges.detect_edges``.
-
-    For each row of ``q`` (S, nb) and each direction (0 = rise, 1 = fall), the box width doubles from
-    1 until the circular contrast ``D_h[i] = mean(q[i:i+h]) - mean(q[i-h:i])`` (sign-flipped for a
-    fall) peaks above ``contrast`` noise sd. The edge is then bracketed: ``first`` (an upper bound of
-    the first sample after it) by walking back from the peak while D stays above half the peak, ``lo``
-    (a lower bound) by walking back until D stays below 3 noise sd for ``quiet_run`` bins.
-
-    Returns
-    -------
-    h : ndarray of int64, shape (2, S)
-        Box width that resolved the edge (0 = not found).
-    pos : ndarray of float64, shape (2, S, 3)
-        ``lo``, ``first`` and the steepest point (the peak) [bins].
-    delayed : ndarray of bool, shape (2, S)
-        The peak lies at least ``max(2, h)`` bins after ``first`` (an S-shaped, delayed transition).
-    """
-    S, nb = q.shape
-    h_out = np.zeros((2, S), np.int64)
-    pos = np.full((2, S, 3), np.nan)
-    delayed = np.zeros((2, S), np.bool_)
-    cs = np.zeros(3 * nb + 1)
-    d = np.empty(nb)
-    h_max = max(1, nb // 8)
-    run = min(quiet_run, nb)
-    for s in range(S):
-        for j in range(3 * nb):
-            cs[j + 1] = cs[j] + q[s, j % nb]
-        h = 1
-        while h <= h_max and (h_out[0, s] == 0 or h_out[1, s] == 0):
-            noise = sigma[s] * np.sqrt(2.0 / h)
-            for i in range(nb):
-                d[i] = (cs[nb + i + h] - 2.0 * cs[nb + i] + cs[nb + i - h]) / h
-            for direction in range(2):
-                if h_out[direction, s] != 0:
-                    continue
-                sgn = 1.0 if direction == 0 else -1.0
-                istar, peak = 0, -np.inf
-                for i in range(nb):
-                    if sgn * d[i] > peak:
-                        istar, peak = i, sgn * d[i]
-                if not peak > contrast * noise:
-                    continue
-                back = 0
-                for j in range(nb):
-                    if sgn * d[(istar - j) % nb] < 0.5 * peak:
-                        back = j
-                        break
-                back_lo, quiet = back, 0
-                for j in range(nb + run - 1, -1, -1):
-                    # Scanning from the far end keeps a count of quiet bins at j .. j + run - 1; the
-                    # nearest calm stretch wins.
-                    if sgn * d[(istar - j) % nb] < 3.0 * noise:
-                        quiet += 1
-                    else:
-                        quiet = 0
-                    if j < nb and quiet >= run:
-                        back_lo = j
-                back_lo = max(back_lo, back)
-                c_left = istar - back + 1
-                first = c_left + h - 1
-                h_out[direction, s] = h
-                pos[direction, s, 0] = istar - back_lo + 1 - h
-                pos[direction, s, 1] = first
-                pos[direction, s, 2] = istar
-                delayed[direction, s] = istar - first >= max(2, h)
-            h *= 2
-    return h_out, pos, delayed
 
 
 @_jit

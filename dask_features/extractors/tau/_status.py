@@ -23,8 +23,6 @@ AMPLITUDE_NEIGHBOURS = 4
 RESIDUAL_FACTOR = 3.0
 #: An edge found this many noise units more strongly away from its predicted position is off rhythm.
 RHYTHM_Z = 6.0
-#: tau longer than this many windows: half a tau of exponential is hard to tell from a straight line.
-MAX_TAU_WINDOWS = 2.0
 #: A transition smaller than this many residual standard deviations is noise (FLAT). Kept low because at
 #: 20 dB and tau = 1 sample a genuine transition is only ~4 sd high once the window starts.
 MIN_AMPLITUDE_SD = 2.0
@@ -33,7 +31,7 @@ MIN_TAU_SAMPLES = 0.5
 
 
 class TauStatus(IntEnum):
-    """Reason codes of a fitted half-cycle (and of a cycle row, see ``tau.py``).
+    """Reason codes of a fitted half-cycle (and of a cycle row, see :mod:`.extractor`).
 
     Step-level codes (1-3) apply to every row of a step; the others to one half-cycle.
     """
@@ -54,7 +52,8 @@ class TauStatus(IntEnum):
     FLAT = 6
     #: a run of identical extreme values starts within 3 tau of the window start (saturation / compliance).
     CLIPPED = 7
-    #: tau above twice the window length or below 0.1 sample interval: not identifiable from this window.
+    #: tau below 0.5 sample interval: the transition is over within a sample, so the window start (the
+    #: edge sample or the one before it) cannot be told apart and tau is not identifiable.
     TAU_OUT_OF_RANGE = 8
     #: R^2 (first 5 tau of the window) below ``min_r2``.
     LOW_R2 = 9
