@@ -241,7 +241,8 @@ def _detect_group(
     var = np.where(np.isfinite(var), var, np.nan) / np.where(usable, scale, 1.0)[:, None] ** 2
     # A running median over 5 bins removes the second difference of the transition itself.
     if nb >= 20:
-        var = np.median(np.stack([np.roll(var, j, axis=1) for j in range(-2, 3)]), axis=0)
+        wrapped = np.concatenate([var[:, -2:], var, var[:, :2]], axis=1)
+        var = np.sort(np.lib.stride_tricks.sliding_window_view(wrapped, 5, axis=1), axis=2)[:, :, 2]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN step has no noise: handled below
         med = np.nanmedian(np.where(np.isfinite(var), var, np.nan), axis=1)
