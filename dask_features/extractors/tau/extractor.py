@@ -173,7 +173,7 @@ _MESSAGES = {
     output=Output.ragged(FIELDS),
     check=_check,
     unit="s",
-    cost=25.0,  # measured: ~8 µs per cycle of 200 samples (400 points) in chunks of many steps
+    cost=45.0,  # measured: ~18 µs per cycle of 200 samples (400 points) in chunks of many steps
 )
 def tau_on_off(
     chunk: TransientChunk,

@@ -143,3 +143,30 @@ def test_edge_source_reports_the_workflow_duty_and_both_agree() -> None:
     assert (b["edge_source"] == 2).all()
     np.testing.assert_array_equal(a["t_on"], b["t_on"])
     np.testing.assert_allclose(np.nanmedian(a["tau_on"]), tau, rtol=0.02)
+
+
+@pytest.mark.parametrize("high_fraction", [0.3, 0.7])
+def test_workflow_duty_works_whichever_gate_level_gives_the_high_current(high_fraction: float) -> None:
+    # The workflow's duty is the top-level fraction; the high current is at the top (N-type) or at the
+    # bottom (P-type) level, so |I| is high for duty or 1 - duty of the period.
+    rng = np.random.default_rng(11)
+    period, spp = 0.03, 300
+    t = np.arange(40 * spp) * DT
+    y, _ = noisy_square_wave(
+        t, period=period, tau_on=1.5e-3, tau_off=1e-3, i_low=1e-4, i_high=1e-3, snr_db=50, duty=high_fraction,
+        phase=0.0123, rng=rng,
+    )  # fmt: skip
+    chunk = TransientChunk(
+        step_index=np.zeros(1, np.int64),
+        time=t,
+        current=-y,
+        offsets=np.array([0, t.size]),
+        period=np.array([period]),
+        time_step=np.array([DT]),
+        duty=np.array([0.3]),
+    )
+    f = tau_on_off(chunk).fields
+    assert (f["edge_source"] == 1).all()
+    assert (f["status"][1:-1] == TauStatus.OK).all()
+    np.testing.assert_allclose(np.median(f["tau_on"][1:-1]), 1.5e-3, rtol=0.01)
+    np.testing.assert_allclose(np.median(f["tau_off"][1:-1]), 1e-3, rtol=0.01)
