@@ -24,7 +24,6 @@ Sections
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 import time
 import warnings
@@ -42,7 +41,7 @@ from dask_features.extractors.registry import get_extractor
 from dask_features.extractors.tau import step_edges, tau_on_off
 from dask_features.extractors.tau._edges import StepEdges, segment_step
 from dask_features.io.chunks import TransientChunk
-from dask_features.synth.signals import edge_times, noisy_square_wave, square_wave_response
+from dask_features.synth.signals import noisy_square_wave, square_wave_response, true_windows
 
 REAL_TRACE = (
     Path(__file__).resolve().parents[1] / "tests" / "extractors" / "data" / "autotau_example_transient.csv"
@@ -189,12 +188,7 @@ def grid_trace(
         phase=phase,
         rng=rng,
     )
-    rise, fall = edge_times(t[-1] + GRID_DT, period=period, phase=phase)
-    edges = sorted([(r, "on") for r in rise] + [(f, "off") for f in fall])
-    wins = []
-    for (t_a, name), (t_b, _) in itertools.pairwise(edges):
-        first, stop = int(np.ceil(t_a / GRID_DT - 1e-9)), int(np.ceil(t_b / GRID_DT - 1e-9))
-        wins.append((name, first, stop))
+    wins = true_windows(t.size, GRID_DT, period=period, phase=phase)
     return t, y, period, tau, wins
 
 

@@ -5,10 +5,12 @@ Kept free of I/O so the tau fitter's tests and benchmarks can build traces with 
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["edge_times", "noisy_square_wave", "square_wave_response"]
+__all__ = ["noisy_square_wave", "square_wave_response", "true_windows"]
 
 
 def square_wave_response(
@@ -74,28 +76,36 @@ def square_wave_response(
     return np.where(on, rise, fall)
 
 
-def edge_times(
-    t_end: float, *, period: float, duty: float = 0.5, phase: float = 0.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Times of the rising and falling |I| edges of :func:`square_wave_response` in ``[0, t_end)`` [s].
+def true_windows(
+    n: int, dt: float, *, period: float, duty: float = 0.5, phase: float = 0.0
+) -> list[tuple[str, int, int]]:
+    """Sample ranges of the complete half-cycles of :func:`square_wave_response` sampled at ``i * dt``.
 
     Parameters
     ----------
-    t_end : float
-        End of the record [s].
+    n : int
+        Number of samples.
+    dt : float
+        Sample interval [s].
     period, duty, phase : float
         As in :func:`square_wave_response`.
 
     Returns
     -------
-    rise, fall : ndarray
-        Edge times [s], ascending; the falling edge of the period starting at ``rise[i]`` is
-        ``rise[i] + duty * period``.
+    list of (direction, first, stop)
+        ``"on"`` (|I| rising) or ``"off"``, and the samples ``[first, stop)`` from the first sample at or
+        after the edge to the last one before the next edge, for every half-cycle whose both edges lie
+        in ``[0, n dt)``; in time order.
     """
+    t_end = n * dt
     k = np.arange(np.floor(-phase / period) - 1, np.ceil((t_end - phase) / period) + 1)
     rise = phase + k * period
-    fall = rise + duty * period
-    return rise[(rise >= 0) & (rise < t_end)], fall[(fall >= 0) & (fall < t_end)]
+    edges = sorted([(r, "on") for r in rise] + [(r + duty * period, "off") for r in rise])
+    edges = [(e, name) for e, name in edges if 0 <= e < t_end]
+    return [
+        (name, int(np.ceil(t_a / dt - 1e-9)), int(np.ceil(t_b / dt - 1e-9)))
+        for (t_a, name), (t_b, _) in itertools.pairwise(edges)
+    ]
 
 
 def noisy_square_wave(

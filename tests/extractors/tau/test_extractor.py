@@ -15,6 +15,7 @@ from dask_features.extractors.tau._fit import fit_exp_rows
 from dask_features.extractors.tau._status import TauStatus
 from dask_features.io.chunks import TransientChunk
 from dask_features.synth.signals import square_wave_response
+from tests.extractors.tau._support import one_step_chunk
 
 REAL_TRACE = Path(__file__).parents[1] / "data" / "autotau_example_transient.csv"
 SPEC = get_extractor("transient.tau_on_off")
@@ -422,15 +423,7 @@ def real_trace() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _real_chunk(t: np.ndarray, y: np.ndarray) -> TransientChunk:
-    return TransientChunk(
-        step_index=np.zeros(1, np.int64),
-        time=t,
-        current=y,
-        offsets=np.array([0, t.size]),
-        period=np.array([0.2]),
-        time_step=np.array([1e-3]),
-        duty=np.array([np.nan]),
-    )
+    return one_step_chunk(t, y, period=0.2, dt=1e-3)
 
 
 def test_real_trace_gives_plausible_tau_and_flags_the_partial_start(

@@ -12,6 +12,7 @@ from dask_features.extractors.tau._edges import detect_step_edges
 from dask_features.extractors.tau._fit import fit_chunk
 from dask_features.io.chunks import TransientChunk
 from dask_features.synth.signals import noisy_square_wave
+from tests.extractors.tau._support import one_step_chunk
 
 PERIOD, DT, TAU_ON, TAU_OFF = 0.2, 1e-3, 14e-3, 14e-3
 
@@ -26,15 +27,7 @@ def _step(snr: float = 40.0, n_cycles: int = 30, seed: int = 0) -> tuple[np.ndar
 
 
 def _chunk(t: np.ndarray, y: np.ndarray) -> TransientChunk:
-    return TransientChunk(
-        step_index=np.zeros(1, np.int64),
-        time=t,
-        current=y,
-        offsets=np.array([0, t.size]),
-        period=np.array([PERIOD]),
-        time_step=np.array([DT]),
-        duty=np.array([0.5]),
-    )
+    return one_step_chunk(t, y, period=PERIOD, dt=DT, duty=0.5)
 
 
 @pytest.mark.parametrize("shift", [-30, -12, 12, 30])

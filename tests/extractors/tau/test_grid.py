@@ -5,23 +5,23 @@ current-proportional noise (``benchmarks/bench_tau.py`` prints the whole grid).
 
 from __future__ import annotations
 
-import itertools
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
 from scipy.optimize import OptimizeWarning, curve_fit
 
 from dask_features.extractors.tau import TauStatus, tau_on_off
-from dask_features.io.chunks import TransientChunk
-from dask_features.synth.signals import edge_times, noisy_square_wave
+from dask_features.synth.signals import noisy_square_wave, true_windows
+from tests.extractors.tau._support import one_step_chunk
 
 DT = 1e-4  # s
 
 
 def _trace(
     spp: int, frac: float, snr: float, noise: str, seed: int, *, duty: float = 0.5
-) -> tuple[TransientChunk, np.ndarray, float, list[tuple[int, int]]]:
+) -> tuple[Any, np.ndarray, float, list[tuple[int, int]]]:
     """A step with tau_on = tau_off = frac x half-period, its true tau and true windows [first, stop)."""
     rng = np.random.default_rng(seed)
     period = spp * DT
@@ -33,18 +33,8 @@ def _trace(
         t, period=period, tau_on=tau, tau_off=tau, i_low=1e-4, i_high=1e-3, snr_db=snr, noise=noise,
         phase=phase, rng=rng,
     )  # fmt: skip
-    rise, fall = edge_times(t[-1] + DT, period=period, phase=phase)
-    edges = sorted([*rise, *fall])
-    wins = [(int(np.ceil(a / DT - 1e-9)), int(np.ceil(b / DT - 1e-9))) for a, b in itertools.pairwise(edges)]
-    chunk = TransientChunk(
-        step_index=np.zeros(1, np.int64),
-        time=t,
-        current=y,
-        offsets=np.array([0, t.size]),
-        period=np.array([period]),
-        time_step=np.array([DT]),
-        duty=np.array([duty]),
-    )
+    wins = [(a, b) for _, a, b in true_windows(t.size, DT, period=period, phase=phase)]
+    chunk = one_step_chunk(t, y, period=period, dt=DT, duty=duty)
     return chunk, y, tau, wins
 
 
@@ -156,15 +146,7 @@ def test_workflow_duty_works_whichever_gate_level_gives_the_high_current(high_fr
         t, period=period, tau_on=1.5e-3, tau_off=1e-3, i_low=1e-4, i_high=1e-3, snr_db=50, duty=high_fraction,
         phase=0.0123, rng=rng,
     )  # fmt: skip
-    chunk = TransientChunk(
-        step_index=np.zeros(1, np.int64),
-        time=t,
-        current=-y,
-        offsets=np.array([0, t.size]),
-        period=np.array([period]),
-        time_step=np.array([DT]),
-        duty=np.array([0.3]),
-    )
+    chunk = one_step_chunk(t, -y, period=period, dt=DT, duty=0.3)
     f = tau_on_off(chunk).fields
     assert (f["edge_source"] == 1).all()
     assert (f["status"][1:-1] == TauStatus.OK).all()
