@@ -1,9 +1,11 @@
-"""Edge detection and segmentation for ``transient.tau_on_off`` (pure NumPy, no Dask, no I/O).
+"""Edge detection and segmentation for ``transient.tau_on_off`` (no Dask, no I/O).
 
 :func:`detect_edges`
     Folds each step on its known period (sample-index phase, so no edge search over the raw trace),
-    averages all cycles and finds the rising and falling edge of the cycle-averaged profile with a
-    multi-scale box contrast. One O(n) pass plus O(samples per period x log) work.
+    averages its last whole periods, estimates the local noise of every phase and locates the rising
+    and falling edge of the cycle-averaged profile with the workflow's duty, halving box contrasts and a
+    least-squares change point (compiled in :mod:`._locate`). One O(n) pass plus O(samples per period)
+    work per step.
 :func:`segment_step`
     Turns the two edge phases into the start index and common length of every on and off
     half-cycle of a step (no loop over cycles), marking half-cycles cut by the record as partial.
