@@ -206,13 +206,20 @@ def _cell_stats(err: np.ndarray, n_windows: int) -> tuple[float, float, float, i
 
 
 def grid_cell(
-    spp: int, frac: float, snr: float, noise: str, rng: np.random.Generator, *, steps: int = 1
+    spp: int,
+    frac: float,
+    snr: float,
+    noise: str,
+    rng: np.random.Generator,
+    *,
+    steps: int = 1,
+    max_rel_se: float = 0.05,
 ) -> dict[str, tuple[float, float, float, int]]:
     """Per-half-cycle accuracy of ours and of curve_fit on the true windows for one grid cell."""
     ours_err, cf_err, n_win = [], [], 0
     for _ in range(steps):
         t, y, period, tau, wins = grid_trace(spp, frac, snr, noise, rng)
-        f = tau_on_off(chunk_of(t, y, period, 1 / GRID_DT)).fields
+        f = tau_on_off(chunk_of(t, y, period, 1 / GRID_DT), max_rel_se=max_rel_se).fields
         ours = np.r_[f["tau_on"][f["status_on"] == 0], f["tau_off"][f["status_off"] == 0]]
         ours_err.append(np.abs(ours / tau - 1))
         cf = curve_fit_all([(name, t[a:b] - t[a], y[a:b]) for name, a, b in wins])
@@ -224,11 +231,13 @@ def grid_cell(
     }
 
 
-def accuracy_grid(quick: bool, rng: np.random.Generator, noises: tuple[str, ...]) -> None:
+def accuracy_grid(quick: bool, rng: np.random.Generator, noises: tuple[str, ...], max_rel_se: float) -> None:
     spps, fracs, snrs, min_halves = GRID_SPP, GRID_FRAC, GRID_SNR, 200
     if quick:
         spps, fracs, snrs, min_halves = (30, 3000), (0.05, 0.40), (20.0, 40.0), 48
-    print("\n## 1. Accuracy grid: ours vs curve_fit per half-cycle on the TRUE windows\n")
+    print(
+        f"\n## 1. Accuracy grid: ours (max_rel_se={max_rel_se:g}) vs curve_fit per half-cycle on the TRUE windows\n"
+    )
     print(
         "Per cell: median / p90 |relative error| of tau per half-cycle [%] over the fitted (status 0) "
         "half-cycles, the fitted fraction [%] of the complete half-cycles, and how many fitted ones are more "
@@ -247,7 +256,7 @@ def accuracy_grid(quick: bool, rng: np.random.Generator, noises: tuple[str, ...]
                     # At least ~200 complete half-cycles per cell: the median of n per-cycle errors scatters
                     # by ~1.25 / sqrt(n) of itself, and ours and curve_fit's decorrelate where windows differ.
                     steps = int(np.ceil(min_halves / (2 * np.clip(200_000 // spp, 6, 60) - 2)))
-                    r = grid_cell(spp, frac, snr, noise, rng, steps=steps)
+                    r = grid_cell(spp, frac, snr, noise, rng, steps=steps, max_rel_se=max_rel_se)
                     o, c = r["ours"], r["curve_fit"]
                     ratio = o[0] / c[0] if np.isfinite(o[0]) and c[0] > 0 else np.nan
                     if np.isfinite(ratio):
@@ -441,10 +450,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261122)
     parser.add_argument("--noise", default="constant,proportional", help="noise kinds of the grid")
     parser.add_argument("--grid-only", action="store_true", help="stop after the accuracy grid")
+    parser.add_argument(
+        "--max-rel-se", type=float, default=0.05, help="precision gate of the grid (inf: estimator alone)"
+    )
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     with threadpool_limits(1):
-        accuracy_grid(args.quick, rng, tuple(args.noise.split(",")))
+        accuracy_grid(args.quick, rng, tuple(args.noise.split(",")), args.max_rel_se)
         if args.grid_only:
             return 0
         speed(args.quick, rng)
