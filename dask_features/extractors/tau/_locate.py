@@ -226,7 +226,9 @@ def locate_edges(
         scale = nb / nc
         brackets = np.zeros((2, 2), np.int64)
         for d, ec in enumerate((rc, fc)):
-            lo = int(np.floor((ec - hc - 1) * scale))
+            # A square wave of the duty aligns a little after slow edges (up to ~tau ln 2): reach back a
+            # quarter period.
+            lo = int(np.floor((ec - 2 * hc - 1) * scale))
             hi = int(np.ceil((ec + 1) * scale))
             sgn = 1.0 if d == 0 else -1.0
             lo, hi, h = _bracket(cs, cw, nb, sgn, lo, hi)
