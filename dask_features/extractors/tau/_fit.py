@@ -275,6 +275,73 @@ def _off_rhythm(
     return bad
 
 
+#: Anchoring on the plateau is used up to this many samples per tau (where it helps, see ``_anchored``).
+ANCHOR_MAX_TAU = 5.0
+#: ... when the previous half-cycle has settled: k m of its profile fit at least this (exp(-10) = 5e-5).
+ANCHOR_SETTLED = 10.0
+
+
+def _refit_anchored(
+    current: np.ndarray,
+    gstart: np.ndarray,
+    m_row: np.ndarray,
+    status: np.ndarray,
+    step_of_row: np.ndarray,
+    edges: list[StepEdges],
+    norm: tuple[np.ndarray, np.ndarray, np.ndarray],
+    fits: tuple[np.ndarray, ...],
+    clip_samples: int,
+) -> None:
+    """Refit fast transitions anchored on the previous half-cycle's plateau, in place (see ``_anchored``)."""
+    from dask_features.extractors.tau._anchored import anchored_fit, edge_delay
+
+    sign, level, scale = norm
+    k, c, a, sig, se, r2, clipped = fits
+    for i, ed in enumerate(edges):
+        if ed.status != TauStatus.OK or abs(ed.samples_per_period - round(ed.samples_per_period)) > 1e-9:
+            continue
+        rows_i = np.flatnonzero(step_of_row == i)
+        for d, (k_this, k_prev, delayed) in enumerate(
+            ((ed.k_rise, ed.k_fall, ed.rise_delayed), (ed.k_fall, ed.k_rise, ed.fall_delayed))
+        ):
+            m = int(m_row[rows_i[0], d]) if rows_i.size else 0
+            m_prev = int(m_row[rows_i[0], 1 - d]) if rows_i.size else 0
+            if delayed or not (
+                k_this * ANCHOR_MAX_TAU >= 1.0 and k_prev * m_prev >= ANCHOR_SETTLED and m >= 5
+            ):
+                continue
+            # Plateau samples: the previous window's last ones, all at least 8 of its tau after its start.
+            n_pre = min(64, m_prev - int(np.ceil(8.0 / k_prev)))
+            rr = rows_i[(status[rows_i, d] == TauStatus.OK) & (gstart[rows_i, d] - n_pre >= 0)]
+            if rr.size == 0 or n_pre < 3:
+                continue
+            idx = gstart[rr, d][:, None] + np.arange(-n_pre, m)
+            block = (current[idx] * sign[i] - level[i]) / scale[i]
+            good = np.isfinite(block).all(axis=1)
+            rr, block = rr[good], block[good]
+            if rr.size == 0:
+                continue
+            pre, y = np.ascontiguousarray(block[:, :n_pre]), np.ascontiguousarray(block[:, n_pre:])
+            delta, k_mean = edge_delay(y.mean(axis=0), float(pre.mean()))
+            if not np.isfinite(delta):
+                continue
+            start = np.where(np.isfinite(k[rr, d]) & (k[rr, d] > 0), k[rr, d], k_mean)
+            ka, ca, aa, sa, sea = anchored_fit(y, pre, np.full(rr.size, delta), start)
+            ok = np.isfinite(ka)
+            # Only where it helps, decided for the step and direction as a whole (never row by row): the
+            # plateau pins the amplitude, but under noise that grows with the current a noisy plateau
+            # can cost more than it brings.
+            if not np.median(np.where(ok, sea, np.inf)) < np.median(
+                np.where(np.isfinite(se[rr, d]), se[rr, d], np.inf)
+            ):
+                continue
+            rr = rr[ok]
+            k[rr, d], c[rr, d], a[rr, d], sig[rr, d], se[rr, d] = ka[ok], ca[ok], aa[ok], sa[ok], sea[ok]
+            r2[rr, d], clipped[rr, d] = row_diagnostics(
+                y[ok], ka[ok], ca[ok], aa[ok], clip_samples=clip_samples
+            )
+
+
 FIELDS: dict[str, str] = {
     "cycle": "int64",
     "tau_on": "float64",
@@ -397,6 +464,17 @@ def fit_chunk(
         se[rr, dd] = f.se
         clipped[rr, dd] = f.clipped
 
+    _refit_anchored(
+        current,
+        gstart,
+        m_row,
+        status,
+        step_of_row,
+        edges,
+        (sign, level, scale),
+        (k, c, a, sig, se, r2, clipped),
+        clip_samples,
+    )
     fitted = fit_mask & (status == TauStatus.OK)
     # The rhythm check looks for each transition at its steepest-rule anchor, whatever the window rule.
     shift = np.zeros((total, 2), np.int64)

@@ -30,7 +30,11 @@ transitions in which |I| rises, tau_off of those in which |I| falls**, whatever 
    least-squares solution is found for all half-cycles of the chunk at once (start from the 1/e
    crossing of the step's mean half-cycle, then variable-projection Levenberg-Marquardt; see
    :mod:`dask_features.extractors.tau._fit`). Transients spanning more than 32 bins per tau are
-   fitted on means of consecutive samples, which obey the same model exactly.
+   fitted on means of consecutive samples, which obey the same model exactly. Fast transitions (at
+   most 5 samples per tau, not delayed, whole samples per period) that start from a settled plateau
+   are fitted together with that plateau, ``C + (P - C) exp(-(t - t_edge)/tau)`` with ``P`` the
+   plateau level and the edge's sub-sample position from the cycle-averaged profile, where that
+   lowers the step's median standard error (see :mod:`dask_features.extractors.tau._anchored`).
    A cycle (one output row) is an on half-cycle and the off half-cycle that follows it; cycle 0 is
    the first whose rising edge lies in the record, cycle -1 the partial one before it.
 4. *Quality.* ``r2_*`` is the R^2 over the first ``max(8, 5 tau)`` samples of the window (a long

@@ -152,3 +152,17 @@ def test_workflow_duty_works_whichever_gate_level_gives_the_high_current(high_fr
     assert (f["status"][1:-1] == TauStatus.OK).all()
     np.testing.assert_allclose(np.median(f["tau_on"][1:-1]), 1.5e-3, rtol=0.01)
     np.testing.assert_allclose(np.median(f["tau_off"][1:-1]), 1e-3, rtol=0.01)
+
+
+def test_fast_edges_anchored_on_the_plateau_beat_a_free_amplitude_fit() -> None:
+    # tau = 0.75 samples: the free-amplitude fit must guess the amplitude from the first sample or two;
+    # the previous half-cycle's plateau pins it.
+    chunk, y, tau, wins = _trace(30, 0.05, 40, "constant", seed=4)
+    f = tau_on_off(chunk).fields
+    ok = np.r_[f["status_on"], f["status_off"]] == TauStatus.OK
+    err_ours = np.abs(np.r_[f["tau_on"], f["tau_off"]][ok] / tau - 1)
+    cf = _curve_fit_taus(y, wins)
+    err_cf = np.abs(cf[np.isfinite(cf)] / (tau / DT) - 1)
+    assert ok.sum() >= 0.9 * len(wins)
+    assert np.median(err_ours) <= 0.7 * np.median(err_cf)
+    assert (err_ours <= 0.2).all()
