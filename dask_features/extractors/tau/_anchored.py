@@ -8,7 +8,7 @@ two samples when tau is short: at 1-2 samples per tau this cuts the per-cycle er
 
 Used only where it holds: a whole number of samples per period (the same ``delta`` in every cycle,
 estimated once per step and direction from the mean row), an edge that is not delayed, a previous
-half-cycle that has settled (``k m >= 10`` on the profile) and tau of at most 5 samples.
+half-cycle that has settled (``k m >= 10`` on the profile) and tau of at most 2.5 samples.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ __all__ = ["anchored_fit", "edge_delay"]
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
-#: Golden-section steps in ln k (from a bracket of width 6: 6 x 0.618^45 < 1e-8).
-_GOLDEN = 45
+#: Golden-section steps in ln k (from a bracket of width 2: 2 x 0.618^32 < 1e-6).
+_GOLDEN = 32
+#: Half-width of the bracket in ln k around the free-amplitude fit's rate (both estimate the same tau).
+_BRACKET = 1.0
 
 
 @_jit
@@ -32,7 +34,8 @@ def _cost(
 ) -> tuple[float, float, float]:
     """Residual sum of squares of the anchored model at rate k, with P and c solved in closed form."""
     m = row.size
-    n_eff = m if 40.0 / k >= m else int(40.0 / k) + 1
+    # exp(-30) = 1e-13: samples beyond 30 / k add nothing but the plateau sums already in sy.
+    n_eff = m if 30.0 / k >= m else int(30.0 / k) + 1
     q = np.exp(-k)
     g = np.exp(-k * delta)
     sg = sgg = syg = 0.0
@@ -79,7 +82,7 @@ def anchored_fit(
         for u in range(m):
             sy += row[u]
             syy += row[u] ** 2
-        lo, hi = np.log(k0[i]) - 3.0, np.log(k0[i]) + 3.0
+        lo, hi = np.log(k0[i]) - _BRACKET, np.log(k0[i]) + _BRACKET
         x1 = hi - ratio * (hi - lo)
         x2 = lo + ratio * (hi - lo)
         f1 = _cost(row, n_pre, s_pre, ss_pre, sy, syy, np.exp(x1), delta[i])[0]
@@ -102,7 +105,7 @@ def anchored_fit(
         curv = (up - 2.0 * cost + down) / (h * h)
         sigma2 = cost / max(m + n_pre - 3, 1)
         # A minimum at the bracket's edge is no minimum.
-        if theta - (np.log(k0[i]) - 3.0) < 1e-3 or (np.log(k0[i]) + 3.0) - theta < 1e-3:
+        if theta - (np.log(k0[i]) - _BRACKET) < 1e-3 or (np.log(k0[i]) + _BRACKET) - theta < 1e-3:
             continue
         out[0, i] = k
         out[1, i] = c

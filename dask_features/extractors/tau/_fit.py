@@ -275,8 +275,8 @@ def _off_rhythm(
     return bad
 
 
-#: Anchoring on the plateau is used up to this many samples per tau (where it helps, see ``_anchored``).
-ANCHOR_MAX_TAU = 5.0
+#: Anchoring on the plateau is used up to this many samples per tau (where it helps most, see ``_anchored``).
+ANCHOR_MAX_TAU = 2.5
 #: ... when the previous half-cycle has settled: k m of its profile fit at least this (exp(-10) = 5e-5).
 ANCHOR_SETTLED = 10.0
 
@@ -297,19 +297,22 @@ def _refit_anchored(
 
     sign, level, scale = norm
     k, c, a, sig, se, r2, clipped = fits
+    total = step_of_row.size
+    first_row = np.searchsorted(step_of_row, np.arange(len(edges)))
     for i, ed in enumerate(edges):
         if ed.status != TauStatus.OK or abs(ed.samples_per_period - round(ed.samples_per_period)) > 1e-9:
             continue
-        rows_i = np.flatnonzero(step_of_row == i)
+        if first_row[i] >= total or step_of_row[first_row[i]] != i:
+            continue
         for d, (k_this, k_prev, delayed) in enumerate(
             ((ed.k_rise, ed.k_fall, ed.rise_delayed), (ed.k_fall, ed.k_rise, ed.fall_delayed))
         ):
-            m = int(m_row[rows_i[0], d]) if rows_i.size else 0
-            m_prev = int(m_row[rows_i[0], 1 - d]) if rows_i.size else 0
+            m, m_prev = int(m_row[first_row[i], d]), int(m_row[first_row[i], 1 - d])
             if delayed or not (
                 k_this * ANCHOR_MAX_TAU >= 1.0 and k_prev * m_prev >= ANCHOR_SETTLED and m >= 5
             ):
                 continue
+            rows_i = np.flatnonzero(step_of_row == i)
             # Plateau samples: the previous window's last ones, all at least 8 of its tau after its start.
             n_pre = min(64, m_prev - int(np.ceil(8.0 / k_prev)))
             rr = rows_i[(status[rows_i, d] == TauStatus.OK) & (gstart[rows_i, d] - n_pre >= 0)]

@@ -31,7 +31,7 @@ transitions in which |I| rises, tau_off of those in which |I| falls**, whatever 
    crossing of the step's mean half-cycle, then variable-projection Levenberg-Marquardt; see
    :mod:`dask_features.extractors.tau._fit`). Transients spanning more than 32 bins per tau are
    fitted on means of consecutive samples, which obey the same model exactly. Fast transitions (at
-   most 5 samples per tau, not delayed, whole samples per period) that start from a settled plateau
+   most 2.5 samples per tau, not delayed, whole samples per period) that start from a settled plateau
    are fitted together with that plateau, ``C + (P - C) exp(-(t - t_edge)/tau)`` with ``P`` the
    plateau level and the edge's sub-sample position from the cycle-averaged profile, where that
    lowers the step's median standard error (see :mod:`dask_features.extractors.tau._anchored`).
