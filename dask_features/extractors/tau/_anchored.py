@@ -16,9 +16,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from dask_features.extractors.tau._kernels import fit_one
+from dask_features.extractors.tau._edges import StepEdges
+from dask_features.extractors.tau._kernels import fit_one, row_diagnostics
+from dask_features.extractors.tau._status import TauStatus
 
-__all__ = ["anchored_fit", "edge_delay"]
+__all__ = ["anchored_fit", "edge_delay", "refit_anchored"]
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
@@ -129,3 +131,69 @@ def edge_delay(mean_row: np.ndarray, plateau: float) -> tuple[float, float]:
     if not (np.isfinite(k) and k > 0 and np.isfinite(delta) and -0.05 <= delta <= 1.05):
         return np.nan, np.nan
     return min(max(delta, 0.0), 1.0), float(k)
+
+
+#: Anchoring on the plateau is used up to this many samples per tau (where it helps most, see ``_anchored``).
+ANCHOR_MAX_TAU = 2.5
+#: ... when the previous half-cycle has settled: k m of its profile fit at least this (exp(-10) = 5e-5).
+ANCHOR_SETTLED = 10.0
+
+
+def refit_anchored(
+    current: np.ndarray,
+    gstart: np.ndarray,
+    m_row: np.ndarray,
+    status: np.ndarray,
+    step_of_row: np.ndarray,
+    edges: list[StepEdges],
+    norm: tuple[np.ndarray, np.ndarray, np.ndarray],
+    fits: tuple[np.ndarray, ...],
+    clip_samples: int,
+) -> None:
+    """Refit fast transitions anchored on the previous half-cycle's plateau, in place (see ``_anchored``)."""
+    sign, level, scale = norm
+    k, c, a, sig, se, r2, clipped = fits
+    total = step_of_row.size
+    first_row = np.searchsorted(step_of_row, np.arange(len(edges)))
+    for i, ed in enumerate(edges):
+        if ed.status != TauStatus.OK or abs(ed.samples_per_period - round(ed.samples_per_period)) > 1e-9:
+            continue
+        if first_row[i] >= total or step_of_row[first_row[i]] != i:
+            continue
+        for d, (k_this, k_prev, delayed) in enumerate(
+            ((ed.k_rise, ed.k_fall, ed.rise_delayed), (ed.k_fall, ed.k_rise, ed.fall_delayed))
+        ):
+            m, m_prev = int(m_row[first_row[i], d]), int(m_row[first_row[i], 1 - d])
+            if delayed or not (
+                k_this * ANCHOR_MAX_TAU >= 1.0 and k_prev * m_prev >= ANCHOR_SETTLED and m >= 5
+            ):
+                continue
+            rows_i = np.flatnonzero(step_of_row == i)
+            # Plateau samples: the previous window's last ones, all at least 8 of its tau after its start.
+            n_pre = min(64, m_prev - int(np.ceil(8.0 / k_prev)))
+            rr = rows_i[(status[rows_i, d] == TauStatus.OK) & (gstart[rows_i, d] - n_pre >= 0)]
+            if rr.size == 0 or n_pre < 3:
+                continue
+            idx = gstart[rr, d][:, None] + np.arange(-n_pre, m)
+            block = (current[idx] * sign[i] - level[i]) / scale[i]
+            good = np.isfinite(block).all(axis=1)
+            rr, block = rr[good], block[good]
+            if rr.size == 0:
+                continue
+            pre, y = np.ascontiguousarray(block[:, :n_pre]), np.ascontiguousarray(block[:, n_pre:])
+            delta, k_mean = edge_delay(y.mean(axis=0), float(pre.mean()))
+            if not np.isfinite(delta):
+                continue
+            start = np.where(np.isfinite(k[rr, d]) & (k[rr, d] > 0), k[rr, d], k_mean)
+            ka, ca, aa, sa, sea = anchored_fit(y, pre, np.full(rr.size, delta), start)
+            ok = np.isfinite(ka)
+            # Only where it helps, decided for the step and direction as a whole (never row by row): the
+            # plateau pins the amplitude, but under noise that grows with the current a noisy plateau
+            # can cost more than it brings.
+            if not np.median(np.where(ok, sea, np.inf)) < np.median(
+                np.where(np.isfinite(se[rr, d]), se[rr, d], np.inf)
+            ):
+                continue
+            rr = rr[ok]
+            k[rr, d], c[rr, d], a[rr, d], sig[rr, d], se[rr, d] = ka[ok], ca[ok], aa[ok], sa[ok], sea[ok]
+            r2[rr, d], clipped[rr, d] = row_diagnostics(y[ok], ka[ok], ca[ok], aa[ok], int(clip_samples))

@@ -29,6 +29,7 @@ from types import ModuleType
 import numpy as np
 
 from dask_features.extractors.tau._edges import StepEdges, StepSegments, segment_step
+from dask_features.extractors.tau._gate import off_rhythm, running_median
 from dask_features.extractors.tau._status import (
     AMPLITUDE_NEIGHBOURS,
     AMPLITUDE_TOLERANCE,
@@ -36,7 +37,6 @@ from dask_features.extractors.tau._status import (
     MIN_AMPLITUDE_SD,
     MIN_TAU_SAMPLES,
     RESIDUAL_FACTOR,
-    RHYTHM_Z,
     StartRule,
     TauStatus,
 )
@@ -165,24 +165,6 @@ def _group_median(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.n
     return out
 
 
-def _running_median(values: np.ndarray, groups: np.ndarray, half: int) -> np.ndarray:
-    """Median of each column of ``values`` over the rows within ``half`` rows of the same group (NaN ignored)."""
-    n = values.shape[0]
-    idx = np.arange(n)[:, None] + np.arange(-half, half + 1)
-    inside = (idx >= 0) & (idx < n)
-    idx = np.clip(idx, 0, max(n - 1, 0))
-    same = inside & (groups[idx] == groups[:, None])
-    out = np.full(values.shape, np.nan)
-    for j in range(values.shape[1]):
-        # Sorting puts the NaN last; the median is the middle of the finite ones (np.nanmedian is slow here).
-        win = np.sort(np.where(same, values[idx, j], np.nan), axis=1)
-        count = np.isfinite(win).sum(axis=1)
-        lo = np.take_along_axis(win, np.maximum((count - 1) // 2, 0)[:, None], axis=1)[:, 0]
-        hi = np.take_along_axis(win, np.maximum(count // 2, 0)[:, None], axis=1)[:, 0]
-        out[:, j] = np.where(count > 0, 0.5 * (lo + hi), np.nan)
-    return out
-
-
 def _group_start(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Start rate for every row: the 1/e crossing of its group's mean row (same step and direction).
 
@@ -232,117 +214,6 @@ def _fit_bucket(y: np.ndarray, groups: np.ndarray, clip_samples: int) -> ExpFit:
         n_iter = max(n_iter, f.n_iter)
     r2, clipped = row_diagnostics(y, k, c, a, clip_samples=clip_samples)
     return ExpFit(k, c, a, r2, sigma, clipped, se, n_iter)
-
-
-def _off_rhythm(
-    current: np.ndarray,
-    offsets: np.ndarray,
-    step_of_row: np.ndarray,
-    gstart: np.ndarray,
-    m_row: np.ndarray,
-    edges: list[StepEdges],
-    fitted: np.ndarray,
-) -> np.ndarray:
-    """Half-cycles whose edge in the raw trace is clearly away from where the period puts it.
-
-    The box width is about one tau of the step's profile (at most a quarter of either window), the
-    threshold :data:`RHYTHM_Z` noise units of the box contrast (local noise of the window).
-    """
-    bad = np.zeros(fitted.shape, bool)
-    rr, dd = np.nonzero(fitted)
-    if rr.size == 0:
-        return bad
-    srow = step_of_row[rr]
-    per_step = np.array([[e.k_rise, e.k_fall, e.var_rise, e.var_fall, e.sign, e.scale] for e in edges])[srow]
-    k_prof = per_step[np.arange(rr.size), dd]
-    var = per_step[np.arange(rr.size), 2 + dd]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tau = np.where(k_prof > 0, 1.0 / k_prof, 1.0)
-    m_min = m_row[rr].min(axis=1)
-    h = np.clip(np.rint(tau), 1, np.maximum(m_min // 4, 1)).astype(np.int64)
-    # Rising |I| is a rising sign * I; a fall of |I| is the opposite.
-    sgn = per_step[:, 4] * np.where(dd == 0, 1.0, -1.0)
-    excess = _kernels().rhythm_excess(
-        current,
-        np.ascontiguousarray(gstart[rr, dd]),
-        np.ascontiguousarray(offsets[srow]),
-        np.ascontiguousarray(offsets[srow + 1]),
-        h,
-        np.ascontiguousarray(sgn),
-    )
-    noise = per_step[:, 5] * np.sqrt(2.0 * var / h)
-    bad[rr, dd] = excess > RHYTHM_Z * noise
-    return bad
-
-
-#: Anchoring on the plateau is used up to this many samples per tau (where it helps most, see ``_anchored``).
-ANCHOR_MAX_TAU = 2.5
-#: ... when the previous half-cycle has settled: k m of its profile fit at least this (exp(-10) = 5e-5).
-ANCHOR_SETTLED = 10.0
-
-
-def _refit_anchored(
-    current: np.ndarray,
-    gstart: np.ndarray,
-    m_row: np.ndarray,
-    status: np.ndarray,
-    step_of_row: np.ndarray,
-    edges: list[StepEdges],
-    norm: tuple[np.ndarray, np.ndarray, np.ndarray],
-    fits: tuple[np.ndarray, ...],
-    clip_samples: int,
-) -> None:
-    """Refit fast transitions anchored on the previous half-cycle's plateau, in place (see ``_anchored``)."""
-    from dask_features.extractors.tau._anchored import anchored_fit, edge_delay
-
-    sign, level, scale = norm
-    k, c, a, sig, se, r2, clipped = fits
-    total = step_of_row.size
-    first_row = np.searchsorted(step_of_row, np.arange(len(edges)))
-    for i, ed in enumerate(edges):
-        if ed.status != TauStatus.OK or abs(ed.samples_per_period - round(ed.samples_per_period)) > 1e-9:
-            continue
-        if first_row[i] >= total or step_of_row[first_row[i]] != i:
-            continue
-        for d, (k_this, k_prev, delayed) in enumerate(
-            ((ed.k_rise, ed.k_fall, ed.rise_delayed), (ed.k_fall, ed.k_rise, ed.fall_delayed))
-        ):
-            m, m_prev = int(m_row[first_row[i], d]), int(m_row[first_row[i], 1 - d])
-            if delayed or not (
-                k_this * ANCHOR_MAX_TAU >= 1.0 and k_prev * m_prev >= ANCHOR_SETTLED and m >= 5
-            ):
-                continue
-            rows_i = np.flatnonzero(step_of_row == i)
-            # Plateau samples: the previous window's last ones, all at least 8 of its tau after its start.
-            n_pre = min(64, m_prev - int(np.ceil(8.0 / k_prev)))
-            rr = rows_i[(status[rows_i, d] == TauStatus.OK) & (gstart[rows_i, d] - n_pre >= 0)]
-            if rr.size == 0 or n_pre < 3:
-                continue
-            idx = gstart[rr, d][:, None] + np.arange(-n_pre, m)
-            block = (current[idx] * sign[i] - level[i]) / scale[i]
-            good = np.isfinite(block).all(axis=1)
-            rr, block = rr[good], block[good]
-            if rr.size == 0:
-                continue
-            pre, y = np.ascontiguousarray(block[:, :n_pre]), np.ascontiguousarray(block[:, n_pre:])
-            delta, k_mean = edge_delay(y.mean(axis=0), float(pre.mean()))
-            if not np.isfinite(delta):
-                continue
-            start = np.where(np.isfinite(k[rr, d]) & (k[rr, d] > 0), k[rr, d], k_mean)
-            ka, ca, aa, sa, sea = anchored_fit(y, pre, np.full(rr.size, delta), start)
-            ok = np.isfinite(ka)
-            # Only where it helps, decided for the step and direction as a whole (never row by row): the
-            # plateau pins the amplitude, but under noise that grows with the current a noisy plateau
-            # can cost more than it brings.
-            if not np.median(np.where(ok, sea, np.inf)) < np.median(
-                np.where(np.isfinite(se[rr, d]), se[rr, d], np.inf)
-            ):
-                continue
-            rr = rr[ok]
-            k[rr, d], c[rr, d], a[rr, d], sig[rr, d], se[rr, d] = ka[ok], ca[ok], aa[ok], sa[ok], sea[ok]
-            r2[rr, d], clipped[rr, d] = row_diagnostics(
-                y[ok], ka[ok], ca[ok], aa[ok], clip_samples=clip_samples
-            )
 
 
 FIELDS: dict[str, str] = {
@@ -467,7 +338,9 @@ def fit_chunk(
         se[rr, dd] = f.se
         clipped[rr, dd] = f.clipped
 
-    _refit_anchored(
+    from dask_features.extractors.tau._anchored import refit_anchored  # numba: on first use
+
+    refit_anchored(
         current,
         gstart,
         m_row,
@@ -485,7 +358,7 @@ def fit_chunk(
         if ed.status == TauStatus.OK:
             ra, fa = ed.anchors(start, skip_samples)
             shift[step_of_row == i] = round(ed.rise_steep - ra), round(ed.fall_steep - fa)
-    rhythm_bad = _off_rhythm(current, offsets, step_of_row, gstart + shift, m_row, edges, fitted)
+    rhythm_bad = off_rhythm(current, offsets, step_of_row, gstart + shift, m_row, edges, fitted)
     with np.errstate(invalid="ignore", divide="ignore"):
         # On rows rise (a < 0), off rows fall (a > 0): signed amplitude in the expected direction.
         amp = a * np.array([-1.0, 1.0])
@@ -501,7 +374,7 @@ def fit_chunk(
         var_exp = (prof[:, 0:2] + prof[:, 2:4])[step_of_row]
         # The step's swing: the median amplitude of the nearby half-cycles of that direction (same anchor),
         # so a swing drifting over a long record is no disagreement.
-        local = _running_median(np.where(good_dir, amp, np.nan), step_of_row, AMPLITUDE_NEIGHBOURS)
+        local = running_median(np.where(good_dir, amp, np.nan), step_of_row, AMPLITUDE_NEIGHBOURS)
         amp_off = np.abs(amp / local - 1) > AMPLITUDE_TOLERANCE + 3 * sig / local
         not_settled = tau_samples > MAX_TAU_FRACTION * m_row
         dof = np.maximum(m_row - 3, 1)
