@@ -157,7 +157,12 @@ def _second_difference_power(z: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     if z.size < 3:
         w[:] = np.nan
         return w
-    w[1:-1] = (z[2:] - 2.0 * z[1:-1] + z[:-2]) ** 2 / 6.0
+    inner = w[1:-1]
+    np.subtract(z[2:], z[1:-1], out=inner)
+    inner -= z[1:-1]
+    inner += z[:-2]
+    np.multiply(inner, inner, out=inner)
+    inner *= 1.0 / 6.0
     w[0], w[-1] = w[1], w[-2]
     first, last = offsets[:-1], offsets[1:] - 1
     ok = (offsets[1:] - offsets[:-1]) >= 3
@@ -197,7 +202,10 @@ def _fold(
                 ok = np.isfinite(block)
                 t = np.where(ok, block, 0.0).sum(axis=0)
                 c = ok.sum(axis=0).astype(np.float64)
-            tot[r], cnt[r] = np.roll(t, k % nb), np.roll(c, k % nb)
+            # Column j holds phase (k + j) mod nb: rotate it into place (np.roll is slow for small rows).
+            shift = k % nb
+            tot[r, shift:], tot[r, :shift] = t[: nb - shift], t[nb - shift :]
+            cnt[r, shift:], cnt[r, :shift] = c[: nb - shift], c[nb - shift :]
         return tot, cnt
     used = lengths - skip
     row_of = _row_of(used)

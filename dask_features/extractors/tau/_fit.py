@@ -353,11 +353,12 @@ def fit_chunk(
     )
     fitted = fit_mask & (status == TauStatus.OK)
     # The rhythm check looks for each transition at its steepest-rule anchor, whatever the window rule.
-    shift = np.zeros((total, 2), np.int64)
+    step_shift = np.zeros((n_steps, 2), np.int64)
     for i, ed in enumerate(edges):
         if ed.status == TauStatus.OK:
             ra, fa = ed.anchors(start, skip_samples)
-            shift[step_of_row == i] = round(ed.rise_steep - ra), round(ed.fall_steep - fa)
+            step_shift[i] = round(ed.rise_steep - ra), round(ed.fall_steep - fa)
+    shift = step_shift[step_of_row]
     rhythm_bad = off_rhythm(current, offsets, step_of_row, gstart + shift, m_row, edges, fitted)
     with np.errstate(invalid="ignore", divide="ignore"):
         # On rows rise (a < 0), off rows fall (a > 0): signed amplitude in the expected direction.

@@ -334,12 +334,13 @@ def rhythm_excess(
     """
     K = first.size
     out = np.full(K, np.nan)
+    # One buffer for the running sums of every row (no allocation per row).
+    cs = np.zeros(6 * (h.max() if K else 0) + 1)
     for r in range(K):
         hh = h[r]
         a, b = first[r] - 3 * hh, first[r] + 3 * hh
         if a < lo[r] or b > hi[r]:
             continue
-        cs = np.zeros(b - a + 1)
         bad = False
         for j in range(b - a):
             x = current[a + j]
