@@ -144,11 +144,18 @@ def _demo(args: argparse.Namespace) -> int:
         status |= 0 if result.ok else 1
     steps = read_features(out / "features", "v2_mixed")
     cycles = read_features(out / "features", "transient_tau", table="cycles")
-    ok = cycles[cycles["status"] == 0]
     summary = steps.groupby("test_id")[["gm_max_forward", "absI_max", "peak_current"]].median()
-    summary[["tau_on_ms", "tau_off_ms"]] = ok.groupby("test_id")[["tau_on", "tau_off"]].median() * 1e3
-    summary["cycles_fitted"] = (
-        ok.groupby("test_id").size().astype(str) + "/" + cycles.groupby("test_id").size().astype(str)
+    from dask_features.extractors.tau import TauStatus
+
+    # tau is NaN wherever its half-cycle is flagged; count half-cycles, not rows: a row holds two, and
+    # the partial ones at the record ends are not complete half-cycles.
+    summary[["tau_on_ms", "tau_off_ms"]] = cycles.groupby("test_id")[["tau_on", "tau_off"]].median() * 1e3
+    halves = cycles.melt(id_vars="test_id", value_vars=["status_on", "status_off"], value_name="half")
+    by_test = halves.groupby("test_id")["half"]
+    summary["half_cycles_fitted"] = (
+        by_test.apply(lambda s: int((s == 0).sum())).astype(str)
+        + "/"
+        + by_test.apply(lambda s: int((s != TauStatus.PARTIAL).sum())).astype(str)
     )
     if generated:  # the generator recorded the truth: show it next to what was extracted
         for path in sorted(Path(data).glob("*.h5")):

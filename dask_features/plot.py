@@ -11,6 +11,7 @@ This module imports matplotlib; ``import dask_features`` does not import it.
 >>> ax = plot.plot_transfer(experiment, step=0)                                    # doctest: +SKIP
 >>> ax = plot.plot_feature_evolution(steps, "gm_max_forward", unit="S")           # doctest: +SKIP
 >>> ax = plot.plot_tau_fits(experiment, 0, cycles)                                 # doctest: +SKIP
+>>> ax = plot.plot_tau_cycles(cycles, 0, test_id="t1")                             # doctest: +SKIP
 >>> ax = plot.plot_tau_distribution(cycles)                                        # doctest: +SKIP
 """
 
@@ -28,7 +29,13 @@ from dask_features.io.hdf5 import Experiment
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-__all__ = ["plot_feature_evolution", "plot_tau_distribution", "plot_tau_fits", "plot_transfer"]
+__all__ = [
+    "plot_feature_evolution",
+    "plot_tau_cycles",
+    "plot_tau_distribution",
+    "plot_tau_fits",
+    "plot_transfer",
+]
 
 _PREFIXES = ((1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p"))
 _DIRECTIONS = ("forward", "reverse")
@@ -295,8 +302,8 @@ def plot_tau_fits(
     The fits are those of the ``cycles`` table (``transient.tau_on_off``): on
     ``|I| = amp_on (1 - exp(-(t - t_on)/tau_on)) + offset_on`` from ``t_on`` to the next ``t_off``, off
     ``|I| = amp_off exp(-(t - t_off)/tau_off) + offset_off`` from ``t_off`` to the next ``t_on``, with
-    ``|I| = s I`` (``s`` the sign of the step's mean current). Half-cycles without a fit (NaN tau) are
-    not drawn.
+    ``|I| = s I`` (``s`` the sign of the step's mean current). Flagged half-cycles (``status_on`` /
+    ``status_off`` not 0, NaN tau) are shaded grey and labelled with their reason instead of a fit.
 
     Parameters
     ----------
@@ -317,7 +324,8 @@ def plot_tau_fits(
     Returns
     -------
     matplotlib.axes.Axes
-        The raw trace (line ``data``), then one line per drawn fit; the first on/off fits are labelled.
+        The raw trace (line ``data``), then one line per drawn fit; the first on/off fits are labelled,
+        flagged half-cycles are grey spans (the first labelled ``flagged half-cycle``) with their reason.
     """
     if not 0 <= step < experiment.n_transient_steps:
         raise StepRangeError(
@@ -348,15 +356,32 @@ def plot_tau_fits(
     factor, unit = si_scale(yy, "A")
     ax.plot(tt - t0_step, yy * factor, color="0.55", lw=1.0, marker=".", ms=2.5, label="data |I|")
     following = dict(zip(rows["cycle"], rows["t_on"], strict=True))
-    labelled = {"on": False, "off": False}
+    labelled = {"on": False, "off": False, "flagged": False}
     for row in shown.itertuples(index=False):
         next_on = following.get(row.cycle + 1, row.t_off + period / 2)
         spans = {
-            "on": (row.t_on, row.t_off, row.tau_on, row.amp_on, row.offset_on, "C3"),
-            "off": (row.t_off, next_on, row.tau_off, row.amp_off, row.offset_off, "C0"),
+            "on": (row.t_on, row.t_off, row.tau_on, row.amp_on, row.offset_on, "C3", _status(row, "on")),
+            "off": (row.t_off, next_on, row.tau_off, row.amp_off, row.offset_off, "C0", _status(row, "off")),
         }
-        for kind, (start, stop, tau, amp, offset, color) in spans.items():
-            if not (np.isfinite(tau) and np.isfinite(start) and np.isfinite(stop)) or stop <= start:
+        for kind, (start, stop, tau, amp, offset, color, code) in spans.items():
+            if not (np.isfinite(start) and np.isfinite(stop)) or stop <= start:
+                continue
+            if code != 0 or not np.isfinite(tau):
+                # A flagged half-cycle is shown, not hidden: greyed, with its reason.
+                label = None if labelled["flagged"] else "flagged half-cycle"
+                labelled["flagged"] = True
+                ax.axvspan(
+                    max(start, lo) - t0_step, min(stop, hi) - t0_step, color="0.85", zorder=0, label=label
+                )
+                ax.annotate(
+                    f"tau_{kind}: {_reason(code)}",
+                    xy=(max(start, lo) - t0_step, 0.02 if kind == "on" else 0.08),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(2, 0),
+                    textcoords="offset points",
+                    color="0.3",
+                    fontsize="x-small",
+                )
                 continue
             tf = np.linspace(start, min(stop, hi), 200)
             shape = 1.0 - np.exp(-(tf - start) / tau) if kind == "on" else np.exp(-(tf - start) / tau)
@@ -379,6 +404,89 @@ def plot_tau_fits(
     ax.set_xlabel("time since step start [s]")
     ax.set_ylabel(_with_unit("|I|", unit))
     ax.set_title(f"{_experiment_label(experiment)}: transient step {step}, tau fits of {len(shown)} cycles")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return ax
+
+
+def _status(row: Any, kind: str) -> int:
+    """Status code of one half-cycle of a cycles-table row (0 when the table predates per-half codes)."""
+    value = getattr(row, f"status_{kind}", 0)
+    return int(value) if pd.notna(value) else 0
+
+
+def _reason(code: int) -> str:
+    """Name of a tau status code (the number when unknown)."""
+    from dask_features.extractors.tau import TauStatus
+
+    try:
+        return TauStatus(code).name
+    except ValueError:
+        return f"status {code}"
+
+
+def plot_tau_cycles(
+    cycles: pd.DataFrame,
+    step: int,
+    *,
+    test_id: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """tau_on and tau_off of every cycle of one step, with the flagged half-cycles marked.
+
+    Parameters
+    ----------
+    cycles : pandas.DataFrame
+        The ``cycles`` table of ``transient.tau_on_off`` (columns ``step_index``, ``cycle``, ``tau_on``,
+        ``tau_off``, ``status_on``, ``status_off``).
+    step : int
+        0-based transient step number.
+    test_id : str, optional
+        Experiment to show when the table holds several (required then).
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure when omitted.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One line per direction (``tau_on``, ``tau_off``, in ms, NaN gaps where flagged) and one marker
+        series per direction at the bottom of the axes for the flagged half-cycles, labelled with the
+        reasons and their counts.
+    """
+    rows = cycles
+    if "test_id" in rows.columns:
+        ids = rows["test_id"].unique()
+        if test_id is None and len(ids) > 1:
+            raise ValueError(f"the cycles table holds {len(ids)} experiments: pass test_id=")
+        if test_id is not None:
+            rows = rows[rows["test_id"] == test_id]
+    rows = rows[rows["step_index"] == step].sort_values("cycle")
+    if rows.empty:
+        raise ValueError(f"no cycles for step {step} in the cycles table")
+    ax = _axes(ax)
+    x = rows["cycle"].to_numpy()
+    for kind, color in (("on", "C3"), ("off", "C0")):
+        tau = rows[f"tau_{kind}"].to_numpy(dtype=np.float64)
+        ax.plot(x, tau * 1e3, color=color, marker=".", lw=1.0, label=f"tau_{kind}")
+        codes = rows.get(f"status_{kind}", pd.Series(0, index=rows.index)).to_numpy()
+        bad = (codes != 0) | ~np.isfinite(tau)
+        if bad.any():
+            reasons = pd.Series([_reason(int(c)) for c in codes[bad]]).value_counts()
+            text = ", ".join(f"{name} {n}" for name, n in reasons.items())
+            ax.plot(
+                x[bad],
+                np.full(bad.sum(), 0.03 if kind == "on" else 0.07),
+                transform=ax.get_xaxis_transform(),
+                ls="none",
+                marker="x",
+                color=color,
+                alpha=0.7,
+                label=f"tau_{kind} flagged: {text}",
+            )
+    ax.set_xlabel("cycle")
+    ax.set_ylabel("tau [ms]")
+    label = f"{test_id}: " if test_id else ""
+    ax.set_title(f"{label}transient step {step}, tau per cycle (x = flagged half-cycle)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return ax

@@ -222,3 +222,47 @@ def test_figures_render(extracted: dict[str, Any], tmp_path: Path) -> None:
     plot.plot_tau_distribution(extracted["cycles"], ax=axes[1, 1])
     fig.savefig(tmp_path / "all.png")
     assert (tmp_path / "all.png").stat().st_size > 10_000
+
+
+def _flag_first_off(cycles: pd.DataFrame, test_id: str, step: int, code: int) -> pd.DataFrame:
+    """A copy of the cycles table with the first complete off half-cycle of one step flagged ``code``."""
+    flagged = cycles.copy()
+    rows = flagged.index[
+        (flagged["test_id"] == test_id) & (flagged["step_index"] == step) & (flagged["cycle"] == 0)
+    ]
+    flagged.loc[rows, ["status_off", "tau_off"]] = [code, np.nan]
+    return flagged
+
+
+def test_plot_tau_fits_grey_flagged_half_cycles_with_their_reason(extracted: dict[str, Any]) -> None:
+    from dask_features.extractors.tau import TauStatus
+    from dask_features.plot import plot_tau_fits
+
+    exp = extracted["experiments"][0]
+    cycles = _flag_first_off(extracted["cycles"], exp.test_id, 1, int(TauStatus.AMPLITUDE))
+    ax = plot_tau_fits(exp, 1, cycles, n_cycles=2)
+    # 2 cycles x (on, off) minus the flagged one are drawn as fits; the flagged one is a grey span.
+    assert len(ax.get_lines()) == 1 + 3
+    assert "flagged half-cycle" in _legend(ax)
+    assert any("tau_off: AMPLITUDE" in t.get_text() for t in ax.texts)
+
+
+def test_plot_tau_cycles_marks_flagged_half_cycles(extracted: dict[str, Any]) -> None:
+    from dask_features.extractors.tau import TauStatus
+    from dask_features.plot import plot_tau_cycles
+
+    exp = extracted["experiments"][1]
+    cycles = _flag_first_off(extracted["cycles"], exp.test_id, 2, int(TauStatus.MISFIT))
+    ax = plot_tau_cycles(cycles, 2, test_id=exp.test_id)
+    one = cycles[(cycles["test_id"] == exp.test_id) & (cycles["step_index"] == 2)].sort_values("cycle")
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    np.testing.assert_allclose(lines["tau_on"].get_ydata(), one["tau_on"] * 1e3)
+    off_flags = [label for label in lines if label.startswith("tau_off flagged")]
+    assert len(off_flags) == 1
+    assert "MISFIT 1" in off_flags[0]
+    # The flagged cycle is marked at its cycle number.
+    assert 0 in np.asarray(lines[off_flags[0]].get_xdata()).tolist()
+    with pytest.raises(ValueError, match="test_id"):
+        plot_tau_cycles(cycles, 2)
+    with pytest.raises(ValueError, match="no cycles"):
+        plot_tau_cycles(cycles, 99, test_id=exp.test_id)

@@ -5,10 +5,12 @@ Kept free of I/O so the tau fitter's tests and benchmarks can build traces with 
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["square_wave_response"]
+__all__ = ["noisy_square_wave", "square_wave_response", "true_windows"]
 
 
 def square_wave_response(
@@ -72,3 +74,72 @@ def square_wave_response(
     # Clip so the unused branch of np.where cannot overflow (exp of a large positive number).
     fall = i_low + (y1 - i_low) * np.exp(-np.maximum(u - t_on, 0.0) / tau_off)
     return np.where(on, rise, fall)
+
+
+def true_windows(
+    n: int, dt: float, *, period: float, duty: float = 0.5, phase: float = 0.0
+) -> list[tuple[str, int, int]]:
+    """Sample ranges of the complete half-cycles of :func:`square_wave_response` sampled at ``i * dt``.
+
+    Parameters
+    ----------
+    n : int
+        Number of samples.
+    dt : float
+        Sample interval [s].
+    period, duty, phase : float
+        As in :func:`square_wave_response`.
+
+    Returns
+    -------
+    list of (direction, first, stop)
+        ``"on"`` (|I| rising) or ``"off"``, and the samples ``[first, stop)`` from the first sample at or
+        after the edge to the last one before the next edge, for every half-cycle whose both edges lie
+        in ``[0, n dt)``; in time order.
+    """
+    t_end = n * dt
+    k = np.arange(np.floor(-phase / period) - 1, np.ceil((t_end - phase) / period) + 1)
+    rise = phase + k * period
+    edges = sorted([(r, "on") for r in rise] + [(r + duty * period, "off") for r in rise])
+    edges = [(e, name) for e, name in edges if 0 <= e < t_end]
+    return [
+        (name, int(np.ceil(t_a / dt - 1e-9)), int(np.ceil(t_b / dt - 1e-9)))
+        for (t_a, name), (t_b, _) in itertools.pairwise(edges)
+    ]
+
+
+def noisy_square_wave(
+    t: ArrayLike,
+    *,
+    period: float,
+    tau_on: float,
+    tau_off: float,
+    i_low: float,
+    i_high: float,
+    snr_db: float,
+    noise: str = "constant",
+    duty: float = 0.5,
+    phase: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`square_wave_response` plus Gaussian noise of a given step SNR.
+
+    ``SNR = 20 log10((i_high - i_low) / sd_high)``, ``sd_high`` the noise standard deviation at the
+    high level. With ``noise="proportional"`` the standard deviation scales with the noise-free |I|
+    (``sd = sd_high |I| / i_high``, as from a ranging ammeter); with ``"constant"`` it is ``sd_high``
+    everywhere.
+
+    Returns
+    -------
+    noisy, clean : ndarray
+        |I| with and without noise [A].
+    """
+    if noise not in ("constant", "proportional"):
+        raise ValueError(f"noise must be 'constant' or 'proportional', got {noise!r}")
+    rng = np.random.default_rng() if rng is None else rng
+    clean = square_wave_response(
+        t, period=period, tau_on=tau_on, tau_off=tau_off, i_low=i_low, i_high=i_high, duty=duty, phase=phase
+    )
+    sd = (i_high - i_low) * 10 ** (-snr_db / 20)
+    sd_t = sd * np.abs(clean) / abs(i_high) if noise == "proportional" else sd
+    return clean + sd_t * rng.standard_normal(clean.shape), clean

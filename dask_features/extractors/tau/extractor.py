@@ -1,4 +1,4 @@
-"""``transient.tau_on_off``: switching time constants of every cycle of every transient step.
+"""``transient.tau_on_off``: switching time constants of every half-cycle of every transient step.
 
 Definition
 ----------
@@ -8,27 +8,43 @@ transitions in which |I| rises, tau_off of those in which |I| falls**, whatever 
 |I| is ``s * I`` with ``s`` the sign of the step's mean current).
 
 1. *Edges.* The step is folded on its period (from the workflow, ``topTime + bottomTime``, or the
-   ``period`` parameter) using the sample index, the cycles are averaged, and the rising and
-   falling edge of the averaged profile are located (multi-scale box contrast, 8 noise units).
-   The edge phase then applies to every cycle: no search over windows.
-2. *Window.* Each half-cycle is fitted from its **anchor** to the last sample certainly before the
-   next edge, every sample weighted equally. The anchor is the first sample after the edge, plus
-   ``skip_samples``. With ``start="steepest"`` (default) a *delayed* edge (an S-shaped transition
-   whose steepest point lies at least 2 samples, and at least the detection box width, after the
-   edge) is anchored at its steepest point instead, where a single exponential starts to hold;
-   for a first-order response the steepest point *is* the edge, so nothing changes. All windows
-   of one direction in a step have the same length.
+   ``period`` parameter) using the sample index, over its last whole number of periods, and the
+   cycles are averaged; the local noise of every phase comes from folded second differences, so a
+   noise that grows with the current is seen where it is. The gate switches where the workflow says,
+   up to a delay: with the workflow's duty a square wave of that duty is aligned with the profile
+   (``edge_source`` 1), without it each edge is found by a box contrast of an eighth of the period
+   (``edge_source`` 2). Each edge is then bracketed by halving box contrasts (6 local noise units)
+   and placed at the least-squares change point between the previous transition's exponential and
+   the new one, so the first sample of every transition is exact on clean profiles, from 20 to
+   30,000 and more samples per period. The edge phase applies to every cycle (no window search);
+   every half-cycle is then checked against the period's rhythm (status OFF_RHYTHM).
+2. *Window.* Each half-cycle is fitted from its **anchor** to the last sample before the next
+   transition departs, every sample weighted equally. The anchor is the first sample of the
+   exponential, plus ``skip_samples``. With ``start="steepest"`` (default) a *delayed* edge (an
+   S-shaped transition whose steepest one-sample step lies at least 2 samples after its departure
+   and is clearly larger than the first) is anchored at that steepest point, where a single
+   exponential starts to hold; ``start="edge"`` anchors every transition at its departure. All
+   windows of one direction in a step have the same length.
 3. *Model.* On: ``y = A (1 - exp(-(t - t0)/tau)) + C``; off: ``y = A exp(-(t - t0)/tau) + C``, with
    ``t0`` the time of the first fitted sample (reported as ``t_on`` / ``t_off``). The exact
    least-squares solution is found for all half-cycles of the chunk at once (start from the 1/e
    crossing of the step's mean half-cycle, then variable-projection Levenberg-Marquardt; see
-   :mod:`dask_features.extractors._tau_fit`). Transients spanning more than 16 bins per tau are
-   fitted on means of consecutive samples, which obey the same model exactly.
+   :mod:`dask_features.extractors.tau._fit`). Transients spanning more than 32 bins per tau are
+   fitted on means of consecutive samples, which obey the same model exactly. Fast transitions (at
+   most 2.5 samples per tau, not delayed, whole samples per period) that start from a settled plateau
+   are fitted together with that plateau, ``C + (P - C) exp(-(t - t_edge)/tau)`` with ``P`` the
+   plateau level and the edge's sub-sample position from the cycle-averaged profile, where that
+   lowers the step's median standard error (see :mod:`dask_features.extractors.tau._anchored`).
    A cycle (one output row) is an on half-cycle and the off half-cycle that follows it; cycle 0 is
    the first whose rising edge lies in the record, cycle -1 the partial one before it.
 4. *Quality.* ``r2_*`` is the R^2 over the first ``max(8, 5 tau)`` samples of the window (a long
-   settled plateau would otherwise push every R^2 towards 1). Half-cycles that cannot be fitted
-   get NaN tau and a reason code; R^2, amplitude and offset stay as diagnostics where computed.
+   settled plateau would otherwise push every R^2 towards 1); ``se_*`` the standard error of
+   ln tau (the relative standard error of tau). A half-cycle is OK only if its edge is where the
+   period puts it (its window lies between its own edges), its amplitude agrees with the step's
+   swing (the median of its neighbouring cycles), the fitted curve settles within the window, the
+   residual is consistent with the step's local noise (plus the cycle-averaged shape's own misfit)
+   and tau is precise (``se <= max_rel_se``); otherwise tau is NaN and ``status_on`` /
+   ``status_off`` give the reason. R^2, se, amplitude and offset stay as diagnostics where computed.
 
 Relation to autotau: autotau (``CyclesAutoTauFitter``) picks, by adjusted R^2, the best window of
 20-33 % of the period among all start positions in the first two periods and applies its offset to
@@ -38,7 +54,7 @@ transients the numbers differ because the windows differ (e.g. autotau's example
 50 ms are cropped; the value here does not move).
 
 Status codes (``status_on``, ``status_off``; ``status`` is ``status_on`` if non-zero, else
-``status_off``): see :class:`~dask_features.extractors._tau_status.TauStatus`:
+``status_off``): see :class:`~dask_features.extractors.tau._status.TauStatus`:
 
 == ================ ===================================================================================
 0  OK
@@ -49,9 +65,14 @@ Status codes (``status_on``, ``status_off``; ``status`` is ``status_on`` if non-
 5  NAN_GAP          NaN or inf inside the half-cycle window (only that half-cycle is lost)
 6  FLAT             amplitude < ``min_amplitude`` x the step's median, < 2 noise sd, or wrong direction
 7  CLIPPED          a run of ``clip_samples`` identical extreme values within 3 tau of the window start
-8  TAU_OUT_OF_RANGE tau longer than twice the window or shorter than 0.1 sample interval
+8  TAU_OUT_OF_RANGE tau shorter than 0.5 sample interval (not identifiable)
 9  LOW_R2           R^2 below ``min_r2``
 10 FIT_FAILED       numerical failure
+11 OFF_RHYTHM       the half-cycle's edge is clearly elsewhere than the period puts it
+12 AMPLITUDE        amplitude differs from the neighbouring cycles' median by > 50 % (+ 3 noise sd)
+13 NOT_SETTLED      tau above 0.6 window: the curve does not settle within the window
+14 MISFIT           residual variance above 3x (+ 5 chi-square sd) the local noise + the profile's misfit
+15 IMPRECISE        standard error of tau above ``max_rel_se`` (default 5 %)
 == ================ ===================================================================================
 """
 
@@ -63,10 +84,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dask_features.extractors._tau_edges import StepEdges, detect_edges
-from dask_features.extractors._tau_fit import FIELDS, fit_chunk
-from dask_features.extractors._tau_status import TauStatus
 from dask_features.extractors.registry import Output, Ragged, register
+from dask_features.extractors.tau._edges import StepEdges, detect_edges
+from dask_features.extractors.tau._fit import FIELDS, fit_chunk
+from dask_features.extractors.tau._status import TauStatus
 from dask_features.io.chunks import TransientChunk
 
 __all__ = ["TauStatus", "step_edges", "tau_on_off"]
@@ -89,6 +110,9 @@ def _check(params: Mapping[str, Any]) -> None:
     r2 = params["min_r2"]
     if isinstance(r2, bool) or not isinstance(r2, Real) or not r2 <= 1:
         raise ValueError(f"min_r2 must be a number <= 1, got {r2!r}")
+    se = params["max_rel_se"]
+    if isinstance(se, bool) or not isinstance(se, Real) or not se > 0:
+        raise ValueError(f"max_rel_se must be a positive number, got {se!r}")
     amp = params["min_amplitude"]
     if isinstance(amp, bool) or not isinstance(amp, Real) or not 0 <= amp < 1:
         raise ValueError(f"min_amplitude must be a number in [0, 1), got {amp!r}")
@@ -135,7 +159,7 @@ def step_edges(
         per, dt = _sampling(chunk, period, sample_rate)
         with np.errstate(invalid="ignore", divide="ignore"):
             spp = per / dt
-        return detect_edges(chunk.current, chunk.offsets, spp)
+        return detect_edges(chunk.current, chunk.offsets, spp, np.asarray(chunk.duty, np.float64))
 
     return chunk.cached(("tau_edges", period, sample_rate), compute)
 
@@ -153,7 +177,7 @@ _MESSAGES = {
     output=Output.ragged(FIELDS),
     check=_check,
     unit="s",
-    cost=25.0,  # measured: ~8 µs per cycle of 200 samples (400 points) in chunks of many steps
+    cost=45.0,  # measured: ~18 µs per cycle of 200 samples (400 points) in chunks of many steps
 )
 def tau_on_off(
     chunk: TransientChunk,
@@ -165,6 +189,7 @@ def tau_on_off(
     min_r2: float = 0.5,
     min_amplitude: float = 0.2,
     clip_samples: int = 3,
+    max_rel_se: float = 0.05,
 ) -> Ragged:
     """Switching time constants tau_on / tau_off of every cycle (one row per cycle per step).
 
@@ -190,6 +215,10 @@ def tau_on_off(
         Half-cycles whose amplitude is below this fraction of the step's median are FLAT.
     clip_samples : int, default 3
         Identical extreme samples that make a half-cycle CLIPPED; 0 disables the check.
+    max_rel_se : float, default 0.05
+        Half-cycles whose relative standard error of tau exceeds this are IMPRECISE (NaN tau). The
+        default makes a 20 % error a 4-sigma event; raise it (``inf`` disables the check) to keep noisy
+        estimates, then filter on ``se_on`` / ``se_off`` yourself.
 
     Returns
     -------
@@ -197,7 +226,9 @@ def tau_on_off(
         Fields ``cycle`` (0 = first cycle whose rising edge is in the record, -1 = the partial one
         before), ``tau_on``, ``tau_off`` [s], ``r2_on``, ``r2_off``, ``amp_on``, ``amp_off``,
         ``offset_on``, ``offset_off`` [A as stored, of |I| = s * I], ``t_on``, ``t_off`` [s, t0 of each
-        fit], ``status``, ``status_on``, ``status_off``.
+        fit], ``se_on``, ``se_off`` (relative standard error of tau), ``status``, ``status_on``,
+        ``status_off`` (per half-cycle: these are the truth; ``status`` is the first non-zero of the
+        two) and ``edge_source`` (1 = workflow period and duty, 2 = period and profile alone).
     """
     edges = step_edges(chunk, period=period, sample_rate=sample_rate)
     _, dt = _sampling(chunk, period, sample_rate)
@@ -212,6 +243,7 @@ def tau_on_off(
         min_r2=min_r2,
         min_amplitude=min_amplitude,
         clip_samples=clip_samples,
+        max_rel_se=max_rel_se,
     )
     lengths = chunk.lengths
     if (lengths == 0).any():

@@ -1,4 +1,4 @@
-"""Compiled kernels of ``transient.tau_on_off``: the edge scan, the start rates and the per-row fit.
+"""Compiled kernels of ``transient.tau_on_off``: the per-row fit, start rates, diagnostics and rhythm check.
 
 The row fit solves ``y = c + a exp(-k u)`` on every row of a matrix (one half-cycle per row,
 ``u = 0 .. m-1`` samples). Each row is fitted on its own, so a row's result never depends on the
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["edge_scan", "fit_rows", "group_start", "row_diagnostics"]
+__all__ = ["fit_one", "fit_rows", "group_start", "rhythm_excess", "row_diagnostics"]
 
 # error_model="numpy": a zero determinant gives inf/NaN (then handled per row) instead of raising.
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -126,77 +126,98 @@ def _integral_start(y: np.ndarray) -> float:
 
 
 @_jit
+def fit_one(
+    row: np.ndarray, k0: float, max_iter: int, tol: float
+) -> tuple[float, float, float, float, float, int]:
+    """Least-squares ``c + a exp(-k u)`` of one row; see :func:`fit_rows`.
+
+    Returns ``(k, c, a, cost, info, n_iter)``: ``info`` is the reduced Gauss-Newton curvature of the cost
+    in ``ln k`` per unit noise variance, so the standard error of ``ln tau`` is ``sigma / sqrt(info)``.
+    k, c, a, cost and info are NaN when the fit failed numerically.
+    """
+    m = row.size
+    lo, hi = np.log(1e-3 / m), np.log(20.0)
+    sy = syy = 0.0
+    for u in range(m):
+        sy += row[u]
+        syy += row[u] * row[u]
+    k = k0
+    if not (np.isfinite(k) and k > 0.0):
+        k = _integral_start(row)
+    if not (np.isfinite(k) and k > 0.0):
+        # A coarse grid of the projected cost for rows the linear estimate cannot start.
+        best, k = np.inf, np.exp(lo)
+        for j in range(_GRID_POINTS):
+            kg = np.exp(lo + (np.log(2.0) - lo) * j / (_GRID_POINTS - 1))
+            cg = _state(row, sy, syy, kg)[2]
+            if cg < best:
+                best, k = cg, kg
+    theta = min(max(np.log(k), lo), hi)
+    k = np.exp(theta)
+    c, a, cost, se, sue, see, suee, suuee, det, suye = _state(row, sy, syy, k)
+    lam = 1e-3
+    it = 0
+    jj = np.nan
+    while it < max_iter:
+        it += 1
+        ak = a * k
+        jr = ak * (suye - c * sue - a * suee)
+        g0, g1 = ak * sue, ak * suee
+        jj = ak * ak * suuee - (see * g0 * g0 - 2.0 * se * g0 * g1 + m * g1 * g1) / det
+        step = -jr / (jj * (1.0 + lam))
+        if not np.isfinite(step):
+            step = 0.0
+        step = min(max(step, -1.0), 1.0)
+        th_t = min(max(theta + step, lo), hi)
+        k_t = np.exp(th_t)
+        trial = _state(row, sy, syy, k_t)
+        if trial[2] <= cost * (1.0 + 1e-12):
+            theta, k = th_t, k_t
+            c, a, cost, se, sue, see, suee, suuee, det, suye = trial
+            lam *= 0.3
+        else:
+            lam *= 10.0
+        # A step below tol changes tau by less than tol (relative): the row has converged.
+        if abs(step) < tol or lam > 1e8:
+            break
+    # Curvature at the final k (the last one computed may belong to the previous iterate).
+    ak = a * k
+    g0, g1 = ak * sue, ak * suee
+    jj = ak * ak * suuee - (see * g0 * g0 - 2.0 * se * g0 * g1 + m * g1 * g1) / det
+    if not (np.isfinite(k) and np.isfinite(c) and np.isfinite(a)):
+        return np.nan, np.nan, np.nan, np.nan, np.nan, it
+    return k, c, a, cost, jj, it
+
+
+@_jit
 def fit_rows(
     y: np.ndarray, k0: np.ndarray, max_iter: int, tol: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    """Least-squares ``c + a exp(-k u)`` for every row of ``y`` (K, m); see ``_tau_fit.fit_exp_rows``.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Least-squares ``c + a exp(-k u)`` for every row of ``y`` (K, m); see ``_fit.fit_exp_rows``.
 
     Variable projection: (c, a) are solved in closed form at every k, and Levenberg-Marquardt runs on
     ``ln k`` with Kaufman's Jacobian, a per-row damping factor and a step of at most 1 in ``ln k``.
 
     Returns
     -------
-    k, c, a, cost : ndarray, shape (K,)
-        Rate per sample, asymptote, amplitude at u = 0 and residual sum of squares (NaN when the
-        fit failed numerically).
+    k, c, a, cost, info : ndarray, shape (K,)
+        Rate per sample, asymptote, amplitude at u = 0, residual sum of squares and the curvature in
+        ``ln k`` (see :func:`fit_one`); NaN when the fit failed numerically.
     n_iter : int
         Iterations of the slowest row.
     """
-    K, m = y.shape
+    K, _m = y.shape
     k_out = np.full(K, np.nan)
     c_out = np.full(K, np.nan)
     a_out = np.full(K, np.nan)
     cost_out = np.full(K, np.nan)
-    lo, hi = np.log(1e-3 / m), np.log(20.0)
+    info_out = np.full(K, np.nan)
     n_iter = 0
     for i in range(K):
-        row = y[i]
-        sy = syy = 0.0
-        for u in range(m):
-            sy += row[u]
-            syy += row[u] * row[u]
-        k = k0[i]
-        if not (np.isfinite(k) and k > 0.0):
-            k = _integral_start(row)
-        if not (np.isfinite(k) and k > 0.0):
-            # A coarse grid of the projected cost for rows the linear estimate cannot start.
-            best, k = np.inf, np.exp(lo)
-            for j in range(_GRID_POINTS):
-                kg = np.exp(lo + (np.log(2.0) - lo) * j / (_GRID_POINTS - 1))
-                cg = _state(row, sy, syy, kg)[2]
-                if cg < best:
-                    best, k = cg, kg
-        theta = min(max(np.log(k), lo), hi)
-        k = np.exp(theta)
-        c, a, cost, se, sue, see, suee, suuee, det, suye = _state(row, sy, syy, k)
-        lam = 1e-3
-        it = 0
-        while it < max_iter:
-            it += 1
-            ak = a * k
-            jr = ak * (suye - c * sue - a * suee)
-            g0, g1 = ak * sue, ak * suee
-            jj = ak * ak * suuee - (see * g0 * g0 - 2.0 * se * g0 * g1 + m * g1 * g1) / det
-            step = -jr / (jj * (1.0 + lam))
-            if not np.isfinite(step):
-                step = 0.0
-            step = min(max(step, -1.0), 1.0)
-            th_t = min(max(theta + step, lo), hi)
-            k_t = np.exp(th_t)
-            trial = _state(row, sy, syy, k_t)
-            if trial[2] <= cost * (1.0 + 1e-12):
-                theta, k = th_t, k_t
-                c, a, cost, se, sue, see, suee, suuee, det, suye = trial
-                lam *= 0.3
-            else:
-                lam *= 10.0
-            # A step below tol changes tau by less than tol (relative): the row has converged.
-            if abs(step) < tol or lam > 1e8:
-                break
+        k, c, a, cost, info, it = fit_one(y[i], k0[i], max_iter, tol)
         n_iter = max(n_iter, it)
-        if np.isfinite(k) and np.isfinite(c) and np.isfinite(a):
-            k_out[i], c_out[i], a_out[i], cost_out[i] = k, c, a, cost
-    return k_out, c_out, a_out, cost_out, n_iter
+        k_out[i], c_out[i], a_out[i], cost_out[i], info_out[i] = k, c, a, cost, info
+    return k_out, c_out, a_out, cost_out, info_out, n_iter
 
 
 @_jit
@@ -252,80 +273,6 @@ def row_diagnostics(
 
 
 @_jit
-def edge_scan(
-    q: np.ndarray, sigma: np.ndarray, contrast: float, quiet_run: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Multi-scale box-contrast edge search on normalised cycle profiles, see ``_tau_edges.detect_edges``.
-
-    For each row of ``q`` (S, nb) and each direction (0 = rise, 1 = fall), the box width doubles from
-    1 until the circular contrast ``D_h[i] = mean(q[i:i+h]) - mean(q[i-h:i])`` (sign-flipped for a
-    fall) peaks above ``contrast`` noise sd. The edge is then bracketed: ``first`` (an upper bound of
-    the first sample after it) by walking back from the peak while D stays above half the peak, ``lo``
-    (a lower bound) by walking back until D stays below 3 noise sd for ``quiet_run`` bins.
-
-    Returns
-    -------
-    h : ndarray of int64, shape (2, S)
-        Box width that resolved the edge (0 = not found).
-    pos : ndarray of float64, shape (2, S, 3)
-        ``lo``, ``first`` and the steepest point (the peak) [bins].
-    delayed : ndarray of bool, shape (2, S)
-        The peak lies at least ``max(2, h)`` bins after ``first`` (an S-shaped, delayed transition).
-    """
-    S, nb = q.shape
-    h_out = np.zeros((2, S), np.int64)
-    pos = np.full((2, S, 3), np.nan)
-    delayed = np.zeros((2, S), np.bool_)
-    cs = np.zeros(3 * nb + 1)
-    d = np.empty(nb)
-    h_max = max(1, nb // 8)
-    run = min(quiet_run, nb)
-    for s in range(S):
-        for j in range(3 * nb):
-            cs[j + 1] = cs[j] + q[s, j % nb]
-        h = 1
-        while h <= h_max and (h_out[0, s] == 0 or h_out[1, s] == 0):
-            noise = sigma[s] * np.sqrt(2.0 / h)
-            for i in range(nb):
-                d[i] = (cs[nb + i + h] - 2.0 * cs[nb + i] + cs[nb + i - h]) / h
-            for direction in range(2):
-                if h_out[direction, s] != 0:
-                    continue
-                sgn = 1.0 if direction == 0 else -1.0
-                istar, peak = 0, -np.inf
-                for i in range(nb):
-                    if sgn * d[i] > peak:
-                        istar, peak = i, sgn * d[i]
-                if not peak > contrast * noise:
-                    continue
-                back = 0
-                for j in range(nb):
-                    if sgn * d[(istar - j) % nb] < 0.5 * peak:
-                        back = j
-                        break
-                back_lo, quiet = back, 0
-                for j in range(nb + run - 1, -1, -1):
-                    # Scanning from the far end keeps a count of quiet bins at j .. j + run - 1; the
-                    # nearest calm stretch wins.
-                    if sgn * d[(istar - j) % nb] < 3.0 * noise:
-                        quiet += 1
-                    else:
-                        quiet = 0
-                    if j < nb and quiet >= run:
-                        back_lo = j
-                back_lo = max(back_lo, back)
-                c_left = istar - back + 1
-                first = c_left + h - 1
-                h_out[direction, s] = h
-                pos[direction, s, 0] = istar - back_lo + 1 - h
-                pos[direction, s, 1] = first
-                pos[direction, s, 2] = istar
-                delayed[direction, s] = istar - first >= max(2, h)
-            h *= 2
-    return h_out, pos, delayed
-
-
-@_jit
 def group_start(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Start rate per row: the 1/e crossing of the mean row of its group, see ``_tau_fit._group_start``.
 
@@ -370,3 +317,45 @@ def group_start(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
     for i in range(K):
         k0[i] = k_group[groups[i]]
     return k0
+
+
+@_jit
+def rhythm_excess(
+    current: np.ndarray, first: np.ndarray, lo: np.ndarray, hi: np.ndarray, h: np.ndarray, sgn: np.ndarray
+) -> np.ndarray:
+    """How much stronger an edge is away from where the period puts it, per half-cycle.
+
+    For the box contrast ``D(x) = mean(I[x:x+h]) - mean(I[x-h:x])`` (times ``sgn``), a transition that
+    starts at ``first`` peaks within ``[first, first + h]`` (an S-shaped one, anchored at its steepest
+    point, a little before). Returns ``max D`` over ``[first - 2h, first + 2h]`` minus ``max D`` over
+    ``[first - h, first + h]`` [A as stored]: noise-sized when the edge is
+    where predicted, about the swing when it is elsewhere. NaN where the boxes leave ``[lo, hi)`` or
+    meet a NaN.
+    """
+    K = first.size
+    out = np.full(K, np.nan)
+    # One buffer for the running sums of every row (no allocation per row).
+    cs = np.zeros(6 * (h.max() if K else 0) + 1)
+    for r in range(K):
+        hh = h[r]
+        a, b = first[r] - 3 * hh, first[r] + 3 * hh
+        if a < lo[r] or b > hi[r]:
+            continue
+        bad = False
+        for j in range(b - a):
+            x = current[a + j]
+            if not np.isfinite(x):
+                bad = True
+                break
+            cs[j + 1] = cs[j] + x
+        if bad:
+            continue
+        best_all = best_in = -np.inf
+        for o in range(-2 * hh, 2 * hh + 1):
+            i = first[r] + o - a
+            d = sgn[r] * ((cs[i + hh] - cs[i]) - (cs[i] - cs[i - hh])) / hh
+            best_all = max(best_all, d)
+            if -hh <= o <= hh:
+                best_in = max(best_in, d)
+        out[r] = best_all - best_in
+    return out

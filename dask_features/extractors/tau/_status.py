@@ -11,19 +11,27 @@ StartRule = Literal["steepest", "edge"]
 
 #: Smallest half-cycle window that is fitted (3 free parameters plus at least 2 degrees of freedom).
 MIN_SEGMENT = 5
-#: Detection threshold of an edge in the cycle-averaged profile, in noise standard deviations.
-EDGE_CONTRAST = 8.0
-#: tau longer than this many windows: half a tau of exponential is hard to tell from a straight line.
-MAX_TAU_WINDOWS = 2.0
+#: A fit must settle within its window: tau at most this fraction of the window (exp(-1.67) = 19 % left).
+MAX_TAU_FRACTION = 0.6
+#: A half-cycle's amplitude may differ from the median of its neighbours (same step and direction, within
+#: AMPLITUDE_NEIGHBOURS cycles) by this fraction, plus 3 residual standard deviations: a clipped, flat or
+#: mis-windowed half-cycle differs by more, a swing drifting over the record does not.
+AMPLITUDE_TOLERANCE = 0.5
+AMPLITUDE_NEIGHBOURS = 4
+#: Residual variance above the expected (local noise + the profile's own misfit) by this factor, plus
+#: 5 chi-square standard deviations, is a misfit.
+RESIDUAL_FACTOR = 3.0
+#: An edge found this many noise units more strongly away from its predicted position is off rhythm.
+RHYTHM_Z = 6.0
 #: A transition smaller than this many residual standard deviations is noise (FLAT). Kept low because at
 #: 20 dB and tau = 1 sample a genuine transition is only ~4 sd high once the window starts.
 MIN_AMPLITUDE_SD = 2.0
 #: tau shorter than this many sample intervals cannot be resolved: the transition is over within a sample.
-MIN_TAU_SAMPLES = 0.1
+MIN_TAU_SAMPLES = 0.5
 
 
 class TauStatus(IntEnum):
-    """Reason codes of a fitted half-cycle (and of a cycle row, see ``tau.py``).
+    """Reason codes of a fitted half-cycle (and of a cycle row, see :mod:`.extractor`).
 
     Step-level codes (1-3) apply to every row of a step; the others to one half-cycle.
     """
@@ -44,9 +52,21 @@ class TauStatus(IntEnum):
     FLAT = 6
     #: a run of identical extreme values starts within 3 tau of the window start (saturation / compliance).
     CLIPPED = 7
-    #: tau above twice the window length or below 0.1 sample interval: not identifiable from this window.
+    #: tau below 0.5 sample interval: the transition is over within a sample, so the window start (the
+    #: edge sample or the one before it) cannot be told apart and tau is not identifiable.
     TAU_OUT_OF_RANGE = 8
     #: R^2 (first 5 tau of the window) below ``min_r2``.
     LOW_R2 = 9
     #: the least-squares solve failed numerically.
     FIT_FAILED = 10
+    #: the half-cycle's edge is not where the period puts it (a missed, extra or shifted edge): its
+    #: window would not lie between its own edges.
+    OFF_RHYTHM = 11
+    #: the fitted amplitude disagrees with the step's swing (cycle-averaged profile) beyond the noise.
+    AMPLITUDE = 12
+    #: the fitted curve does not settle within the window (tau above 0.6 window).
+    NOT_SETTLED = 13
+    #: the residual is larger than the step's noise (plus the profile's own misfit) allows.
+    MISFIT = 14
+    #: the standard error of tau exceeds ``max_rel_se`` (too few samples per tau, or too much noise).
+    IMPRECISE = 15

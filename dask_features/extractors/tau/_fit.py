@@ -2,8 +2,8 @@
 
 No Dask and no I/O. The public extractor lives in :mod:`dask_features.extractors.tau`; its module
 docstring holds the definition of tau. Edges and half-cycle windows come from
-:mod:`~dask_features.extractors._tau_edges`; the per-row arithmetic is compiled in
-:mod:`~dask_features.extractors._tau_kernels`. The pieces here are:
+:mod:`~dask_features.extractors.tau._edges`; the per-row arithmetic is compiled in
+:mod:`~dask_features.extractors.tau._kernels`. The pieces here are:
 
 :func:`fit_exp_rows`
     Fits ``y = c + a exp(-k u)`` (``u`` in samples) to every row of a (K, m) matrix: a start (the
@@ -28,11 +28,15 @@ from types import ModuleType
 
 import numpy as np
 
-from dask_features.extractors._tau_edges import StepEdges, StepSegments, segment_step
-from dask_features.extractors._tau_status import (
-    MAX_TAU_WINDOWS,
+from dask_features.extractors.tau._edges import StepEdges, StepSegments, segment_step
+from dask_features.extractors.tau._gate import off_rhythm, running_median
+from dask_features.extractors.tau._status import (
+    AMPLITUDE_NEIGHBOURS,
+    AMPLITUDE_TOLERANCE,
+    MAX_TAU_FRACTION,
     MIN_AMPLITUDE_SD,
     MIN_TAU_SAMPLES,
+    RESIDUAL_FACTOR,
     StartRule,
     TauStatus,
 )
@@ -42,7 +46,7 @@ __all__ = ["FIELDS", "ExpFit", "fit_chunk", "fit_exp_rows", "row_diagnostics"]
 
 def _kernels() -> ModuleType:
     # numba takes ~0.4 s to import: load it when the first tau fit runs, not with dask_features.
-    from dask_features.extractors import _tau_kernels
+    from dask_features.extractors.tau import _kernels as _tau_kernels
 
     return _tau_kernels
 
@@ -65,6 +69,9 @@ class ExpFit:
     clipped : ndarray of bool, shape (K,)
         At least ``clip_samples`` samples equal the row's maximum (or minimum) and the first of them
         lies within 3 / k samples of the start.
+    se : ndarray, shape (K,)
+        Standard error of ln tau (= relative standard error of tau) from the curvature of the cost
+        and the residual standard deviation.
     n_iter : int
         Levenberg-Marquardt iterations used by the slowest row.
     """
@@ -75,6 +82,7 @@ class ExpFit:
     r2: np.ndarray
     sigma: np.ndarray
     clipped: np.ndarray
+    se: np.ndarray
     n_iter: int
 
 
@@ -113,15 +121,17 @@ def fit_exp_rows(
     K, m = y.shape
     if K == 0:
         empty = np.zeros(0)
-        return ExpFit(empty, empty, empty, empty, empty, np.zeros(0, bool), 0)
+        return ExpFit(empty, empty, empty, empty, empty, np.zeros(0, bool), empty, 0)
     start = np.full(K, np.nan) if k0 is None else np.ascontiguousarray(k0, dtype=np.float64)
-    k, c, a, cost, n_iter = _kernels().fit_rows(y, start, int(max_iter), float(tol))
+    k, c, a, cost, info, n_iter = _kernels().fit_rows(y, start, int(max_iter), float(tol))
     sigma = np.sqrt(cost / max(m - 3, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = np.where(info > 0, sigma / np.sqrt(info), np.inf)
     if diagnostics:
         r2, clipped = row_diagnostics(y, k, c, a, clip_samples=clip_samples)
     else:
         r2, clipped = np.full(K, np.nan), np.zeros(K, bool)
-    return ExpFit(k, c, a, r2, sigma, clipped, int(n_iter))
+    return ExpFit(k, c, a, r2, sigma, clipped, se, int(n_iter))
 
 
 def row_diagnostics(
@@ -166,7 +176,7 @@ def _group_start(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 
 #: Rows are averaged in bins of b samples when tau spans more than 16 b samples (see :func:`_fit_bucket`).
-SAMPLES_PER_BIN_TAU = 16
+SAMPLES_PER_BIN_TAU = 32
 
 
 def _fit_bucket(y: np.ndarray, groups: np.ndarray, clip_samples: int) -> ExpFit:
@@ -174,7 +184,7 @@ def _fit_bucket(y: np.ndarray, groups: np.ndarray, clip_samples: int) -> ExpFit:
 
     The mean of ``c + a exp(-k u)`` over a bin of b samples is ``c + a' exp(-k b j)`` (j = bin index,
     ``a' = a (1 - e^{-kb}) / (b (1 - e^{-k}))``), so the binned rows obey the same model exactly and
-    give k, a and c back; with at least 16 bins per tau the Fisher information lost on tau is below
+    give k, a and c back; with at least 32 bins per tau the Fisher information lost on tau is below
     1 %, while the cost drops b-fold. R^2 and the clipping check always use the raw samples.
     """
     k0 = _group_start(y, groups)
@@ -185,12 +195,13 @@ def _fit_bucket(y: np.ndarray, groups: np.ndarray, clip_samples: int) -> ExpFit:
         tau0 = np.where(np.isfinite(k0) & (k0 > 0), 1.0 / k0, 1.0)
     bins = np.maximum(1, np.minimum(tau0 // SAMPLES_PER_BIN_TAU, m // 16)).astype(np.int64)
     k, c, a = np.full(K, np.nan), np.full(K, np.nan), np.full(K, np.nan)
-    sigma, n_iter = np.full(K, np.nan), 0
+    sigma, se, n_iter = np.full(K, np.nan), np.full(K, np.nan), 0
     for b in np.unique(bins).tolist():
         rows = np.flatnonzero(bins == b)
         if b == 1:
             f = fit_exp_rows(y[rows], k0=k0[rows], diagnostics=False)
             k[rows], c[rows], a[rows], sigma[rows] = f.k, f.c, f.a, f.sigma
+            se[rows] = f.se
         else:
             nbin = m // b
             yb = y[rows, : nbin * b].reshape(rows.size, nbin, b).mean(axis=2)
@@ -199,9 +210,10 @@ def _fit_bucket(y: np.ndarray, groups: np.ndarray, clip_samples: int) -> ExpFit:
             with np.errstate(all="ignore"):
                 a[rows] = f.a * b * np.expm1(-k[rows]) / np.expm1(-k[rows] * b)
             c[rows], sigma[rows] = f.c, f.sigma * np.sqrt(b)
+            se[rows] = f.se  # ln tau shifts by ln b under binning: its standard error does not change
         n_iter = max(n_iter, f.n_iter)
     r2, clipped = row_diagnostics(y, k, c, a, clip_samples=clip_samples)
-    return ExpFit(k, c, a, r2, sigma, clipped, n_iter)
+    return ExpFit(k, c, a, r2, sigma, clipped, se, n_iter)
 
 
 FIELDS: dict[str, str] = {
@@ -216,9 +228,12 @@ FIELDS: dict[str, str] = {
     "offset_off": "float64",
     "t_on": "float64",
     "t_off": "float64",
+    "se_on": "float64",
+    "se_off": "float64",
     "status": "int64",
     "status_on": "int64",
     "status_off": "int64",
+    "edge_source": "int64",
 }
 
 
@@ -234,6 +249,7 @@ def fit_chunk(
     min_r2: float = 0.5,
     min_amplitude: float = 0.2,
     clip_samples: int = 3,
+    max_rel_se: float = 0.05,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Fit every half-cycle of every step of a chunk; one row per cycle.
 
@@ -247,7 +263,7 @@ def fit_chunk(
         Sample interval of each step [s].
     edges : list of StepEdges
         From :func:`detect_edges`, one per step.
-    start, skip_samples, min_r2, min_amplitude, clip_samples
+    start, skip_samples, min_r2, min_amplitude, clip_samples, max_rel_se
         See :func:`dask_features.extractors.tau.tau_on_off`.
 
     Returns
@@ -303,7 +319,7 @@ def fit_chunk(
     current = np.ascontiguousarray(current, dtype=np.float64)
 
     k = np.full((total, 2), np.nan)
-    c, a, r2, sig = k.copy(), k.copy(), k.copy(), k.copy()
+    c, a, r2, sig, se = k.copy(), k.copy(), k.copy(), k.copy(), k.copy()
     clipped = np.zeros((total, 2), bool)
     gstart = start_idx + offsets[:-1][step_of_row][:, None]
     fit_mask = status == TauStatus.OK
@@ -319,9 +335,31 @@ def fit_chunk(
         rr, dd, y = rr[finite], dd[finite], y[finite]
         f = _fit_bucket(y, step_of_row[rr] * 2 + dd, clip_samples)
         k[rr, dd], c[rr, dd], a[rr, dd], r2[rr, dd], sig[rr, dd] = f.k, f.c, f.a, f.r2, f.sigma
+        se[rr, dd] = f.se
         clipped[rr, dd] = f.clipped
 
+    from dask_features.extractors.tau._anchored import refit_anchored  # numba: on first use
+
+    refit_anchored(
+        current,
+        gstart,
+        m_row,
+        status,
+        step_of_row,
+        edges,
+        (sign, level, scale),
+        (k, c, a, sig, se, r2, clipped),
+        clip_samples,
+    )
     fitted = fit_mask & (status == TauStatus.OK)
+    # The rhythm check looks for each transition at its steepest-rule anchor, whatever the window rule.
+    step_shift = np.zeros((n_steps, 2), np.int64)
+    for i, ed in enumerate(edges):
+        if ed.status == TauStatus.OK:
+            ra, fa = ed.anchors(start, skip_samples)
+            step_shift[i] = round(ed.rise_steep - ra), round(ed.fall_steep - fa)
+    shift = step_shift[step_of_row]
+    rhythm_bad = off_rhythm(current, offsets, step_of_row, gstart + shift, m_row, edges, fitted)
     with np.errstate(invalid="ignore", divide="ignore"):
         # On rows rise (a < 0), off rows fall (a > 0): signed amplitude in the expected direction.
         amp = a * np.array([-1.0, 1.0])
@@ -331,13 +369,28 @@ def fit_chunk(
         tau_samples = 1.0 / k
         failed = fitted & ~np.isfinite(k)
         flat = fitted & ~failed & (~(amp > 0) | (amp < min_amplitude * med) | (amp < MIN_AMPLITUDE_SD * sig))
-        out_of_range = (tau_samples > MAX_TAU_WINDOWS * m_row) | (tau_samples < MIN_TAU_SAMPLES)
+        out_of_range = tau_samples < MIN_TAU_SAMPLES
+        # The step's own description of each direction, from its cycle-averaged profile.
+        prof = np.array([[e.var_rise, e.var_fall, e.misfit_rise, e.misfit_fall] for e in edges])
+        var_exp = (prof[:, 0:2] + prof[:, 2:4])[step_of_row]
+        # The step's swing: the median amplitude of the nearby half-cycles of that direction (same anchor),
+        # so a swing drifting over a long record is no disagreement.
+        local = running_median(np.where(good_dir, amp, np.nan), step_of_row, AMPLITUDE_NEIGHBOURS)
+        amp_off = np.abs(amp / local - 1) > AMPLITUDE_TOLERANCE + 3 * sig / local
+        not_settled = tau_samples > MAX_TAU_FRACTION * m_row
+        dof = np.maximum(m_row - 3, 1)
+        misfit = sig**2 > var_exp * (RESIDUAL_FACTOR + 5 * np.sqrt(2.0 / dof))
         checks = [
             (failed, TauStatus.FIT_FAILED),
+            (rhythm_bad, TauStatus.OFF_RHYTHM),
             (flat, TauStatus.FLAT),
             (clipped, TauStatus.CLIPPED),
             (out_of_range, TauStatus.TAU_OUT_OF_RANGE),
+            (not_settled, TauStatus.NOT_SETTLED),
+            (amp_off, TauStatus.AMPLITUDE),
+            (misfit, TauStatus.MISFIT),
             (r2 < min_r2, TauStatus.LOW_R2),
+            (~(se <= max_rel_se), TauStatus.IMPRECISE),
         ]
     for mask, code in checks:
         status[fitted & (status == TauStatus.OK) & mask] = code
@@ -361,5 +414,7 @@ def fit_chunk(
         out[f"offset_{name}"] = off_i[:, j]
         out[f"t_{name}"] = t0[:, j]
         out[f"status_{name}"] = status[:, j]
+        out[f"se_{name}"] = np.where(np.isfinite(k[:, j]), se[:, j], np.nan)
     out["status"] = np.where(status[:, 0] != 0, status[:, 0], status[:, 1])
+    out["edge_source"] = np.array([e.source for e in edges], np.int64)[step_of_row]
     return counts, out
