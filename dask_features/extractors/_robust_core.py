@@ -13,6 +13,7 @@ from typing import Literal
 
 import numpy as np
 
+from dask_features.extractors import _robust_kernels as rk
 from dask_features.extractors import _robust_math as rm
 from dask_features.extractors import _transfer_math as tm
 from dask_features.extractors.transfer import sweeps
@@ -84,8 +85,11 @@ class Fit:
         Fitted Id [A] and dId/dVg [S].
     sign : ndarray of float64, shape (n,)
         Sign of the current where |Id| is largest (P-type currents are usually negative).
+    halves : dict of str to (ndarray, ndarray, ndarray, ndarray)
+        Per ``forward`` / ``reverse`` / ``raw``: ``start``, ``stop`` (n,), ``(min, max)`` of the
+        fitted |Id| (n, 2) and their columns (n, 2).
     sigma : ndarray of float64, shape (n, 2)
-        Noise floor [A] (RMS residual of the off region) of the forward and reverse half.
+        Noise floor [A] (RMS residual at the off end) of the forward and reverse half.
     """
 
     sweeps: tm.Sweeps
@@ -93,14 +97,8 @@ class Fit:
     id0: np.ndarray
     id1: np.ndarray
     sign: np.ndarray
+    halves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
     sigma: np.ndarray
-
-
-def half_mask(sw: tm.Sweeps, direction: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(start, stop, mask)`` of a half or, for ``raw``, of the whole sweep."""
-    start, stop = tm.segment(sw, direction)  # type: ignore[arg-type]
-    cols = np.arange(sw.shape[1])
-    return start, stop, (cols >= start[:, None]) & (cols < stop[:, None])
 
 
 def fit(chunk: TransferChunk, window: int, order: int) -> Fit:
@@ -111,15 +109,19 @@ def fit(chunk: TransferChunk, window: int, order: int) -> Fit:
         weights = rm.smooth(sw, window, order)
         id0, id1 = rm.apply_weights(weights, sw.id)
         n = sw.shape[0]
-        mag = np.where(np.isfinite(id0), np.abs(id0), -np.inf)
-        sign = np.where(id0[np.arange(n), mag.argmax(axis=1)] < 0, -1.0, 1.0) if sw.shape[1] else np.ones(n)
+        halves = {}
+        for d in ("forward", "reverse", "raw"):
+            start, stop = tm.segment(sw, d)  # type: ignore[arg-type]
+            ext, cols = np.empty((n, 2)), np.empty((n, 2), np.int64)
+            rk.extremes(id0, start, stop, ext, cols)
+            halves[d] = (start, stop, ext, cols)
+        at_max = id0[np.arange(n), halves["raw"][3][:, 1]] if sw.shape[1] else np.ones(n)
+        sign = np.where(at_max < 0, -1.0, 1.0)
+        count = np.maximum(window, sw.n_valid // 10)
         sigma = np.column_stack(
-            [
-                rm.noise_sigma(sw.id, id0, half_mask(sw, d)[2], np.maximum(window, sw.n_valid // 10))
-                for d in ("forward", "reverse")
-            ]
+            [rm.noise_sigma(sw.id, id0, *halves[d][:2], count) for d in ("forward", "reverse")]
         )
-        return Fit(sw, weights, id0, id1, sign, sigma)
+        return Fit(sw, weights, id0, id1, sign, halves, sigma)
 
     return chunk.cached((_KEY, "fit", window, order), compute)
 
@@ -130,18 +132,21 @@ def turn_on(chunk: TransferChunk, f: Fit, device_type: DeviceType) -> np.ndarray
     From the parameter, else the file's metadata, else the row's data (the Vg end with the larger
     fitted |Id| is the on side).
     """
-    sw = f.sweeps
-    n = sw.shape[0]
     declared = device_type if device_type != "auto" else (chunk.meta.device_type or "").strip().upper()[:1]
+    n = f.sweeps.shape[0]
     if declared in ("N", "P"):
         return np.full(n, 1.0 if declared == "N" else -1.0)
-    if not sw.shape[1]:
-        return np.ones(n)
-    rows = np.arange(n)
-    mag = np.where(np.isfinite(f.id0), np.abs(f.id0), -np.inf)
-    hi = np.where(np.isfinite(sw.vg), sw.vg, -np.inf).argmax(axis=1)
-    lo = np.where(np.isfinite(sw.vg), sw.vg, np.inf).argmin(axis=1)
-    return np.where(mag[rows, lo] > mag[rows, hi], -1.0, 1.0)
+
+    def infer() -> np.ndarray:
+        sw = f.sweeps
+        if not sw.shape[1]:
+            return np.ones(n)
+        rows = np.arange(n)
+        lo = np.where(np.isfinite(sw.vg), sw.vg, np.inf).argmin(axis=1)
+        hi = np.where(np.isfinite(sw.vg), sw.vg, -np.inf).argmax(axis=1)
+        return np.where(np.abs(f.id0[rows, lo]) > np.abs(f.id0[rows, hi]), -1.0, 1.0)
+
+    return chunk.cached((_KEY, "turn_on", f.weights.w0.shape[2], f.weights.w0.shape), infer)
 
 
 def value_sigma(f: Fit, col: np.ndarray) -> np.ndarray:
@@ -163,23 +168,21 @@ def current(
     """
     f = fit(chunk, window, order)
     sw = f.sweeps
-    start, stop, mask = half_mask(sw, span)
+    start, stop, ext, cols = f.halves[span]
     rows = np.arange(sw.shape[0])
-    mag = np.where(mask, np.abs(f.id0), np.nan)
-    status = np.where(np.isfinite(mag).any(axis=1), OK, TOO_FEW).astype(np.int8)
+    status = np.where(np.isfinite(ext[:, 0]), OK, TOO_FEW).astype(np.int8)
     if vg is None:
-        fill = np.inf if pick == "min" else -np.inf
-        work = np.where(np.isfinite(mag), mag, fill)
-        col = work.argmin(axis=1) if pick == "min" else work.argmax(axis=1)
-        value = mag[rows, col]
+        which = 0 if pick == "min" else 1
+        value, col = ext[:, which], cols[:, which]
     else:
-        x = np.where(mask, sw.vg, np.nan)
+        x = np.where(half_mask(sw, span)[2], sw.vg, np.nan)
         last = np.clip(stop - 1, 0, None)
         up = np.where(x[rows, last] >= x[rows, start], 1.0, -1.0)
         with np.errstate(invalid="ignore"):
             before = (up[:, None] * x <= up[:, None] * vg).sum(axis=1)
         j = np.clip(start + before, start + 1, np.maximum(last, start + 1)).clip(1, sw.shape[1] - 1)
         x0, x1 = x[rows, j - 1], x[rows, j]
+        mag = np.abs(f.id0)
         with np.errstate(invalid="ignore", divide="ignore"):
             t = np.where(x1 != x0, (vg - x0) / (x1 - x0), 0.0)
             value = mag[rows, j - 1] * (1 - t) + mag[rows, j] * t
@@ -193,34 +196,45 @@ def current(
     return np.where(status == OK, value, np.nan), status
 
 
+def half_mask(sw: tm.Sweeps, direction: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(start, stop, mask)`` of a half or, for ``raw``, of the whole sweep."""
+    start, stop = tm.segment(sw, direction)  # type: ignore[arg-type]
+    cols = np.arange(sw.shape[1])
+    return start, stop, (cols >= start[:, None]) & (cols < stop[:, None])
+
+
 @dataclass(frozen=True)
 class Curve:
     """Narrow-fit (gm curve) peak of one half and its status.
 
     Attributes
     ----------
-    peak : Peak
-        Maximum of the oriented slope of the fitted curve.
+    index : ndarray of int64, shape (n,)
+        Column of the largest turn-on slope, the half's ``window // 2`` end points excluded (their
+        off-centre fits are the noisiest; the wide fit decides whether the peak is at an end).
     status : ndarray of int8, shape (n,)
     on : ndarray of float64, shape (n,)
         Turn-on direction (:func:`turn_on`).
-    y0, y1 : ndarray of float64, shape (n, w)
-        Fitted ordinate and slope.
     start, stop : ndarray of int64, shape (n,)
         The half.
     """
 
-    peak: rm.Peak
+    index: np.ndarray
     status: np.ndarray
     on: np.ndarray
-    y0: np.ndarray
-    y1: np.ndarray
     start: np.ndarray
     stop: np.ndarray
 
 
 def _ordinate(sw: tm.Sweeps, form: Form) -> np.ndarray:
     return sw.id if form == "linear" else np.sign(sw.id) * np.sqrt(np.abs(sw.id))
+
+
+def _slope(chunk: TransferChunk, f: Fit, form: Form, window: int, order: int) -> np.ndarray:
+    if form == "linear":
+        return f.id1
+    key = (_KEY, "sqrt", window, order)
+    return chunk.cached(key, lambda: rm.apply_weights(f.weights, _ordinate(f.sweeps, form), value=False)[1])
 
 
 def curve(
@@ -231,23 +245,19 @@ def curve(
     def compute() -> Curve:
         f = fit(chunk, window, order)
         on = turn_on(chunk, f, device_type)
-        sw = f.sweeps
-        if form == "linear":
-            y0, y1 = f.id0, f.id1
-        else:
-            y0, y1 = chunk.cached(
-                (_KEY, "sqrt", window, order), lambda: rm.apply_weights(f.weights, _ordinate(sw, form))
-            )
-        start, stop, mask = half_mask(sw, direction)
-        # The end points' off-centre fits are the noisiest: a starting point, not a verdict (the wide
-        # fit of :func:`elr` decides whether the peak is at the end).
-        h = window // 2
-        cols = np.arange(sw.shape[1])
-        long = (stop - start > 2 * h + 2)[:, None]
-        inner = mask & ~(long & ((cols < (start + h)[:, None]) | (cols >= (stop - h)[:, None])))
-        pk = rm.peak((on * f.sign)[:, None] * y1, sw.vg, start, stop, inner)
-        status = _peak_status(f, direction, window, order, start, stop, mask, pk)
-        return Curve(pk, status, on, y0, y1, start, stop)
+        start, stop, ext, _ = f.halves[direction]
+        top = np.empty(len(start))
+        index = rk.slope_peak(
+            _slope(chunk, f, form, window, order), on * f.sign, start, stop, window // 2, top
+        )
+        half = 0 if direction == "forward" else 1
+        with np.errstate(invalid="ignore"):
+            noise = ~(ext[:, 1] - ext[:, 0] >= _NOISE_RISE * f.sigma[:, half])
+        status = np.full(len(start), OK, np.int8)
+        status[~(top > 0)] = NO_TURN_ON
+        status[noise] = NOISE
+        status[~f.weights.enough[:, half] | (stop - start < order + 2)] = TOO_FEW
+        return Curve(index, status, on, start, stop)
 
     return chunk.cached((_KEY, "curve", direction, form, window, order, device_type), compute)
 
@@ -292,9 +302,8 @@ def elr(
         c = curve(chunk, direction, form, window, order, device_type)
         f = fit(chunk, window, order)
         sw = f.sweeps
-        orient = c.on * f.sign
         pf = rm.peak_fit(
-            sw.vg, _ordinate(sw, form), orient, c.peak.index, c.start, c.stop, peak_window, peak_order
+            sw.vg, _ordinate(sw, form), c.on * f.sign, c.index, c.start, c.stop, peak_window, peak_order
         )
         with np.errstate(divide="ignore", invalid="ignore"):
             vth = pf.x - c.on * (f.sign * pf.y) / pf.slope
@@ -303,10 +312,10 @@ def elr(
         status[refit & pf.at_edge & ~pf.pinned] = NO_PEAK
         status[refit & pf.at_edge & pf.pinned] = AT_END
         status[refit & ~(pf.slope > 0)] = NO_TURN_ON
-        _, _, mask = half_mask(sw, direction)
-        xs = np.where(mask, sw.vg, np.nan)
+        x = np.where(half_mask(sw, direction)[2], sw.vg, np.nan)
+        vg_lo, vg_hi = np.fmin.reduce(x, axis=1), np.fmax.reduce(x, axis=1)
         with np.errstate(invalid="ignore"):
-            outside = ~((vth >= np.fmin.reduce(xs, axis=1)) & (vth <= np.fmax.reduce(xs, axis=1)))
+            outside = ~((vth >= vg_lo) & (vth <= vg_hi))
         vth_status = np.where((status == OK) & outside, OUT_OF_RANGE, status).astype(np.int8)
         bad, vth_bad = status != OK, vth_status != OK
         return Elr(
@@ -321,30 +330,11 @@ def elr(
     return chunk.cached(key, compute)
 
 
-def _peak_status(
-    f: Fit,
-    direction: Half,
-    window: int,
-    order: int,
-    start: np.ndarray,
-    stop: np.ndarray,
-    mask: np.ndarray,
-    pk: rm.Peak,
-) -> np.ndarray:
-    half = 0 if direction == "forward" else 1
-    mag = np.where(mask, np.abs(f.id0), np.nan)
+def _log_abs(id_: np.ndarray) -> np.ndarray:
+    out = np.abs(id_)
+    np.maximum(out, rm.LOG_CLIP, out=out)
     with np.errstate(invalid="ignore"):
-        rise = np.fmax.reduce(mag, axis=1) - np.fmin.reduce(mag, axis=1)
-        noise = ~(rise >= _NOISE_RISE * f.sigma[:, half])
-        no_turn_on = ~(pk.value > 0)
-    status = np.full(len(start), OK, np.int8)
-    for code, rows in (
-        (NO_TURN_ON, no_turn_on),
-        (NOISE, noise),
-        (TOO_FEW, ~f.weights.enough[:, half] | (stop - start < order + 2)),
-    ):
-        status[rows] = code  # later assignments win: most fundamental reason last
-    return status
+        return np.log(out, out=out)
 
 
 @dataclass(frozen=True)
@@ -357,15 +347,16 @@ class Swing:
         Minimum of ``dVg / d log10|Id|`` over the subthreshold region [mV/decade].
     vg_at : ndarray, shape (n,)
         Vg [V] where it occurs.
-    region : ndarray of bool, shape (n, w)
-        The subthreshold region: points of the half between the noise floor times ``floor_factor``
-        and the gm peak, on the off side of the peak.
+    bounds : ndarray of int64, shape (n, 3)
+        First column, last column + 1 and number of points of the subthreshold region: points of
+        the half on the off side of the gm peak whose fitted |Id| is at least ``floor_factor``
+        times the noise floor.
     status : ndarray of int8, shape (n,)
     """
 
     ss: np.ndarray
     vg_at: np.ndarray
-    region: np.ndarray
+    bounds: np.ndarray
     status: np.ndarray
 
 
@@ -383,50 +374,34 @@ def swing(
 
     def compute() -> Swing:
         f = fit(chunk, window, order)
-        on = turn_on(chunk, f, device_type)
         sw = f.sweeps
         gm = curve(chunk, direction, "linear", window, order, device_type)
+        # Natural log (twice as fast as log10); the swing is converted below: dVg/dlog10 = ln10 dVg/dln.
+        logs = chunk.cached((_KEY, "ln"), lambda: _log_abs(sw.id))
         _, dlog = chunk.cached(
-            (_KEY, "log", window, order),
-            lambda: rm.apply_weights(
-                f.weights,
-                chunk.cached((_KEY, "log10"), lambda: np.log10(np.maximum(np.abs(sw.id), rm.LOG_CLIP))),
-                value=False,
-            ),
+            (_KEY, "log", window, order), lambda: rm.apply_weights(f.weights, logs, value=False)
         )
-        start, stop, mask = half_mask(sw, direction)
+        start, stop, ext, _ = f.halves[direction]
         half = 0 if direction == "forward" else 1
         rows = np.arange(sw.shape[0])
-        mag = np.where(mask, np.abs(f.id0), np.nan)
-        floor = np.maximum(np.fmin.reduce(mag, axis=1), 3.0 * f.sigma[:, half])
-        x_peak = gm.peak.x  # also where the peak is flagged (e.g. at the sweep end): it bounds the region
-        with np.errstate(invalid="ignore"):
-            region = (
-                mask
-                & (on[:, None] * (sw.vg - x_peak[:, None]) < 0)
-                & (np.abs(f.id0) >= floor_factor * floor[:, None])
-            )
-        value, col, count = rm.steepest(on[:, None] * dlog, region)
-        cols = np.arange(sw.shape[1])
-        r_start = np.where(region, cols, sw.shape[1]).min(axis=1)
-        r_stop = np.where(region, cols + 1, 0).max(axis=1)
-        logs = chunk.cached((_KEY, "log10"), lambda: np.log10(np.maximum(np.abs(sw.id), rm.LOG_CLIP)))
-        pf = rm.peak_fit(sw.vg, logs, on, col, r_start, r_stop, peak_window, peak_order)
-        value = pf.slope
+        floor = np.maximum(ext[:, 0], 3.0 * f.sigma[:, half])
+        x_peak = sw.vg[rows, gm.index]  # also where the gm peak is flagged: it bounds the region
+        bounds = np.empty((len(rows), 3), np.int64)
+        col = rk.steepest_region(
+            sw.vg, np.abs(f.id0), dlog, gm.on, start, stop, x_peak, floor_factor * floor, bounds
+        )
+        pf = rm.peak_fit(sw.vg, logs, gm.on, col, bounds[:, 0], bounds[:, 1], peak_window, peak_order)
         status = np.full(len(rows), OK, np.int8)
-        status[pf.at_edge & ((r_start == start) | (r_stop == stop))] = AT_END
-        status[~(value > 0)] = NOISE
-        status[count < window] = TOO_FEW
+        status[pf.at_edge & ((bounds[:, 0] == start) | (bounds[:, 1] == stop))] = AT_END
+        status[~(pf.slope > 0)] = NOISE
+        status[bounds[:, 2] < window] = TOO_FEW
         upstream = np.isin(gm.status, (TOO_FEW, NOISE, NO_TURN_ON))
         status[upstream] = gm.status[upstream]
         bad = status != OK
-        with np.errstate(divide="ignore"):
-            ss = 1e3 / value
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ss = 1e3 * np.log(10.0) / pf.slope
         return Swing(
-            ss=np.where(bad, np.nan, ss),
-            vg_at=np.where(bad, np.nan, pf.x),
-            region=region,
-            status=status,
+            ss=np.where(bad, np.nan, ss), vg_at=np.where(bad, np.nan, pf.x), bounds=bounds, status=status
         )
 
     return chunk.cached(

@@ -18,26 +18,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dask_features.extractors import _robust_kernels as rk
 from dask_features.extractors import _transfer_math as tm
 
 __all__ = [
     "LOG_CLIP",
-    "Peak",
+    "PeakFit",
     "Smoothed",
     "apply_weights",
     "local_fit_weights",
     "noise_sigma",
-    "peak",
+    "peak_fit",
     "row_groups",
     "smooth",
-    "steepest",
 ]
 
 LOG_CLIP = 1e-15
 """|Id| is clipped to at least this [A] before ``log10`` (far below any measured floor)."""
 
 _BLOCK = 64  # distinct Vg rows whose weights are held in memory at once
-_TIE = 1e-9  # relative tolerance for "equal to the maximum": the first such point is taken
 
 
 @dataclass(frozen=True)
@@ -174,102 +173,25 @@ def apply_weights(sm: Smoothed, y: np.ndarray, *, value: bool = True) -> tuple[n
         Fitted value [units of y] and slope [units of y per V]; NaN outside the smoothed halves.
     """
     n, w = y.shape
-    window = sm.w0.shape[2]
-    single = sm.first.shape[0] == 1
-    pick = (lambda a: a[0]) if single else (lambda a: a[sm.groups])
-    first, w0, w1 = pick(sm.first), pick(sm.w0), pick(sm.w1)
-    dead = np.broadcast_to(pick(~(np.abs(sm.w1).sum(axis=-1) > 0)), (n, w))
-    y0 = np.zeros((n, w)) if value else np.zeros((0, w))
-    y1 = np.zeros((n, w))
-    rows = np.arange(n)[:, None]
-    with np.errstate(invalid="ignore", over="ignore"):
-        safe = np.where(np.isfinite(y), y, 0.0)  # padding has zero weight; keep 0 * NaN out
-        for j in range(window):
-            col = np.minimum(first + j, w - 1)
-            taken = safe[:, col] if single else safe[rows, col]
-            if value:
-                y0 += w0[..., j] * taken
-            y1 += w1[..., j] * taken
-    y1[dead] = np.nan
-    if value:
-        y0[dead] = np.nan
+    y0 = np.empty((n, w) if value else (1, w))
+    y1 = np.empty((n, w))
+    if n and sm.first.shape[0]:
+        rk.apply_rows(sm.first, sm.w0, sm.w1, sm.groups, y, value, y0, y1)
+    else:
+        y1.fill(np.nan)
+        y0.fill(np.nan)
     return y0, y1
 
 
-def noise_sigma(y: np.ndarray, fitted: np.ndarray, mask: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """RMS residual [units of y] of each row over its ``k`` points of smallest ``|fitted|`` in ``mask``.
+def noise_sigma(
+    y: np.ndarray, fitted: np.ndarray, start: np.ndarray, stop: np.ndarray, count: np.ndarray
+) -> np.ndarray:
+    """RMS residual [units of y] of each row over the ``count`` points at the off end of its half.
 
-    The absolute noise of a current shows in the off region (the relative part is negligible there);
-    this is the noise floor of the row.
+    The off end is the end with the smaller fitted ``|y|``: the absolute noise of a current shows
+    there (the relative part is negligible), so this is the noise floor of the row.
     """
-    n, w = y.shape
-    key = np.where(mask, np.abs(fitted), np.inf)
-    kk = int(np.clip(k.max(initial=1), 1, w))
-    low = np.argpartition(key, kk - 1, axis=1)[:, :kk] if kk < w else np.broadcast_to(np.arange(w), (n, w))
-    rows = np.arange(n)[:, None]
-    resid = (y - fitted)[rows, low]
-    valid = np.isfinite(resid) & (np.arange(kk)[None, :] < k[:, None]) & np.isfinite(key[rows, low])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.sqrt(np.where(valid, resid * resid, 0.0).sum(axis=1) / valid.sum(axis=1))
-
-
-@dataclass(frozen=True)
-class Peak:
-    """Maximum of a slope curve over a half, refined between grid points.
-
-    Attributes
-    ----------
-    index : ndarray of int64, shape (n,)
-        Column of the largest point (first one within a relative ``1e-9`` of the maximum).
-    x : ndarray of float64, shape (n,)
-        Vg [V] of the vertex of the parabola through the largest point and its two neighbours
-        (the point itself at a half's end).
-    value : ndarray of float64, shape (n,)
-        Slope at ``x`` (parabola vertex height).
-    at_end : ndarray of bool, shape (n,)
-        The largest point is the first or last point of the half.
-    """
-
-    index: np.ndarray
-    x: np.ndarray
-    value: np.ndarray
-    at_end: np.ndarray
-
-
-def peak(slope: np.ndarray, x: np.ndarray, start: np.ndarray, stop: np.ndarray, mask: np.ndarray) -> Peak:
-    """Refined maximum of ``slope`` over the columns in ``mask`` (a half ``[start, stop)`` of each row)."""
-    n, w = slope.shape
-    rows = np.arange(n)
-    work = np.where(mask & np.isfinite(slope), slope, -np.inf)
-    top = work.max(axis=1) if w else np.full(n, -np.inf)
-    with np.errstate(invalid="ignore"):
-        k = np.argmax(work >= (top - _TIE * np.abs(top))[:, None], axis=1)
-    at_end = (k == start) | (k == stop - 1)
-    km, kp = np.clip(k - 1, 0, w - 1), np.clip(k + 1, 0, w - 1)
-    x0, x1, x2 = x[rows, km], x[rows, k], x[rows, kp]
-    g0, g1, g2 = work[rows, km], work[rows, k], work[rows, kp]
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        d1 = (g1 - g0) / (x1 - x0)
-        a = ((g2 - g1) / (x2 - x1) - d1) / (x2 - x0)
-        vertex = np.where(a < 0, 0.5 * (x0 + x1) - d1 / (2 * a), x1)
-        lo, hi = np.minimum(x0, x2), np.maximum(x0, x2)
-        vertex = np.clip(vertex, lo, hi)
-        height = g0 + d1 * (vertex - x0) + a * (vertex - x0) * (vertex - x1)
-    interior = ~at_end & np.isfinite(height) & (height >= g1)
-    return Peak(
-        index=k.astype(np.int64),
-        x=np.where(interior, vertex, x1),
-        value=np.where(interior, height, g1),
-        at_end=at_end,
-    )
-
-
-def steepest(slope: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Largest ``slope`` over ``region`` per row: ``(value, column, points in region)``."""
-    work = np.where(region & np.isfinite(slope), slope, -np.inf)
-    col = work.argmax(axis=1) if work.shape[1] else np.zeros(work.shape[0], np.int64)
-    value = work[np.arange(work.shape[0]), col]
-    return value, col.astype(np.int64), region.sum(axis=1)
+    return rk.noise_rows(y, fitted, start, stop, count.astype(np.int64))
 
 
 @dataclass(frozen=True)
@@ -293,7 +215,7 @@ class PeakFit:
     at_edge: np.ndarray
 
 
-_ZONE = 101  # evaluation points of the fitted slope across the searched zone
+_ZONE = 41  # evaluation points of the fitted slope across the searched zone
 
 
 def peak_fit(
@@ -328,64 +250,21 @@ def peak_fit(
     window, order, iterations : int
         Fit points, polynomial order and re-centring passes.
     """
-    n, w = x.shape
-    rows = np.arange(n)
-    size = np.minimum(window, stop - start)
-    ok = size >= order + 2
-    size = np.where(ok, size, order + 2)
-    slots = np.arange(int(size.max(initial=order + 2)))
-    used = slots[None, :] < size[:, None]
-    powers = np.arange(order + 1)
-    t = np.linspace(0.0, 1.0, _ZONE)
-    k = np.clip(k, 0, max(w - 1, 0))
-    for _ in range(max(iterations, 1)):
-        lo = np.clip(k - size // 2, start, np.maximum(stop - size, start))
-        idx = np.clip(lo[:, None] + slots, 0, w - 1)
-        xc = x[rows, k]
-        dx = np.where(used, x[rows[:, None], idx] - xc[:, None], 0.0)
-        scale = np.abs(dx).max(axis=1)
-        scale[~(scale > 0)] = 1.0
-        z = dx / scale[:, None]
-        vander = np.where(used[..., None], z[..., None] ** powers, 0.0)
-        vander[~ok] = 0.0
-        vander[~ok, : order + 1, :] = np.eye(order + 1)  # any regular system; these rows give NaN
-        with np.errstate(invalid="ignore", over="ignore"):
-            yy = np.where(used & ok[:, None], y[rows[:, None], idx], 0.0)
-            coef = _lstsq(vander, yy)
-            z_first, z_last = z[:, 0], z[rows, size - 1]
-            zmin, zmax = np.minimum(z_first, z_last), np.maximum(z_first, z_last)
-            pinned_lo_x = np.where(z_first <= z_last, lo == start, lo + size == stop)
-            pinned_hi_x = np.where(z_first <= z_last, lo + size == stop, lo == start)
-            quarter = 0.25 * (zmax - zmin)
-            zone_lo = np.where(pinned_lo_x, zmin, zmin + quarter)
-            zone_hi = np.where(pinned_hi_x, zmax, zmax - quarter)
-            zz = zone_lo[:, None] + t[None, :] * (zone_hi - zone_lo)[:, None]
-            deriv = sum(p * coef[:, p, None] * zz ** (p - 1) for p in range(1, order + 1))
-            best = np.argmax(orient[:, None] * np.where(np.isfinite(deriv), deriv, -np.inf), axis=1)
-        z_best = zz[rows, best]
-        x_best = xc + z_best * scale
-        inside = (np.arange(w)[None, :] >= start[:, None]) & (np.arange(w)[None, :] < stop[:, None])
-        k_new = np.where(inside, np.abs(x - x_best[:, None]), np.inf).argmin(axis=1)
-        if np.array_equal(k_new, k):
-            break
-        k = k_new
-    value = sum(coef[:, p] * z_best**p for p in range(order + 1))
-    slope = orient * deriv[rows, best] / scale
-    nan = np.where(ok, 1.0, np.nan)
-    return PeakFit(
-        x=x_best * nan,
-        y=value * nan,
-        slope=slope * nan,
-        pinned=(lo == start) | (lo + size == stop),
-        at_edge=(best == 0) | (best == _ZONE - 1),
+    n = x.shape[0]
+    out = np.empty((n, 3))
+    flags = np.empty((n, 2), dtype=np.bool_)
+    rk.peak_fit_rows(
+        x,
+        y,
+        np.asarray(orient, dtype=np.float64),
+        k.astype(np.int64),
+        start.astype(np.int64),
+        stop.astype(np.int64),
+        int(window),
+        int(order),
+        int(iterations),
+        _ZONE,
+        out,
+        flags,
     )
-
-
-def _lstsq(vander: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Least-squares coefficients of each row (normal equations on the scaled Vandermonde)."""
-    a = np.einsum("npi,npj->nij", vander, vander)
-    b = np.einsum("npi,np->ni", vander, y)
-    try:
-        return np.linalg.solve(a, b[..., None])[..., 0]
-    except np.linalg.LinAlgError:  # repeated Vg values: fall back to the pseudo-inverse
-        return np.einsum("nip,np->ni", np.linalg.pinv(vander), y)
+    return PeakFit(x=out[:, 0], y=out[:, 1], slope=out[:, 2], pinned=flags[:, 0], at_edge=flags[:, 1])

@@ -85,7 +85,7 @@ def _context(
     }
 
 
-@register("transfer.gm", source="transfer", output=_per_half, check=_check_fit, unit="S", cost=25.0)
+@register("transfer.gm", source="transfer", output=_per_half, check=_check_fit, unit="S", cost=10.0)
 def gm(
     chunk: TransferChunk,
     *,
@@ -132,7 +132,7 @@ def gm(
     return _stack(cols)
 
 
-@register("transfer.Vth", source="transfer", output=_per_half, check=_check_fit, unit="V", cost=25.0)
+@register("transfer.Vth", source="transfer", output=_per_half, check=_check_fit, unit="V", cost=10.0)
 def Vth(
     chunk: TransferChunk,
     *,
@@ -179,7 +179,7 @@ def Vth(
     return _stack(cols)
 
 
-@register("transfer.hysteresis", source="transfer", check=_check_fit, unit="V", cost=25.0)
+@register("transfer.hysteresis", source="transfer", check=_check_fit, unit="V", cost=10.0)
 def hysteresis(
     chunk: TransferChunk,
     *,
@@ -210,7 +210,7 @@ def hysteresis(
     output=_per_half,
     check=_check_fit,
     unit="mV/dec",
-    cost=30.0,
+    cost=10.0,
 )
 def subthreshold_swing(
     chunk: TransferChunk,
@@ -274,7 +274,7 @@ def _current(
     return value
 
 
-@register("transfer.Ion", source="transfer", check=_check_vg, unit="A", cost=20.0)
+@register("transfer.Ion", source="transfer", check=_check_vg, unit="A", cost=10.0)
 def Ion(
     chunk: TransferChunk,
     *,
@@ -304,7 +304,7 @@ def Ion(
     return _current(chunk, "Ion", direction, window, order, vg, "max")
 
 
-@register("transfer.Ioff", source="transfer", check=_check_vg, unit="A", cost=20.0)
+@register("transfer.Ioff", source="transfer", check=_check_vg, unit="A", cost=10.0)
 def Ioff(
     chunk: TransferChunk,
     *,
@@ -321,7 +321,7 @@ def Ioff(
     return _current(chunk, "Ioff", direction, window, order, vg, "min")
 
 
-@register("transfer.on_off_ratio", source="transfer", check=_check_fit, unit="1", cost=20.0)
+@register("transfer.on_off_ratio", source="transfer", check=_check_fit, unit="1", cost=10.0)
 def on_off_ratio(
     chunk: TransferChunk,
     *,
@@ -372,7 +372,7 @@ def _geometry(chunk: TransferChunk, given: tuple[float | None, ...]) -> tuple[fl
     return tuple(values)
 
 
-@register("transfer.gm_norm", source="transfer", output=_per_half, check=_check_fit, unit="S/m", cost=25.0)
+@register("transfer.gm_norm", source="transfer", output=_per_half, check=_check_fit, unit="S/m", cost=10.0)
 def gm_norm(
     chunk: TransferChunk,
     *,
