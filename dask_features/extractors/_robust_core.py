@@ -62,6 +62,8 @@ _MESSAGES = {
     "(an extrapolation, not a measurement)",
 }
 _KEY = "transfer_robust"
+PEAK_SHARE = 0.8
+"""Points of the wide peak fit as a share of the gm peak's full width at half maximum."""
 _NOISE_RISE = 20.0  # a half whose smoothed |Id| rises less than this many noise sigmas is noise
 
 
@@ -217,6 +219,8 @@ class Curve:
         Turn-on direction (:func:`turn_on`).
     start, stop : ndarray of int64, shape (n,)
         The half.
+    width : ndarray of int64, shape (n,)
+        Points of the half with at least half the peak slope (full width at half maximum).
     """
 
     index: np.ndarray
@@ -224,6 +228,7 @@ class Curve:
     on: np.ndarray
     start: np.ndarray
     stop: np.ndarray
+    width: np.ndarray
 
 
 def _ordinate(sw: tm.Sweeps, form: Form) -> np.ndarray:
@@ -246,10 +251,9 @@ def curve(
         f = fit(chunk, window, order)
         on = turn_on(chunk, f, device_type)
         start, stop, ext, _ = f.halves[direction]
-        top = np.empty(len(start))
-        index = rk.slope_peak(
-            _slope(chunk, f, form, window, order), on * f.sign, start, stop, window // 2, top
-        )
+        top, wide = np.empty(len(start)), np.empty(len(start), np.int64)
+        slope = _slope(chunk, f, form, window, order)
+        index = rk.slope_peak(slope, on * f.sign, start, stop, window // 2, top, wide)
         half = 0 if direction == "forward" else 1
         with np.errstate(invalid="ignore"):
             noise = ~(ext[:, 1] - ext[:, 0] >= _NOISE_RISE * f.sigma[:, half])
@@ -257,7 +261,7 @@ def curve(
         status[~(top > 0)] = NO_TURN_ON
         status[noise] = NOISE
         status[~f.weights.enough[:, half] | (stop - start < order + 2)] = TOO_FEW
-        return Curve(index, status, on, start, stop)
+        return Curve(index, status, on, start, stop, wide)
 
     return chunk.cached((_KEY, "curve", direction, form, window, order, device_type), compute)
 
@@ -302,8 +306,11 @@ def elr(
         c = curve(chunk, direction, form, window, order, device_type)
         f = fit(chunk, window, order)
         sw = f.sweeps
+        # The wide fit spans a fixed share of the peak's width (a polynomial cannot follow a peak
+        # much narrower than its window), at most peak_window points.
+        size = np.clip(np.round(PEAK_SHARE * c.width), peak_order + 3, peak_window).astype(np.int64)
         pf = rm.peak_fit(
-            sw.vg, _ordinate(sw, form), c.on * f.sign, c.index, c.start, c.stop, peak_window, peak_order
+            sw.vg, _ordinate(sw, form), c.on * f.sign, c.index, c.start, c.stop, size, peak_order
         )
         with np.errstate(divide="ignore", invalid="ignore"):
             vth = pf.x - c.on * (f.sign * pf.y) / pf.slope

@@ -107,7 +107,7 @@ def peak_fit_rows(
     k0: np.ndarray,
     start: np.ndarray,
     stop: np.ndarray,
-    window: int,
+    window: np.ndarray,
     order: int,
     iterations: int,
     zone_points: int,
@@ -131,7 +131,7 @@ def peak_fit_rows(
         flags[i, 0] = False
         flags[i, 1] = False
         s, e = start[i], stop[i]
-        size = min(window, e - s)
+        size = min(window[i], e - s)
         if size < order + 2:
             continue
         k = min(max(k0[i], s), e - 1)
@@ -275,10 +275,18 @@ def extremes(
 
 @_jit
 def slope_peak(
-    slope: np.ndarray, orient: np.ndarray, start: np.ndarray, stop: np.ndarray, skip: int, out: np.ndarray
+    slope: np.ndarray,
+    orient: np.ndarray,
+    start: np.ndarray,
+    stop: np.ndarray,
+    skip: int,
+    out: np.ndarray,
+    wide: np.ndarray,
 ) -> np.ndarray:
     """First column of the largest ``orient * slope`` in each half, ``skip`` points in from both ends
-    when the half is long enough; ``out`` receives that largest value (``-inf`` if none)."""
+    when the half is long enough; ``out`` receives that largest value (``-inf`` if none) and ``wide``
+    the number of points of the half whose slope is at least half of it (the peak's full width at
+    half maximum, in points)."""
     n = slope.shape[0]
     index = np.empty(n, np.int64)
     for i in range(n):
@@ -292,6 +300,11 @@ def slope_peak(
                 best, col = v, j
         index[i] = col
         out[i] = best
+        count = 0
+        for j in range(start[i], stop[i]):
+            if orient[i] * slope[i, j] >= 0.5 * best:
+                count += 1
+        wide[i] = count
     return index
 
 

@@ -225,7 +225,7 @@ def peak_fit(
     k: np.ndarray,
     start: np.ndarray,
     stop: np.ndarray,
-    window: int,
+    window: int | np.ndarray,
     order: int,
     iterations: int = 3,
 ) -> PeakFit:
@@ -247,8 +247,10 @@ def peak_fit(
         Starting column (the narrow fit's maximum).
     start, stop : ndarray of int64, shape (n,)
         The half ``[start, stop)``; rows with fewer than ``order + 2`` points give NaN.
-    window, order, iterations : int
-        Fit points, polynomial order and re-centring passes.
+    window : int or ndarray of int64, shape (n,)
+        Fit points (per row).
+    order, iterations : int
+        Polynomial order and re-centring passes.
     """
     n = x.shape[0]
     out = np.empty((n, 3))
@@ -260,7 +262,7 @@ def peak_fit(
         k.astype(np.int64),
         start.astype(np.int64),
         stop.astype(np.int64),
-        int(window),
+        np.broadcast_to(np.asarray(window, dtype=np.int64), (n,)).copy(),
         int(order),
         int(iterations),
         _ZONE,
