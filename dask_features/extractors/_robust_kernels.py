@@ -10,7 +10,15 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["apply_rows", "extremes", "noise_rows", "peak_fit_rows", "slope_peak", "steepest_region"]
+__all__ = [
+    "apply_rows",
+    "extremes",
+    "noise_rows",
+    "peak_fit_rows",
+    "rows_equal_first",
+    "slope_peak",
+    "steepest_region",
+]
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
@@ -345,3 +353,15 @@ def steepest_region(
         bounds[i, 2] = count
         col[i] = c
     return col
+
+
+@_jit
+def rows_equal_first(x: np.ndarray) -> bool:
+    """Whether every row of ``x`` equals its first row bit for bit (NaN padding included)."""
+    n, w = x.shape
+    for i in range(1, n):
+        for j in range(w):
+            a, b = x[i, j], x[0, j]
+            if a != b and not (a != a and b != b):
+                return False
+    return True

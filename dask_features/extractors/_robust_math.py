@@ -14,6 +14,7 @@ and applied to all rows sharing it.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,11 @@ LOG_CLIP = 1e-15
 """|Id| is clipped to at least this [A] before ``log10`` (far below any measured floor)."""
 
 _BLOCK = 64  # distinct Vg rows whose weights are held in memory at once
+# Weights of the last few single-grid chunks (a few hundred kB each): the chunks of one experiment
+# almost always share one Vg grid, so a worker computes them once per experiment, not per chunk.
+_WEIGHTS: dict[tuple[int, int, bytes], tuple[np.ndarray, ...]] = {}
+_WEIGHTS_KEPT = 8
+_WEIGHTS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,7 @@ def row_groups(vg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = vg.shape[0]
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    if np.array_equal(vg, np.broadcast_to(vg[:1], vg.shape), equal_nan=True):
+    if rk.rows_equal_first(vg):
         return np.zeros(1, np.int64), np.zeros(n, np.int64)
     keys = np.ascontiguousarray(vg).view(np.dtype((np.void, vg.shape[1] * vg.itemsize))).ravel()
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
@@ -135,8 +141,22 @@ def local_fit_weights(
 
 
 def smooth(sweeps: tm.Sweeps, window: int, order: int) -> Smoothed:
-    """Fit weights of a chunk's sweeps, computed once per distinct Vg row."""
+    """Fit weights of a chunk's sweeps, computed once per distinct Vg row (and per process for the
+    single grid most experiments sweep with every step)."""
     reps, groups = row_groups(sweeps.vg)
+    if len(reps) == 1:
+        key = (window, order, sweeps.vg[reps[0]].tobytes())
+        cached = _WEIGHTS.get(key)
+        if cached is None:
+            cached = local_fit_weights(
+                sweeps.vg[reps], sweeps.n_valid[reps], sweeps.turn[reps], window, order
+            )
+            with _WEIGHTS_LOCK:  # threaded schedulers share the module
+                while len(_WEIGHTS) >= _WEIGHTS_KEPT:
+                    _WEIGHTS.pop(next(iter(_WEIGHTS)))
+                _WEIGHTS[key] = cached
+        first, w0, w1, enough = cached
+        return Smoothed(groups, first, w0, w1, enough[groups])
     parts = [
         local_fit_weights(
             sweeps.vg[reps[a : a + _BLOCK]],
