@@ -259,3 +259,42 @@ def test_every_robust_extractor_is_documented() -> None:
     for name in names:
         assert REGISTRY[name].unit, name
         assert REGISTRY[name].description, name
+
+
+# --- through the engine ------------------------------------------------------------------------------
+
+
+def test_preset_columns_units_and_error_records(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow.parquet as pq
+
+    from dask_features import extract, load_config, read_features, synth
+
+    path = synth.write_experiment(
+        tmp_path / "data", n_transfer=12, n_transient=0, sweep_points=301, device_type="P", seed=5
+    )
+    with __import__("h5py").File(path, "r+") as f:  # step 3 never leaves the noise: flagged, not wrong
+        data = f["transfer/measurement_data"]
+        row = data[3]
+        row[1] = 1e-9 * (1 + 0.1 * np.random.default_rng(0).standard_normal(row.shape[1]))
+        data[3] = row
+    result = extract(path, "transfer_robust", tmp_path / "out", scheduler="sync", progress=False)
+    assert not result.failed
+    steps = read_features(tmp_path / "out", "transfer_robust")
+    required = ["gm_max_forward", "gm_max_reverse", "Vth_forward", "Vth_reverse", "hysteresis", "ss_forward"]
+    assert [c for c in steps.columns if c in {*required, "on_off_ratio"}] == [*required, "on_off_ratio"]
+    truth = synth.read_ground_truth(path)["transfer"]
+    good = steps.drop(index=3)
+    assert np.isfinite(good[required].to_numpy()).all()
+    assert steps.loc[3, required].isna().all()
+    # The generator's truth column is forward minus reverse; ours is Vth_reverse - Vth_forward.
+    np.testing.assert_allclose(good["hysteresis"], -truth["hysteresis"].drop(index=3), atol=3e-3)
+    errors = read_features(tmp_path / "out", "transfer_robust", table="errors")
+    flagged = errors[errors["step_index"] == 3]
+    assert set(required) <= set(flagged["feature"])
+    assert flagged["message"].str.contains("noise floor").all()
+    assert (errors["step_index"] == 3).all()
+    units = {f.name: f.unit for f in load_config("transfer_robust").features}
+    assert units["ss_forward"] == "mV/dec"
+    assert units["gm_max_forward"] == "S"
+    file = next((tmp_path / "out" / "transfer_robust" / "steps").glob("*.parquet"))
+    assert b"mV/dec" in pq.read_schema(file).metadata[b"dask_features"]
