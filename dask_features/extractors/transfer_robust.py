@@ -357,7 +357,7 @@ def on_off_ratio(
 
 
 def _geometry(chunk: TransferChunk, given: tuple[float | None, ...]) -> tuple[float, ...] | None:
-    attrs = getattr(chunk.meta, "attrs", None) or {}
+    attrs = chunk.meta.attrs
     values = []
     for value, key in zip(given, GEOMETRY_ATTRS, strict=True):
         if value is None:

@@ -298,3 +298,18 @@ def test_preset_columns_units_and_error_records(tmp_path) -> None:  # type: igno
     assert units["gm_max_forward"] == "S"
     file = next((tmp_path / "out" / "transfer_robust" / "steps").glob("*.parquet"))
     assert b"mV/dec" in pq.read_schema(file).metadata[b"dask_features"]
+
+
+def test_gm_norm_reads_the_geometry_from_the_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import h5py
+
+    from dask_features import open_experiment, synth
+
+    path = synth.write_experiment(tmp_path, n_transfer=3, n_transient=0, sweep_points=201, seed=2)
+    with h5py.File(path, "r+") as f:
+        f.attrs.update({"channel_width": 1e-4, "channel_length": 1e-5, "channel_thickness": 1e-7})
+    chunk = open_experiment(path).read_transfer(0, 3)
+    np.testing.assert_allclose(tr.gm_norm(chunk), tr.gm(chunk) * 1e-5 / (1e-4 * 1e-7), rtol=1e-12)
+    # A parameter overrides the file's value.
+    np.testing.assert_allclose(tr.gm_norm(chunk, width=2e-4), tr.gm(chunk) * 1e-5 / (2e-4 * 1e-7), rtol=1e-12)
+    assert chunk.issues == []
