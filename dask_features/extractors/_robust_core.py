@@ -319,8 +319,9 @@ def elr(
         status[refit & pf.at_edge & ~pf.pinned] = NO_PEAK
         status[refit & pf.at_edge & pf.pinned] = AT_END
         status[refit & ~(pf.slope > 0)] = NO_TURN_ON
-        x = np.where(half_mask(sw, direction)[2], sw.vg, np.nan)
-        vg_lo, vg_hi = np.fmin.reduce(x, axis=1), np.fmax.reduce(x, axis=1)
+        vg_range = np.empty((len(vth), 2))
+        rk.signed_range(sw.vg, c.start, c.stop, vg_range)
+        vg_lo, vg_hi = vg_range[:, 0], vg_range[:, 1]
         with np.errstate(invalid="ignore"):
             outside = ~((vth >= vg_lo) & (vth <= vg_hi))
         vth_status = np.where((status == OK) & outside, OUT_OF_RANGE, status).astype(np.int8)
@@ -337,11 +338,9 @@ def elr(
     return chunk.cached(key, compute)
 
 
-def _log_abs(id_: np.ndarray) -> np.ndarray:
-    out = np.abs(id_)
-    np.maximum(out, rm.LOG_CLIP, out=out)
-    with np.errstate(invalid="ignore"):
-        return np.log(out, out=out)
+def _group_index(weights: rm.Smoothed) -> np.ndarray:
+    """Row -> weight group (all zeros when every row shares one Vg grid)."""
+    return weights.groups if weights.first.shape[0] > 1 else np.zeros(len(weights.groups), np.int64)
 
 
 @dataclass(frozen=True)
@@ -383,20 +382,20 @@ def swing(
         f = fit(chunk, window, order)
         sw = f.sweeps
         gm = curve(chunk, direction, "linear", window, order, device_type)
-        # Natural log (twice as fast as log10); the swing is converted below: dVg/dlog10 = ln10 dVg/dln.
-        logs = chunk.cached((_KEY, "ln"), lambda: _log_abs(sw.id))
-        _, dlog = chunk.cached(
-            (_KEY, "log", window, order), lambda: rm.apply_weights(f.weights, logs, value=False)
-        )
         start, stop, ext, _ = f.halves[direction]
         half = 0 if direction == "forward" else 1
         rows = np.arange(sw.shape[0])
         floor = np.maximum(ext[:, 0], 3.0 * f.sigma[:, half])
         x_peak = sw.vg[rows, gm.index]  # also where the gm peak is flagged: it bounds the region
         bounds = np.empty((len(rows), 3), np.int64)
+        # Natural log (cheaper than log10), of the region's neighbourhood only; converted below:
+        # dVg/dlog10 = ln(10) dVg/dln.
+        logs = np.empty(sw.shape)
+        wt = f.weights
         col = rk.steepest_region(
-            sw.vg, np.abs(f.id0), dlog, gm.on, start, stop, x_peak, floor_factor * floor, bounds
-        )
+            sw.vg, sw.id, f.id0, wt.first, wt.w1, _group_index(wt), gm.on, start, stop, x_peak,
+            floor_factor * floor, logs, bounds,
+        )  # fmt: skip
         pf = rm.peak_fit(sw.vg, logs, gm.on, col, bounds[:, 0], bounds[:, 1], peak_window, peak_order)
         status = np.full(len(rows), OK, np.int8)
         status[pf.at_edge & ((bounds[:, 0] == start) | (bounds[:, 1] == stop))] = AT_END

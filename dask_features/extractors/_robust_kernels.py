@@ -16,6 +16,7 @@ __all__ = [
     "noise_rows",
     "peak_fit_rows",
     "rows_equal_first",
+    "signed_range",
     "slope_peak",
     "steepest_region",
 ]
@@ -319,40 +320,76 @@ def slope_peak(
 @_jit
 def steepest_region(
     x: np.ndarray,
-    mag: np.ndarray,
-    slope: np.ndarray,
+    id_: np.ndarray,
+    id0: np.ndarray,
+    first: np.ndarray,
+    w1: np.ndarray,
+    groups: np.ndarray,
     orient: np.ndarray,
     start: np.ndarray,
     stop: np.ndarray,
     x_peak: np.ndarray,
     level: np.ndarray,
+    logs: np.ndarray,
     bounds: np.ndarray,
 ) -> np.ndarray:
-    """Steepest point of the subthreshold region of each half.
+    """Steepest point of the subthreshold region of each half, on ``ln max(|Id|, 1e-15 A)``.
 
     The region is the points of ``[start, stop)`` on the off side of ``x_peak`` (``orient * (x -
-    x_peak) < 0``) with ``mag >= level``. ``bounds[i] = (first column, last column + 1, count)`` of the
-    region; returns the column of the largest ``orient * slope`` in it (``start`` when empty).
+    x_peak) < 0``) whose fitted ``|id0| >= level``. Only the log of the points the region's fits
+    read is computed (into ``logs``; the rest stays untouched), and the fitted log slope only at region
+    points. ``bounds[i] = (first column, last column + 1, count)`` of the region; returns the column
+    of the largest ``orient * d ln|Id| / dVg`` in it (``start`` when empty).
     """
     n = x.shape[0]
+    window = w1.shape[2]
     col = np.empty(n, np.int64)
     for i in range(n):
-        first, last, count = stop[i], start[i] - 1, 0
-        best, c = -np.inf, start[i]
+        g = groups[i]
+        lo, hi, count = stop[i], start[i] - 1, 0
         for j in range(start[i], stop[i]):
-            if not (orient[i] * (x[i, j] - x_peak[i]) < 0.0 and mag[i, j] >= level[i]):
-                continue
-            count += 1
-            first = min(first, j)
-            last = max(last, j)
-            v = orient[i] * slope[i, j]
-            if v > best:
-                best, c = v, j
-        bounds[i, 0] = first
-        bounds[i, 1] = last + 1
+            if orient[i] * (x[i, j] - x_peak[i]) < 0.0 and abs(id0[i, j]) >= level[i]:
+                count += 1
+                lo = min(lo, j)
+                hi = max(hi, j)
+        bounds[i, 0] = lo
+        bounds[i, 1] = hi + 1
         bounds[i, 2] = count
-        col[i] = c
+        col[i] = start[i]
+        if count == 0:
+            continue
+        a = max(start[i], lo - window)
+        b = min(stop[i], hi + 1 + window)
+        for j in range(a, b):
+            logs[i, j] = np.log(max(abs(id_[i, j]), 1e-15))
+        best = -np.inf
+        for c in range(lo, hi + 1):
+            if not (orient[i] * (x[i, c] - x_peak[i]) < 0.0 and abs(id0[i, c]) >= level[i]):
+                continue
+            d = 0.0
+            base = first[g, c]
+            for q in range(window):
+                wt = w1[g, c, q]
+                if wt != 0.0:
+                    d += wt * logs[i, base + q]
+            v = orient[i] * d
+            if v > best:
+                best, col[i] = v, c
     return col
+
+
+@_jit
+def signed_range(x: np.ndarray, start: np.ndarray, stop: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = (min, max)`` of ``x[i, start:stop]`` over finite values (NaN when none)."""
+    for i in range(x.shape[0]):
+        lo, hi = np.inf, -np.inf
+        for j in range(start[i], stop[i]):
+            v = x[i, j]
+            if v == v:
+                lo = min(lo, v)
+                hi = max(hi, v)
+        out[i, 0] = lo if lo < np.inf else np.nan
+        out[i, 1] = hi if hi > -np.inf else np.nan
 
 
 @_jit
