@@ -59,15 +59,18 @@ def apply_rows(
                     out0[i, c] = np.nan
                 continue
             base = first[g, c]
+            s0 = 0.0
             s1 = 0.0
-            for j in range(m):
-                s1 += w1[g, c, j] * y[i, base + j]
-            out1[i, c] = s1
             if value:
-                s0 = 0.0
                 for j in range(m):
-                    s0 += w0[g, c, j] * y[i, base + j]
+                    v = y[i, base + j]
+                    s0 += w0[g, c, j] * v
+                    s1 += w1[g, c, j] * v
                 out0[i, c] = s0
+            else:
+                for j in range(m):
+                    s1 += w1[g, c, j] * y[i, base + j]
+            out1[i, c] = s1
 
 
 @_jit
@@ -222,7 +225,7 @@ def peak_fit_rows(
                 dj = abs(x[i, j] - x_best)
                 if dj < dist:
                     dist, k_new = dj, j
-            if k_new == k:
+            if abs(k_new - k) <= 1:  # one point off-centre changes nothing that matters
                 break
             k = k_new
 
