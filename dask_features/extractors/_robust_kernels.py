@@ -225,8 +225,8 @@ def peak_fit_rows(
                 dj = abs(x[i, j] - x_best)
                 if dj < dist:
                     dist, k_new = dj, j
-            if abs(k_new - k) <= 1:  # one point off-centre changes nothing that matters
-                break
+            if k_new == k or (abs(k_new - k) <= 1 and not flags[i, 1]):
+                break  # one point off-centre changes nothing that matters, unless heading for an end
             k = k_new
 
 
