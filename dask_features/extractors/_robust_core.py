@@ -26,6 +26,7 @@ __all__ = [
     "NO_TURN_ON",
     "OUT_OF_RANGE",
     "TOO_FEW",
+    "UNRESOLVED",
     "Curve",
     "Elr",
     "Fit",
@@ -46,7 +47,7 @@ Half = Literal["forward", "reverse"]
 Form = Literal["linear", "saturation"]
 
 # Status codes, most fundamental first (a row gets the first that applies).
-OK, TOO_FEW, NOISE, NO_TURN_ON, AT_END, NO_PEAK, OUT_OF_RANGE = range(7)
+OK, TOO_FEW, NOISE, NO_TURN_ON, AT_END, NO_PEAK, OUT_OF_RANGE, UNRESOLVED = range(8)
 
 _MESSAGES = {
     TOO_FEW: "{what}: the {direction} sweep has too few points for a {window}-point order-{order} fit "
@@ -58,10 +59,14 @@ _MESSAGES = {
     "may lie outside the swept range",
     NO_PEAK: "{what}: the wide fit around the gm peak of the {direction} sweep has no maximum inside "
     "its window (no clear peak)",
+    UNRESOLVED: "{what}: the off current is within {sigmas:g} standard errors of zero (not resolved "
+    "from the noise)",
     OUT_OF_RANGE: "{what}: the value lies outside the swept Vg range of the {direction} sweep "
     "(an extrapolation, not a measurement)",
 }
 _KEY = "transfer_robust"
+OFF_SIGMAS = 2.0
+"""An off current below this many standard errors of its fitted value is not resolved from zero."""
 PEAK_SHARE = 0.8
 """Points of the wide peak fit as a share of the gm peak's full width at half maximum."""
 _NOISE_RISE = 20.0  # a half whose smoothed |Id| rises less than this many noise sigmas is noise
@@ -165,8 +170,8 @@ def current(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fitted |Id| [A] at ``vg`` (linear interpolation) or its max / min over the span, and the status.
 
-    A minimum (off current) that is not 3 standard errors above zero has status ``NOISE``; a ``vg``
-    outside the span's range ``OUT_OF_RANGE``.
+    A minimum (off current) less than :data:`OFF_SIGMAS` standard errors of the fitted value above
+    zero has status ``UNRESOLVED``; a ``vg`` outside the span's range ``OUT_OF_RANGE``.
     """
     f = fit(chunk, window, order)
     sw = f.sweeps
@@ -193,8 +198,8 @@ def current(
         col = np.where(t > 0.5, j, j - 1)
     if pick == "min":
         with np.errstate(invalid="ignore"):
-            resolved = value >= 3.0 * value_sigma(f, col)
-        status[(status == OK) & ~resolved] = NOISE
+            resolved = value >= OFF_SIGMAS * value_sigma(f, col)
+        status[(status == OK) & ~resolved] = UNRESOLVED
     return np.where(status == OK, value, np.nan), status
 
 

@@ -10,10 +10,12 @@ cannot be trusted: the value is NaN and the errors table gets one record saying 
 * *too few points*: the half has fewer than ``order + 2`` points, or the subthreshold region fewer
   than ``window``;
 * *noise floor*: the fitted |Id| of the half rises less than 20 noise sigmas (sigma = RMS residual
-  of the fit over the lowest-current points), or an off current is not resolved from zero;
+  of the fit over the off end of the half);
+* *not resolved*: an off current less than 2 standard errors of its fitted value above zero;
 * *no turn-on*: |Id| never increases in the device's turn-on direction (wrong ``device_type``);
-* *sweep end*: the defining maximum is the first or last point of the half, so the true one may lie
-  outside the swept range;
+* *sweep end*: the maximum of the wide fit around the gm peak (or of the log slope) lies at the end
+  of the half, so the true one may lie outside the swept range;
+* *no clear peak*: the wide fit has its maximum at the edge of its window away from any sweep end;
 * *out of range*: an extrapolated voltage (Vth) or a requested Vg lies outside the swept range.
 
 Common parameters: ``window`` (odd, default 11) and ``order`` (default 3) of the fit;
@@ -82,6 +84,7 @@ def _context(
         "order": order,
         "min_points": order + 2,
         "device": declared,
+        "sigmas": core.OFF_SIGMAS,
     }
 
 
@@ -315,8 +318,8 @@ def Ioff(
 ) -> np.ndarray:
     """Off current [A]: fitted |Id| at gate voltage ``vg``, or its minimum over the span when ``vg`` is None.
 
-    Parameters are those of :func:`Ion`. Also flagged (noise floor) when the value is less than 3
-    standard errors of the fitted current (from the noise sigma of the half) above zero.
+    Parameters are those of :func:`Ion`. Also flagged (not resolved) when the value is less than 2
+    standard errors of the fitted current (from the noise sigma of the half's off end) above zero.
     """
     return _current(chunk, "Ioff", direction, window, order, vg, "min")
 
