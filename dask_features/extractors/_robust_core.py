@@ -31,7 +31,6 @@ __all__ = [
     "Elr",
     "Fit",
     "Swing",
-    "current",
     "curve",
     "elr",
     "fit",
@@ -39,7 +38,6 @@ __all__ = [
     "report",
     "swing",
     "turn_on",
-    "value_sigma",
 ]
 
 DeviceType = Literal["N", "P", "auto"]
@@ -154,53 +152,6 @@ def turn_on(chunk: TransferChunk, f: Fit, device_type: DeviceType) -> np.ndarray
         return np.where(np.abs(f.id0[rows, lo]) > np.abs(f.id0[rows, hi]), -1.0, 1.0)
 
     return chunk.cached((_KEY, "turn_on", f.weights.w0.shape[2], f.weights.w0.shape), infer)
-
-
-def value_sigma(f: Fit, col: np.ndarray) -> np.ndarray:
-    """Standard error [A] of the fitted Id at column ``col`` of each row, from the half's noise floor."""
-    rows = np.arange(len(col))
-    w0 = f.weights.w0
-    weights = w0[0, col] if w0.shape[0] == 1 else w0[f.weights.groups, col]
-    half = np.where(col <= f.sweeps.turn, 0, 1)
-    return f.sigma[rows, half] * np.sqrt(np.square(weights).sum(axis=-1))
-
-
-def current(
-    chunk: TransferChunk, span: str, window: int, order: int, vg: float | None, pick: Literal["max", "min"]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fitted |Id| [A] at ``vg`` (linear interpolation) or its max / min over the span, and the status.
-
-    A minimum (off current) less than :data:`OFF_SIGMAS` standard errors of the fitted value above
-    zero has status ``UNRESOLVED``; a ``vg`` outside the span's range ``OUT_OF_RANGE``.
-    """
-    f = fit(chunk, window, order)
-    sw = f.sweeps
-    start, stop, ext, cols = f.halves[span]
-    rows = np.arange(sw.shape[0])
-    status = np.where(np.isfinite(ext[:, 0]), OK, TOO_FEW).astype(np.int8)
-    if vg is None:
-        which = 0 if pick == "min" else 1
-        value, col = ext[:, which], cols[:, which]
-    else:
-        x = np.where(half_mask(sw, span)[2], sw.vg, np.nan)
-        last = np.clip(stop - 1, 0, None)
-        up = np.where(x[rows, last] >= x[rows, start], 1.0, -1.0)
-        with np.errstate(invalid="ignore"):
-            before = (up[:, None] * x <= up[:, None] * vg).sum(axis=1)
-        j = np.clip(start + before, start + 1, np.maximum(last, start + 1)).clip(1, sw.shape[1] - 1)
-        x0, x1 = x[rows, j - 1], x[rows, j]
-        mag = np.abs(f.id0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            t = np.where(x1 != x0, (vg - x0) / (x1 - x0), 0.0)
-            value = mag[rows, j - 1] * (1 - t) + mag[rows, j] * t
-            inside = (vg >= np.fmin.reduce(x, axis=1)) & (vg <= np.fmax.reduce(x, axis=1))
-        status[(status == OK) & ~inside] = OUT_OF_RANGE
-        col = np.where(t > 0.5, j, j - 1)
-    if pick == "min":
-        with np.errstate(invalid="ignore"):
-            resolved = value >= OFF_SIGMAS * value_sigma(f, col)
-        status[(status == OK) & ~resolved] = UNRESOLVED
-    return np.where(status == OK, value, np.nan), status
 
 
 def half_mask(sw: tm.Sweeps, direction: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

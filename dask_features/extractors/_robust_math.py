@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dask_features.extractors import _peak_kernel as pk
 from dask_features.extractors import _robust_kernels as rk
 from dask_features.extractors import _transfer_math as tm
 
@@ -275,7 +276,7 @@ def peak_fit(
     n = x.shape[0]
     out = np.empty((n, 3))
     flags = np.empty((n, 2), dtype=np.bool_)
-    rk.peak_fit_rows(
+    pk.peak_fit_rows(
         x,
         y,
         np.asarray(orient, dtype=np.float64),

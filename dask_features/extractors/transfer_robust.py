@@ -35,17 +35,16 @@ from dask_features.extractors import _robust_core as core
 from dask_features.extractors.registry import Output, register
 from dask_features.io.chunks import TransferChunk
 
-__all__ = ["Ioff", "Ion", "Vth", "gm", "gm_norm", "hysteresis", "on_off_ratio", "subthreshold_swing"]
+__all__ = ["Vth", "gm", "gm_norm", "hysteresis", "subthreshold_swing"]
 
 DeviceType = core.DeviceType
 HalfOrBoth = Literal["forward", "reverse", "both"]
-Span = Literal["raw", "forward", "reverse"]
 
 GEOMETRY_ATTRS = ("channel_width", "channel_length", "channel_thickness")
 """File (root) attributes read by :func:`gm_norm` when its parameters are not given [m]."""
 
 
-def _check_fit(params: Mapping[str, Any]) -> None:
+def check_fit(params: Mapping[str, Any]) -> None:
     window, order = params["window"], params["order"]
     if not (isinstance(window, int) and isinstance(order, int)):
         raise TypeError(f"window and order must be integers, got {window!r}, {order!r}")
@@ -74,7 +73,7 @@ def _stack(cols: list[np.ndarray]) -> np.ndarray:
     return cols[0].copy() if len(cols) == 1 else np.column_stack(cols)
 
 
-def _context(
+def context(
     direction: str, window: int, order: int, chunk: TransferChunk, device_type: str
 ) -> dict[str, Any]:
     declared = device_type if device_type != "auto" else (chunk.meta.device_type or "auto-detected")
@@ -88,7 +87,7 @@ def _context(
     }
 
 
-@register("transfer.gm", source="transfer", output=_per_half, check=_check_fit, unit="S", cost=10.0)
+@register("transfer.gm", source="transfer", output=_per_half, check=check_fit, unit="S", cost=10.0)
 def gm(
     chunk: TransferChunk,
     *,
@@ -128,14 +127,12 @@ def gm(
     cols = []
     for half in _halves(direction):
         res = core.elr(chunk, half, "linear", window, order, device_type, peak_window, peak_order)
-        core.report(
-            chunk, res.status, f"gm_max ({half})", **_context(half, window, order, chunk, device_type)
-        )
+        core.report(chunk, res.status, f"gm_max ({half})", **context(half, window, order, chunk, device_type))
         cols.append(res.slope_max if value == "gm_max" else res.vg_at)
     return _stack(cols)
 
 
-@register("transfer.Vth", source="transfer", output=_per_half, check=_check_fit, unit="V", cost=10.0)
+@register("transfer.Vth", source="transfer", output=_per_half, check=check_fit, unit="V", cost=10.0)
 def Vth(
     chunk: TransferChunk,
     *,
@@ -176,13 +173,13 @@ def Vth(
     for half in _halves(direction):
         res = core.elr(chunk, half, form, window, order, device_type, peak_window, peak_order)
         core.report(
-            chunk, res.vth_status, f"Vth ({half})", **_context(half, window, order, chunk, device_type)
+            chunk, res.vth_status, f"Vth ({half})", **context(half, window, order, chunk, device_type)
         )
         cols.append(res.vth)
     return _stack(cols)
 
 
-@register("transfer.hysteresis", source="transfer", check=_check_fit, unit="V", cost=10.0)
+@register("transfer.hysteresis", source="transfer", check=check_fit, unit="V", cost=10.0)
 def hysteresis(
     chunk: TransferChunk,
     *,
@@ -202,7 +199,7 @@ def hysteresis(
     for half in ("forward", "reverse"):
         res = core.elr(chunk, half, form, window, order, device_type, peak_window, peak_order)
         what = f"hysteresis (Vth {half})"
-        core.report(chunk, res.vth_status, what, **_context(half, window, order, chunk, device_type))
+        core.report(chunk, res.vth_status, what, **context(half, window, order, chunk, device_type))
         values.append(res.vth)
     return values[1] - values[0]
 
@@ -211,7 +208,7 @@ def hysteresis(
     "transfer.subthreshold_swing",
     source="transfer",
     output=_per_half,
-    check=_check_fit,
+    check=check_fit,
     unit="mV/dec",
     cost=10.0,
 )
@@ -257,106 +254,10 @@ def subthreshold_swing(
         res = core.swing(
             chunk, half, window, order, device_type, float(floor_factor), peak_window, peak_order
         )
-        ctx = _context(half, window, order, chunk, device_type)
+        ctx = context(half, window, order, chunk, device_type)
         core.report(chunk, res.status, f"subthreshold swing ({half})", **{**ctx, "min_points": window})
         cols.append(res.ss)
     return _stack(cols)
-
-
-def _check_vg(params: Mapping[str, Any]) -> None:
-    _check_fit(params)
-    if params.get("vg") is not None and params["direction"] == "raw":
-        raise ValueError("vg needs direction 'forward' or 'reverse' (a double sweep passes each Vg twice)")
-
-
-def _current(
-    chunk: TransferChunk, name: str, direction: Span, window: int, order: int, vg: float | None, pick: str
-) -> np.ndarray:
-    value, status = core.current(chunk, direction, window, order, vg, pick)  # type: ignore[arg-type]
-    core.report(chunk, status, name, **_context(direction, window, order, chunk, "auto"))
-    return value
-
-
-@register("transfer.Ion", source="transfer", check=_check_vg, unit="A", cost=10.0)
-def Ion(
-    chunk: TransferChunk,
-    *,
-    direction: Span = "raw",
-    vg: float | None = None,
-    window: int = 11,
-    order: int = 3,
-) -> np.ndarray:
-    """On current [A]: fitted |Id| at gate voltage ``vg``, or its maximum over the span when ``vg`` is None.
-
-    Parameters
-    ----------
-    chunk : TransferChunk
-        Steps to process.
-    direction : {"raw", "forward", "reverse"}, default "raw"
-        Whole sweep or one half (a given ``vg`` needs a half).
-    vg : float, optional
-        Gate voltage [V]; the fitted |Id| is interpolated linearly between the two nearest points.
-    window, order : int, default 11, 3
-        Fit window (odd, points) and polynomial order.
-
-    Returns
-    -------
-    ndarray of float64, shape (n,)
-        NaN where flagged: ``vg`` outside the swept range, or a half too short to fit.
-    """
-    return _current(chunk, "Ion", direction, window, order, vg, "max")
-
-
-@register("transfer.Ioff", source="transfer", check=_check_vg, unit="A", cost=10.0)
-def Ioff(
-    chunk: TransferChunk,
-    *,
-    direction: Span = "raw",
-    vg: float | None = None,
-    window: int = 11,
-    order: int = 3,
-) -> np.ndarray:
-    """Off current [A]: fitted |Id| at gate voltage ``vg``, or its minimum over the span when ``vg`` is None.
-
-    Parameters are those of :func:`Ion`. Also flagged (not resolved) when the value is less than 2
-    standard errors of the fitted current (from the noise sigma of the half's off end) above zero.
-    """
-    return _current(chunk, "Ioff", direction, window, order, vg, "min")
-
-
-@register("transfer.on_off_ratio", source="transfer", check=_check_fit, unit="1", cost=10.0)
-def on_off_ratio(
-    chunk: TransferChunk,
-    *,
-    direction: Span = "raw",
-    vg_on: float | None = None,
-    vg_off: float | None = None,
-    window: int = 11,
-    order: int = 3,
-) -> np.ndarray:
-    """On/off current ratio ``Ion / Ioff`` [-] of :func:`Ion` and :func:`Ioff`.
-
-    Parameters
-    ----------
-    chunk : TransferChunk
-        Steps to process.
-    direction : {"raw", "forward", "reverse"}, default "raw"
-        Whole sweep or one half (given voltages need a half).
-    vg_on, vg_off : float, optional
-        Gate voltages [V] of the on and off current; None = maximum and minimum of the fitted |Id|.
-    window, order : int, default 11, 3
-        Fit window (odd, points) and polynomial order.
-
-    Returns
-    -------
-    ndarray of float64, shape (n,)
-        NaN where either current is flagged (an off current in the noise floor gives no ratio).
-    """
-    if direction == "raw" and (vg_on is not None or vg_off is not None):
-        raise ValueError("vg_on / vg_off need direction 'forward' or 'reverse'")
-    on = _current(chunk, "on_off_ratio (Ion)", direction, window, order, vg_on, "max")
-    off = _current(chunk, "on_off_ratio (Ioff)", direction, window, order, vg_off, "min")
-    return on / off
 
 
 def _geometry(chunk: TransferChunk, given: tuple[float | None, ...]) -> tuple[float, ...] | None:
@@ -375,7 +276,7 @@ def _geometry(chunk: TransferChunk, given: tuple[float | None, ...]) -> tuple[fl
     return tuple(values)
 
 
-@register("transfer.gm_norm", source="transfer", output=_per_half, check=_check_fit, unit="S/m", cost=10.0)
+@register("transfer.gm_norm", source="transfer", output=_per_half, check=check_fit, unit="S/m", cost=10.0)
 def gm_norm(
     chunk: TransferChunk,
     *,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dask_features.extractors import _robust_math as rm
+from dask_features.extractors import transfer_currents as tc
 from dask_features.extractors import transfer_robust as tr
 from dask_features.extractors.registry import REGISTRY
 from dask_features.extractors.transfer import sweeps
@@ -83,10 +84,10 @@ def test_logistic_sweep_subthreshold_swing_and_currents() -> None:
     fine = np.linspace(-0.6, V0, 200_001)
     dlog = np.gradient(np.log10(logistic(fine)), fine)
     np.testing.assert_allclose(tr.subthreshold_swing(chunk, direction="both"), 1e3 / dlog.max(), rtol=5e-3)
-    np.testing.assert_allclose(tr.Ion(chunk), logistic(0.6), rtol=1e-6)
-    np.testing.assert_allclose(tr.Ioff(chunk), logistic(-0.6), rtol=1e-3)
-    np.testing.assert_allclose(tr.Ion(chunk, direction="forward", vg=0.0), logistic(0.0), rtol=1e-4)
-    np.testing.assert_allclose(tr.on_off_ratio(chunk), logistic(0.6) / logistic(-0.6), rtol=1e-3)
+    np.testing.assert_allclose(tc.Ion(chunk), logistic(0.6), rtol=1e-6)
+    np.testing.assert_allclose(tc.Ioff(chunk), logistic(-0.6), rtol=1e-3)
+    np.testing.assert_allclose(tc.Ion(chunk, direction="forward", vg=0.0), logistic(0.0), rtol=1e-4)
+    np.testing.assert_allclose(tc.on_off_ratio(chunk), logistic(0.6) / logistic(-0.6), rtol=1e-3)
     assert chunk.issues == []
 
 
@@ -97,9 +98,9 @@ def test_linear_sweep_gives_its_slope_and_flags_the_extrapolated_threshold() -> 
     np.testing.assert_allclose(tr.gm(chunk, direction="both"), 1e-5, rtol=1e-9)
     assert np.isnan(tr.Vth(chunk, direction="both")).all()
     assert any("outside the swept Vg range" in m for m in messages(chunk))
-    np.testing.assert_allclose(tr.Ion(chunk), 1.1e-5, rtol=1e-9)
-    np.testing.assert_allclose(tr.Ioff(chunk), 1e-6, rtol=1e-9)
-    np.testing.assert_allclose(tr.Ion(chunk, direction="reverse", vg=0.1234), 1e-6 + 1e-5 * 0.6234, rtol=1e-9)
+    np.testing.assert_allclose(tc.Ion(chunk), 1.1e-5, rtol=1e-9)
+    np.testing.assert_allclose(tc.Ioff(chunk), 1e-6, rtol=1e-9)
+    np.testing.assert_allclose(tc.Ion(chunk, direction="reverse", vg=0.1234), 1e-6 + 1e-5 * 0.6234, rtol=1e-9)
 
 
 @pytest.mark.parametrize("metadata", ["P", None])
@@ -111,8 +112,8 @@ def test_p_type_mirror(metadata: str | None, stored: str) -> None:
     n_id = logistic(vg, V0 + shift)
     n_chunk = chunk_of(vg, n_id, "N")
     p_chunk = chunk_of(-vg, -n_id if stored == "signed" else n_id, metadata)
-    for name, kwargs in (("gm", {}), ("subthreshold_swing", {}), ("Ion", {}), ("on_off_ratio", {})):
-        got, want = getattr(tr, name)(p_chunk, **kwargs), getattr(tr, name)(n_chunk, **kwargs)
+    for module, name in ((tr, "gm"), (tr, "subthreshold_swing"), (tc, "Ion"), (tc, "on_off_ratio")):
+        got, want = getattr(module, name)(p_chunk), getattr(module, name)(n_chunk)
         np.testing.assert_allclose(got, want, rtol=1e-9, err_msg=name)
     np.testing.assert_allclose(
         tr.Vth(p_chunk, direction="both"), -tr.Vth(n_chunk, direction="both"), atol=1e-12
