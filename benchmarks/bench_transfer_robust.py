@@ -12,7 +12,7 @@ HDF5 read, features, Parquet write), and the best time of each is compared per s
 
 Run::
 
-    .venv/bin/python benchmarks/bench_transfer_robust.py [--quick] [--steps 2000] [--repeat 5]
+    .venv/bin/python benchmarks/bench_transfer_robust.py [--quick] [--speed-only] [--steps 2000] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -117,12 +117,13 @@ def main() -> None:
     parser.add_argument("--device-steps", type=int, default=200, help="steps per generated device")
     parser.add_argument("--steps", type=int, default=2000, help="steps of the file timed end to end")
     parser.add_argument("--repeat", type=int, default=5, help="timed rounds (best kept)")
+    parser.add_argument("--speed-only", action="store_true", help="skip the accuracy part")
     args = parser.parse_args()
     if args.quick:
         args.devices, args.device_steps, args.steps, args.repeat = 2, 100, 1000, 3
 
     targets = {0.005: (1.5, 2.0, 2.0), 0.01: (3.0, 4.0, 4.0)}
-    for noise, (t_gm, t_vth, t_hyst) in targets.items():
+    for noise, (t_gm, t_vth, t_hyst) in () if args.speed_only else targets.items():
         err = accuracy(noise, args.devices, args.device_steps)
         print(
             f"relative noise {noise:.1%}: {args.devices} N + {args.devices} P devices x {args.device_steps} steps"

@@ -65,12 +65,14 @@ def peak_fit_rows(
     order: int,
     iterations: int,
     zone_points: int,
+    log_clip: float,
     out: np.ndarray,
     flags: np.ndarray,
 ) -> None:
     """Wide polynomial fit around each row's peak, re-centred; see :func:`._robust_math.peak_fit`.
 
-    ``out[i] = (x*, y(x*), oriented slope at x*)`` (NaN when the half is too short or the fit is
+    With ``log_clip > 0`` the fit is to ``ln max(|y|, log_clip)`` (computed on the fly, only for the
+    points fitted). ``out[i] = (x*, y(x*), oriented slope at x*)`` (NaN when the half is too short or the fit is
     singular); ``flags[i] = (window pinned to an end of the half, maximum at the zone edge)``.
     """
     n = x.shape[0]
@@ -101,11 +103,12 @@ def peak_fit_rows(
             b[:] = 0.0
             for j in range(lo, lo + size):
                 z = (x[i, j] - xc) / scale
+                yj = np.log(max(abs(y[i, j]), log_clip)) if log_clip > 0.0 else y[i, j]
                 zp = 1.0
                 for p in range(2 * order + 1):
                     moments[p] += zp
                     if p < p1:
-                        b[p] += zp * y[i, j]
+                        b[p] += zp * yj
                     zp *= z
             for r in range(p1):
                 for cc in range(p1):

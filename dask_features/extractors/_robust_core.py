@@ -294,11 +294,6 @@ def elr(
     return chunk.cached(key, compute)
 
 
-def _group_index(weights: rm.Smoothed) -> np.ndarray:
-    """Row -> weight group (all zeros when every row shares one Vg grid)."""
-    return weights.groups if weights.first.shape[0] > 1 else np.zeros(len(weights.groups), np.int64)
-
-
 @dataclass(frozen=True)
 class Swing:
     """Subthreshold swing of one half.
@@ -344,15 +339,14 @@ def swing(
         floor = np.maximum(ext[:, 0], 3.0 * f.sigma[:, half])
         x_peak = sw.vg[rows, gm.index]  # also where the gm peak is flagged: it bounds the region
         bounds = np.empty((len(rows), 3), np.int64)
-        # Natural log (cheaper than log10), of the region's neighbourhood only; converted below:
-        # dVg/dlog10 = ln(10) dVg/dln.
-        logs = np.empty(sw.shape)
-        wt = f.weights
         col = rk.steepest_region(
-            sw.vg, sw.id, f.id0, wt.first, wt.w1, _group_index(wt), gm.on, start, stop, x_peak,
-            floor_factor * floor, logs, bounds,
-        )  # fmt: skip
-        pf = rm.peak_fit(sw.vg, logs, gm.on, col, bounds[:, 0], bounds[:, 1], peak_window, peak_order)
+            sw.vg, f.id0, f.id1, gm.on, start, stop, x_peak, floor_factor * floor, bounds
+        )
+        # Natural log of the fitted points only (cheaper than log10); converted below:
+        # dVg/dlog10 = ln(10) dVg/dln.
+        pf = rm.peak_fit(
+            sw.vg, sw.id, gm.on, col, bounds[:, 0], bounds[:, 1], peak_window, peak_order, log=True
+        )
         status = np.full(len(rows), OK, np.int8)
         status[pf.at_edge & ((bounds[:, 0] == start) | (bounds[:, 1] == stop))] = AT_END
         status[~(pf.slope > 0)] = NOISE

@@ -165,61 +165,40 @@ def slope_peak(
 @_jit
 def steepest_region(
     x: np.ndarray,
-    id_: np.ndarray,
     id0: np.ndarray,
-    first: np.ndarray,
-    w1: np.ndarray,
-    groups: np.ndarray,
+    id1: np.ndarray,
     orient: np.ndarray,
     start: np.ndarray,
     stop: np.ndarray,
     x_peak: np.ndarray,
     level: np.ndarray,
-    logs: np.ndarray,
     bounds: np.ndarray,
 ) -> np.ndarray:
-    """Steepest point of the subthreshold region of each half, on ``ln max(|Id|, 1e-15 A)``.
+    """Steepest point of the subthreshold region of each half.
 
     The region is the points of ``[start, stop)`` on the off side of ``x_peak`` (``orient * (x -
-    x_peak) < 0``) whose fitted ``|id0| >= level``. Only the log of the points the region's fits
-    read is computed (into ``logs``; the rest stays untouched), and the fitted log slope only at region
-    points. ``bounds[i] = (first column, last column + 1, count)`` of the region; returns the column
-    of the largest ``orient * d ln|Id| / dVg`` in it (``start`` when empty).
+    x_peak) < 0``) whose fitted ``|id0| >= level``; the log slope there is ``id1 / id0`` (d ln|Id| /
+    dVg of the fit). ``bounds[i] = (first column, last column + 1, count)`` of the region; returns the
+    column of the largest ``orient * id1 / id0`` in it (``start`` when empty).
     """
     n = x.shape[0]
-    window = w1.shape[2]
     col = np.empty(n, np.int64)
     for i in range(n):
-        g = groups[i]
         lo, hi, count = stop[i], start[i] - 1, 0
+        best = -np.inf
+        col[i] = start[i]
         for j in range(start[i], stop[i]):
-            if orient[i] * (x[i, j] - x_peak[i]) < 0.0 and abs(id0[i, j]) >= level[i]:
+            m = abs(id0[i, j])
+            if orient[i] * (x[i, j] - x_peak[i]) < 0.0 and m >= level[i] and m > 0.0:
                 count += 1
                 lo = min(lo, j)
                 hi = max(hi, j)
+                v = orient[i] * id1[i, j] / id0[i, j]
+                if v > best:
+                    best, col[i] = v, j
         bounds[i, 0] = lo
         bounds[i, 1] = hi + 1
         bounds[i, 2] = count
-        col[i] = start[i]
-        if count == 0:
-            continue
-        a = max(start[i], lo - window)
-        b = min(stop[i], hi + 1 + window)
-        for j in range(a, b):
-            logs[i, j] = np.log(max(abs(id_[i, j]), 1e-15))
-        best = -np.inf
-        for c in range(lo, hi + 1):
-            if not (orient[i] * (x[i, c] - x_peak[i]) < 0.0 and abs(id0[i, c]) >= level[i]):
-                continue
-            d = 0.0
-            base = first[g, c]
-            for q in range(window):
-                wt = w1[g, c, q]
-                if wt != 0.0:
-                    d += wt * logs[i, base + q]
-            v = orient[i] * d
-            if v > best:
-                best, col[i] = v, c
     return col
 
 

@@ -249,6 +249,8 @@ def peak_fit(
     window: int | np.ndarray,
     order: int,
     iterations: int = 3,
+    *,
+    log: bool = False,
 ) -> PeakFit:
     """Refine a slope maximum with one wide polynomial fit centred on it, re-centred ``iterations`` times.
 
@@ -272,6 +274,8 @@ def peak_fit(
         Fit points (per row).
     order, iterations : int
         Polynomial order and re-centring passes.
+    log : bool, default False
+        Fit ``ln max(|y|, LOG_CLIP)`` instead of ``y`` (the log is taken of the fitted points only).
     """
     n = x.shape[0]
     out = np.empty((n, 3))
@@ -287,6 +291,7 @@ def peak_fit(
         int(order),
         int(iterations),
         _ZONE,
+        LOG_CLIP if log else 0.0,
         out,
         flags,
     )
