@@ -15,7 +15,7 @@ import numpy as np
 
 from dask_features.extractors import _robust_core as core
 from dask_features.extractors.registry import register
-from dask_features.extractors.transfer_robust import check_fit, context
+from dask_features.extractors.transfer_robust import COST, check_fit, context
 from dask_features.io.chunks import TransferChunk
 
 __all__ = ["Ioff", "Ion", "on_off_ratio"]
@@ -84,7 +84,7 @@ def _current(
     return value
 
 
-@register("transfer.Ion", source="transfer", check=_check_vg, unit="A", cost=10.0)
+@register("transfer.Ion", source="transfer", check=_check_vg, unit="A", cost=COST)
 def Ion(
     chunk: TransferChunk,
     *,
@@ -114,7 +114,7 @@ def Ion(
     return _current(chunk, "Ion", direction, window, order, vg, "max")
 
 
-@register("transfer.Ioff", source="transfer", check=_check_vg, unit="A", cost=10.0)
+@register("transfer.Ioff", source="transfer", check=_check_vg, unit="A", cost=COST)
 def Ioff(
     chunk: TransferChunk,
     *,
@@ -131,7 +131,7 @@ def Ioff(
     return _current(chunk, "Ioff", direction, window, order, vg, "min")
 
 
-@register("transfer.on_off_ratio", source="transfer", check=check_fit, unit="1", cost=10.0)
+@register("transfer.on_off_ratio", source="transfer", check=check_fit, unit="1", cost=COST)
 def on_off_ratio(
     chunk: TransferChunk,
     *,
