@@ -120,9 +120,12 @@ def gm(
     value : {"gm_max", "vg_at_gm_max"}, default "gm_max"
         Which quantity to return: gm_max [S] or Vg at it [V].
     window, order : int, default 11, 3
-        Fit window (odd, points) and polynomial order.
+        Fit window (odd, points) and polynomial order of the gm curve.
     device_type : {"N", "P", "auto"}, default "auto"
         Turn-on direction (see the module docstring).
+    peak_window, peak_order : int, default 41, 4
+        Wide fit around the peak: at most ``peak_window`` points (0.8 x the number of points above
+        half the peak gm, so a sharp peak is not flattened) and its polynomial order.
 
     Returns
     -------
@@ -164,10 +167,8 @@ def Vth(
         Sweep half; ``both`` gives ``[forward, reverse]`` columns.
     form : {"linear", "saturation"}, default "linear"
         Extrapolate Id (linear regime) or sqrt|Id| (saturation regime).
-    window, order : int, default 11, 3
-        Fit window (odd, points) and polynomial order.
-    device_type : {"N", "P", "auto"}, default "auto"
-        Turn-on direction.
+    window, order, device_type, peak_window, peak_order
+        As for :func:`gm`.
 
     Returns
     -------
@@ -241,12 +242,10 @@ def subthreshold_swing(
         Steps to process.
     direction : {"forward", "reverse", "both"}, default "forward"
         Sweep half; ``both`` gives ``[forward, reverse]`` columns.
-    window, order : int, default 11, 3
-        Fit window (odd, points) and polynomial order.
     floor_factor : float, default 10
         Lower bound of the region in multiples of the noise floor (>= 1).
-    device_type : {"N", "P", "auto"}, default "auto"
-        Turn-on direction.
+    window, order, device_type, peak_window, peak_order
+        As for :func:`gm`; the wide fit refines the steepest point of ``ln|Id|`` within the region.
 
     Returns
     -------
@@ -309,10 +308,8 @@ def gm_norm(
     width, length, thickness : float, optional
         Channel width W, length L and thickness d [m]; each one not given is read from the file's
         root attribute ``channel_width``, ``channel_length`` or ``channel_thickness`` [m].
-    window, order : int, default 11, 3
-        Fit window (odd, points) and polynomial order.
-    device_type : {"N", "P", "auto"}, default "auto"
-        Turn-on direction.
+    window, order, device_type, peak_window, peak_order
+        As for :func:`gm`.
 
     Returns
     -------

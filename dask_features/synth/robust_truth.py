@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dask_features.synth._device import DeviceParams, drain_current
+from dask_features.synth._device import DeviceParams, _parabolic_peak, drain_current
 
 __all__ = ["elr_truth", "transfer_slopes"]
 
@@ -42,16 +42,6 @@ def transfer_slopes(
     return current, gm, gm / (np.abs(current) * np.log(10.0))
 
 
-def _refine(y: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    i = np.clip(np.argmax(y, axis=1), 1, y.shape[1] - 2)
-    rows = np.arange(y.shape[0])
-    y0, y1, y2 = y[rows, i - 1], y[rows, i], y[rows, i + 1]
-    denom = y0 - 2.0 * y1 + y2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shift = np.clip(np.where(denom < 0, 0.5 * (y0 - y2) / denom, 0.0), -0.5, 0.5)
-    return grid[i] + shift * (grid[1] - grid[0]), y1 - 0.25 * (y0 - y2) * shift
-
-
 def elr_truth(
     vth: np.ndarray, k: np.ndarray, dev: DeviceParams, v_low: float, v_high: float
 ) -> dict[str, np.ndarray]:
@@ -77,10 +67,10 @@ def elr_truth(
     for a in range(0, len(vth), _BLOCK):
         block = slice(a, a + _BLOCK)
         _, gm, dlog = transfer_slopes(grid, vth[block, None], k[block, None], dev)
-        x_peak, gm_max = _refine(gm, grid)
+        x_peak, gm_max = _parabolic_peak(gm, grid)
         current, _, _ = transfer_slopes(x_peak, vth[block], k[block], dev)
         out["vg_gm_max"][block] = x_peak
         out["gm_max"][block] = gm_max
         out["vth_elr"][block] = x_peak - dev.polarity * np.abs(current) / gm_max
-        out["ss"][block] = 1e3 / _refine(dlog, grid)[1]
+        out["ss"][block] = 1e3 / _parabolic_peak(dlog, grid)[1]
     return out
