@@ -80,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--min-steps", type=int)
 
     sub.add_parser("presets", help="list the shipped feature configs")
-    sub.add_parser("extractors", help="list the registered extractors")
+    ext = sub.add_parser("extractors", help="list the registered extractors")
+    ext.add_argument("--markdown", action="store_true", help="print the feature catalogue as Markdown")
     return p
 
 
@@ -259,6 +260,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in list_presets():
                 cfg = load_config(name)
                 print(f"{name:24s} {len(cfg.features)} features  {cfg.description}")
+            return 0
+        if args.markdown:
+            from dask_features.extractors.catalogue import render_markdown
+
+            print(render_markdown(), end="")
             return 0
         from dask_features import list_extractors
         from dask_features.extractors import get_extractor

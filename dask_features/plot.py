@@ -545,3 +545,6 @@ def plot_tau_distribution(
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", title=by)
     return ax
+
+
+from dask_features.plot_transfer import plot_drift, plot_transfer_analysis  # noqa: E402, F401  re-exported

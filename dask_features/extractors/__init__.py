@@ -27,4 +27,4 @@ __all__ = [
 ]
 
 # Importing the modules registers the built-in extractors.
-from dask_features.extractors import tau, transfer, transient  # noqa: F401  isort: skip
+from dask_features.extractors import tau, transfer, transfer_currents, transfer_robust, transient  # noqa: F401  isort: skip

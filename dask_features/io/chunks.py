@@ -12,7 +12,7 @@ curve, detected edges, ...) is computed once per chunk: see :meth:`TransferChunk
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -35,11 +35,14 @@ class ChunkMeta:
         Experiment identifier.
     device_type : {"N", "P"} or None
         Device polarity from the file's metadata, None when the file does not say.
+    attrs : mapping
+        All root attributes of the file, decoded (e.g. channel geometry when the lab records it).
     """
 
     path: str = ""
     test_id: str = ""
     device_type: str | None = None
+    attrs: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class _Memo:

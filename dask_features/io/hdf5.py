@@ -219,7 +219,7 @@ class Experiment:
             raise StepRangeError(f"{self.path}: {kind} steps [{start}, {stop}) outside [0, {n})")
 
     def _meta(self) -> ChunkMeta:
-        return ChunkMeta(path=self.path, test_id=self.test_id, device_type=self.device_type)
+        return ChunkMeta(path=self.path, test_id=self.test_id, device_type=self.device_type, attrs=self.attrs)
 
     def read_transfer(self, start: int, stop: int) -> TransferChunk:
         """Read transfer steps ``[start, stop)``: only that hyperslab is read from disk.

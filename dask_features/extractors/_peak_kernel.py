@@ -1,0 +1,175 @@
+"""Compiled wide polynomial fit around a peak, one row at a time (see :func:`._robust_math.peak_fit`).
+
+Each row needs a least-squares fit of order 4-5 over a few tens of points, re-centred once or twice,
+and a search of the fitted slope's maximum: a few microseconds of arithmetic that NumPy would spend
+on temporaries. Cached on disk like the other kernels.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["peak_fit_rows"]
+
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+
+@_jit
+def _solve(a: np.ndarray, b: np.ndarray) -> bool:
+    """Solve ``a x = b`` in place (Gaussian elimination with partial pivoting); False if singular."""
+    m = b.shape[0]
+    for col in range(m):
+        piv = col
+        for r in range(col + 1, m):
+            if abs(a[r, col]) > abs(a[piv, col]):
+                piv = r
+        if not abs(a[piv, col]) > 1e-300:
+            return False
+        if piv != col:
+            for cc in range(m):
+                a[col, cc], a[piv, cc] = a[piv, cc], a[col, cc]
+            b[col], b[piv] = b[piv], b[col]
+        for r in range(col + 1, m):
+            f = a[r, col] / a[col, col]
+            for cc in range(col, m):
+                a[r, cc] -= f * a[col, cc]
+            b[r] -= f * b[col]
+    for col in range(m - 1, -1, -1):
+        s = b[col]
+        for cc in range(col + 1, m):
+            s -= a[col, cc] * b[cc]
+        b[col] = s / a[col, col]
+    return True
+
+
+@_jit
+def _slope_at(coef: np.ndarray, order: int, z: float) -> float:
+    d = 0.0
+    zp = 1.0
+    for p in range(1, order + 1):
+        d += p * coef[p] * zp
+        zp *= z
+    return d
+
+
+@_jit
+def peak_fit_rows(
+    x: np.ndarray,
+    y: np.ndarray,
+    orient: np.ndarray,
+    k0: np.ndarray,
+    start: np.ndarray,
+    stop: np.ndarray,
+    window: np.ndarray,
+    order: int,
+    iterations: int,
+    zone_points: int,
+    log_clip: float,
+    out: np.ndarray,
+    flags: np.ndarray,
+) -> None:
+    """Wide polynomial fit around each row's peak, re-centred; see :func:`._robust_math.peak_fit`.
+
+    With ``log_clip > 0`` the fit is to ``ln max(|y|, log_clip)`` (computed on the fly, only for the
+    points fitted). ``out[i] = (x*, y(x*), oriented slope at x*)`` (NaN when the half is too short or the fit is
+    singular); ``flags[i] = (window pinned to an end of the half, maximum at the zone edge)``.
+    """
+    n = x.shape[0]
+    p1 = order + 1
+    a = np.empty((p1, p1))
+    b = np.empty(p1)
+    moments = np.empty(2 * order + 1)
+    for i in range(n):
+        out[i, 0] = np.nan
+        out[i, 1] = np.nan
+        out[i, 2] = np.nan
+        flags[i, 0] = False
+        flags[i, 1] = False
+        s, e = start[i], stop[i]
+        size = min(window[i], e - s)
+        if size < order + 2:
+            continue
+        k = min(max(k0[i], s), e - 1)
+        for _ in range(max(iterations, 1)):
+            lo = min(max(k - size // 2, s), e - size)
+            xc = x[i, k]
+            scale = 0.0
+            for j in range(lo, lo + size):
+                scale = max(scale, abs(x[i, j] - xc))
+            if not scale > 0.0:
+                scale = 1.0
+            moments[:] = 0.0
+            b[:] = 0.0
+            for j in range(lo, lo + size):
+                z = (x[i, j] - xc) / scale
+                yj = np.log(max(abs(y[i, j]), log_clip)) if log_clip > 0.0 else y[i, j]
+                zp = 1.0
+                for p in range(2 * order + 1):
+                    moments[p] += zp
+                    if p < p1:
+                        b[p] += zp * yj
+                    zp *= z
+            for r in range(p1):
+                for cc in range(p1):
+                    a[r, cc] = moments[r + cc]
+            if not _solve(a, b):
+                break
+            z_first = (x[i, lo] - xc) / scale
+            z_last = (x[i, lo + size - 1] - xc) / scale
+            ascending = z_first <= z_last
+            zmin, zmax = min(z_first, z_last), max(z_first, z_last)
+            pinned_lo = (lo == s) if ascending else (lo + size == e)
+            pinned_hi = (lo + size == e) if ascending else (lo == s)
+            quarter = 0.25 * (zmax - zmin)
+            z_lo = zmin if pinned_lo else zmin + quarter
+            z_hi = zmax if pinned_hi else zmax - quarter
+            best_t, best_d, best_z, low_d = -1, -np.inf, 0.0, np.inf
+            for t in range(zone_points):
+                z = z_lo + (z_hi - z_lo) * t / (zone_points - 1)
+                d = 0.0
+                zp = 1.0
+                for p in range(1, p1):
+                    d += p * b[p] * zp
+                    zp *= z
+                d *= orient[i]
+                low_d = min(low_d, d)
+                if d > best_d:
+                    best_t, best_d, best_z = t, d, z
+            if best_t < 0:
+                break
+            if best_d - low_d <= 1e-9 * abs(best_d):
+                # A flat slope (a straight line) has no peak: every point is the maximum; take the
+                # middle of the zone rather than an arbitrary edge.
+                best_t = zone_points // 2
+                best_z = z_lo + (z_hi - z_lo) * best_t / (zone_points - 1)
+            if 0 < best_t < zone_points - 1:
+                # Parabola through the best zone point and its neighbours (the zone grid is uniform).
+                step = (z_hi - z_lo) / (zone_points - 1)
+                dm = _slope_at(b, order, best_z - step) * orient[i]
+                dp = _slope_at(b, order, best_z + step) * orient[i]
+                curv = dm - 2.0 * best_d + dp
+                if curv < 0.0:
+                    shift = 0.5 * (dm - dp) / curv
+                    best_z += shift * step
+                    best_d = _slope_at(b, order, best_z) * orient[i]
+            x_best = xc + best_z * scale
+            value = 0.0
+            zp = 1.0
+            for p in range(p1):
+                value += b[p] * zp
+                zp *= best_z
+            out[i, 0] = x_best
+            out[i, 1] = value
+            out[i, 2] = best_d / scale
+            flags[i, 0] = lo == s or lo + size == e
+            flags[i, 1] = best_t == 0 or best_t == zone_points - 1
+            k_new = lo
+            dist = np.inf
+            for j in range(lo, lo + size):
+                dj = abs(x[i, j] - x_best)
+                if dj < dist:
+                    dist, k_new = dj, j
+            if k_new == k or (abs(k_new - k) <= 1 and not flags[i, 1]):
+                break  # one point off-centre changes nothing that matters, unless heading for an end
+            k = k_new
