@@ -18,11 +18,16 @@ __all__ = [
     "FormatVersionError",
     "IndexTableError",
     "MissingGroupError",
+    "MissingOutputError",
     "NotHDF5Error",
     "OutputError",
     "TruncatedFileError",
     "UnsafeExpressionError",
 ]
+
+
+#: Longest problem line a ConfigError keeps [characters].
+_MAX_PROBLEM = 500
 
 
 class DaskFeaturesError(Exception):
@@ -93,7 +98,14 @@ class ConfigError(DaskFeaturesError, ValueError):
     """
 
     def __init__(self, problems: Sequence[str] | str, source: str | None = None) -> None:
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        # A problem line quotes user values; cut each so one huge value cannot flood a message.
+        lines = [problems] if isinstance(problems, str) else list(problems)
+        self.problems = [
+            p
+            if len(p) <= _MAX_PROBLEM
+            else f"{p[:_MAX_PROBLEM]}... ({len(p) - _MAX_PROBLEM} more characters)"
+            for p in lines
+        ]
         self.source = source
         head = f"invalid feature config {source!r}" if source else "invalid feature config"
         body = "\n".join(f"  - {p}" for p in self.problems)
@@ -145,3 +157,7 @@ class ExtractorError(DaskFeaturesError, RuntimeError):
 
 class OutputError(DaskFeaturesError, OSError):
     """Results could not be written (folder not writable, disk full, unsafe name)."""
+
+
+class MissingOutputError(DaskFeaturesError, FileNotFoundError):
+    """An output folder, or a config's output inside it, does not exist (misspelled name or path)."""

@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dask_features._paths import check_output_folder
 from dask_features._version import __version__
 from dask_features.config.schema import FeatureConfig, load_config
 from dask_features.errors import OutputError
@@ -240,6 +241,7 @@ def read_features(
         name = config  # a bare name: no need to resolve a preset or re-validate
     else:
         name = load_config(config).name
+    check_output_folder(out_dir, _safe_component(name))
     files = list(_files(out_dir, name, table))
     if as_dask:
         import dask.dataframe as dd

@@ -268,7 +268,8 @@ def extract(
     if chunk_steps != "auto" and (not isinstance(chunk_steps, int) or chunk_steps < 1):
         raise ValueError(f"chunk_steps must be a positive integer or 'auto', got {chunk_steps!r}")
     out = Path(out_dir)
-    _check_writable(out)
+    if not out.is_dir():  # an existing folder is checked when something needs writing (read-only is fine)
+        _check_writable(out)
     result = ExtractionResult(cfg.name, cfg.hash, out)
     items, root = expand_inputs(data)
     cat = _open_catalog(catalog)
@@ -312,8 +313,10 @@ def extract(
                 fail(path, f"{path}: no {' or '.join(missing)} steps, which config {cfg.name!r} needs")
             elif not force and is_complete(out, cfg, job.experiment, job.stem):
                 result.skipped.append(path)
-                bar.update()
+                bar.total -= 1  # the ETA is over work to do: up-to-date experiments are not part of it
+                bar.refresh()
             else:
+                _check_writable(out)
                 yield job
 
     errors: list[pd.DataFrame] = []
@@ -355,7 +358,7 @@ def extract(
     if errors:
         result.errors = pd.concat(errors, ignore_index=True)[_ERROR_COLUMNS]
     result.total_seconds = time.perf_counter() - t_start
-    logger.info("%s", result.summary())
+    logger.debug("%s", result.summary())  # callers print it; at INFO the CLI would show it twice
     return result
 
 
