@@ -110,8 +110,12 @@ def cluster(args: argparse.Namespace) -> Iterator[Any]:
         from distributed import Client
 
         check_address(args.address)
+        from dask_features.cli._plugins import IMPORTED_FILES
+
         with Client(args.address, timeout="10s") as client:
             say(f"connected to {args.address}; dashboard: {client.dashboard_link}")
+            for path in IMPORTED_FILES:  # --import FILE: the remote scheduler and workers need it too
+                client.upload_file(str(path), load=False)  # imported where a task needs it
             yield client
         return
     if args.scheduler != "distributed" and args.memory_limit is None:

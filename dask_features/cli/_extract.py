@@ -112,6 +112,16 @@ def _memory_note(result: Any, client: Any, config: Any, memory_limit: str | None
     )
 
 
+def _scheduler_note(result: Any, client: Any) -> str | None:
+    if client is None or getattr(client, "status", "running") in ("running", "connecting", "newly-created"):
+        return None
+    return (
+        f"lost the connection to the Dask scheduler during the run (client {client.status}): the "
+        f"{len(result.failed)} experiment(s) listed as failed were not finished. Outputs written are "
+        "complete; start the scheduler again and rerun the same command to resume"
+    )
+
+
 def summary(result: Any, client: Any = None, config: Any = None, memory_limit: str | None = None) -> str:
     """The run's summary, once: counts, output folder, where the step errors are, failures."""
     lines = [
@@ -129,9 +139,9 @@ def summary(result: Any, client: Any = None, config: Any = None, memory_limit: s
     used = getattr(result, "scheduler", None)
     if used:
         lines.insert(1, f"scheduler: {used}")
-    note = _memory_note(result, client, config, memory_limit)
-    if note:
-        lines.append(note)
+    for note in (_memory_note(result, client, config, memory_limit), _scheduler_note(result, client)):
+        if note:
+            lines.append(note)
     return "\n".join(lines)
 
 

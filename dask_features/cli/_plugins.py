@@ -7,8 +7,8 @@ it announces that module in its ``pyproject.toml``::
     my_lab = "my_lab.features"
 
 ``--import MODULE`` does the same for one run: a module name, or a path to a ``.py`` file. A file's
-folder is put on ``PYTHONPATH`` so that worker processes started afterwards import it too, and its
-functions are pickled by value for workers of a remote scheduler, which may not have the file.
+folder is put on ``PYTHONPATH`` so that worker processes started afterwards import it too; with
+``--address`` the file is uploaded to the scheduler and the workers, which may not have it.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 #: Entry-point group of extractor plugins.
 GROUP = "dask_features.extractors"
+#: ``.py`` files imported by ``--import`` in this process (uploaded to a remote cluster's scheduler and workers).
+IMPORTED_FILES: list[Path] = []
 
 
 class PluginError(ImportError):
@@ -68,9 +70,7 @@ def _import_file(path: Path) -> ModuleType:
     except BaseException:
         del sys.modules[name]
         raise
-    import cloudpickle
-
-    cloudpickle.register_pickle_by_value(module)
+    IMPORTED_FILES.append(path)
     return module
 
 
