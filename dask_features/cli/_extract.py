@@ -139,9 +139,8 @@ def summary(result: Any, client: Any = None, config: Any = None, memory_limit: s
     used = getattr(result, "scheduler", None)
     if used:
         lines.insert(1, f"scheduler: {used}")
-    for note in (_memory_note(result, client, config, memory_limit), _scheduler_note(result, client)):
-        if note:
-            lines.append(note)
+    notes = (_memory_note(result, client, config, memory_limit), _scheduler_note(result, client))
+    lines.extend(n for n in notes if n)
     return "\n".join(lines)
 
 
