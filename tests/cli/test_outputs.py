@@ -39,3 +39,15 @@ def test_read_features_names_what_is_missing(tiny_data: Path, tmp_path: Path) ->
     with pytest.raises(FileNotFoundError):  # also a built-in FileNotFoundError
         dfe.read_features(tmp_path / "out", "v2_mixed")
     assert dfe.read_features(tmp_path / "out", "v2_transfer_basic", table="errors").empty  # no errors: empty
+
+
+def test_progress_after_a_resume_counts_only_work_to_do(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    dfe.extract(tiny_data, "v2_transfer_basic", out, scheduler="sync", progress=False)
+    for path in sorted((out / "v2_transfer_basic" / "steps").glob("*.parquet"))[:2]:
+        path.unlink()
+    dfe.extract(tiny_data, "v2_transfer_basic", out, scheduler="sync", progress=True)
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "2/2" in bar  # the 2 up-to-date experiments are not counted as instant work (ETA)
