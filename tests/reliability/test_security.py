@@ -541,6 +541,16 @@ def _external_link(secret_h5: Path) -> Callable[[h5py.File], None]:
     return edit
 
 
+def _soft_to_external(secret_h5: Path) -> Callable[[h5py.File], None]:
+    def edit(f: h5py.File) -> None:
+        _external_link(secret_h5)(f)
+        f["hidden"] = f.get("transfer/measurement_data", getlink=True)
+        del f["transfer/measurement_data"]
+        f["transfer/measurement_data"] = h5py.SoftLink("/hidden")
+
+    return edit
+
+
 def _virtual(secret_h5: Path) -> Callable[[h5py.File], None]:
     def edit(f: h5py.File) -> None:
         data = f["transfer/measurement_data"][()]
@@ -560,8 +570,9 @@ def _virtual(secret_h5: Path) -> Callable[[h5py.File], None]:
         ("external raw storage", lambda d: _external_raw(_outside_bytes(d))),
         ("an external link", lambda d: _external_link(_outside_bytes(d).with_suffix(".h5"))),
         ("virtual dataset source", lambda d: _virtual(_outside_bytes(d).with_suffix(".h5"))),
+        ("an external link", lambda d: _soft_to_external(_outside_bytes(d).with_suffix(".h5"))),
     ],
-    ids=["external-storage", "external-link", "virtual-dataset"],
+    ids=["external-storage", "external-link", "virtual-dataset", "soft-link-to-external"],
 )
 def test_hdf5_references_outside_the_file_are_refused(
     kind: str,
