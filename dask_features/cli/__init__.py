@@ -97,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dask-features`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
     _runtime.setup_logging(args)
+    _runtime.quiet_workers_on_ctrl_c()
     saved: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}

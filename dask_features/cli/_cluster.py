@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import signal
 import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -128,14 +127,7 @@ def cluster(args: argparse.Namespace) -> Iterator[Any]:
     options: dict[str, Any] = {"silence_logs": worker_log_level()}
     if args.memory_limit is not None:
         options["memory_limit"] = args.memory_limit
-    # Workers are spawned with Ctrl-C ignored (a spawned process keeps an ignored signal), so Ctrl-C
-    # in the terminal reaches this process only and the cluster is shut down by it, quietly.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        lc = local_cluster(args.workers, **options)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    with lc, Client(lc) as client:
+    with local_cluster(args.workers, **options) as lc, Client(lc) as client:
         say(f"LocalCluster: {len(lc.workers)} workers; dashboard: {client.dashboard_link}")
         yield client
 

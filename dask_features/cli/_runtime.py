@@ -105,6 +105,18 @@ def _silence() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
+def quiet_workers_on_ctrl_c() -> None:
+    """Workers of any LocalCluster this process starts (here or in the engine) ignore Ctrl-C."""
+    import dask
+
+    preload = list(dask.config.get("distributed.worker.preload", []))
+    if _WORKER_PRELOAD not in preload:
+        dask.config.set({"distributed.worker.preload": [*preload, _WORKER_PRELOAD]})
+
+
+_WORKER_PRELOAD = "dask_features.cli._worker"
+
+
 def install_signal_handlers() -> None:
     """Ctrl-C raises KeyboardInterrupt and SIGTERM raises :class:`Terminated`, both silencing the cluster."""
 
