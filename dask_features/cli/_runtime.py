@@ -55,14 +55,21 @@ def add_common_options(p: argparse.ArgumentParser, *, top: bool = False) -> None
 class _Threshold(logging.Filter):
     """Our records at ``level`` and above; a cluster's dashboard link always (it is the one way in)."""
 
-    def __init__(self, level: int) -> None:
+    def __init__(self, level: int, dashboards: bool, failures: bool) -> None:
         super().__init__()
         self.level = level
+        self.dashboards = dashboards
+        self.failures = failures
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == _ENGINE and record.levelno >= logging.ERROR:
+            return self.failures  # failed experiments are listed once in the summary; -v: as they happen
         if record.levelno >= self.level:
             return True
-        return record.name.startswith("dask_features") and "dashboard" in str(record.msg)
+        return self.dashboards and record.name.startswith("dask_features") and "dashboard" in str(record.msg)
+
+
+_ENGINE = "dask_features.engine.run"
 
 
 def setup_logging(args: argparse.Namespace) -> None:
@@ -72,7 +79,7 @@ def setup_logging(args: argparse.Namespace) -> None:
     level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(_Threshold(level))
+    handler.addFilter(_Threshold(level, dashboards=not args.quiet, failures=verbose > 0))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -85,8 +92,6 @@ def setup_logging(args: argparse.Namespace) -> None:
     cluster_level = (logging.ERROR, logging.WARNING, logging.DEBUG)[min(verbose, 2)]
     for name in ("distributed", "tornado", "bokeh"):
         logging.getLogger(name).setLevel(logging.CRITICAL if args.quiet else cluster_level)
-    # Failed experiments are listed once in the summary; -v also logs each as it happens.
-    logging.getLogger("dask_features.engine.run").setLevel(logging.ERROR if verbose else logging.CRITICAL)
     if args.quiet:
         os.environ.setdefault("TQDM_DISABLE", "1")
 

@@ -358,3 +358,20 @@ def test_import_writes_and_prints_nothing(tmp_path: Path) -> None:
     assert done.stdout == ""
     assert done.stderr == ""
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("flags", "shown"), [([], True), (["-q"], False)])
+def test_dashboard_of_a_cluster_the_engine_starts_is_shown(
+    flags: list[str], shown: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from dask_features.cli import _parser, _runtime
+
+    _runtime.setup_logging(_parser().parse_args(["presets", *flags]))
+    engine = logging.getLogger("dask_features.engine.run")
+    engine.info("started a LocalCluster with %d workers; dashboard: %s", 2, "http://127.0.0.1:8787/status")
+    engine.info("some other progress note")
+    err = capsys.readouterr().err
+    assert ("dashboard: http://127.0.0.1:8787/status" in err) is shown
+    assert "other progress note" not in err
