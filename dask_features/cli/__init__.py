@@ -96,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dask-features`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
-    _runtime.setup_logging(args)
+    restore_logging = _runtime.setup_logging(args)
     _runtime.quiet_workers_on_ctrl_c()
     saved: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
@@ -105,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args)
     finally:
+        restore_logging()
         _runtime.on_interrupt.clear()
         for sig, handler in saved.items():
             signal.signal(sig, handler)

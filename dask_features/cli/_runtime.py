@@ -72,21 +72,41 @@ class _Threshold(logging.Filter):
 _ENGINE = "dask_features.engine.run"
 
 
-def setup_logging(args: argparse.Namespace) -> None:
-    """Levels from ``-v/-q``; the cluster's own INFO chatter only with ``-vv``."""
+_TOUCHED = ("dask_features", "distributed", "tornado", "bokeh", "asyncio")
+
+
+def setup_logging(args: argparse.Namespace) -> Callable[[], None]:
+    """Levels from ``-v/-q``; the cluster's own INFO chatter only with ``-vv``.
+
+    Returns
+    -------
+    callable
+        Restores the logging set-up found (``main`` called in-process, e.g. by tests, leaves no trace).
+    """
+    # distributed sets its loggers' levels when imported: import it first, then override them.
+    import distributed  # noqa: F401
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level, {n: logging.getLogger(n).level for n in _TOUCHED})
+    saved_env = os.environ.get("TQDM_DISABLE")
+
+    def restore() -> None:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        for name, lvl in saved[2].items():
+            logging.getLogger(name).setLevel(lvl)
+        if saved_env is None:
+            os.environ.pop("TQDM_DISABLE", None)
+
     _state.update(quiet=bool(args.quiet), debug=bool(args.debug), verbose=int(args.verbose))
     verbose = 0 if args.quiet else args.verbose
     level = logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_Threshold(level, dashboards=not args.quiet, failures=verbose > 0))
-    root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("dask_features").setLevel(min(level, logging.INFO))
-    # distributed sets its loggers' levels when imported: import it first, then override them.
-    import distributed  # noqa: F401
-
     # The cluster's own notes (restarts, dashboard host warnings) one step quieter than ours: what
     # they mean for the run is in the summary.
     cluster_level = (logging.ERROR, logging.WARNING, logging.DEBUG)[min(verbose, 2)]
@@ -94,6 +114,7 @@ def setup_logging(args: argparse.Namespace) -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL if args.quiet else cluster_level)
     if args.quiet:
         os.environ.setdefault("TQDM_DISABLE", "1")
+    return restore
 
 
 def say(*parts: Any) -> None:

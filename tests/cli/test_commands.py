@@ -368,10 +368,15 @@ def test_dashboard_of_a_cluster_the_engine_starts_is_shown(
 
     from dask_features.cli import _parser, _runtime
 
-    _runtime.setup_logging(_parser().parse_args(["presets", *flags]))
-    engine = logging.getLogger("dask_features.engine.run")
-    engine.info("started a LocalCluster with %d workers; dashboard: %s", 2, "http://127.0.0.1:8787/status")
-    engine.info("some other progress note")
+    restore = _runtime.setup_logging(_parser().parse_args(["presets", *flags]))
+    try:
+        engine = logging.getLogger("dask_features.engine.run")
+        engine.info(
+            "started a LocalCluster with %d workers; dashboard: %s", 2, "http://127.0.0.1:8787/status"
+        )
+        engine.info("some other progress note")
+    finally:
+        restore()
     err = capsys.readouterr().err
     assert ("dashboard: http://127.0.0.1:8787/status" in err) is shown
     assert "other progress note" not in err
