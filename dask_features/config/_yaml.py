@@ -23,10 +23,11 @@ import yaml
 
 from dask_features.errors import ConfigError
 
-__all__ = ["MAX_DEPTH", "MAX_NODES", "MAX_YAML_BYTES", "load_yaml", "read_yaml_text", "short"]
+__all__ = ["MAX_DEPTH", "MAX_NODES", "MAX_YAML_BYTES", "load_yaml", "read_yaml_text"]
 
-#: Largest config file read [bytes]; the biggest shipped preset is a few kB.
-MAX_YAML_BYTES = 1_000_000
+#: Largest config file read [bytes]; the biggest shipped preset is a few kB, and checking plus
+#: loading 256 kB takes about a second.
+MAX_YAML_BYTES = 256 * 1024
 #: Nodes the document may have with every alias expanded.
 MAX_NODES = 200_000
 #: Deepest nesting of mappings and sequences.
@@ -35,14 +36,6 @@ MAX_DEPTH = 64
 _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
 _CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
-
-
-def short(value: Any, limit: int = 80) -> str:
-    """``repr(value)`` cut to about ``limit`` characters, saying how much was left out."""
-    text = repr(value) if not isinstance(value, str) or len(value) <= 4 * limit else repr(value[: 4 * limit])
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text) - limit}+ more characters)"
 
 
 def read_yaml_text(path: str | os.PathLike[str], source: str) -> str:

@@ -623,7 +623,7 @@ def _bomb_in_params() -> str:
         ("name: deep\nfeatures: " + "[" * 5000 + "]" * 5000, "nested more than|maximum nesting depth"),
         (
             "name: big\nfeatures:\n" + "  - {name: g, extractor: transfer.gm_max}\n" * 30000,
-            "configs are limited to 1,000,000",
+            "configs are limited to 262,144",
         ),
         ("name: x\nfeatures: [\n", "invalid YAML \\(line"),
     ],
