@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -97,6 +98,7 @@ def setup_logging(args: argparse.Namespace) -> Callable[[], None]:
             logging.getLogger(name).setLevel(lvl)
         if saved_env is None:
             os.environ.pop("TQDM_DISABLE", None)
+        os.environ.pop(_LEVEL_ENV, None)
 
     _state.update(quiet=bool(args.quiet), debug=bool(args.debug), verbose=int(args.verbose))
     verbose = 0 if args.quiet else args.verbose
@@ -114,6 +116,7 @@ def setup_logging(args: argparse.Namespace) -> Callable[[], None]:
         logging.getLogger(name).setLevel(logging.CRITICAL if args.quiet else cluster_level)
     if args.quiet:
         os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ[_LEVEL_ENV] = str(worker_log_level())  # read by the worker preload
     return restore
 
 
@@ -140,7 +143,8 @@ def quiet_workers_on_ctrl_c() -> None:
         dask.config.set({"distributed.worker.preload": [*preload, _WORKER_PRELOAD]})
 
 
-_WORKER_PRELOAD = "dask_features.cli._worker"
+_WORKER_PRELOAD = str(Path(__file__).with_name("_worker_preload.py"))
+_LEVEL_ENV = "DASK_FEATURES_WORKER_LOG_LEVEL"  # the preload's LEVEL_ENV (not imported: it is a plain file)
 
 
 def install_signal_handlers() -> None:
@@ -202,9 +206,9 @@ def quiet_broken_pipe() -> int:
 
 
 def worker_log_level() -> int:
-    """Level of the workers' own log output: errors only, warnings with ``-v``, all with ``-vv``."""
+    """Level of the workers' own log output: none by default, warnings with ``-v``, all with ``-vv``."""
     verbose = 0 if _state["quiet"] else int(_state.get("verbose", 0))
-    return (logging.ERROR, logging.WARNING, logging.INFO)[min(verbose, 2)]
+    return (logging.CRITICAL, logging.WARNING, logging.INFO)[min(verbose, 2)]
 
 
 def is_debug() -> bool:
