@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 3.0
 #: Memory one worker process needs before any work: Python, NumPy, pandas, dask, distributed, h5py [B].
 IMPORT_BYTES = 250 * 2**20
+#: Memory of a worker process before its first task (Python, distributed) [B], with margin.
+MIN_WORKER_BYTES = 128 * 2**20
 
 
 class InputError(FileNotFoundError):
@@ -92,6 +94,32 @@ def check_address(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
     )
 
 
+def check_memory_limit(text: str) -> int:
+    """``--memory-limit`` in bytes; refused where a worker could never start, warned where no task fits.
+
+    Below :data:`MIN_WORKER_BYTES` a worker exceeds its limit before its first task, and the nanny
+    restarts it forever (the run would hang); below :data:`IMPORT_BYTES` every task is killed.
+    """
+    from dask.utils import parse_bytes
+
+    try:
+        limit = parse_bytes(text)
+    except ValueError as exc:
+        raise ValueError(f"--memory-limit {text!r}: {exc}; use e.g. 2GB") from None
+    if limit < MIN_WORKER_BYTES:
+        raise ValueError(
+            f"--memory-limit {text} is below the {MIN_WORKER_BYTES / 2**20:.0f} MB a worker process needs to "
+            f"start; give at least {IMPORT_BYTES / 2**20:.0f} MB plus the data of a task, e.g. 1GB"
+        )
+    if limit < IMPORT_BYTES:
+        logger.warning(
+            "--memory-limit %s is below the ~%d MB a worker needs to import the packages: tasks will be killed",
+            text,
+            IMPORT_BYTES // 2**20,
+        )
+    return limit
+
+
 def scheduler_for(args: argparse.Namespace) -> dict[str, Any]:
     """``extract`` keywords for what the user asked; nothing asked: the engine decides."""
     kwargs: dict[str, Any] = {}
@@ -126,7 +154,7 @@ def cluster(args: argparse.Namespace) -> Iterator[Any]:
 
     options: dict[str, Any] = {"silence_logs": worker_log_level()}
     if args.memory_limit is not None:
-        options["memory_limit"] = args.memory_limit
+        options["memory_limit"] = check_memory_limit(args.memory_limit)
     with local_cluster(args.workers, **options) as lc, Client(lc) as client:
         say(f"LocalCluster: {len(lc.workers)} workers; dashboard: {client.dashboard_link}")
         yield client

@@ -380,3 +380,16 @@ def test_dashboard_of_a_cluster_the_engine_starts_is_shown(
     err = capsys.readouterr().err
     assert ("dashboard: http://127.0.0.1:8787/status" in err) is shown
     assert "other progress note" not in err
+
+
+def test_a_memory_limit_no_worker_can_start_with_is_refused(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Below the footprint of an idle worker the nanny would restart it forever: refuse, do not hang.
+    assert (
+        main(["extract", str(tiny_data), "-c", "v2_mixed", "-o", str(tmp_path), "--memory-limit", "60MB"])
+        == 1
+    )
+    assert (
+        "--memory-limit 60MB is below the 128 MB a worker process needs to start" in capsys.readouterr().err
+    )
