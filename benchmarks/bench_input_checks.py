@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
+import timeit
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,12 +27,7 @@ from dask_features.config._yaml import MAX_YAML_BYTES, load_yaml
 
 
 def best_of(fn: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return min(timeit.repeat(fn, number=1, repeat=repeat))
 
 
 def main() -> None:
