@@ -9,6 +9,7 @@ Every subcommand is a thin layer over the Python API and takes ``-v/-q/--debug``
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -27,6 +28,7 @@ from dask_features.cli._misc import (
     run_synth,
 )
 from dask_features.cli._plugins import add_import_option, load_plugins
+from dask_features.io._safety import ALLOW_ENV
 
 __all__ = ["main"]
 
@@ -97,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dask-features`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
     restore_logging = _runtime.setup_logging(args)
+    # Options that reach worker processes through the environment; put back for in-process callers.
+    env = {k: os.environ.get(k) for k in ("PYTHONPATH", ALLOW_ENV)}
     _runtime.quiet_workers_on_ctrl_c()
     saved: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
@@ -105,6 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args)
     finally:
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         restore_logging()
         _runtime.on_interrupt.clear()
         for sig, handler in saved.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -393,3 +394,29 @@ def test_a_memory_limit_no_worker_can_start_with_is_refused(
     assert (
         "--memory-limit 60MB is below the 128 MB a worker process needs to start" in capsys.readouterr().err
     )
+
+
+def test_external_data_only_inside_an_allowed_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import h5py
+
+    from tests.reliability.conftest import write_small
+
+    data = tmp_path / "data"
+    path = write_small(data / "linked-test_1.h5", seed=1, test_id="test_1")
+    shared = data / "shared" / "transfer.dat"  # not *.h5: not an experiment itself
+    shared.parent.mkdir()
+    with h5py.File(path, "a") as f, h5py.File(shared, "w") as g:
+        g["data"] = f["transfer/measurement_data"][()]
+        del f["transfer/measurement_data"]
+        f["transfer/measurement_data"] = h5py.ExternalLink(str(shared), "/data")
+    args = ["extract", str(data), "-c", "v2_transfer_basic", "-o", str(tmp_path / "o"), "--scheduler", "sync"]
+    assert main(args) == 1
+    assert (
+        "refused: reads data outside the file: 'transfer/measurement_data' is an external link"
+        in capsys.readouterr().out
+    )
+    assert main([*args, "--allow-external-in", str(data)]) == 0
+    assert "1 written" in capsys.readouterr().out
+    assert "DASK_FEATURES_ALLOW_EXTERNAL_IN" not in os.environ  # an option of that run only
