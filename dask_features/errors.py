@@ -48,6 +48,10 @@ __all__ = [
 ]
 
 
+#: Longest problem line a ConfigError keeps [characters].
+_MAX_PROBLEM = 500
+
+
 class DaskFeaturesError(Exception):
     """Root of every error raised on purpose by :mod:`dask_features`."""
 
@@ -182,7 +186,14 @@ class ConfigError(DaskFeaturesError, ValueError):
     """
 
     def __init__(self, problems: Sequence[str] | str, source: str | None = None) -> None:
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        # A problem line quotes user values; cut each so one huge value cannot flood a message.
+        lines = [problems] if isinstance(problems, str) else list(problems)
+        self.problems = [
+            p
+            if len(p) <= _MAX_PROBLEM
+            else f"{p[:_MAX_PROBLEM]}... ({len(p) - _MAX_PROBLEM} more characters)"
+            for p in lines
+        ]
         self.source = source
         head = f"invalid feature config {source!r}" if source else "invalid feature config"
         body = "\n".join(f"  - {p}" for p in self.problems)

@@ -17,7 +17,7 @@ def check_name(name: object, what: str = "feature-set name") -> str:
     Allowed: 1-200 characters from letters, digits and ``_ . + = @ , -``, not starting with a dot or dash,
     so ``..``, separators, absolute paths, NUL and hidden names are all rejected.
     """
-    if not isinstance(name, str) or not _SAFE.match(name) or name in (".", ".."):
+    if not isinstance(name, str) or _SAFE.fullmatch(name) is None or name in (".", ".."):
         raise InvalidNameError(
             f"{what} {name!r} is not allowed: use 1-200 characters from letters, digits and '_.+=@,-', "
             "not starting with '.' or '-' (no path separators, '..', or NUL)"

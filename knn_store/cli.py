@@ -10,8 +10,10 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -57,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
         "--store", default=None, help="store root (default: $KNN_STORE_DIR or ~/.cache/knn_store)"
     )
     common.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    common.add_argument("-q", "--quiet", action="store_true", help="only results, warnings and errors")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
     p = argparse.ArgumentParser(prog="knn-store", description="Cached exact kNN and SS-DDBC grid searches.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -215,11 +219,41 @@ def _info(args: argparse.Namespace, store: KNNStore) -> int:
     return 0
 
 
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``knn-store`` console script; returns the process exit code."""
+    """Entry point of the ``knn-store`` console script; returns the process exit code.
+
+    Exit codes: 0 ok, 1 error, 2 usage error, 130 Ctrl-C, 143 SIGTERM, 141 closed output pipe.
+    """
     args = _parser().parse_args(argv)
-    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    level = (
+        logging.ERROR if args.quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    )
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _main(args)
+    except KeyboardInterrupt as exc:
+        if args.debug:
+            raise
+        # Entries are published atomically: what is in the store is complete, the rest is recomputed.
+        print("interrupted: finished entries are kept; rerun the same command to resume", file=sys.stderr)
+        return 143 if exc.args == ("SIGTERM",) else 130
+    except BrokenPipeError:  # "knn-store info | head": the reader left, nothing to report
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         store = KNNStore(args.store or _default_root())
         if args.command == "grid-search":
@@ -240,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"removed {n} entries from {store.root}")
         return 0
     except KnnStoreError as exc:
+        if args.debug:
+            raise
         print(f"knn-store: error: {exc}", file=sys.stderr)
         return 1
 

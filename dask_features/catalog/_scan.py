@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from dask_features._paths import resolve
 from dask_features.catalog._connection import _CatalogConnection
 from dask_features.catalog._schema import _COLUMNS, _now, _to_json
 from dask_features.errors import DataFolderError
@@ -72,8 +73,7 @@ class _Scanning(_CatalogConnection):
         Parameters
         ----------
         folder : str or path-like
-            Folder to walk; relative paths are taken relative to the catalog folder, not the
-            working directory.
+            Folder to walk; a relative path is relative to the working directory.
         incremental : bool, default True
             Skip files whose size and mtime match the catalog (readable or not); False re-reads all.
         pattern : str, default "*.h5"
@@ -90,7 +90,7 @@ class _Scanning(_CatalogConnection):
         """
         self._check_writable()
         start = time.perf_counter()
-        top = Path(self.root, folder).resolve() if not os.path.isabs(folder) else Path(folder).resolve()
+        top = resolve(folder)  # relative to the working directory, as in a shell
         if not top.is_dir():
             raise DataFolderError(f"{top}: not a folder")
         report = ScanReport()

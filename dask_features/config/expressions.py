@@ -22,6 +22,7 @@ could exhaust memory or time (Python integers are promoted to float before ``**`
 from __future__ import annotations
 
 import ast
+import math
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -129,6 +130,14 @@ _MAX_DEPTH = 100
 #: Arguments that set an iteration count inside NumPy (function -> (keyword, position, maximum)):
 #: ``np.diff(x, n=int(1e9))`` loops a billion times even on an empty array.
 _BOUNDED_ARGS: dict[str, tuple[str, int, int]] = {"diff": ("n", 1, 100)}
+#: Elements one operation may allocate: this many, or :data:`ELEMENTS_PER_INPUT` times the
+#: elements of all inputs together if that is more. Checked *before* the operation runs, so
+#: ``x[:, None] * x[None, :]`` on a long column is refused instead of allocating gigabytes.
+MIN_ELEMENT_BUDGET = 10_000_000
+ELEMENTS_PER_INPUT = 16
+#: Values per step a derived feature may return (each becomes a Parquet column).
+MAX_OUTPUT_WIDTH = 1024
+_BUDGET_KEY = "_budget"  # env slot; parameter names may not start with "_", so it cannot clash
 
 
 def _floatify(value: Any) -> Any:
@@ -346,8 +355,34 @@ class SafeExpression:
         missing = [n for n in self.arg_names if n not in env]
         if missing:
             raise TypeError(f"{self._where}no value for parameter(s) {missing}")
+        inputs = sum(int(np.size(a)) for a in args if isinstance(a, np.ndarray))
+        env[_BUDGET_KEY] = max(MIN_ELEMENT_BUDGET, ELEMENTS_PER_INPUT * inputs)
         with np.errstate(all="ignore"):
-            return self._eval(self._body, env)
+            result = self._eval(self._body, env)
+        width = math.prod(np.shape(result)[1:])
+        if width > MAX_OUTPUT_WIDTH:
+            raise self._fail(f"result has {width:,} values per step; at most {MAX_OUTPUT_WIDTH} are allowed")
+        return result
+
+    def _guard(self, env: dict[str, Any], node: ast.AST, *operands: Any) -> None:
+        """Refuse an operation whose result would exceed the element budget, before it runs."""
+        arrays = [np.shape(v) for v in operands if isinstance(v, np.ndarray)]
+        try:
+            elements = math.prod(np.broadcast_shapes(*arrays)) if arrays else 0
+        except ValueError:
+            elements = 0  # shapes do not broadcast: NumPy raises its own error without allocating
+        nested = sum(
+            int(np.size(v))
+            for s in operands
+            if isinstance(s, tuple | list)
+            for v in s
+            if isinstance(v, np.ndarray)
+        )
+        budget = env.get(_BUDGET_KEY, MIN_ELEMENT_BUDGET)
+        if max(elements, nested) > budget:
+            raise self._fail(
+                f"would allocate {max(elements, nested):,} elements; the budget is {budget:,}", node
+            )
 
     def _eval(self, node: ast.AST, env: dict[str, Any]) -> Any:
         match node:
@@ -362,7 +397,9 @@ class SafeExpression:
                     return _BUILTINS[n]
                 return {"True": True, "False": False, "None": None}[n]
             case ast.BinOp(left=left, op=op, right=right):
-                return _BINOPS[type(op)](self._eval(left, env), self._eval(right, env))
+                a, b = self._eval(left, env), self._eval(right, env)
+                self._guard(env, node, a, b)
+                return _BINOPS[type(op)](a, b)
             case ast.UnaryOp(op=op, operand=operand):
                 return _UNARYOPS[type(op)](self._eval(operand, env))
             case ast.BoolOp(op=op, values=values):
@@ -380,6 +417,7 @@ class SafeExpression:
                 result: Any = True
                 for op, c in zip(ops, comps, strict=True):
                     rhs = self._eval(c, env)
+                    self._guard(env, node, lhs, rhs)
                     part = _CMPOPS[type(op)](lhs, rhs)
                     result = part if result is True else result & part
                     lhs = rhs
@@ -417,8 +455,21 @@ class SafeExpression:
                     value = kws.get(key, pos[position] if len(pos) > position else None)
                     if isinstance(value, int | np.integer) and abs(int(value)) > limit:
                         raise ValueError(f"{name}: {key}={value} is larger than the allowed {limit}")
+                if "dtype" in kws:
+                    _check_dtype(self, kws["dtype"], node)
+                self._guard(env, node, *pos, *kws.values())
                 return fn(*pos, **kws)
         raise self._fail(f"{type(node).__name__} cannot be evaluated", node)  # unreachable after _check
+
+
+def _check_dtype(expr: SafeExpression, value: Any, node: ast.AST) -> None:
+    """Only plain numeric scalar dtypes: ``'(1e8,)f8'`` would make every element an array."""
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        raise expr._fail(f"dtype {value!r} is not a NumPy dtype", node) from None
+    if dtype.shape or dtype.fields or dtype.kind not in "biufc":
+        raise expr._fail(f"dtype {value!r} is not allowed (plain numeric dtypes only)", node)
 
 
 def _depth(tree: ast.AST) -> int:

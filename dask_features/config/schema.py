@@ -25,7 +25,6 @@ import importlib.resources
 import inspect
 import json
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,8 @@ from typing import Any
 
 import yaml
 
+from dask_features._names import is_config_name, is_feature_name
+from dask_features.config._yaml import load_yaml, read_yaml_text
 from dask_features.config.columns import IDENTITY_COLUMNS, KEY_COLUMNS, READ_COLUMNS, ColumnPlan, plan_columns
 from dask_features.config.expressions import SafeExpression, compile_expression
 from dask_features.config.graph import check_graph, topological_layers
@@ -51,8 +52,6 @@ RESERVED_NAMES = frozenset(
 #: Bumped when the meaning of a config changes in a way old outputs cannot reflect.
 HASH_SCHEMA = 1
 
-_FEATURE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _PRESET_PACKAGE = "dask_features.config.presets"
 
 
@@ -238,7 +237,7 @@ def load_config(
         if not path.is_file():
             raise ConfigError([f"config file {text!r} does not exist"], source=text)
         return _build(
-            _read_yaml(path.read_text(encoding="utf-8"), text),
+            _read_yaml(read_yaml_text(path, text), text),
             origin=str(path.resolve()),
             default_name=path.stem,
             registry=registry,
@@ -258,7 +257,7 @@ def load_config(
 
 def _read_yaml(text: str, origin: str) -> Mapping[str, Any]:
     try:
-        data = yaml.safe_load(text)  # safe loader: YAML tags cannot construct Python objects
+        data = load_yaml(text, origin)  # safe, bounded loader: see config/_yaml.py
     except yaml.YAMLError as exc:
         raise ConfigError([f"invalid YAML: {exc}"], source=origin) from None
     if not isinstance(data, Mapping):
@@ -272,7 +271,7 @@ def _build(
     reg = REGISTRY if registry is None else registry
     problems: list[str] = []
     name = data.get("name", default_name or "custom")
-    if not isinstance(name, str) or not _CONFIG_NAME.match(name) or name in (".", ".."):
+    if not is_config_name(name):
         problems.append(
             f"config name {name!r} must be 1-128 characters of letters, digits, '.', '_' or '-' "
             "(it becomes a folder name)"
@@ -314,7 +313,7 @@ def _build_feature(i: int, item: Any, reg: Registry, problems: list[str]) -> Fea
     name = item.get("name")
     label = f"feature {name!r}" if isinstance(name, str) else f"features[{i}]"
     ok = True
-    if not isinstance(name, str) or not _FEATURE_NAME.match(name):
+    if not is_feature_name(name):
         problems.append(f"{label}: name must be an identifier (letters, digits, '_'), got {name!r}")
         ok = False
     elif name in RESERVED_NAMES:

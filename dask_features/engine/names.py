@@ -13,11 +13,14 @@ extracted with it. The mapping back to the source file is in each output file's 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from pathlib import PurePosixPath
 
-__all__ = ["experiment_stem", "safe_component", "unique_stem"]
+__all__ = ["experiment_stem", "output_stems", "safe_component", "unique_stem"]
+
+logger = logging.getLogger(__name__)
 
 # Letters and digits of any script are kept (\w is Unicode-aware): replacing every non-ASCII character
 # by "_" made "芯片-1.h5" and "晶片-1.h5" the same output file.
@@ -67,3 +70,25 @@ def _suffixed(stem: str, rel: str) -> str:
 def unique_stem(stem: str, path: str, root: str | None) -> str:
     """``stem`` made unique for ``path`` (for names that differ only in letter case)."""
     return _suffixed(stem, _relative(path, root))
+
+
+def output_stems(paths: list[str], root: str | None) -> dict[str, str]:
+    """Source path -> output name for one run, unique even on case-insensitive file systems.
+
+    Parameters
+    ----------
+    paths : list of str
+        The experiment files of the run, in order.
+    root : str or None
+        The data folder they were found in (names are relative to it), or None.
+    """
+    stems: dict[str, str] = {}
+    taken: dict[str, str] = {}
+    for path in paths:
+        stem = experiment_stem(path, root)
+        if stem.casefold() in taken:
+            first, stem = taken[stem.casefold()], unique_stem(stem, path, root)
+            logger.warning("%s and %s map to one output name; the second is written as %r", first, path, stem)
+        taken[stem.casefold()] = path
+        stems[path] = stem
+    return stems

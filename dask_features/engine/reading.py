@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dask_features._paths import check_output_folder
 from dask_features.config.columns import IDENTITY_COLUMNS, READ_COLUMNS, TABLES
 from dask_features.config.schema import FeatureConfig, load_config
 from dask_features.engine.identity import same_content
@@ -176,6 +177,8 @@ def read_features(
         name, wanted = cfg.name, cfg.hash
     versions = version_folders(out_dir, name)
     current = Path(out_dir) / folder_name(name)
+    if not versions and not current.is_dir():
+        check_output_folder(out_dir, folder_name(name))  # a misspelled folder or name: say so
     if wanted is None:
         folder = current if current.is_dir() else None
         wanted = next((h for h, f in versions.items() if f == current), None)

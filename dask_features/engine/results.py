@@ -130,7 +130,8 @@ class Bookkeeper:
     def skipped(self, path: str) -> None:
         """``path`` is up to date."""
         self.result.skipped.append(path)
-        self.bar.update()
+        self.bar.total -= 1  # the ETA is over work to do: up-to-date experiments are not part of it
+        self.bar.refresh()
 
     def written(
         self,
@@ -162,7 +163,7 @@ class Bookkeeper:
             frame = pd.concat(self._errors, ignore_index=True)
             self.result.errors = frame.reindex(columns=RESULT_ERROR_COLUMNS)
         self.result.total_seconds = total_seconds
-        logger.info("%s", self.result.summary())
+        logger.debug("%s", self.result.summary())  # callers print it; at INFO the CLI would show it twice
         return self.result
 
     def _record(

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from dask_features.config.schema import FeatureConfig, load_config
 from dask_features.engine.identity import SourceIdentity
-from dask_features.engine.names import experiment_stem, unique_stem
+from dask_features.engine.names import output_stems
 from dask_features.engine.output import identity_values, is_complete
 from dask_features.engine.plan import (
     DataInput,
@@ -79,25 +79,10 @@ class _Settings:
     force: bool
 
 
-def _stems(items: list[str | Experiment], root: str | None) -> dict[str, str]:
-    """Source path -> output name, unique even on case-insensitive file systems."""
-    stems: dict[str, str] = {}
-    taken: dict[str, str] = {}
-    for item in items:
-        path = item_path(item)
-        stem = experiment_stem(path, root)
-        if stem.casefold() in taken:
-            first, stem = taken[stem.casefold()], unique_stem(stem, path, root)
-            logger.warning("%s and %s map to one output name; the second is written as %r", first, path, stem)
-        taken[stem.casefold()] = path
-        stems[path] = stem
-    return stems
-
-
 def _plan(items: list[str | Experiment], settings: _Settings, book: Bookkeeper) -> Iterator[ExperimentJob]:
     """Jobs of the experiments to compute; up-to-date and unreadable ones go to ``book``."""
     cfg = settings.config
-    stems = _stems(items, settings.root)
+    stems = output_stems([item_path(i) for i in items], settings.root)
     for item in items:
         path = item_path(item)
         stem = stems[path]
@@ -114,6 +99,7 @@ def _plan(items: list[str | Experiment], settings: _Settings, book: Bookkeeper) 
         if not any(counts.values()):
             book.failed(path, f"{path}: no {' or '.join(counts)} steps, which config {cfg.name!r} needs")
             continue
+        _check_writable(settings.folder.parent)
         yield job
 
 
@@ -186,7 +172,12 @@ def _check_writable(out: Path) -> None:
 class _NoBar:
     """Stands in for a disabled progress bar (importing tqdm costs a few hundred ms)."""
 
+    total = 0
+
     def update(self, n: int = 1) -> None:
+        pass
+
+    def refresh(self) -> None:
         pass
 
     def close(self) -> None:
@@ -286,7 +277,8 @@ def extract(
     cfg = load_config(config)
     _check_options(mode, chunk_steps)
     out = Path(out_dir)
-    _check_writable(out)
+    if not out.is_dir():  # an existing folder is checked once something needs writing (read-only is fine)
+        _check_writable(out)
     items, root = expand_inputs(data)
     result = ExtractionResult(cfg.name, cfg.hash, out)
     book = Bookkeeper(result, cfg, _open_catalog(catalog), _progress(len(items), cfg.name, progress))

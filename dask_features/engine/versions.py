@@ -15,6 +15,7 @@ no locking.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -37,6 +38,8 @@ except ImportError:  # pragma: no cover - Windows
 
 __all__ = ["ARCHIVE", "VERSION_FILE", "claim_version", "folder_hash", "folder_name", "version_folders"]
 
+#: errno values of a folder that cannot be written (read-only mount, no permission).
+_READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 #: Marker naming the config version a folder holds.
 VERSION_FILE = "_config.json"
 #: Folder (under ``out_dir``) of the older versions.
@@ -154,6 +157,11 @@ def claim_version(out_dir: str | os.PathLike[str], config: FeatureConfig) -> Ite
         out.mkdir(parents=True, exist_ok=True)
         handle = open(out / f".{folder_name(config.name)}.lock", "a+")  # noqa: SIM115  held for the whole run
     except OSError as exc:
+        if exc.errno in _READ_ONLY and folder_hash(folder) == config.hash:
+            # A complete folder on a read-only mount can still be checked and read; a write, if one
+            # turns out to be needed, fails with its own OutputError naming the folder.
+            yield folder
+            return
         raise OutputError(f"cannot create the lock file in {out}: {exc}") from exc
     shared = fcntl.LOCK_SH if fcntl else 0
     exclusive = fcntl.LOCK_EX if fcntl else 0

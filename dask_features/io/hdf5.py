@@ -41,6 +41,7 @@ from dask_features.errors import (
     StepRangeError,
     TruncatedFileError,
 )
+from dask_features.io._safety import check_storage, read_attributes
 from dask_features.io.chunks import ChunkMeta, TransferChunk, TransientChunk
 from dask_features.io.workflow import (
     WorkflowError,
@@ -408,8 +409,9 @@ def open_experiment(path: str | os.PathLike[str]) -> Experiment:
     except OSError as exc:
         raise _classify_open_error(path, exc) from None
     with f:
+        check_storage(f, path)  # nothing outside this file may be read: refuse external data
         try:
-            attrs = {k: _decode(v) for k, v in f.attrs.items()}
+            attrs, problems = read_attributes(f.attrs, path)
         except OSError as exc:
             raise TruncatedFileError(path, f"cannot read root attributes ({exc})") from None
         version = attrs.get("format_version")
@@ -421,7 +423,6 @@ def open_experiment(path: str | os.PathLike[str]) -> Experiment:
             raise FormatVersionError(
                 path, f"unsupported format_version {version!r} (expected one of {list(SUPPORTED_FORMATS)})"
             )
-        problems: list[str] = []
         if "transfer" not in f and "transient" not in f:
             raise MissingGroupError(path, "neither a 'transfer' nor a 'transient' group")
         n_transfer, max_points = _check_transfer(f, path)

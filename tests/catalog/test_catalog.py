@@ -154,7 +154,8 @@ def test_moving_the_folder_keeps_catalog_valid(
         paths = [e.path for e in cat.search()]
         assert all(p.startswith(str(moved)) and os.path.exists(p) for p in paths)
         assert cat.extractions()["output_path"].tolist() == [str(Path(moved) / "out" / "f.parquet")]
-        report = cat.scan(".")  # relative to the catalog folder
+        monkeypatch.chdir(moved)
+        report = cat.scan(".")  # relative to the working directory, as in a shell
         assert len(report.unchanged) == 5
         assert report.removed == []
 

@@ -33,7 +33,7 @@ import dask_features as dfe
 from dask_features.config.expressions import compile_expression
 from dask_features.engine.names import experiment_stem, safe_component
 from dask_features.engine.output import output_paths, read_metadata
-from dask_features.errors import UnsafeExpressionError
+from dask_features.errors import OutputNotFoundError, UnsafeExpressionError
 from tests.reliability.conftest import write_small
 
 # --- hostile func expressions ------------------------------------------------------------------
@@ -373,7 +373,8 @@ def test_read_features_does_not_follow_a_hostile_name(good_file: Path, tmp_path:
     dfe.extract(good_file, "v2_transfer_basic", tmp_path / "x", scheduler="sync", progress=False)
     (tmp_path / "out").mkdir()
     for name in ("../x/v2_transfer_basic", "/" + str(tmp_path / "x" / "v2_transfer_basic"), "..", "../x"):
-        assert dfe.read_features(tmp_path / "out", name).empty
+        with pytest.raises(OutputNotFoundError, match="no output of config"):
+            dfe.read_features(tmp_path / "out", name)
 
 
 def _tree(root: Path) -> set[Path]:
@@ -442,7 +443,7 @@ def test_yaml_alias_bomb_is_rejected_quickly(tmp_path: Path) -> None:
     lines += ["name: bomb", "features: *a8"]
     path = tmp_path / "bomb.yaml"
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(dfe.ConfigError, match="must be a mapping"):
+    with pytest.raises(dfe.ConfigError, match="expands to more than"):
         dfe.load_config(path)
 
 
@@ -504,3 +505,244 @@ def test_catalog_queries_are_parameterised(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "catalog.db") as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"experiments", "unreadable", "extractions"} <= tables
+
+
+# --- HDF5 references to data outside the file ----------------------------------------------------
+
+
+def _outside_bytes(folder: Path) -> Path:
+    """A file outside the data folder whose bytes would decode as plausible currents."""
+    folder.mkdir(parents=True, exist_ok=True)
+    secret = folder / "secret.bin"
+    np.full(2 * 8 * 41, 1e-3).tofile(secret)
+    return secret
+
+
+def _external_raw(secret: Path) -> Callable[[h5py.File], None]:
+    def edit(f: h5py.File) -> None:
+        shape, dtype = f["transfer/measurement_data"].shape, f["transfer/measurement_data"].dtype
+        del f["transfer/measurement_data"]
+        f.create_dataset(
+            "transfer/measurement_data",
+            shape=shape,
+            dtype=dtype,
+            external=[(str(secret), 0, h5py.h5f.UNLIMITED)],
+        )
+
+    return edit
+
+
+def _external_link(secret_h5: Path) -> Callable[[h5py.File], None]:
+    def edit(f: h5py.File) -> None:
+        with h5py.File(secret_h5, "w") as g:
+            g["data"] = f["transfer/measurement_data"][()] * 0 + 1e-3
+        del f["transfer/measurement_data"]
+        f["transfer/measurement_data"] = h5py.ExternalLink(str(secret_h5), "/data")
+
+    return edit
+
+
+def _soft_to_external(secret_h5: Path) -> Callable[[h5py.File], None]:
+    def edit(f: h5py.File) -> None:
+        _external_link(secret_h5)(f)
+        f["hidden"] = f.get("transfer/measurement_data", getlink=True)
+        del f["transfer/measurement_data"]
+        f["transfer/measurement_data"] = h5py.SoftLink("/hidden")
+
+    return edit
+
+
+def _virtual(secret_h5: Path) -> Callable[[h5py.File], None]:
+    def edit(f: h5py.File) -> None:
+        data = f["transfer/measurement_data"][()]
+        with h5py.File(secret_h5, "w") as g:
+            g["data"] = data * 0 + 1e-3
+        layout = h5py.VirtualLayout(shape=data.shape, dtype=data.dtype)
+        layout[...] = h5py.VirtualSource(str(secret_h5), "data", shape=data.shape)
+        del f["transfer/measurement_data"]
+        f.create_virtual_dataset("transfer/measurement_data", layout)
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("kind", "make"),
+    [
+        ("external raw storage", lambda d: _external_raw(_outside_bytes(d))),
+        ("an external link", lambda d: _external_link(_outside_bytes(d).with_suffix(".h5"))),
+        ("virtual dataset source", lambda d: _virtual(_outside_bytes(d).with_suffix(".h5"))),
+        ("an external link", lambda d: _soft_to_external(_outside_bytes(d).with_suffix(".h5"))),
+    ],
+    ids=["external-storage", "external-link", "virtual-dataset", "soft-link-to-external"],
+)
+def test_hdf5_references_outside_the_file_are_refused(
+    kind: str,
+    make: Callable[[Path], Callable[[h5py.File], None]],
+    good_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.reliability.conftest import copy_good, edit_h5
+
+    data = tmp_path / "data"
+    copy_good(good_file, data)
+    evil = write_small(data / "evil-test_9.h5", seed=9, test_id="test_9")
+    edit_h5(evil, make(tmp_path / "elsewhere"))
+    with pytest.raises(dfe.ExperimentFormatError, match=f"refused: reads data outside the file: .*{kind}"):
+        dfe.open_experiment(evil)
+    result = dfe.extract(data, "v2_transfer_basic", tmp_path / "out", scheduler="sync", progress=False)
+    assert list(result.failed) == [str(evil)]  # the other file is still written
+    assert len(result.successful) == 1
+    # Allowed only inside an explicit folder: the target is outside the data folder, so still refused.
+    monkeypatch.setenv("DASK_FEATURES_ALLOW_EXTERNAL_IN", str(data))
+    with pytest.raises(dfe.ExperimentFormatError, match="refused: reads data inside"):
+        dfe.open_experiment(evil)
+    monkeypatch.setenv("DASK_FEATURES_ALLOW_EXTERNAL_IN", str(tmp_path))
+    assert dfe.open_experiment(evil).n_transfer_steps == 8
+
+
+# --- bounded YAML ---------------------------------------------------------------------------------
+
+
+def _bomb_in_params() -> str:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    return "\n".join(
+        [
+            *lines,
+            "name: bomb",
+            "features:",
+            "  - {name: g, extractor: transfer.gm_max, params: {direction: *a8}}",
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (_bomb_in_params(), "expands to more than 200,000 values"),
+        ("name: deep\nfeatures: " + "[" * 5000 + "]" * 5000, "nested more than|maximum nesting depth"),
+        (
+            "name: big\nfeatures:\n" + "  - {name: g, extractor: transfer.gm_max}\n" * 30000,
+            "configs are limited to 262,144",
+        ),
+        ("name: x\nfeatures: [\n", "invalid YAML \\(line"),
+    ],
+    ids=["alias-bomb", "deep", "large", "syntax"],
+)
+def test_yaml_limits(text: str, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(dfe.ConfigError, match=message) as info:
+        dfe.load_config(path)
+    assert len(str(info.value)) < 400  # short, whatever the input
+
+
+def test_yaml_uses_the_c_loader_when_there() -> None:
+    import yaml
+
+    from dask_features.config import _yaml
+
+    assert _yaml._Loader is (yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader)
+
+
+def test_error_messages_truncate_quoted_values() -> None:
+    huge = "x" * 1_000_000
+    with pytest.raises(dfe.ConfigError) as info:
+        dfe.load_config(
+            {
+                "name": "t",
+                "features": [{"name": "g", "extractor": "transfer.gm_max", "params": {"direction": huge}}],
+            }
+        )
+    assert len(str(info.value)) < 1000
+    assert "more characters" in str(info.value)
+
+
+# --- expression budgets ---------------------------------------------------------------------------
+
+
+def _outer(dims: int) -> str:
+    """``g`` times itself along ``dims`` axes: 8 steps -> 8**dims elements, 8**(dims-1) per step."""
+    terms = [f"g[{', '.join(':' if i == j else 'None' for j in range(dims))}]" for i in range(dims)]
+    return f"lambda g: {' * '.join(terms)}"
+
+
+@pytest.mark.parametrize(
+    ("func", "message"),
+    [
+        (_outer(8), "would allocate"),
+        ("lambda g: np.asarray(g, dtype='(100000000,)f8')", "plain numeric dtypes only"),
+        (_outer(5), "values per step"),
+    ],
+    ids=["broadcast", "subarray-dtype", "width"],
+)
+def test_expression_budgets_name_the_feature(
+    func: str, message: str, good_file: Path, tmp_path: Path
+) -> None:
+    config = {
+        "name": "budget",
+        "features": [
+            {"name": "g", "extractor": "transfer.gm_max"},
+            {"name": "greedy", "func": func, "input": ["g"]},
+        ],
+    }
+    result = dfe.extract(good_file, config, tmp_path, scheduler="sync", progress=False)
+    reasons = " ".join(
+        [*result.failed.values(), *result.errors.get("message", pd.Series(dtype=str)).astype(str)]
+    )
+    assert "'greedy'" in reasons
+    assert message in reasons
+    expr = compile_expression(func, "greedy")
+    with pytest.raises(UnsafeExpressionError, match=f"feature 'greedy': .*{message}"):
+        expr(np.linspace(1, 2, 8))
+
+
+# --- attributes ------------------------------------------------------------------------------------
+
+
+def test_undecodable_and_huge_attributes(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_small(data / "a-test_1.h5", seed=1, test_id="test_1")
+    bad = write_small(data / "b-test_2.h5", seed=2, test_id="test_2")
+    with h5py.File(bad, "a") as f:
+        f.attrs.create("description", b"\xff\xfe broken", dtype=h5py.string_dtype("utf-8"))
+        f.attrs["notes"] = "n" * 20_000_000
+    exp = dfe.open_experiment(bad)
+    assert exp.description == "\ufffd\ufffd broken"
+    assert exp.attrs["notes"].startswith("<omitted: 20000002 bytes, sha256 ")
+    assert any("undecodable bytes replaced" in p for p in exp.problems)
+    assert any("'notes': larger than" in p for p in exp.problems)
+    cat = dfe.Catalog(tmp_path / "catalog.db")
+    report = cat.scan(data)
+    assert len(report.added) == 2
+    assert not report.failed
+    cat.close()
+    result = dfe.extract(
+        data,
+        "v2_transfer_basic",
+        tmp_path / "out",
+        scheduler="sync",
+        progress=False,
+        catalog=tmp_path / "catalog.db",
+    )
+    assert len(result.successful) == 2
+    assert len(dfe.read_features(tmp_path / "out", "v2_transfer_basic")) == 16
+    assert max(p.stat().st_size for p in (tmp_path / "out").rglob("*.parquet")) < 200_000
+    assert (tmp_path / "catalog.db").stat().st_size < 1_000_000
+
+
+# --- names ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", ["\n", "\r", "\x00", "\t", "\x1b[31m"])
+def test_names_with_control_characters_are_rejected(suffix: str, tmp_path: Path) -> None:
+    from knn_store._names import check_name
+    from knn_store.errors import InvalidNameError
+
+    with pytest.raises(dfe.ConfigError, match="feature 'g"):
+        dfe.load_config({"name": "ok", "features": [{"name": "g" + suffix, "extractor": "transfer.gm_max"}]})
+    with pytest.raises(dfe.ConfigError, match="config name"):
+        dfe.load_config({"name": "ok" + suffix, "features": [{"name": "g", "extractor": "transfer.gm_max"}]})
+    with pytest.raises(InvalidNameError):
+        check_name("pca64" + suffix)

@@ -1,0 +1,218 @@
+"""What an experiment file may make us read: its own bytes only, and attributes of bounded size.
+
+HDF5 can point outside the file it is stored in: an *external link* opens another file when the
+link is followed, a *virtual dataset* maps regions of other files, and *external raw storage* keeps
+a dataset's bytes in arbitrary files (a system file included). Following any of them lets a data
+file turn bytes from elsewhere into feature values, so :func:`check_storage` refuses them before
+anything in the file is read. Setting :data:`ALLOW_ENV` to a folder (``dask-features extract
+--allow-external-in FOLDER``) accepts the targets that resolve inside that folder, and only those.
+
+:func:`read_attributes` decodes root attributes one by one: undecodable bytes become U+FFFD and are
+reported, an attribute that cannot be read is reported and skipped, and an attribute larger than
+:data:`MAX_ATTRIBUTE_BYTES` is replaced by a short digest so it never reaches outputs or the catalog.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from typing import Any
+
+import h5py
+import numpy as np
+
+from dask_features.errors import ExperimentFormatError
+
+__all__ = ["ALLOW_ENV", "MAX_ATTRIBUTE_BYTES", "READ_PATHS", "check_storage", "read_attributes"]
+
+#: Environment variable naming the one folder external targets may resolve into (unset: none).
+ALLOW_ENV = "DASK_FEATURES_ALLOW_EXTERNAL_IN"
+#: Largest attribute value kept as is [bytes of its text form]; larger ones become a digest.
+MAX_ATTRIBUTE_BYTES = 64 * 1024
+
+
+def _inside(target: str, folder: str | None) -> bool:
+    if folder is None:
+        return False
+    root = os.path.realpath(folder)
+    return os.path.commonpath([os.path.realpath(target), root]) == root
+
+
+def _candidates(name: str, path: str) -> list[str]:
+    """Where HDF5 may look for a relative external name: next to the file, or in the working directory."""
+    if os.path.isabs(name):
+        return [name]
+    return [os.path.join(os.path.dirname(path), name), os.path.join(os.getcwd(), name)]
+
+
+#: What the package reads from an experiment file. Only these are checked: a link elsewhere in the
+#: file is never followed, and walking every object of a file would cost ~10 ms per open.
+READ_PATHS = (
+    "transfer/measurement_data",
+    "transfer/step_info_table",
+    "transient/measurement_data",
+    "transient/step_info_table",
+    "raw/workflow",
+)
+_MAX_SOFT_LINKS = 8
+
+
+def _targets(dsid: Any) -> list[tuple[str, str]]:
+    """``(kind, file name)`` of every file other than its own that a dataset reads from."""
+    dcpl = dsid.get_create_plist()
+    targets = [
+        ("external raw storage", os.fsdecode(dcpl.get_external(i)[0]))
+        for i in range(dcpl.get_external_count())
+    ]
+    if dcpl.get_layout() == h5py.h5d.VIRTUAL:
+        names = (os.fsdecode(dcpl.get_virtual_filename(i)) for i in range(dcpl.get_virtual_count()))
+        targets += [("virtual dataset source", n) for n in names if n != "."]
+    return targets
+
+
+def _check_path(f: h5py.File, name: str, refuse: Callable[[str, str, str], None]) -> None:
+    """Walk ``name`` one link at a time with low-level calls, so no external link is ever followed."""
+    parts = [p for p in name.split("/") if p]
+    links = f.id.links
+    i, hops = 1, 0
+    while i <= len(parts):
+        here = "/".join(parts[:i])
+        if not links.exists(here.encode()):
+            return
+        kind = links.get_info(here.encode()).type
+        if kind == h5py.h5l.TYPE_EXTERNAL:
+            refuse(here, "an external link", str(f.get(here, getlink=True).filename))
+            return
+        if kind == h5py.h5l.TYPE_SOFT:
+            hops += 1
+            if hops > _MAX_SOFT_LINKS:
+                return
+            value = os.fsdecode(links.get_val(here.encode()))
+            base = [] if value.startswith("/") else parts[: i - 1]
+            parts = base + [p for p in value.split("/") if p] + parts[i:]
+            i = len(base) + 1
+            continue
+        i += 1
+    obj = h5py.h5o.open(f.id, "/".join(parts).encode())
+    if isinstance(obj, h5py.h5d.DatasetID):
+        for what, target in _targets(obj):
+            refuse(name, f"a dataset with {what}", target)
+
+
+def check_storage(
+    f: h5py.File, path: str, allow_in: str | None = None, names: tuple[str, ...] = READ_PATHS
+) -> None:
+    """Refuse external links, virtual datasets and external raw storage (unless inside ``allow_in``).
+
+    Parameters
+    ----------
+    f : h5py.File
+        The open file; nothing in it has been read yet.
+    path : str
+        Its path (names the file in the error; relative targets resolve against its folder).
+    allow_in : str, optional
+        A folder whose files may be targets. Default: the :data:`ALLOW_ENV` environment variable,
+        else no external target at all.
+    names : tuple of str, default :data:`READ_PATHS`
+        The objects that will be read.
+
+    Raises
+    ------
+    ExperimentFormatError
+        Naming the object, the kind of reference and the target.
+    """
+    allow_in = allow_in or os.environ.get(ALLOW_ENV) or None
+    problems: list[str] = []
+
+    def refuse(name: str, kind: str, target: str) -> None:
+        if not all(_inside(c, allow_in) for c in _candidates(target, path)):
+            problems.append(f"'{name}' is {kind} to {target!r}")
+
+    for name in names:
+        _check_path(f, name, refuse)
+    if problems:
+        where = f"inside {allow_in}" if allow_in else "outside the file"
+        raise ExperimentFormatError(
+            path,
+            f"refused: reads data {where}: {'; '.join(dict.fromkeys(problems))}"
+            + ("" if allow_in else f"; to allow targets inside one folder set {ALLOW_ENV}=FOLDER"),
+        )
+
+
+def _clean_text(value: str, report: Callable[[str], None]) -> str:
+    """``value`` with lone surrogates (undecodable bytes h5py kept) replaced by U+FFFD."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        report("undecodable bytes replaced by U+FFFD")
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value
+
+
+def _decode(value: Any, report: Callable[[str], None]) -> Any:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            report("undecodable bytes replaced by U+FFFD")
+            return value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        return _clean_text(value, report)
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "SOU":
+            return [_decode(v, report) for v in value.tolist()]
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    if isinstance(value, list):
+        return sum(_size(v) for v in value) + len(value)
+    return 8
+
+
+def _digest(value: Any) -> str:
+    text = repr(value).encode("utf-8", "replace")
+    return f"<omitted: {len(text)} bytes, sha256 {hashlib.sha256(text).hexdigest()[:16]}>"
+
+
+def read_attributes(attrs: h5py.AttributeManager, path: str) -> tuple[dict[str, Any], list[str]]:
+    """Decode root attributes safely.
+
+    Parameters
+    ----------
+    attrs : h5py.AttributeManager
+        ``f.attrs`` of an open file.
+    path : str
+        The file (for the problem lines).
+
+    Returns
+    -------
+    values : dict
+        Attribute name -> decoded value (``str``, number, bool or list); oversized values replaced
+        by ``"<omitted: N bytes, sha256 ...>"``.
+    problems : list of str
+        One line per attribute that was cleaned, replaced or skipped.
+    """
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for raw_key in attrs:
+        key_notes: list[str] = []
+        key = _clean_text(raw_key, key_notes.append)
+        notes: list[str] = []
+        try:
+            value = _decode(attrs[raw_key], notes.append)
+        except Exception as exc:  # an unreadable attribute is this attribute's problem only
+            problems.append(f"{path}: attribute {key!r} cannot be read ({type(exc).__name__}); skipped")
+            continue
+        if _size(value) > MAX_ATTRIBUTE_BYTES:
+            value = _digest(value)
+            notes.append(f"larger than {MAX_ATTRIBUTE_BYTES} bytes, replaced by a digest")
+        problems.extend(f"{path}: attribute {key!r}: {n}" for n in dict.fromkeys(key_notes + notes))
+        values[key] = value
+    return values, problems

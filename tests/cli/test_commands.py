@@ -1,0 +1,422 @@
+"""The console scripts: subcommands in-process through ``main(argv)``, entry points as subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dask_features import read_features, synth
+from dask_features.cli import main
+from dask_features.extractors.registry import REGISTRY
+from tests.cli.conftest import cli_env
+
+
+def test_help_exits_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(c in out for c in ("extract", "info", "catalog", "demo"))
+
+
+def test_synth_extract_and_catalog(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Relative paths as a shell user types them, from the working directory (README's commands).
+    monkeypatch.chdir(tmp_path)
+    assert (
+        main(["synth", "data", "--experiments", "2", "--steps", "6", "--points", "21", "--samples", "400"])
+        == 0
+    )
+    assert len(list(Path("data").glob("*.h5"))) == 2
+    assert main(["catalog", "scan", "data", "--db", "data/catalog.db"]) == 0
+    assert "2 added" in capsys.readouterr().out
+    code = main(
+        [
+            "extract",
+            "data",
+            "-c",
+            "v2_transfer_basic",
+            "-o",
+            "out",
+            "--scheduler",
+            "sync",
+            "--catalog",
+            "data/catalog.db",
+        ]
+    )
+    assert code == 0
+    assert "2 written" in capsys.readouterr().out
+    assert len(read_features("out", "v2_transfer_basic")) == 12
+    assert main(["catalog", "search", "--db", "data/catalog.db", "--min-steps", "1"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+
+
+def test_bad_config_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nfeatures:\n  - {name: a, extractor: transfer.nope}\n")
+    assert (
+        main(["extract", str(tmp_path), "-c", str(bad), "-o", str(tmp_path / "o"), "--scheduler", "sync"])
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert "no extractor named 'transfer.nope'" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["presets", "extractors"])
+def test_listings(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([command]) == 0
+    assert capsys.readouterr().out.strip()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["extract", "{data}", "-c", "v2_transfer_basic", "-o", "{out}", "--dry-run"],
+        ["info", "{data}"],
+        ["synth", "{out}/s", "--experiments", "1", "--steps", "2", "--points", "11", "--samples", "100"],
+        ["catalog", "scan", "{data}", "--db", "{out}/c.db"],
+        ["presets"],
+        ["extractors"],
+    ],
+    ids=lambda a: "-".join(a[:2]),
+)
+def test_every_subcommand_takes_the_common_options(argv: list[str], tiny_data: Path, tmp_path: Path) -> None:
+    args = [a.format(data=tiny_data, out=tmp_path) for a in argv]
+    # Before or after the subcommand: the same meaning.
+    assert main(["-vv", *args]) == 0
+    assert main([*args, "-q", "--debug"]) == 0
+
+
+def test_verbose_prints_the_summary_once(
+    tiny_data: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            [
+                "extract",
+                str(tiny_data),
+                "-c",
+                "v2_transfer_basic",
+                "-o",
+                str(tmp_path),
+                "-v",
+                "--scheduler",
+                "sync",
+            ]
+        )
+        == 0
+    )
+    out, err = capfd.readouterr()
+    assert (out + err).count("4 written") == 1
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda p: p / "missing", "no such file or folder"),
+        (lambda p: p.mkdir() or p, "no experiment files"),
+    ],
+    ids=["missing-path", "empty-folder"],
+)
+def test_bad_inputs_fail_before_any_cluster(
+    setup, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = setup(tmp_path / "data")
+    t0 = time.perf_counter()
+    code = main(
+        ["extract", str(data), "-c", "v2_mixed", "-o", str(tmp_path / "o"), "--scheduler", "distributed"]
+    )
+    assert code == 1
+    assert message in capsys.readouterr().err
+    assert time.perf_counter() - t0 < 10  # a LocalCluster start alone takes longer here
+    assert not (tmp_path / "o").exists()
+
+
+def test_unreachable_address_is_reported_quickly(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port with certainly nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    code = main(
+        [
+            "extract",
+            str(tiny_data),
+            "-c",
+            "v2_mixed",
+            "-o",
+            str(tmp_path),
+            "--address",
+            f"tcp://127.0.0.1:{port}",
+        ]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"no Dask scheduler at tcp://127.0.0.1:{port}" in err
+    assert "dask scheduler" in err  # the fix
+    assert "Traceback" not in err
+    assert time.perf_counter() - t0 < 10
+
+
+def test_info_file_and_folder(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files = sorted(tiny_data.glob("*.h5"))
+    assert main(["info", str(files[0])]) == 0
+    out = capsys.readouterr().out
+    for part in (
+        "ids: chip",
+        "transfer: 4 steps",
+        "transient: 4 steps",
+        "workflow: 8 steps",
+        "problems: none found",
+    ):
+        assert part in out
+    bad = tmp_path / "broken.h5"
+    bad.write_bytes(b"not hdf5")
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / files[0].name).write_bytes(files[0].read_bytes())
+    bad.rename(folder / "broken.h5")
+    assert main(["info", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert "unreadable:" in out
+    assert "not an HDF5 file" in out
+    assert "2 files, 1 unreadable" in out
+
+
+def test_dry_run_plans_and_writes_nothing(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    args = ["extract", str(tiny_data), "-c", "v2_transfer_basic", "-o", str(out), "--chunk-steps", "2"]
+    assert main([*args, "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("would run") == 5  # four experiments and the total line
+    assert "would run 4 experiment(s) as 12 task(s) (8 chunks)" in text  # 2 chunks + 1 assemble each
+    assert "estimated work" in text
+    assert not out.exists()
+    assert main([*args, "--scheduler", "sync"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--dry-run"]) == 0
+    assert "would run 0 experiment(s)" in capsys.readouterr().out
+
+
+def test_step_errors_are_written_to_a_named_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    synth.generate_dataset(
+        data,
+        n_experiments=2,
+        n_steps=30,
+        sweep_points=21,
+        transient_samples=200,
+        seed=5,
+        defects={"empty_steps": 0.3},
+    )
+    assert (
+        main(
+            [
+                "extract",
+                str(data),
+                "-c",
+                "v2_mixed",
+                "-o",
+                str(tmp_path / "o"),
+                "--scheduler",
+                "sync",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "result.errors" not in out
+    line = next(x for x in out.splitlines() if "step-level problem" in x)
+    path = Path(line.rsplit(" listed in ", 1)[1])
+    assert path == tmp_path / "o" / "v2_mixed" / "errors.parquet"
+    errors = pd.read_parquet(path)
+    assert len(errors) == int(line.split()[0]) > 0
+    assert set(errors.columns) >= {"source_file", "step_index", "feature", "message"}
+
+
+def test_plugin_from_a_local_file(
+    plugin: tuple[Path, Path], tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module, config = plugin
+    assert main(["extractors", "--import", str(module)]) == 0
+    assert "test.slow_len" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "extract",
+                str(tiny_data),
+                "-c",
+                str(config),
+                "-o",
+                str(tmp_path / "o"),
+                "--import",
+                str(module),
+                "--scheduler",
+                "processes",
+                "--workers",
+                "2",
+            ]
+        )
+        == 0
+    )
+    assert read_features(tmp_path / "o", "slow")["n"].tolist() == [21.0] * 16
+    assert main(["extractors", "--import", str(tmp_path / "nope.py")]) == 1
+    assert "nope.py: no such file" in capsys.readouterr().err
+
+
+def test_plugin_from_an_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = tmp_path / "site"
+    info = site / "labplug-0.1.dist-info"
+    info.mkdir(parents=True)
+    (site / "labplug.py").write_text(
+        "import dask_features as dfe\n\n@dfe.register('lab.one', source='transfer')\n"
+        "def one(chunk):\n    return chunk.lengths * 0.0 + 1\n"
+    )
+    (site / "broken.py").write_text("raise RuntimeError('plugin bug')\n")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: labplug\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[dask_features.extractors]\nlab = labplug\nbad = broken\n")
+    monkeypatch.syspath_prepend(str(site))  # an installed package, as far as importlib.metadata can tell
+    saved = dict(REGISTRY)
+    try:
+        assert main(["extractors"]) == 0
+        out, err = capsys.readouterr()
+    finally:
+        REGISTRY.clear()
+        REGISTRY.update(saved)
+        for name in ("labplug", "broken"):
+            sys.modules.pop(name, None)
+    assert "lab.one" in out
+    assert "extractor plugin 'bad' (broken) was not loaded: RuntimeError: plugin bug" in err
+
+
+def test_broken_pipe_is_quiet(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dask_features", "extractors"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(),
+        text=True,
+    )
+    proc.stdout.close()  # the reader is gone before anything is written, as with `| head -0`
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141
+    assert err == ""
+
+
+def test_python_dash_m_knn_store() -> None:
+    # ``python -m dask_features`` is what run_cli runs in every subprocess test here.
+    done = subprocess.run(
+        [sys.executable, "-m", "knn_store", "--help"],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage" in done.stdout.lower()
+
+
+def test_knn_store_common_options(tmp_path: Path) -> None:
+    from knn_store.cli import main as knn_main
+
+    for argv in (
+        ["info", "-q", "--store", str(tmp_path)],
+        ["info", "-v", "--debug", "--store", str(tmp_path)],
+    ):
+        assert knn_main(argv) == 0
+
+
+@pytest.mark.parametrize("script", ["dask-features", "knn-store"])
+def test_console_scripts_installed(script: str) -> None:
+    exe = Path(sys.executable).with_name(script)
+    done = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "usage" in done.stdout.lower()
+
+
+def test_import_writes_and_prints_nothing(tmp_path: Path) -> None:
+    code = "import dask_features, knn_store, dask_features.catalog"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert done.stderr == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("flags", "shown"), [([], True), (["-q"], False)])
+def test_dashboard_of_a_cluster_the_engine_starts_is_shown(
+    flags: list[str], shown: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from dask_features.cli import _parser, _runtime
+
+    restore = _runtime.setup_logging(_parser().parse_args(["presets", *flags]))
+    try:
+        engine = logging.getLogger("dask_features.engine.run")
+        engine.info(
+            "started a LocalCluster with %d workers; dashboard: %s", 2, "http://127.0.0.1:8787/status"
+        )
+        engine.info("some other progress note")
+    finally:
+        restore()
+    err = capsys.readouterr().err
+    assert ("dashboard: http://127.0.0.1:8787/status" in err) is shown
+    assert "other progress note" not in err
+
+
+def test_a_memory_limit_no_worker_can_start_with_is_refused(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Below the footprint of an idle worker the nanny would restart it forever: refuse, do not hang.
+    assert (
+        main(["extract", str(tiny_data), "-c", "v2_mixed", "-o", str(tmp_path), "--memory-limit", "60MB"])
+        == 1
+    )
+    assert (
+        "--memory-limit 60MB is below the 128 MB a worker process needs to start" in capsys.readouterr().err
+    )
+
+
+def test_external_data_only_inside_an_allowed_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import h5py
+
+    from tests.reliability.conftest import write_small
+
+    data = tmp_path / "data"
+    path = write_small(data / "linked-test_1.h5", seed=1, test_id="test_1")
+    shared = data / "shared" / "transfer.dat"  # not *.h5: not an experiment itself
+    shared.parent.mkdir()
+    with h5py.File(path, "a") as f, h5py.File(shared, "w") as g:
+        g["data"] = f["transfer/measurement_data"][()]
+        del f["transfer/measurement_data"]
+        f["transfer/measurement_data"] = h5py.ExternalLink(str(shared), "/data")
+    args = ["extract", str(data), "-c", "v2_transfer_basic", "-o", str(tmp_path / "o"), "--scheduler", "sync"]
+    assert main(args) == 1
+    assert (
+        "refused: reads data outside the file: 'transfer/measurement_data' is an external link"
+        in capsys.readouterr().out
+    )
+    assert main([*args, "--allow-external-in", str(data)]) == 0
+    assert "1 written" in capsys.readouterr().out
+    assert "DASK_FEATURES_ALLOW_EXTERNAL_IN" not in os.environ  # an option of that run only
