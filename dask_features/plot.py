@@ -457,12 +457,12 @@ def plot_tau_cycles(
     if "test_id" in rows.columns:
         ids = rows["test_id"].unique()
         if test_id is None and len(ids) > 1:
-            raise ValueError(f"the cycles table holds {len(ids)} experiments: pass test_id=")
+            raise InvalidArgumentError(f"the cycles table holds {len(ids)} experiments: pass test_id=")
         if test_id is not None:
             rows = rows[rows["test_id"] == test_id]
     rows = rows[rows["step_index"] == step].sort_values("cycle")
     if rows.empty:
-        raise ValueError(f"no cycles for step {step} in the cycles table")
+        raise InvalidArgumentError(f"no cycles for step {step} in the cycles table")
     ax = _axes(ax)
     x = rows["cycle"].to_numpy()
     for kind, color in (("on", "C3"), ("off", "C0")):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from dask_features.errors import StepRangeError, UnknownColumnError
 from dask_features.io.hdf5 import Experiment
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ def plot_transfer_analysis(
     from dask_features.plot import _experiment_label, _with_unit, si_scale
 
     if not 0 <= step < experiment.n_transfer_steps:
-        raise IndexError(
+        raise StepRangeError(
             f"{experiment.name}: transfer step {step} outside [0, {experiment.n_transfer_steps})"
         )
     if axes is None:
@@ -179,7 +180,9 @@ def plot_drift(
     names = [features] if isinstance(features, str) else list(features)
     missing = [c for c in ("step_index", *names) if c not in steps.columns]
     if missing:
-        raise KeyError(f"columns {missing} not in the table (columns: {', '.join(map(str, steps.columns))})")
+        raise UnknownColumnError(
+            f"columns {missing} not in the table (columns: {', '.join(map(str, steps.columns))})"
+        )
     ax = _axes(ax)
     frame = steps.sort_values("step_index")
     unit = (units or {}).get(names[0])

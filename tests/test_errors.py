@@ -20,7 +20,8 @@ PACKAGE = Path(dfe.__file__).parent
 # per-step code raise plain ValueError, which the registry turns into InvalidParameterError and the
 # engine into a per-step error record; a derived expression's runtime errors become error records too.
 # The package's lazy-import ``__getattr__`` must raise AttributeError (PEP 562; hasattr relies on it).
-PROTOCOL = {"extractors", "config/expressions.py", "cli.py", "__init__.py"}
+# The command line turns its own input errors into an ``error:`` line and an exit code (SystemExit).
+PROTOCOL = {"extractors", "config/expressions.py", "cli", "__main__.py", "__init__.py"}
 
 
 def _raised_builtins() -> list[str]:

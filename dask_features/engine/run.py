@@ -276,7 +276,7 @@ def extract(
     t_start = time.perf_counter()
     cfg = load_config(config)
     _check_options(mode, chunk_steps)
-    out = Path(out_dir)
+    out = Path(out_dir).absolute()  # workers (any cwd) write there themselves
     if not out.is_dir():  # an existing folder is checked once something needs writing (read-only is fine)
         _check_writable(out)
     items, root = expand_inputs(data)

@@ -10,6 +10,8 @@ import itertools
 import numpy as np
 from numpy.typing import ArrayLike
 
+from dask_features.errors import InvalidArgumentError
+
 __all__ = ["noisy_square_wave", "square_wave_response", "true_windows"]
 
 
@@ -135,7 +137,7 @@ def noisy_square_wave(
         |I| with and without noise [A].
     """
     if noise not in ("constant", "proportional"):
-        raise ValueError(f"noise must be 'constant' or 'proportional', got {noise!r}")
+        raise InvalidArgumentError(f"noise must be 'constant' or 'proportional', got {noise!r}")
     rng = np.random.default_rng() if rng is None else rng
     clean = square_wave_response(
         t, period=period, tau_on=tau_on, tau_off=tau_off, i_low=i_low, i_high=i_high, duty=duty, phase=phase

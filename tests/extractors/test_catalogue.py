@@ -42,7 +42,7 @@ def test_catalogue_of_a_custom_registry() -> None:
 
 def test_cli_prints_the_catalogue() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "dask_features.cli", "extractors", "--markdown"],
+        [sys.executable, "-m", "dask_features", "extractors", "--markdown"],
         capture_output=True,
         text=True,
         check=True,
