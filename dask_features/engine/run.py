@@ -134,6 +134,7 @@ def _stream(
             client, bundles, settings.config, settings.folder, settings.mode, window, options["retries"]
         )
         return
+    assert scheduler is not None  # chosen above when not given
     yield from stream_local(
         bundles, settings.config, settings.folder, settings.mode, window, scheduler, options["workers"]
     )
