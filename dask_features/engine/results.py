@@ -109,11 +109,22 @@ _CATALOG_SECONDS = 1.0
 class Bookkeeper:
     """Records each experiment's outcome in the result, the catalog and the progress bar."""
 
-    def __init__(self, result: ExtractionResult, config: FeatureConfig, catalog: Any, bar: Any) -> None:
+    def __init__(
+        self,
+        result: ExtractionResult,
+        config: FeatureConfig,
+        catalog: Any,
+        bar: Any,
+        work: Mapping[str, int] | None = None,
+    ) -> None:
         self.result = result
         self.config = config
         self.catalog = catalog
         self.bar = bar
+        # The bar advances by each experiment's share of the work (its file size [bytes]), so its
+        # ETA holds for runs mixing small and large files; without sizes, one unit per experiment.
+        self._work = dict(work or {})
+        self._done = 0
         self._errors: list[pd.DataFrame] = []
         self._hash = config.hash  # a property that hashes the whole config each time
         self._pending: list[tuple[Any, ...]] = []
@@ -130,7 +141,7 @@ class Bookkeeper:
     def skipped(self, path: str) -> None:
         """``path`` is up to date."""
         self.result.skipped.append(path)
-        self.bar.total -= 1  # the ETA is over work to do: up-to-date experiments are not part of it
+        self.bar.total -= self._work.get(path, 1)  # the ETA is over work to do, not up-to-date files
         self.bar.refresh()
 
     def written(
@@ -169,7 +180,9 @@ class Bookkeeper:
     def _record(
         self, path: str, output: Path | None, status: str, seconds: float | None, message: str | None
     ) -> None:
-        self.bar.update()
+        self._done += 1
+        self.bar.set_postfix_str(f"{self._done} experiment(s)", refresh=False)
+        self.bar.update(self._work.get(path, 1))
         if self.catalog is None:
             return
         self._pending.append(

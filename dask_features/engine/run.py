@@ -181,8 +181,23 @@ class _NoBar:
     def refresh(self) -> None:
         pass
 
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        pass
+
     def close(self) -> None:
         pass
+
+
+def _work_sizes(items: list[str | Experiment]) -> dict[str, int]:
+    """Source path -> file size [bytes], the progress bar's measure of each experiment's work."""
+    sizes = {}
+    for item in items:
+        path = item_path(item)
+        try:
+            sizes[path] = max(1, os.path.getsize(path))
+        except OSError:
+            sizes[path] = 1  # reported as a failure by the planner
+    return sizes
 
 
 def _progress(total: int, desc: str, enabled: bool | None) -> Any:
@@ -191,7 +206,13 @@ def _progress(total: int, desc: str, enabled: bool | None) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(
-        total=total, desc=desc, unit="exp", disable=(None if enabled is None else not enabled), leave=True
+        total=total,
+        desc=desc,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        disable=(None if enabled is None else not enabled),
+        leave=True,
     )
 
 
@@ -257,7 +278,7 @@ def extract(
     retries : int, default 2
         Task retries on a distributed cluster (e.g. after a worker was killed).
     progress : bool, optional
-        Show a progress bar over experiments; ``None`` shows it on a terminal or in Jupyter only.
+        Show a progress bar over the run's data (bytes of the files to extract); ``None`` shows it on a terminal or in Jupyter only.
 
     Returns
     -------
@@ -282,7 +303,9 @@ def extract(
         _check_writable(out)
     items, root = expand_inputs(data)
     result = ExtractionResult(cfg.name, cfg.hash, out)
-    book = Bookkeeper(result, cfg, _open_catalog(catalog), _progress(len(items), cfg.name, progress))
+    work = _work_sizes(items)
+    bar = _progress(sum(work.values()), cfg.name, progress)
+    book = Bookkeeper(result, cfg, _open_catalog(catalog), bar, work)
     options = {"workers": workers, "max_in_flight": max_in_flight, "retries": retries, "n_items": len(items)}
     dask_client, close = resolve_client(client, scheduler, workers)
     try:

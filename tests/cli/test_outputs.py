@@ -9,6 +9,7 @@ import pytest
 
 import dask_features as dfe
 from dask_features.cli import main
+from dask_features.engine.output import read_metadata
 from dask_features.errors import OutputNotFoundError
 from tests._mounts import tmpfs
 
@@ -44,10 +45,18 @@ def test_read_features_names_what_is_missing(tiny_data: Path, tmp_path: Path) ->
 def test_progress_after_a_resume_counts_only_work_to_do(
     tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from tqdm import tqdm
+
     out = tmp_path / "out"
     dfe.extract(tiny_data, "v2_transfer_basic", out, scheduler="sync", progress=False)
-    for path in sorted((out / "v2_transfer_basic" / "steps").glob("*.parquet"))[:2]:
+    removed = sorted((out / "v2_transfer_basic" / "steps").glob("*.parquet"))[:2]
+    sizes = [read_metadata(p)["source_size"] for p in removed]
+    for path in removed:
         path.unlink()
     dfe.extract(tiny_data, "v2_transfer_basic", out, scheduler="sync", progress=True)
     bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
-    assert "2/2" in bar  # the 2 up-to-date experiments are not counted as instant work (ETA)
+    # The bar measures work in bytes of the files still to extract: the 2 up-to-date experiments are
+    # not counted as instant work (which would make the ETA wrong), and a large file weighs more.
+    work = tqdm.format_sizeof(sum(sizes), divisor=1024)
+    assert f"{work}/{work}" in bar
+    assert "2 experiment(s)" in bar
