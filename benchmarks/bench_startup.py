@@ -101,7 +101,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--only", default="imports,first")
     parser.add_argument("--presets", default="v2_transfer_basic,v2_mixed,transient_tau")
+    parser.add_argument("--quick", action="store_true", help="3 rounds (what `make bench` runs)")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds = 3
     only = set(args.only.split(","))
     if "imports" in only:
         bench_imports(args.rounds)

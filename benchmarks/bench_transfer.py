@@ -103,7 +103,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000, help="steps per chunk")
     parser.add_argument("--points", type=int, default=201, help="points per sweep")
     parser.add_argument("--repeat", type=int, default=20, help="repetitions; the best time is kept")
+    parser.add_argument(
+        "--quick", action="store_true", help="500 steps, 5 repetitions (what `make bench` runs)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.steps, args.repeat = 500, 5
 
     vg, id_ = make_sweeps(args.steps, args.points)
     lengths = np.full(args.steps, args.points)
