@@ -23,7 +23,7 @@ from dask_features.cli._runtime import on_interrupt, say
 __all__ = ["add_demo", "add_extract", "run_demo", "run_extract"]
 
 #: What ``dask-features demo`` extracts.
-DEMO_CONFIGS = ("v2_mixed", "transient_tau")
+DEMO_CONFIGS = ("v2_mixed", "transfer_robust", "transient_tau")
 
 
 def add_extract(p: argparse.ArgumentParser) -> None:
@@ -137,9 +137,6 @@ def summary(result: Any, client: Any = None, config: Any = None, memory_limit: s
         lines.insert(
             2, f"{len(result.errors)} step-level problem(s) (values NaN) listed in {_errors_file(result)}"
         )
-    used = getattr(result, "scheduler", None)
-    if used:
-        lines.insert(1, f"scheduler: {used}")
     notes = (_memory_note(result, client, config, memory_limit), _scheduler_note(result, client))
     lines.extend(n for n in notes if n)
     return "\n".join(lines)
@@ -254,8 +251,12 @@ def run_demo(args: argparse.Namespace) -> int:
             print(summary(result, client, None, args.memory_limit))
             status |= 0 if result.ok else 1
     steps = read_features(out / "features", "v2_mixed")
+    robust = read_features(out / "features", "transfer_robust")
     cycles = read_features(out / "features", "transient_tau", table="cycles")
     table = steps.groupby("test_id")[["gm_max_forward", "absI_max", "peak_current"]].median()
+    table = table.rename(columns={"gm_max_forward": "gm_max_v2"})  # oect-infra's point derivative
+    table["gm_max_robust"] = robust.groupby("test_id")["gm_max_forward"].median()
+    table["Vth_forward"] = robust.groupby("test_id")["Vth_forward"].median()
     # tau is NaN wherever its half-cycle is flagged; count half-cycles, not rows: a row holds two, and
     # the partial ones at the record ends (status 4) are not complete half-cycles.
     table[["tau_on_ms", "tau_off_ms"]] = cycles.groupby("test_id")[["tau_on", "tau_off"]].median() * 1e3
