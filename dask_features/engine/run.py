@@ -90,7 +90,7 @@ def _plan(items: list[str | Experiment], settings: _Settings, book: Bookkeeper) 
             book.skipped(path)
             continue
         try:
-            identity = SourceIdentity.of(path)
+            identity = SourceIdentity.planned(path)  # hashed by the task that writes
             job = make_job(open_item(item), cfg, stem, settings.chunk_steps, identity)
         except (DaskFeaturesError, OSError) as exc:
             book.failed(path, str(exc) if path in str(exc) else f"{path}: {exc}")
