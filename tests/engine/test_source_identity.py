@@ -84,7 +84,8 @@ def test_plan_records_stat_and_the_writer_records_the_digest(tmp_path: Path) -> 
     with pytest.raises(ValueError, match="no digest"):
         planned.as_metadata()
     confirmed = planned.confirmed(source)
-    assert confirmed is not None and confirmed.digest == file_digest(source)
+    assert confirmed is not None
+    assert confirmed.digest == file_digest(source)
     out = tmp_path / "out"
     res = dfe.extract(source, CONFIG, out, scheduler="sync", progress=False)
     meta = read_metadata(res.successful[str(source)])
