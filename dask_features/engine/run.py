@@ -2,8 +2,8 @@
 
 * **plan** (:func:`_plan`): list the inputs, give each a safe unique output name, skip the ones whose
   output is up to date (same config version, same file content), open the others and cut them into
-  chunks, recording each file's identity. Runs lazily, so the client opens the next files while
-  workers compute.
+  chunks, recording each file's stat signature (the task that writes hashes the file). Runs lazily,
+  so the client opens the next files while workers compute.
 * **stream** (:mod:`dask_features.engine.streams`): bundles of jobs computed on a distributed
   cluster or a local scheduler, each experiment's tables coming back as soon as they are done.
 * **write** (:mod:`dask_features.engine.writing`, inside the task that finishes an experiment):
