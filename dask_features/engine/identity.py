@@ -1,11 +1,14 @@
 """Identity of a source file: size, times, inode and a content digest.
 
-The engine records a file's identity when it plans the file and compares it again before writing
-the results: a file rewritten while its chunks were read (a table mixing steps of two versions) is
-reported and not written. Resume compares content: outputs are reused only when the recorded digest
-matches, so a file replaced by another of the same size with its mtime restored is recomputed. The
-digest is only computed when the cheap stat signature (which includes the inode change time, which
-no user tool can restore) differs.
+The engine records a file's stat signature when it plans the file (:meth:`SourceIdentity.planned`,
+cheap: the client plans files serially) and, in the task that publishes the results, checks that
+the signature did not move and hashes the file (:meth:`SourceIdentity.confirmed`): a file rewritten
+while its chunks were read (a table mixing steps of two versions) is reported and not written, and
+the digest recorded in the output is the one of the content that was read, computed in parallel on
+the workers rather than on the client's serial path. Resume compares content: outputs are reused
+only when the recorded digest matches, so a file replaced by another of the same size with its
+mtime restored is recomputed. The digest is only computed when the cheap stat signature (which
+includes the inode change time, which no user tool can restore) differs.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 __all__ = ["SourceIdentity", "file_digest", "same_content"]
@@ -39,15 +42,15 @@ class SourceIdentity:
         Modification and inode change times [ns since the epoch].
     inode : int
         Inode (file id) number.
-    digest : str
-        Content digest (:func:`file_digest`).
+    digest : str or None
+        Content digest (:func:`file_digest`); None while only planned (not yet hashed).
     """
 
     size: int
     mtime_ns: int
     ctime_ns: int
     inode: int
-    digest: str
+    digest: str | None = None
 
     @classmethod
     def of(cls, path: str | os.PathLike[str]) -> SourceIdentity:
@@ -57,7 +60,30 @@ class SourceIdentity:
             digest = file_digest(path)
             if _signature(os.stat(path)) == _signature(before):
                 break
-        return cls(before.st_size, before.st_mtime_ns, before.st_ctime_ns, before.st_ino, digest)
+        return cls(*_signature(before), digest)
+
+    @classmethod
+    def planned(cls, path: str | os.PathLike[str]) -> SourceIdentity:
+        """Stat signature of ``path`` now, without its digest (see :meth:`confirmed`)."""
+        return cls(*_signature(os.stat(path)))
+
+    def confirmed(self, path: str | os.PathLike[str]) -> SourceIdentity | None:
+        """This identity with its digest, or None when ``path`` changed since it was taken.
+
+        A planned identity has no digest to compare content with, so any change of the stat
+        signature counts as a change (even a bare ``touch``): never a false "unchanged".
+        """
+        if self.digest is not None:
+            return self if self.unchanged(path) else None
+        try:
+            if _signature(os.stat(path)) != self._signature:
+                return None
+            digest = file_digest(path)
+            if _signature(os.stat(path)) != self._signature:
+                return None  # changed while it was hashed
+        except OSError:
+            return None
+        return replace(self, digest=digest)
 
     def unchanged(self, path: str | os.PathLike[str]) -> bool:
         """True when ``path`` has the same content as when this identity was taken."""
@@ -65,12 +91,18 @@ class SourceIdentity:
             now = os.stat(path)
         except OSError:
             return False
-        if _signature(now) == (self.size, self.mtime_ns, self.ctime_ns, self.inode):
+        if _signature(now) == self._signature:
             return True
-        return now.st_size == self.size and file_digest(path) == self.digest
+        return self.digest is not None and now.st_size == self.size and file_digest(path) == self.digest
+
+    @property
+    def _signature(self) -> tuple[int, int, int, int]:
+        return (self.size, self.mtime_ns, self.ctime_ns, self.inode)
 
     def as_metadata(self) -> dict[str, Any]:
         """Fields for the output metadata (``source_size``, ``source_mtime_ns`` ...)."""
+        if self.digest is None:
+            raise ValueError("a planned identity has no digest yet: record SourceIdentity.confirmed(path)")
         return {f"source_{k}": v for k, v in asdict(self).items()}
 
     @classmethod

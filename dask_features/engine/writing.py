@@ -68,13 +68,15 @@ def write_outcome(
         return value
     path = job.experiment.path
     assert job.source is not None  # the plan records every file's identity
-    if not job.source.unchanged(path):
+    # Hashed here, in the task, not on the client's serial plan path.
+    source = job.source.confirmed(path)
+    if source is None:
         return WriteFailure(
             str(SourceChangedError(f"{path}: the file changed while it was extracted; results not written"))
         )
     tables = {"steps": value.steps, "cycles": value.cycles, "errors": value.errors}
     try:
-        steps_file = write_tables(folder, config, job.experiment, job.stem, job.source, tables)
+        steps_file = write_tables(folder, config, job.experiment, job.stem, source, tables)
     except OutputError as exc:
         return WriteFailure(str(exc))
     return Written(steps_file, value.errors, value.compute_seconds, value.n_steps)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import dask_features as dfe
-from dask_features.engine import streams
+from dask_features.engine import run, streams
 from dask_features.engine.plan import make_job
 
 
@@ -98,3 +98,20 @@ def test_local_scheduler_follows_the_estimated_reading(
     scheduler, why = streams.choose_local_scheduler(job, cfg, n_items, workers)
     assert scheduler == expected
     assert "reading" in why or "one core" in why
+
+
+@pytest.mark.parametrize(
+    ("mode", "chunk_steps", "n_items", "expected"),
+    [
+        ("step", "auto", 8, "experiment"),  # 4 files per worker: whole-file tasks
+        ("step", "auto", 7, "step"),  # too few files: chunks spread one file over both workers
+        ("step", 5, 100, "step"),  # explicit chunking is honoured
+        ("experiment", "auto", 1, "experiment"),
+    ],
+)
+def test_chunk_tasks_only_when_files_do_not_fill_the_workers(
+    tmp_path: Path, mode: str, chunk_steps: int | str, n_items: int, expected: str
+) -> None:
+    cfg = dfe.load_config("v2_transfer_basic")
+    settings = run._Settings(cfg, tmp_path, None, mode, chunk_steps, force=False)
+    assert run._split_mode(settings, n_items, n_workers=2) == expected

@@ -12,6 +12,8 @@ import pytest
 
 import dask_features as dfe
 from dask_features import synth
+from dask_features.engine.identity import SourceIdentity, file_digest
+from dask_features.engine.output import read_metadata
 from dask_features.extractors import REGISTRY as GLOBAL_REGISTRY
 from dask_features.extractors import Registry, register
 from dask_features.io.chunks import TransferChunk
@@ -73,3 +75,22 @@ def test_file_changed_during_extraction_is_reported_not_written(tmp_path: Path) 
     assert "changed while it was extracted" in res.failed[str(source)]
     assert list(res.successful) == [str(other)]
     assert [p.stem for p in (out / "racy").rglob("*.parquet")] == ["other"]
+
+
+def test_plan_records_stat_and_the_writer_records_the_digest(tmp_path: Path) -> None:
+    source = synth.write_experiment(tmp_path / "data" / "exp.h5", seed=6, **SMALL)
+    planned = SourceIdentity.planned(source)
+    assert planned.digest is None
+    with pytest.raises(ValueError, match="no digest"):
+        planned.as_metadata()
+    confirmed = planned.confirmed(source)
+    assert confirmed is not None
+    assert confirmed.digest == file_digest(source)
+    out = tmp_path / "out"
+    res = dfe.extract(source, CONFIG, out, scheduler="sync", progress=False)
+    meta = read_metadata(res.successful[str(source)])
+    assert meta["source_digest"] == file_digest(source)
+    # Without a planned digest, any move of the stat signature counts as a change.
+    os.utime(source)
+    assert planned.confirmed(source) is None
+    assert not planned.unchanged(source)
