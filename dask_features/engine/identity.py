@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from dask_features.errors import InvalidArgumentError
+
 __all__ = ["SourceIdentity", "file_digest", "same_content"]
 
 _BLOCK = 1 << 20
@@ -102,7 +104,9 @@ class SourceIdentity:
     def as_metadata(self) -> dict[str, Any]:
         """Fields for the output metadata (``source_size``, ``source_mtime_ns`` ...)."""
         if self.digest is None:
-            raise ValueError("a planned identity has no digest yet: record SourceIdentity.confirmed(path)")
+            raise InvalidArgumentError(
+                "a planned identity has no digest yet: record SourceIdentity.confirmed(path)"
+            )
         return {f"source_{k}": v for k, v in asdict(self).items()}
 
     @classmethod
