@@ -15,6 +15,7 @@ import pandas as pd
 
 from dask_features.errors import StepRangeError, UnknownColumnError
 from dask_features.io.hdf5 import Experiment
+from dask_features.plot._style import _axes, _experiment_label, _with_unit, si_scale
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -84,7 +85,6 @@ def plot_transfer_analysis(
     (Axes, Axes)
         The linear and the log panel (the gm axis is ``ax_lin.right_ax``).
     """
-    from dask_features.plot import _experiment_label, _with_unit, si_scale
 
     if not 0 <= step < experiment.n_transfer_steps:
         raise StepRangeError(
@@ -175,7 +175,6 @@ def plot_drift(
     matplotlib.axes.Axes
         One line per feature, plus one ``flagged`` marker series per feature with flags.
     """
-    from dask_features.plot import _axes, _with_unit, si_scale
 
     names = [features] if isinstance(features, str) else list(features)
     missing = [c for c in ("step_index", *names) if c not in steps.columns]
