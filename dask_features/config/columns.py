@@ -24,7 +24,7 @@ import pyarrow as pa
 from dask_features.extractors.outputs import Column
 
 if TYPE_CHECKING:
-    from dask_features.config.schema import FeatureSpec
+    from dask_features.config.spec import FeatureSpec
 
 __all__ = ["IDENTITY_COLUMNS", "KEY_COLUMNS", "TABLES", "ColumnPlan", "plan_columns"]
 

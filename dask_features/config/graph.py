@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from dask_features.config.schema import FeatureSpec
+    from dask_features.config.spec import FeatureSpec
 
 __all__ = ["check_graph", "topological_layers"]
 

@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
-import inspect
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,10 +34,11 @@ import yaml
 from dask_features._names import is_config_name, is_feature_name
 from dask_features.config._yaml import load_yaml, read_yaml_text
 from dask_features.config.columns import IDENTITY_COLUMNS, KEY_COLUMNS, READ_COLUMNS, ColumnPlan, plan_columns
-from dask_features.config.expressions import SafeExpression, compile_expression
+from dask_features.config.expressions import compile_expression
 from dask_features.config.graph import check_graph, topological_layers
+from dask_features.config.spec import FeatureSpec
 from dask_features.errors import ConfigError, UnknownFeatureError, UnsafeExpressionError
-from dask_features.extractors import REGISTRY, ExtractorSpec, Output, Registry, get_extractor
+from dask_features.extractors import REGISTRY, Registry, get_extractor
 from dask_features.io.sources import source_names
 
 __all__ = ["SOURCES", "FeatureConfig", "FeatureSpec", "list_presets", "load_config"]
@@ -53,68 +53,6 @@ RESERVED_NAMES = frozenset(
 HASH_SCHEMA = 1
 
 _PRESET_PACKAGE = "dask_features.config.presets"
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """One validated feature of a config.
-
-    Attributes
-    ----------
-    name : str
-        Output name (column prefix).
-    inputs : tuple of str
-        Data source (extractor features) or upstream feature names (derived features).
-    extractor : str or None
-        Registered extractor name, for step-level features.
-    func : SafeExpression, callable or None
-        Derived-feature function; receives the inputs positionally and ``params`` by keyword.
-    params : dict
-        Parameters; for extractors, resolved with the extractor's defaults.
-    unit, description : str or None
-        Documentation, copied into the Parquet metadata.
-    impl : ExtractorSpec or None
-        The registered extractor (shipped to workers, so extractors registered in a notebook work).
-    """
-
-    name: str
-    inputs: tuple[str, ...]
-    extractor: str | None = None
-    func: SafeExpression | Callable[..., Any] | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
-    unit: str | None = None
-    description: str | None = None
-    impl: ExtractorSpec | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def is_derived(self) -> bool:
-        """True for ``func`` features, computed once per experiment after all steps are in."""
-        return self.extractor is None
-
-    @property
-    def source(self) -> str | None:
-        """The data source of an extractor feature."""
-        return None if self.impl is None else self.impl.source
-
-    @property
-    def output(self) -> Output | None:
-        """Declared output of an extractor feature (None for derived features: decided by the data)."""
-        return None if self.impl is None else self.impl.output_for(self.params)
-
-    def canonical(self) -> dict[str, Any]:
-        """JSON-able description of everything that affects the computed values."""
-        entry: dict[str, Any] = {
-            "name": self.name,
-            "inputs": list(self.inputs),
-            "params": _jsonable(self.params),
-        }
-        if self.extractor is not None:
-            entry["extractor"] = self.extractor
-        elif isinstance(self.func, SafeExpression):
-            entry["func"] = self.func.text.strip()
-        else:
-            entry["func"] = _callable_identity(self.func)
-        return entry
 
 
 @dataclass(frozen=True)
@@ -391,26 +329,3 @@ def _build_feature(i: int, item: Any, reg: Registry, problems: list[str]) -> Fea
         if ok
         else None
     )
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return value.item()
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return repr(value)
-
-
-def _callable_identity(func: Any) -> str:
-    """Hashable identity of a Python callable: its source when available, else its bytecode."""
-    name = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
-    try:
-        body = inspect.getsource(func)
-    except (OSError, TypeError):
-        code = getattr(func, "__code__", None)
-        body = code.co_code.hex() if code is not None else repr(func)
-    return name + ":" + hashlib.blake2b(body.encode(), digest_size=8).hexdigest()
