@@ -1,4 +1,4 @@
-"""Shared fixtures: one real LocalCluster for the whole session (worker processes, not threads)."""
+"""Shared fixtures: one real LocalCluster for the whole session (worker processes, not threads), off-screen figures."""
 
 from __future__ import annotations
 
@@ -18,3 +18,14 @@ def dask_client() -> Iterator[object]:
     """
     with local_client() as client:
         yield client
+
+
+@pytest.fixture
+def agg_figures() -> Iterator[None]:
+    """Draw with matplotlib's off-screen Agg backend and close every figure the test opened."""
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    yield
+    plt.close("all")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +16,7 @@ import dask_features as dfe
 matplotlib = pytest.importorskip("matplotlib")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _agg() -> Iterator[None]:
-    """Draw off-screen, and close every figure a test opened."""
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    yield
-    plt.close("all")
-
-
-@pytest.fixture(autouse=True)
-def _close_figures() -> Iterator[None]:
-    yield
-    import matplotlib.pyplot as plt
-
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("agg_figures")
 
 
 @pytest.fixture(scope="module")
