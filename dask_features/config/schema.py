@@ -26,6 +26,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +89,9 @@ class FeatureConfig:
         assert self._plan is not None
         return self._plan
 
-    @property
+    @cached_property
     def hash(self) -> str:
-        """Stable content hash (16 hex digits) of everything that affects the values."""
+        """Stable content hash (16 hex digits) of everything that affects the values (computed once)."""
         canonical = {"schema": HASH_SCHEMA, "features": [f.canonical() for f in self.features]}
         text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
         return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()

@@ -126,7 +126,6 @@ class Bookkeeper:
         self._work = dict(work or {})
         self._done = 0
         self._errors: list[pd.DataFrame] = []
-        self._hash = config.hash  # a property that hashes the whole config each time
         self._pending: list[tuple[Any, ...]] = []
         self._flushed = time.monotonic()
 
@@ -189,7 +188,7 @@ class Bookkeeper:
             (
                 path,
                 self.config.name,
-                self._hash,
+                self.config.hash,
                 None if output is None else str(output),
                 status,
                 seconds,
