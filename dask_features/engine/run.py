@@ -83,6 +83,7 @@ def _plan(items: list[str | Experiment], settings: _Settings, book: Bookkeeper) 
     """Jobs of the experiments to compute; up-to-date and unreadable ones go to ``book``."""
     cfg = settings.config
     stems = output_stems([item_path(i) for i in items], settings.root)
+    checked = False
     for item in items:
         path = item_path(item)
         stem = stems[path]
@@ -99,7 +100,11 @@ def _plan(items: list[str | Experiment], settings: _Settings, book: Bookkeeper) 
         if not any(counts.values()):
             book.failed(path, f"{path}: no {' or '.join(counts)} steps, which config {cfg.name!r} needs")
             continue
-        _check_writable(settings.folder.parent)
+        if (
+            not checked
+        ):  # once, when the first experiment needs writing (a read-only folder is fine until then)
+            _check_writable(settings.folder.parent)
+            checked = True
         yield job
 
 
