@@ -32,13 +32,14 @@ FIRST_SECOND = """
 import json, sys, time
 t0 = time.perf_counter()
 import dask_features as dfe
-extract = dfe.extract
 t1 = time.perf_counter()
 path, preset, out = sys.argv[1:4]
 times = []
 for i in range(2):
     s = time.perf_counter()
-    res = extract(path, preset, f"{out}/{i}", progress=False)
+    # ``dfe.extract`` is resolved inside the timed call: a user's first call pays for the lazy
+    # import of the engine, so the measure must too.
+    res = dfe.extract(path, preset, f"{out}/{i}", progress=False)
     assert res.ok, res.summary()
     times.append(time.perf_counter() - s)
 print(json.dumps({"import": t1 - t0, "first": times[0], "second": times[1]}))
