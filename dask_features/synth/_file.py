@@ -121,7 +121,7 @@ def read_ground_truth(path: str | Path) -> dict[str, pd.DataFrame]:
     dict of str to pandas.DataFrame
         ``"transfer"``: ``step_index`` (row of ``transfer/measurement_data``), ``table_step_index``
         (value in the step table), ``vth_forward``/``vth_reverse`` [V] (model thresholds),
-        ``hysteresis`` [V] (forward minus reverse), ``von_forward``/``von_reverse`` [V] (gate voltage
+        ``hysteresis`` [V] (reverse minus forward, the sign of ``transfer.hysteresis``), ``von_forward``/``von_reverse`` [V] (gate voltage
         of the steepest log10|Id| rise, oect-infra's Von), ``gm_max_forward``/``gm_max_reverse``
         [S] and ``vg_gm_max_forward``/``vg_gm_max_reverse`` [V] (|gm| peak of the noise-free
         sweep), ``k`` [A/V²], ``n_points``, ``clip_level`` [A], and one boolean column per defect kind.

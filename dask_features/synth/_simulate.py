@@ -134,7 +134,7 @@ def simulate(
         "step_index": all_tr,
         "vth_forward": sp_tr.vth + half,
         "vth_reverse": sp_tr.vth - half,
-        "hysteresis": np.full(n_transfer, 2 * half),
+        "hysteresis": np.full(n_transfer, -2 * half),  # reverse minus forward, as transfer.hysteresis
         "von_forward": fwd["von"],
         "von_reverse": rev["von"],
         "gm_max_forward": fwd["gm_max"],

@@ -287,8 +287,8 @@ def test_preset_columns_units_and_error_records(tmp_path) -> None:  # type: igno
     good = steps.drop(index=3)
     assert np.isfinite(good[required].to_numpy()).all()
     assert steps.loc[3, required].isna().all()
-    # The generator's truth column is forward minus reverse; ours is Vth_reverse - Vth_forward.
-    np.testing.assert_allclose(good["hysteresis"], -truth["hysteresis"].drop(index=3), atol=3e-3)
+    # Same sign convention in the truth and the extractor: Vth_reverse - Vth_forward.
+    np.testing.assert_allclose(good["hysteresis"], truth["hysteresis"].drop(index=3), atol=3e-3)
     errors = read_features(tmp_path / "out", "transfer_robust", table="errors")
     flagged = errors[errors["step_index"] == 3]
     assert set(required) <= set(flagged["feature"])

@@ -70,9 +70,9 @@ def test_transfer_truth_matches_noise_free_sweep(make_file: Callable[..., Path],
     assert np.all(np.sign(transfer[:, 1, turn]) == sign)
     assert np.all(np.abs(transfer[:, 1, turn]) > 100 * np.abs(transfer[:, 1, 0]))
     assert np.all(sign * transfer[:, 0, turn] > 0)
-    hyst = truth["vth_forward"] - truth["vth_reverse"]
+    hyst = truth["vth_reverse"] - truth["vth_forward"]
     np.testing.assert_allclose(hyst, truth["hysteresis"])
-    assert np.all(sign * hyst > 0)
+    assert np.all(sign * hyst < 0)
     assert np.all(sign * (truth["von_forward"] - truth["vth_forward"]) < 0)  # onset below threshold
 
 
