@@ -24,6 +24,7 @@ The module is looked for, and built, in the package folder, then in a user cache
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import importlib.machinery
@@ -172,8 +173,13 @@ def _source_file(module: str) -> Path:
     return _PACKAGE.joinpath(*module.split(".")[1:]).with_suffix(".py")
 
 
+@functools.cache
 def key() -> str:
-    """Hash of the kernel sources, this file and the versions the compiled code depends on."""
+    """Hash of the kernel sources, this file and the versions the compiled code depends on.
+
+    Computed once per process, from the sources as they are when first asked (at the first kernel
+    call or build).
+    """
     h = hashlib.sha256()
     for path in [_source_file(m) for m in KERNEL_MODULES] + [Path(__file__), _PACKAGE / "_kernel_types.py"]:
         h.update(path.name.encode())
@@ -227,12 +233,12 @@ def find_module() -> types.ModuleType | None:
         if _MODULE is _UNRESOLVED:
             path = find()
             _MODULE = None if path is None else load(path)
-        return _MODULE  # type: ignore[no-any-return]
+        return _MODULE
 
 
 def load(path: Path) -> types.ModuleType:
     """Load a compiled kernel module (for :func:`find_module`, and for tests comparing it with the JIT)."""
-    spec = importlib.util.spec_from_file_location(module_name(), path)
+    spec = importlib.util.spec_from_file_location(path.name.split(".")[0], path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load the compiled kernels from {path}")
     module = importlib.util.module_from_spec(spec)
@@ -258,7 +264,8 @@ def recording() -> Iterator[list[tuple[Kernel, tuple[Any, ...]]]]:
     compares them on the arguments real extractions pass.
     """
     global _RECORDS
-    _RECORDS = records = []
+    records: list[tuple[Kernel, tuple[Any, ...]]] = []
+    _RECORDS = records
     try:
         yield records
     finally:
@@ -279,12 +286,12 @@ def _kernel_flags() -> Iterator[None]:
     default = pycc_compiler.Flags
 
     def flags() -> Any:
-        f = default()
+        f: Any = default()
         f.release_gil = True
         f.error_model = JIT_OPTIONS["error_model"]
         return f
 
-    pycc_compiler.Flags = flags  # type: ignore[assignment]
+    pycc_compiler.Flags = flags  # type: ignore[misc,assignment]
     try:
         yield
     finally:

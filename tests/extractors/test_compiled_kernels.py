@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 
 from dask_features import _compiled
 from dask_features.extractors import _robust_kernels as rk
+from dask_features.extractors.tau import _anchored as anchored
 from dask_features.extractors.tau import _kernels as tk
 
 #: Presets whose extractors call the compiled kernels.
@@ -57,14 +60,16 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _extract(kernel_dir: Path, tmp: Path) -> dict[str, Any]:
     env = {**os.environ, _compiled.DIR_ENV: str(kernel_dir)}
+    tmp.mkdir(exist_ok=True)
     out = subprocess.run(
         [sys.executable, "-c", _EXTRACT, str(tmp), ",".join(PRESETS)],
         env=env,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
         timeout=600,
     )
+    assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
@@ -107,8 +112,10 @@ def _ranges() -> tuple[Any, ...]:
         (rk.extremes, lambda: (*_ranges(), np.zeros((3, 2)), np.zeros((3, 2), np.int64))),
         (rk.rows_equal_first, lambda: (np.array([[1.0, np.nan], [1.0, np.nan]]),)),
         (rk.rows_equal_first, lambda: (np.array([[1.0, np.nan], [1.0, 2.0]]),)),
+        # Flat rows divide by a zero span: inf/NaN (error_model="numpy"), not ZeroDivisionError.
+        (tk.group_start, lambda: (np.ones((3, 12)), np.array([0, 1, 1], np.int64))),
     ],
-    ids=["signed_range", "extremes", "rows_equal", "rows_differ"],
+    ids=["signed_range", "extremes", "rows_equal", "rows_differ", "zero_division"],
 )
 def test_small_kernels_compiled_equal_jit(compiled: Path, kern: _compiled.Kernel, make: Any) -> None:
     _compare(kern, _compiled.load(compiled), make())
@@ -134,6 +141,33 @@ def test_arguments_of_other_types_take_the_jit_path(compiled: Path, x: np.ndarra
         np.ascontiguousarray(x, np.float64), start, stop, expected
     )
     np.testing.assert_array_equal(args[3], expected)
+
+
+def test_compiled_kernels_release_the_gil(compiled: Path) -> None:
+    fit_rows = _compiled.load(compiled).extractors_tau__kernels__fit_rows
+    y = np.exp(-np.arange(300) / 20.0) + 0.01 * np.random.default_rng(0).standard_normal((3000, 300))
+    started, done, spins = threading.Event(), threading.Event(), [0]
+
+    def fit() -> None:
+        started.set()
+        fit_rows(y, np.full(len(y), np.nan), 30, 1e-5)
+        done.set()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(
+        10.0
+    )  # the fitting thread keeps the GIL from set() to the call unless it releases it
+    try:
+        worker = threading.Thread(target=fit)
+        worker.start()
+        started.wait()
+        while not done.is_set():  # counts only while the fit has released the GIL
+            spins[0] += 1
+            time.sleep(0)  # hand the GIL back as soon as the fit returns
+        worker.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert spins[0] > 0
 
 
 def test_a_stale_or_missing_module_is_never_loaded(compiled: Path, tmp_path: Path) -> None:
@@ -171,12 +205,15 @@ def test_without_the_module_the_jit_gives_the_same_values(compiled: Path, tmp_pa
     stale.mkdir()
     shutil.copy(compiled, stale / compiled.name.replace(_compiled.key(), "0" * len(_compiled.key())))
     aot, jit = _extract(compiled.parent, tmp_path / "aot"), _extract(stale, tmp_path / "jit")
-    assert jit["numba"] and jit["jit"]
+    assert jit["numba"]
+    assert jit["jit"]
     assert jit["digest"] == aot["digest"]
 
 
 @pytest.mark.slow
-def test_every_kernel_compiled_equals_jit_on_the_calls_of_real_extractions(compiled: Path, tmp_path: Path) -> None:
+def test_every_kernel_compiled_equals_jit_on_the_calls_of_real_extractions(
+    compiled: Path, tmp_path: Path
+) -> None:
     import dask_features as dfe
     from dask_features import synth
 
@@ -190,6 +227,13 @@ def test_every_kernel_compiled_equals_jit_on_the_calls_of_real_extractions(compi
         y[2, 7] = 1.0
         tk.fit_rows(y, np.full(3, np.nan), 30, 1e-5)
         tk.row_diagnostics(y, np.array([np.nan, 0.1, 2.0]), np.zeros(3), np.ones(3), 3)
+        # Fast transitions anchored on the plateau before them (tau of 1.4 samples).
+        rng = np.random.default_rng(1)
+        u = np.arange(20.0)
+        y = 0.2 + 0.8 * np.exp(-0.7 * (u + 0.3)) + 0.01 * rng.standard_normal((6, 20))
+        pre = 1.0 + 0.01 * rng.standard_normal((6, 8))
+        delta, k = anchored.edge_delay(y.mean(axis=0), float(pre.mean()))
+        anchored.anchored_fit(y, pre, np.full(6, delta), np.full(6, k))
     module = _compiled.load(compiled)
     seen = set()
     for kern, args in calls:
