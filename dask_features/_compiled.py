@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import types
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from dask_features._kernel_types import ArgCheck, parse_signature
+from dask_features.errors import DaskFeaturesWarning
 
 __all__ = [
     "KERNEL_MODULES",
@@ -98,16 +100,16 @@ class Kernel:
     def __repr__(self) -> str:
         return f"<kernel {self.name}>"
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if _RECORDS is not None:
             _RECORDS.append((self, tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)))
         compiled = self._compiled
         if compiled is _UNRESOLVED:
             compiled = self._compiled = self.compiled()
-        if compiled is not None and self.accepts(args):
+        if compiled is not None and not kwargs and self.accepts(args):
             return compiled(*args)
         self.used_jit = True
-        return self.dispatcher()(*args)
+        return self.dispatcher()(*args, **kwargs)
 
     def accepts(self, args: tuple[Any, ...]) -> bool:
         """Whether ``args`` have exactly the declared types (else the JIT path runs)."""
@@ -232,7 +234,17 @@ def find_module() -> types.ModuleType | None:
     with _LOCK:
         if _MODULE is _UNRESOLVED:
             path = find()
-            _MODULE = None if path is None else load(path)
+            _MODULE = None
+            if path is not None:
+                try:
+                    _MODULE = load(path)
+                except ImportError as exc:  # e.g. a damaged file, or one built on another system
+                    warnings.warn(
+                        f"cannot load the compiled kernels ({exc}); using numba's JIT instead "
+                        "(rebuild with python -m dask_features.warmup)",
+                        DaskFeaturesWarning,
+                        stacklevel=3,
+                    )
         return _MODULE
 
 
@@ -323,8 +335,6 @@ def build(folder: Path | None = None) -> Path:
     target = folder / (name + importlib.machinery.EXTENSION_SUFFIXES[0])
     if target.is_file():
         return target
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numba.pycc's pending deprecation
         from numba.pycc import CC

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import os
 import shutil
@@ -182,6 +183,23 @@ def test_a_fresh_process_extracts_without_numba(compiled: Path, tmp_path: Path) 
     used = _extract(compiled.parent, tmp_path)
     assert used["jit"] == []
     assert not used["numba"]
+
+
+def test_a_damaged_module_warns_and_the_jit_computes(tmp_path: Path) -> None:
+    name = _compiled.module_name() + importlib.machinery.EXTENSION_SUFFIXES[0]
+    (tmp_path / name).write_bytes(b"not a shared library")
+    code = (
+        "import warnings, numpy as np\n"
+        "from dask_features.extractors import _robust_kernels as rk\n"
+        "out = np.zeros((1, 2))\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    rk.signed_range(np.array([[3.0, -1.0]]), np.array([0]), np.array([2]), out)\n"
+        "print(out.tolist(), rk.signed_range.used_jit, [str(x.message).split(' (')[0] for x in w])"
+    )
+    env = {**os.environ, _compiled.DIR_ENV: str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[[-1.0, 3.0]] True ['cannot load the compiled kernels']"
 
 
 @pytest.mark.cluster
