@@ -6,8 +6,9 @@ On its first call a kernel resolves to:
 
 1. the ahead-of-time compiled function, if a module built by :func:`build` from exactly these
    kernel sources is present (its name carries :func:`key`: a hash of the kernel modules' source,
-   of this file and of the Python, NumPy, numba and llvmlite versions; a module with another key
-   is never loaded), and the call's arguments have exactly the declared types;
+   of this file, of the Python, NumPy, numba and llvmlite versions and of the CPU's features; a
+   module with another key is never loaded), and the call's arguments have exactly the declared
+   types;
 2. otherwise numba's JIT (imported then, on-disk cache, ``nogil``, ``error_model="numpy"``), which
    compiles for whatever types it is given.
 
@@ -16,7 +17,9 @@ the tests); an argument that does not match the declared types (dtype, dimension
 scalar type) takes the JIT path instead of being converted. Helpers that only kernels call need no
 signature: they are compiled into their callers in both modes.
 
-The module is looked for, and built, in the package folder, then in a user cache folder
+The code is built for the CPU it is built on, as the JIT's is (vectorised loops use its instruction
+set), where the CPU's features can be read without numba (``/proc/cpuinfo``); elsewhere it is generic
+code for the architecture. The module is looked for, and built, in the package folder, then in a user cache folder
 (``$NUMBA_CACHE_DIR/dask_features``, else ``$XDG_CACHE_HOME/dask_features`` or
 ``~/.cache/dask_features``); ``DASK_FEATURES_KERNEL_DIR`` replaces both with one folder.
 """
@@ -49,6 +52,7 @@ __all__ = [
     "KERNEL_MODULES",
     "Kernel",
     "build",
+    "cpu_features",
     "find",
     "find_module",
     "jit_fallbacks",
@@ -187,8 +191,25 @@ def key() -> str:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     versions = [sys.version, np.__version__] + [_version(d) for d in ("numba", "llvmlite")]
-    h.update(repr(versions).encode())
+    h.update(repr([*versions, cpu_features()]).encode())
     return h.hexdigest()[:20]
+
+
+@functools.cache
+def cpu_features() -> str:
+    """This CPU's feature flags from ``/proc/cpuinfo`` ('' where unreadable: then code is generic).
+
+    Code built for the host CPU may use instructions another CPU lacks; with the flags in the key,
+    a module built on one CPU is never loaded on a CPU with other features.
+    """
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            name, _, value = line.partition(":")
+            if name.strip() in ("flags", "Features"):  # x86, ARM
+                return value.strip()
+            if not line.strip():
+                break  # only the first processor's block
+    return ""
 
 
 def _version(dist: str) -> str:
@@ -342,6 +363,7 @@ def build(folder: Path | None = None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder))
     try:
         cc = CC(name)
+        cc.target_cpu = "host" if cpu_features() else ""
         cc.output_dir = str(tmp)
         for k in _KERNELS.values():
             if k.signature is not None and k.name.split(":")[0] in KERNEL_MODULES:

@@ -11,9 +11,9 @@
    robust transfer kernels without importing numba (which alone takes ~0.5 s) or loading any cached
    machine code. The module is written to the package folder if writable, else to
    ``$NUMBA_CACHE_DIR/dask_features`` (or ``$XDG_CACHE_HOME/dask_features``, ``~/.cache/dask_features``);
-   ``DASK_FEATURES_KERNEL_DIR`` names another folder. Its name carries a hash of the kernel sources and
-   of the Python, NumPy and numba versions, so editing a kernel or upgrading one of them makes it
-   ignored (until the next warm-up) rather than wrong;
+   ``DASK_FEATURES_KERNEL_DIR`` names another folder. Its name carries a hash of the kernel sources,
+   of the Python, NumPy and numba versions and of the CPU's features, so editing a kernel, upgrading
+   one of them or running on another CPU makes it ignored (until the next warm-up) rather than wrong;
 2. runs every shipped preset once on a tiny generated experiment. With the compiled module this
    takes seconds and checks that every kernel call uses it; any call that still needs numba's JIT
    (no C compiler, ``numba.pycc`` missing, an argument type the module was not built for) is compiled
