@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from dask_features._kernel_types import ArgCheck, parse_signature
-from dask_features.errors import DaskFeaturesWarning
+from dask_features.errors import DaskFeaturesWarning, OutputError
 
 __all__ = [
     "KERNEL_MODULES",
@@ -271,11 +271,10 @@ def find_module() -> types.ModuleType | None:
 
 def load(path: Path) -> types.ModuleType:
     """Load a compiled kernel module (for :func:`find_module`, and for tests comparing it with the JIT)."""
-    spec = importlib.util.spec_from_file_location(path.name.split(".")[0], path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load the compiled kernels from {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    name = path.name.split(".")[0]
+    loader = importlib.machinery.ExtensionFileLoader(name, str(path))
+    module = importlib.util.module_from_spec(importlib.machinery.ModuleSpec(name, loader, origin=str(path)))
+    loader.exec_module(module)
     return module
 
 
@@ -342,15 +341,17 @@ def build(folder: Path | None = None) -> Path:
     ------
     ImportError
         numba.pycc is not available.
-    OSError
-        No writable folder, or the C compiler failed.
+    OutputError
+        No writable folder.
+    Exception
+        Whatever numba or the C compiler raise when compilation fails.
     """
     for module in KERNEL_MODULES:
         importlib.import_module(module)
     if folder is None:
         folder = next((d for d in search_dirs() if _writable(d)), None)
         if folder is None:
-            raise PermissionError(f"no writable folder for the compiled kernels among {search_dirs()}")
+            raise OutputError(f"no writable folder for the compiled kernels among {search_dirs()}")
     folder.mkdir(parents=True, exist_ok=True)
     name = module_name()
     target = folder / (name + importlib.machinery.EXTENSION_SUFFIXES[0])
