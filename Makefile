@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	$(BIN)/python -m dask_features.warmup  # compile the numba kernels once, into their on-disk cache
+	$(BIN)/python -m dask_features.warmup  # compile the numba kernels ahead of time (dask_features/warmup.py)
 	touch $@
 
 demo: $(VENV)/.installed

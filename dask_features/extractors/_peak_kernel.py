@@ -2,20 +2,19 @@
 
 Each row needs a least-squares fit of order 4-5 over a few tens of points, re-centred once or twice,
 and a search of the fitted slope's maximum: a few microseconds of arithmetic that NumPy would spend
-on temporaries. Cached on disk like the other kernels.
+on temporaries. Compiled like the other kernels (:mod:`dask_features._compiled`).
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from dask_features._compiled import kernel
 
 __all__ = ["peak_fit_rows"]
 
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
-
-@_jit
+@kernel()
 def _solve(a: np.ndarray, b: np.ndarray) -> bool:
     """Solve ``a x = b`` in place (Gaussian elimination with partial pivoting); False if singular."""
     m = b.shape[0]
@@ -43,7 +42,7 @@ def _solve(a: np.ndarray, b: np.ndarray) -> bool:
     return True
 
 
-@_jit
+@kernel()
 def _slope_at(coef: np.ndarray, order: int, z: float) -> float:
     d = 0.0
     zp = 1.0
@@ -53,7 +52,9 @@ def _slope_at(coef: np.ndarray, order: int, z: float) -> float:
     return d
 
 
-@_jit
+@kernel(
+    "void(f8[:, ::1], f8[:, ::1], f8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8, i8, i8, f8, f8[:, ::1], b1[:, ::1])"
+)
 def peak_fit_rows(
     x: np.ndarray,
     y: np.ndarray,

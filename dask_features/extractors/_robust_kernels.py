@@ -2,13 +2,14 @@
 
 Applying the local-fit weights, refitting each peak and estimating each row's noise floor are short
 loops per row; in NumPy they cost more in temporaries than in arithmetic. Single-threaded on purpose
-(Dask parallelises over chunks); compiled on first use and cached on disk like the tau kernels.
+(Dask parallelises over chunks); compiled like the tau kernels (:mod:`dask_features._compiled`).
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from dask_features._compiled import kernel
 
 __all__ = [
     "apply_rows",
@@ -20,10 +21,8 @@ __all__ = [
     "steepest_region",
 ]
 
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
-
-@_jit
+@kernel("void(i8[:, ::1], f8[:, :, ::1], f8[:, :, ::1], i8[::1], f8[:, ::1], b1, f8[:, ::1], f8[:, ::1])")
 def apply_rows(
     first: np.ndarray,
     w0: np.ndarray,
@@ -72,7 +71,7 @@ def apply_rows(
             out1[i, c] = s1
 
 
-@_jit
+@kernel("f8[::1](f8[:, ::1], f8[:, ::1], i8[::1], i8[::1], i8[::1])")
 def noise_rows(
     y: np.ndarray, fitted: np.ndarray, start: np.ndarray, stop: np.ndarray, count: np.ndarray
 ) -> np.ndarray:
@@ -102,7 +101,7 @@ def noise_rows(
     return out
 
 
-@_jit
+@kernel("void(f8[:, ::1], i8[::1], i8[::1], f8[:, ::1], i8[:, ::1])")
 def extremes(
     values: np.ndarray, start: np.ndarray, stop: np.ndarray, out: np.ndarray, cols: np.ndarray
 ) -> None:
@@ -127,7 +126,7 @@ def extremes(
         cols[i, 1] = chi
 
 
-@_jit
+@kernel("i8[::1](f8[:, ::1], f8[::1], i8[::1], i8[::1], i8, f8[::1], i8[::1])")
 def slope_peak(
     slope: np.ndarray,
     orient: np.ndarray,
@@ -162,7 +161,9 @@ def slope_peak(
     return index
 
 
-@_jit
+@kernel(
+    "i8[::1](f8[:, ::1], f8[:, ::1], f8[:, ::1], f8[::1], i8[::1], i8[::1], f8[::1], f8[::1], i8[:, ::1])"
+)
 def steepest_region(
     x: np.ndarray,
     id0: np.ndarray,
@@ -202,7 +203,7 @@ def steepest_region(
     return col
 
 
-@_jit
+@kernel("void(f8[:, ::1], i8[::1], i8[::1], f8[:, ::1])")
 def signed_range(x: np.ndarray, start: np.ndarray, stop: np.ndarray, out: np.ndarray) -> None:
     """``out[i] = (min, max)`` of ``x[i, start:stop]`` over finite values (NaN when none)."""
     for i in range(x.shape[0]):
@@ -216,7 +217,7 @@ def signed_range(x: np.ndarray, start: np.ndarray, stop: np.ndarray, out: np.nda
         out[i, 1] = hi if hi > -np.inf else np.nan
 
 
-@_jit
+@kernel("b1(f8[:, ::1])")
 def rows_equal_first(x: np.ndarray) -> bool:
     """Whether every row of ``x`` equals its first row bit for bit (NaN padding included)."""
     n, w = x.shape

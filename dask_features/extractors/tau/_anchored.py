@@ -13,16 +13,14 @@ half-cycle that has settled (``k m >= 10`` on the profile) and tau of at most 2.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
+from dask_features._compiled import kernel
 from dask_features.extractors.tau._edges import StepEdges
 from dask_features.extractors.tau._kernels import fit_one, row_diagnostics
 from dask_features.extractors.tau._status import TauStatus
 
 __all__ = ["anchored_fit", "edge_delay", "refit_anchored"]
-
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 #: Golden-section steps in ln k (from a bracket of width 2: 2 x 0.618^32 < 1e-6).
 _GOLDEN = 32
@@ -30,7 +28,7 @@ _GOLDEN = 32
 _BRACKET = 1.0
 
 
-@_jit
+@kernel()
 def _cost(
     row: np.ndarray, n_pre: float, s_pre: float, ss_pre: float, sy: float, syy: float, k: float, delta: float
 ) -> tuple[float, float, float]:
@@ -59,7 +57,7 @@ def _cost(
     return max(cost, 0.0), p, c
 
 
-@_jit
+@kernel("UniTuple(f8[::1], 5)(f8[:, ::1], f8[:, ::1], f8[::1], f8[::1])")
 def anchored_fit(
     y: np.ndarray, pre: np.ndarray, delta: np.ndarray, k0: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dask_features.extractors.tau._locate import locate_edges
 from dask_features.extractors.tau._status import MIN_SEGMENT, StartRule, TauStatus
 
 __all__ = ["StepEdges", "StepSegments", "detect_edges", "detect_step_edges", "segment_step"]
@@ -259,8 +260,6 @@ def _detect_group(
     # Floor for noise-free input, where any contrast would pass.
     floor = np.maximum(np.where(np.isfinite(med), med, 0.0) * 1e-4, 1e-18)
     var = np.maximum(np.where(np.isfinite(var), var, floor[:, None]), floor[:, None])
-    from dask_features.extractors.tau._locate import locate_edges  # numba: imported on first use
-
     duty_ok = np.where(np.isfinite(duty) & (duty > 0) & (duty < 1), duty, np.nan)
     pos, fit, source = locate_edges(
         np.ascontiguousarray(q),

@@ -24,10 +24,11 @@ cycle-averaged profile), so results do not depend on the current's unit, scale o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
 
 import numpy as np
 
+from dask_features.extractors.tau import _kernels
+from dask_features.extractors.tau._anchored import refit_anchored
 from dask_features.extractors.tau._edges import StepEdges, StepSegments, segment_step
 from dask_features.extractors.tau._gate import off_rhythm, running_median
 from dask_features.extractors.tau._status import (
@@ -42,13 +43,6 @@ from dask_features.extractors.tau._status import (
 )
 
 __all__ = ["FIELDS", "ExpFit", "fit_chunk", "fit_exp_rows", "row_diagnostics"]
-
-
-def _kernels() -> ModuleType:
-    # numba takes ~0.4 s to import: load it when the first tau fit runs, not with dask_features.
-    from dask_features.extractors.tau import _kernels as _tau_kernels
-
-    return _tau_kernels
 
 
 @dataclass(frozen=True)
@@ -123,7 +117,7 @@ def fit_exp_rows(
         empty = np.zeros(0)
         return ExpFit(empty, empty, empty, empty, empty, np.zeros(0, bool), empty, 0)
     start = np.full(K, np.nan) if k0 is None else np.ascontiguousarray(k0, dtype=np.float64)
-    k, c, a, cost, info, n_iter = _kernels().fit_rows(y, start, int(max_iter), float(tol))
+    k, c, a, cost, info, n_iter = _kernels.fit_rows(y, start, int(max_iter), float(tol))
     sigma = np.sqrt(cost / max(m - 3, 1))
     with np.errstate(invalid="ignore", divide="ignore"):
         se = np.where(info > 0, sigma / np.sqrt(info), np.inf)
@@ -144,7 +138,7 @@ def row_diagnostics(
     as_f8 = [np.ascontiguousarray(v, dtype=np.float64) for v in (y, k, c, a)]
     if as_f8[0].shape[0] == 0:
         return np.zeros(0), np.zeros(0, bool)
-    return _kernels().row_diagnostics(*as_f8, int(clip_samples))
+    return _kernels.row_diagnostics(*as_f8, int(clip_samples))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -172,7 +166,7 @@ def _group_start(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
     start lies within the per-cycle scatter and a few iterations per row finish the fit; it needs no
     model and no scale.
     """
-    return _kernels().group_start(np.ascontiguousarray(y, np.float64), np.ascontiguousarray(groups, np.int64))
+    return _kernels.group_start(np.ascontiguousarray(y, np.float64), np.ascontiguousarray(groups, np.int64))
 
 
 #: Rows are averaged in bins of b samples when tau spans more than 16 b samples (see :func:`_fit_bucket`).
@@ -337,8 +331,6 @@ def fit_chunk(
         k[rr, dd], c[rr, dd], a[rr, dd], r2[rr, dd], sig[rr, dd] = f.k, f.c, f.a, f.r2, f.sigma
         se[rr, dd] = f.se
         clipped[rr, dd] = f.clipped
-
-    from dask_features.extractors.tau._anchored import refit_anchored  # numba: on first use
 
     refit_anchored(
         current,

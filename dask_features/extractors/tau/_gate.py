@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dask_features.extractors.tau._edges import StepEdges
+from dask_features.extractors.tau._kernels import rhythm_excess
 from dask_features.extractors.tau._status import RHYTHM_Z
 
 __all__ = ["off_rhythm", "running_median"]
@@ -56,8 +57,6 @@ def off_rhythm(
     h = np.clip(np.rint(tau), 1, np.maximum(m_min // 4, 1)).astype(np.int64)
     # Rising |I| is a rising sign * I; a fall of |I| is the opposite.
     sgn = per_step[:, 4] * np.where(dd == 0, 1.0, -1.0)
-    from dask_features.extractors.tau._kernels import rhythm_excess  # numba: on first use
-
     excess = rhythm_excess(
         current,
         np.ascontiguousarray(gstart[rr, dd]),

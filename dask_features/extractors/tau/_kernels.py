@@ -7,19 +7,17 @@ profiles are processed in compiled loops: no Python per row and no NumPy call pe
 is where a batched NumPy solver spends its time (a few microseconds per call, tens of calls per
 iteration). Single-threaded on purpose: Dask parallelises over chunks, extractors never do.
 
-Numba compiles these on first use and caches the machine code next to this file (or in
-``NUMBA_CACHE_DIR``), so later processes, Dask workers included, load it in milliseconds.
+Compiled ahead of time by ``python -m dask_features.warmup``, else by numba on first use (see
+:mod:`dask_features._compiled`); importing this module does not import numba.
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-__all__ = ["fit_one", "fit_rows", "group_start", "rhythm_excess", "row_diagnostics"]
+from dask_features._compiled import kernel
 
-# error_model="numpy": a zero determinant gives inf/NaN (then handled per row) instead of raising.
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+__all__ = ["fit_one", "fit_rows", "group_start", "rhythm_excess", "row_diagnostics"]
 
 #: exp(-40) = 4e-18: samples further than 40 / k from the start add nothing to any sum.
 _SPAN = 40.0
@@ -27,7 +25,7 @@ _SPAN = 40.0
 _GRID_POINTS = 9
 
 
-@_jit
+@kernel()
 def _basis_sums(k: float, m: int) -> tuple[float, float, float, float, float]:
     """``sum(u^p e^{-j k u})`` for (p, j) = (0,1), (1,1), (0,2), (1,2), (2,2) over ``u < m``."""
     if k * m >= 1.0:
@@ -56,7 +54,7 @@ def _basis_sums(k: float, m: int) -> tuple[float, float, float, float, float]:
     return se, sue, see, suee, suuee
 
 
-@_jit
+@kernel()
 def _state(y: np.ndarray, sy: float, syy: float, k: float) -> tuple[float, ...]:
     """(c, a) in closed form at rate k, the residual sum of squares and the sums a Gauss-Newton step needs."""
     m = y.size
@@ -82,7 +80,7 @@ def _state(y: np.ndarray, sy: float, syy: float, k: float) -> tuple[float, ...]:
     return c, a, cost, se, sue, see, suee, suuee, det, suye
 
 
-@_jit
+@kernel()
 def _integral_start(y: np.ndarray) -> float:
     """k from the linear model ``y(u) = y(0) + k c u - k S(u)``, S the running trapezoid integral of y.
 
@@ -125,7 +123,7 @@ def _integral_start(y: np.ndarray) -> float:
     return -(num / det) / m
 
 
-@_jit
+@kernel("Tuple((f8, f8, f8, f8, f8, i8))(f8[::1], f8, i8, f8)")
 def fit_one(
     row: np.ndarray, k0: float, max_iter: int, tol: float
 ) -> tuple[float, float, float, float, float, int]:
@@ -189,7 +187,7 @@ def fit_one(
     return k, c, a, cost, jj, it
 
 
-@_jit
+@kernel("Tuple((f8[::1], f8[::1], f8[::1], f8[::1], f8[::1], i8))(f8[:, ::1], f8[::1], i8, f8)")
 def fit_rows(
     y: np.ndarray, k0: np.ndarray, max_iter: int, tol: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
@@ -220,7 +218,7 @@ def fit_rows(
     return k_out, c_out, a_out, cost_out, info_out, n_iter
 
 
-@_jit
+@kernel("Tuple((f8[::1], b1[::1]))(f8[:, ::1], f8[::1], f8[::1], f8[::1], i8)")
 def row_diagnostics(
     y: np.ndarray, k: np.ndarray, c: np.ndarray, a: np.ndarray, clip_samples: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -272,7 +270,7 @@ def row_diagnostics(
     return r2, clipped
 
 
-@_jit
+@kernel("f8[::1](f8[:, ::1], i8[::1])")
 def group_start(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Start rate per row: the 1/e crossing of the mean row of its group, see ``_tau_fit._group_start``.
 
@@ -319,7 +317,7 @@ def group_start(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return k0
 
 
-@_jit
+@kernel("f8[::1](f8[::1], i8[::1], i8[::1], i8[::1], i8[::1], f8[::1])")
 def rhythm_excess(
     current: np.ndarray, first: np.ndarray, lo: np.ndarray, hi: np.ndarray, h: np.ndarray, sgn: np.ndarray
 ) -> np.ndarray:

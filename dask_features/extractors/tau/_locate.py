@@ -21,14 +21,12 @@ Single-threaded: Dask parallelises over chunks.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
+from dask_features._compiled import kernel
 from dask_features.extractors.tau._kernels import fit_one
 
 __all__ = ["locate_edges"]
-
-_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 #: Coarse profile resolution [blocks per period].
 _COARSE = 256
@@ -42,7 +40,7 @@ _CANDIDATES = 16
 _Z_DEPART = 4.0
 
 
-@_jit
+@kernel()
 def _tiled_cumsum(x: np.ndarray) -> np.ndarray:
     """Cumulative sum of ``x`` repeated three times, so circular box sums need no index wrapping."""
     n = x.size
@@ -52,13 +50,13 @@ def _tiled_cumsum(x: np.ndarray) -> np.ndarray:
     return cs
 
 
-@_jit
+@kernel()
 def _box(cs: np.ndarray, n: int, i: int, h: int) -> float:
     """Sum of ``x[i : i + h]`` (circular) from a :func:`_tiled_cumsum`; needs ``-n <= i`` and ``i + h <= 2n``."""
     return cs[n + i + h] - cs[n + i]
 
 
-@_jit
+@kernel()
 def _coarse(q: np.ndarray, nc: int) -> np.ndarray:
     nb = q.size
     out = np.zeros(nc)
@@ -72,7 +70,7 @@ def _coarse(q: np.ndarray, nc: int) -> np.ndarray:
     return out
 
 
-@_jit
+@kernel()
 def _coarse_edges(pc: np.ndarray, duty: float) -> tuple[int, int, int, int]:
     """Rising and falling edge [coarse bins], the half-width of the bracket behind each, and the source.
 
@@ -101,7 +99,7 @@ def _coarse_edges(pc: np.ndarray, duty: float) -> tuple[int, int, int, int]:
     return rise, fall, h, 2
 
 
-@_jit
+@kernel()
 def _bracket(cs: np.ndarray, cw: np.ndarray, nb: int, sgn: float, lo: int, hi: int) -> tuple[int, int, int]:
     """Narrow ``[lo, hi]`` (first sample after the edge, circular positions) by halving box contrasts.
 
@@ -134,7 +132,7 @@ def _bracket(cs: np.ndarray, cw: np.ndarray, nb: int, sgn: float, lo: int, hi: i
     return lo, hi, last_h
 
 
-@_jit
+@kernel()
 def _change_point(seg: np.ndarray, lo: int, hi: int, sgn: float) -> tuple[int, float, float, float]:
     """Split of ``seg`` in ``[lo, hi]`` minimising the residuals of an exponential on either side.
 
@@ -179,7 +177,7 @@ def _change_point(seg: np.ndarray, lo: int, hi: int, sgn: float) -> tuple[int, f
     return best_c, best_k, best_cc, best_a
 
 
-@_jit
+@kernel("Tuple((i8[:, :, ::1], f8[:, :, ::1], i8[::1]))(f8[:, ::1], f8[:, ::1], f8[:, ::1], f8[::1])")
 def locate_edges(
     q: np.ndarray, v: np.ndarray, cnt: np.ndarray, duty: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,0 +1,383 @@
+"""Compiled kernels: machine code built ahead of time when present, numba's JIT otherwise.
+
+Kernel modules declare each loop with :func:`kernel` and, for the kernels Python calls, the exact
+argument and return types (a numba signature string). Importing a kernel module imports no numba.
+On its first call a kernel resolves to:
+
+1. the ahead-of-time compiled function, if a module built by :func:`build` from exactly these
+   kernel sources is present (its name carries :func:`key`: a hash of the kernel modules' source,
+   of this file, of the Python, NumPy, numba and llvmlite versions and of the CPU's features; a
+   module with another key is never loaded), and the call's arguments have exactly the declared
+   types;
+2. otherwise numba's JIT (imported then, on-disk cache, ``nogil``, ``error_model="numpy"``), which
+   compiles for whatever types it is given.
+
+Both run the same source with the same options, so they give the same values bit for bit (see
+the tests); an argument that does not match the declared types (dtype, dimensions, C-contiguity,
+scalar type) takes the JIT path instead of being converted. Helpers that only kernels call need no
+signature: they are compiled into their callers in both modes.
+
+The code is built for the CPU it is built on, as the JIT's is (vectorised loops use its instruction
+set), where the CPU's features can be read without numba (``/proc/cpuinfo``); elsewhere it is generic
+code for the architecture. The module is looked for, and built, in the package folder, then in a user cache folder
+(``$NUMBA_CACHE_DIR/dask_features``, else ``$XDG_CACHE_HOME/dask_features`` or
+``~/.cache/dask_features``); ``DASK_FEATURES_KERNEL_DIR`` replaces both with one folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib
+import importlib.machinery
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import types
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dask_features._kernel_types import ArgCheck, parse_signature
+from dask_features.errors import DaskFeaturesWarning, OutputError
+
+__all__ = [
+    "KERNEL_MODULES",
+    "Kernel",
+    "build",
+    "cpu_features",
+    "find",
+    "find_module",
+    "jit_fallbacks",
+    "kernel",
+    "kernels",
+    "key",
+    "load",
+    "recording",
+    "search_dirs",
+]
+
+#: Modules whose kernels go into the ahead-of-time module (their source is part of its key).
+KERNEL_MODULES = (
+    "dask_features.extractors._robust_kernels",
+    "dask_features.extractors._peak_kernel",
+    "dask_features.extractors.tau._kernels",
+    "dask_features.extractors.tau._locate",
+    "dask_features.extractors.tau._anchored",
+)
+#: numba options of every kernel, in both modes. error_model="numpy": a division by zero gives
+#: inf/NaN (handled by the callers) instead of raising.
+JIT_OPTIONS: dict[str, Any] = {"cache": True, "nogil": True, "error_model": "numpy"}
+#: Environment variable naming the one folder searched for (and given to) the compiled module.
+DIR_ENV = "DASK_FEATURES_KERNEL_DIR"
+_PREFIX = "_dfkernels_"
+_PACKAGE = Path(__file__).resolve().parent
+_KERNELS: dict[str, Kernel] = {}  # "module:function" -> kernel, filled as modules are imported
+_LOCK = threading.Lock()
+_UNRESOLVED = object()
+_RECORDS: list[tuple[Kernel, tuple[Any, ...]]] | None = None
+
+
+class Kernel:
+    """A numba kernel that runs ahead-of-time compiled code when available (see the module docstring)."""
+
+    def __init__(self, func: Callable[..., Any], signature: str | None) -> None:
+        self.py_func = func
+        self.signature = signature
+        self.name = f"{func.__module__}:{func.__name__}"
+        self.checks: tuple[ArgCheck, ...] | None = None if signature is None else parse_signature(signature)
+        self.used_jit = False
+        self._compiled: Any = _UNRESOLVED
+        self._dispatcher: Any = None
+        self.__doc__ = func.__doc__
+        self.__name__ = func.__name__
+        self.__module__ = func.__module__
+        self.__wrapped__ = func
+
+    def __repr__(self) -> str:
+        return f"<kernel {self.name}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if _RECORDS is not None:
+            _RECORDS.append((self, tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)))
+        compiled = self._compiled
+        if compiled is _UNRESOLVED:
+            compiled = self._compiled = self.compiled()
+        if compiled is not None and not kwargs and self.accepts(args):
+            return compiled(*args)
+        self.used_jit = True
+        return self.dispatcher()(*args, **kwargs)
+
+    def accepts(self, args: tuple[Any, ...]) -> bool:
+        """Whether ``args`` have exactly the declared types (else the JIT path runs)."""
+        checks = self.checks
+        return (
+            checks is not None
+            and len(args) == len(checks)
+            and all(c(a) for c, a in zip(checks, args, strict=True))
+        )
+
+    def compiled(self) -> Any:
+        """The ahead-of-time compiled function, or None (no signature, no module, or not in it)."""
+        if self.signature is None:
+            return None
+        module = find_module()
+        return None if module is None else getattr(module, export_name(self.name), None)
+
+    def dispatcher(self) -> Any:
+        """numba's JIT dispatcher of this kernel (imports numba; compiles on first call, cached on disk)."""
+        if self._dispatcher is None:
+            import numba
+
+            self._dispatcher = numba.njit(**JIT_OPTIONS)(self.numba_source())
+        return self._dispatcher
+
+    def numba_source(self) -> Callable[..., Any]:
+        """The Python function with the kernels it calls replaced by their dispatchers (for numba)."""
+        func = self.py_func
+        names = func.__code__.co_names
+        env = dict(func.__globals__)
+        for name in names:
+            value = env.get(name)
+            if isinstance(value, Kernel) and value is not self:
+                env[name] = value.dispatcher()
+        clone = types.FunctionType(func.__code__, env, func.__name__, func.__defaults__, func.__closure__)
+        clone.__qualname__ = func.__qualname__
+        clone.__module__ = func.__module__
+        clone.__doc__ = func.__doc__
+        return clone
+
+
+def kernel(signature: str | None = None) -> Callable[[Callable[..., Any]], Kernel]:
+    """Declare a kernel; ``signature`` (numba syntax, e.g. ``"f8(f8[::1], i8)"``) if Python calls it.
+
+    Array types are written ``f8[:, ::1]`` (C-contiguous) or ``f8[:, :]`` (any layout); scalars
+    ``f8``, ``i8``, ``b1``. Kernels without a signature are helpers compiled into their callers.
+    """
+
+    def declare(func: Callable[..., Any]) -> Kernel:
+        k = Kernel(func, signature)
+        _KERNELS[k.name] = k
+        return k
+
+    return declare
+
+
+def export_name(name: str) -> str:
+    """Symbol of kernel ``module:function`` in the compiled module."""
+    return name.removeprefix("dask_features.").replace(".", "_").replace(":", "__")
+
+
+def _source_file(module: str) -> Path:
+    return _PACKAGE.joinpath(*module.split(".")[1:]).with_suffix(".py")
+
+
+@functools.cache
+def key() -> str:
+    """Hash of the kernel sources, this file and the versions the compiled code depends on.
+
+    Computed once per process, from the sources as they are when first asked (at the first kernel
+    call or build).
+    """
+    h = hashlib.sha256()
+    for path in [_source_file(m) for m in KERNEL_MODULES] + [Path(__file__), _PACKAGE / "_kernel_types.py"]:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    versions = [sys.version, np.__version__] + [_version(d) for d in ("numba", "llvmlite")]
+    h.update(repr([*versions, cpu_features()]).encode())
+    return h.hexdigest()[:20]
+
+
+@functools.cache
+def cpu_features() -> str:
+    """This CPU's feature flags from ``/proc/cpuinfo`` ('' where unreadable: then code is generic).
+
+    Code built for the host CPU may use instructions another CPU lacks; with the flags in the key,
+    a module built on one CPU is never loaded on a CPU with other features.
+    """
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            name, _, value = line.partition(":")
+            if name.strip() in ("flags", "Features"):  # x86, ARM
+                return value.strip()
+            if not line.strip():
+                break  # only the first processor's block
+    return ""
+
+
+def _version(dist: str) -> str:
+    import importlib.metadata  # ~50 ms: only when a kernel is first called
+
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "-"
+
+
+def module_name() -> str:
+    """Name of the compiled module of the current sources (file: this plus the extension suffix)."""
+    return _PREFIX + key()
+
+
+def search_dirs() -> list[Path]:
+    """Folders searched for the compiled module, first found wins (see the module docstring)."""
+    if os.environ.get(DIR_ENV):
+        return [Path(os.environ[DIR_ENV])]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        cache = Path(os.environ["NUMBA_CACHE_DIR"])
+    else:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return [_PACKAGE, cache / "dask_features"]
+
+
+def find(dirs: list[Path] | None = None) -> Path | None:
+    """Path of the compiled module of the current sources in ``dirs`` (default :func:`search_dirs`)."""
+    name = module_name() + importlib.machinery.EXTENSION_SUFFIXES[0]
+    for folder in search_dirs() if dirs is None else dirs:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+_MODULE: Any = _UNRESOLVED
+
+
+def find_module() -> types.ModuleType | None:
+    """The compiled module of the current sources, loaded once per process, or None."""
+    global _MODULE
+    with _LOCK:
+        if _MODULE is _UNRESOLVED:
+            path = find()
+            _MODULE = None
+            if path is not None:
+                try:
+                    _MODULE = load(path)
+                except ImportError as exc:  # e.g. a damaged file, or one built on another system
+                    warnings.warn(
+                        f"cannot load the compiled kernels ({exc}); using numba's JIT instead "
+                        "(rebuild with python -m dask_features.warmup)",
+                        DaskFeaturesWarning,
+                        stacklevel=3,
+                    )
+        return _MODULE
+
+
+def load(path: Path) -> types.ModuleType:
+    """Load a compiled kernel module (for :func:`find_module`, and for tests comparing it with the JIT)."""
+    name = path.name.split(".")[0]
+    loader = importlib.machinery.ExtensionFileLoader(name, str(path))
+    module = importlib.util.module_from_spec(importlib.machinery.ModuleSpec(name, loader, origin=str(path)))
+    loader.exec_module(module)
+    return module
+
+
+def kernels() -> list[Kernel]:
+    """Every kernel declared so far (those of imported modules)."""
+    return list(_KERNELS.values())
+
+
+def jit_fallbacks() -> list[str]:
+    """Kernels called from Python that ran numba's JIT in this process (``module:function``)."""
+    return sorted(k.name for k in _KERNELS.values() if k.used_jit)
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[tuple[Kernel, tuple[Any, ...]]]]:
+    """Record every kernel call from Python (the kernel and copies of its arguments) while active.
+
+    For tests and diagnostics: replaying the calls through both the compiled module and the JIT
+    compares them on the arguments real extractions pass.
+    """
+    global _RECORDS
+    records: list[tuple[Kernel, tuple[Any, ...]]] = []
+    _RECORDS = records
+    try:
+        yield records
+    finally:
+        _RECORDS = None
+
+
+def _writable(folder: Path) -> bool:
+    with contextlib.suppress(OSError):
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder.is_dir() and os.access(folder, os.W_OK)
+
+
+@contextlib.contextmanager
+def _kernel_flags() -> Iterator[None]:
+    """Compile the exported functions with the kernels' options (numba.pycc compiles with the defaults)."""
+    import numba.pycc.compiler as pycc_compiler
+
+    default = pycc_compiler.Flags
+
+    def flags() -> Any:
+        f: Any = default()
+        f.release_gil = True
+        f.error_model = JIT_OPTIONS["error_model"]
+        return f
+
+    pycc_compiler.Flags = flags  # type: ignore[misc,assignment]
+    try:
+        yield
+    finally:
+        pycc_compiler.Flags = default  # type: ignore[misc]
+
+
+def build(folder: Path | None = None) -> Path:
+    """Compile every kernel with a signature into one extension module; return its path.
+
+    Written to ``folder`` (default: the first writable of :func:`search_dirs`) under a temporary
+    name, then renamed, so concurrent builds and readers never see a partial file. An existing
+    module of the same key is kept. Older modules (other keys) in the package folder are removed.
+
+    Raises
+    ------
+    ImportError
+        numba.pycc is not available.
+    OutputError
+        No writable folder.
+    Exception
+        Whatever numba or the C compiler raise when compilation fails.
+    """
+    for module in KERNEL_MODULES:
+        importlib.import_module(module)
+    if folder is None:
+        folder = next((d for d in search_dirs() if _writable(d)), None)
+        if folder is None:
+            raise OutputError(f"no writable folder for the compiled kernels among {search_dirs()}")
+    folder.mkdir(parents=True, exist_ok=True)
+    name = module_name()
+    target = folder / (name + importlib.machinery.EXTENSION_SUFFIXES[0])
+    if target.is_file():
+        return target
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numba.pycc's pending deprecation
+        from numba.pycc import CC
+
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder))
+    try:
+        cc = CC(name)
+        cc.target_cpu = "host" if cpu_features() else ""
+        cc.output_dir = str(tmp)
+        for k in _KERNELS.values():
+            if k.signature is not None and k.name.split(":")[0] in KERNEL_MODULES:
+                cc.export(export_name(k.name), k.signature)(k.numba_source())
+        with _kernel_flags(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cc.compile()
+        os.replace(tmp / cc.output_file, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if folder == _PACKAGE:  # a user cache folder may serve other installs: keep their modules
+        for old in folder.glob(_PREFIX + "*"):
+            if old.name != target.name:
+                with contextlib.suppress(OSError):
+                    old.unlink()
+    return target

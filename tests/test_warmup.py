@@ -1,0 +1,30 @@
+"""The install-time warm-up (``python -m dask_features.warmup``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dask_features import _compiled, warmup
+from dask_features.errors import DaskFeaturesWarning
+
+
+def test_no_writable_folder_warns_and_leaves_the_jit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv(_compiled.DIR_ENV, str(blocker / "kernels"))  # cannot be created
+    with pytest.warns(DaskFeaturesWarning, match="JIT"):
+        assert warmup.build_kernels() is None
+
+
+@pytest.mark.slow
+def test_warm_up_builds_the_module_and_every_preset_uses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(_compiled.DIR_ENV, str(tmp_path))
+    pytest.importorskip("numba.pycc")
+    times = warmup.warm_up()
+    assert "compiled kernels" in times
+    assert _compiled.find() is not None
+    assert [p.name for p in tmp_path.iterdir()] == [_compiled.find().name]  # type: ignore[union-attr]
