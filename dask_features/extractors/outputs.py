@@ -299,7 +299,9 @@ class RaggedKind(OutputKind):
         return Ragged(counts, fields)
 
     def concat(self, output: Output, parts: Sequence[Value]) -> Value:
-        return Ragged.concat([p for p in parts if isinstance(p, Ragged)])
+        ragged = [p for p in parts if isinstance(p, Ragged)]
+        # No parts (a file without this source's steps): no rows, but the declared fields.
+        return Ragged.concat(ragged) if ragged else Ragged.empty(0, output)
 
     def stack(self, output: Output, values: Sequence[Any]) -> Value:
         counts = np.zeros(len(values), np.int64)
