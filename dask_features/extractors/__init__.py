@@ -50,7 +50,11 @@ BUILTIN = {
         "transfer.hysteresis",
         "transfer.subthreshold_swing",
     ),
-    "dask_features.extractors.transient": ("transient.cycles", "transient.decay_time", "transient.peak_current"),
+    "dask_features.extractors.transient": (
+        "transient.cycles",
+        "transient.decay_time",
+        "transient.peak_current",
+    ),
     "dask_features.extractors.tau": ("transient.tau_on_off",),
 }
 for _module, _names in BUILTIN.items():
