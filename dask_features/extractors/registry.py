@@ -26,9 +26,9 @@ import importlib
 import inspect
 import types
 import typing
-from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dask_features.errors import (
     ExtractorSignatureError,
@@ -39,6 +39,9 @@ from dask_features.errors import (
 from dask_features.extractors.outputs import Output, Ragged
 from dask_features.io.chunks import Chunk
 from dask_features.io.sources import Source, get_source
+
+if TYPE_CHECKING:
+    from _collections_abc import dict_items, dict_keys, dict_values
 
 __all__ = [
     "REGISTRY",
@@ -166,7 +169,7 @@ class Registry(dict[str, ExtractorSpec]):
     def __contains__(self, name: object) -> bool:
         return dict.__contains__(self, name) or name in self._deferred
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         try:
             return self[name]
         except KeyError:
@@ -180,15 +183,15 @@ class Registry(dict[str, ExtractorSpec]):
         self._load_all()
         return super().__len__()
 
-    def keys(self) -> KeysView[str]:
+    def keys(self) -> dict_keys[str, ExtractorSpec]:
         self._load_all()
         return super().keys()
 
-    def values(self) -> ValuesView[ExtractorSpec]:
+    def values(self) -> dict_values[str, ExtractorSpec]:
         self._load_all()
         return super().values()
 
-    def items(self) -> ItemsView[str, ExtractorSpec]:
+    def items(self) -> dict_items[str, ExtractorSpec]:
         self._load_all()
         return super().items()
 
