@@ -14,7 +14,7 @@ import pytest
 
 from dask_features import synth
 
-UNWANTED = ("pandas", "scipy", "dask", "distributed")
+UNWANTED = ("pandas", "scipy", "dask", "distributed", "yaml")
 
 RUN = """
 import json, sys
