@@ -255,6 +255,9 @@ def stream_local(
         return
     n = workers or os.cpu_count() or 1
     if scheduler == "threads":
+        # A thread's task costs microseconds, not a bundle's worth of scheduling: one task per
+        # experiment keeps every thread busy to the end (a bundle of four would finish alone).
+        bundles = ([job] for bundle in bundles for job in bundle)
         pool: Executor = ThreadPoolExecutor(n)
     else:
         from concurrent.futures import ProcessPoolExecutor  # loads multiprocessing: only when used
