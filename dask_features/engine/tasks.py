@@ -254,6 +254,11 @@ def _merge_cycles(tables: list[pa.Table]) -> pa.Table | None:
     if len(tables) == 1:
         return tables[0]
     keys = list(KEY_COLUMNS["cycles"])
+    for table in tables:
+        for key in keys:
+            column = table.column(key)
+            if column.null_count or column.type != pa.int64():  # not what the built-in kinds write
+                return _merge_cycles_pandas(tables)
     step = np.concatenate([to_numpy(t.column(keys[0])) for t in tables])
     cycle = np.concatenate([to_numpy(t.column(keys[1])) for t in tables])
     order = np.lexsort((cycle, step))
@@ -279,7 +284,11 @@ def _merge_cycles(tables: list[pa.Table]) -> pa.Table | None:
 
 
 def _merge_cycles_pandas(tables: list[pa.Table]) -> pa.Table:
-    """:func:`_merge_cycles` for keys repeated within a feature's rows (one output row per pair)."""
+    """The pandas outer merge behind :func:`_merge_cycles`, for what it does not handle itself.
+
+    Keys repeated within a feature's rows (one output row per pair), or keys that are not non-null
+    int64 (a user's output kind).
+    """
     keys = list(KEY_COLUMNS["cycles"])
     merged = tables[0].to_pandas()
     for other in tables[1:]:

@@ -138,8 +138,10 @@ class Registry(dict[str, ExtractorSpec]):
 
     def _load(self, module: str) -> None:
         importlib.import_module(module)
-        for name in [n for n, m in self._deferred.items() if m == module]:
-            del self._deferred[name]  # a name the module did not register is simply unknown
+        # A copy: another thread's import may register (and pop) names meanwhile.
+        for name, home in list(self._deferred.items()):
+            if home == module:
+                self._deferred.pop(name, None)  # a name the module did not register is simply unknown
 
     def _load_all(self) -> None:
         for module in sorted(set(self._deferred.values())):

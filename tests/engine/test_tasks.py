@@ -59,6 +59,13 @@ def test_merge_matches_the_pandas_outer_join(name: str) -> None:
     assert got.to_pylist() == want.to_pylist()
 
 
+def test_merge_with_null_keys_goes_through_pandas() -> None:
+    tables = [_cycles([0, None], [0, 0], a=[1.0, 2.0]), _cycles([0], [0], b=[3.0])]  # type: ignore[list-item]
+    got = _merge_cycles(tables)
+    assert got is not None
+    assert got.to_pylist() == _merge_cycles_pandas(tables).to_pylist()
+
+
 def test_merge_with_repeated_keys_keeps_every_pair() -> None:
     tables = [_cycles([0, 0], [1, 1], a=[1.0, 2.0]), _cycles([0], [1], b=[3.0])]
     got = _merge_cycles(tables)
