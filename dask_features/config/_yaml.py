@@ -15,11 +15,10 @@ Every failure is a :class:`~dask_features.errors.ConfigError` with a one-line me
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from dask_features.errors import ConfigError
 
@@ -33,9 +32,18 @@ MAX_NODES = 200_000
 #: Deepest nesting of mappings and sequences.
 MAX_DEPTH = 64
 
-_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
-_CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+
+@functools.cache
+def _yaml() -> Any:
+    """PyYAML, imported when a document is first parsed (a run from a dict config never needs it)."""
+    import yaml
+
+    return yaml
+
+
+def _loader() -> type[Any]:
+    yaml = _yaml()
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # type: ignore[no-any-return]
 
 
 def read_yaml_text(path: str | os.PathLike[str], source: str) -> str:
@@ -52,15 +60,18 @@ def read_yaml_text(path: str | os.PathLike[str], source: str) -> str:
 def _measure(text: str, source: str) -> None:
     """Walk the parser events: refuse deep nesting and documents that expand past :data:`MAX_NODES`."""
     # One counter per open collection; an anchored collection's expanded size is kept for its aliases.
+    yaml = _yaml()
+    opening = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+    closing = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
     stack: list[tuple[str | None, int]] = [(None, 0)]
     anchors: dict[str, int] = {}
-    for event in yaml.parse(text, Loader=_Loader):
-        if isinstance(event, _OPEN):
+    for event in yaml.parse(text, Loader=_loader()):
+        if isinstance(event, opening):
             if len(stack) > MAX_DEPTH:
                 raise ConfigError([f"nested more than {MAX_DEPTH} levels deep"], source)
             stack.append((event.anchor, 1))
             continue
-        if isinstance(event, _CLOSE):
+        if isinstance(event, closing):
             anchor, size = stack.pop()
             if anchor is not None:
                 anchors[anchor] = size
@@ -99,9 +110,10 @@ def load_yaml(text: str, source: str) -> Any:
         raise ConfigError(
             [f"text is {len(text):,} characters; configs are limited to {MAX_YAML_BYTES:,}"], source
         )
+    yaml = _yaml()
     try:
         _measure(text, source)
-        return yaml.load(text, Loader=_Loader)
+        return yaml.load(text, Loader=_loader())  # the safe loader, C or Python
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""

@@ -21,7 +21,6 @@ reported in one :class:`~dask_features.errors.ConfigError` before any work start
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -30,10 +29,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dask_features._names import is_config_name, is_feature_name
-from dask_features.config._yaml import load_yaml, read_yaml_text
+from dask_features.config._presets import list_presets, parse, preset_data
+from dask_features.config._yaml import read_yaml_text
 from dask_features.config.columns import IDENTITY_COLUMNS, KEY_COLUMNS, READ_COLUMNS, ColumnPlan, plan_columns
 from dask_features.config.expressions import compile_expression
 from dask_features.config.graph import check_graph, topological_layers
@@ -52,8 +50,6 @@ RESERVED_NAMES = frozenset(
 )
 #: Bumped when the meaning of a config changes in a way old outputs cannot reflect.
 HASH_SCHEMA = 1
-
-_PRESET_PACKAGE = "dask_features.config.presets"
 
 
 @dataclass(frozen=True)
@@ -134,12 +130,6 @@ class FeatureConfig:
         raise UnknownFeatureError(f"config {self.name!r} has no feature {name!r}")
 
 
-def list_presets() -> list[str]:
-    """Names of the configs shipped with the package."""
-    files = importlib.resources.files(_PRESET_PACKAGE)
-    return sorted(p.name.removesuffix(".yaml") for p in files.iterdir() if p.name.endswith(".yaml"))
-
-
 def load_config(
     config: FeatureConfig | Mapping[str, Any] | str | os.PathLike[str],
     *,
@@ -176,15 +166,14 @@ def load_config(
         if not path.is_file():
             raise ConfigError([f"config file {text!r} does not exist"], source=text)
         return _build(
-            _read_yaml(read_yaml_text(path, text), text),
+            parse(read_yaml_text(path, text), text),
             origin=str(path.resolve()),
             default_name=path.stem,
             registry=registry,
         )
     if text in list_presets():
-        resource = importlib.resources.files(_PRESET_PACKAGE) / f"{text}.yaml"
         return _build(
-            _read_yaml(resource.read_text(encoding="utf-8"), text),
+            preset_data(text),
             origin=f"preset:{text}",
             default_name=text,
             registry=registry,
@@ -192,16 +181,6 @@ def load_config(
     raise ConfigError(
         [f"{text!r} is neither a YAML file nor a preset (presets: {', '.join(list_presets())})"], source=text
     )
-
-
-def _read_yaml(text: str, origin: str) -> Mapping[str, Any]:
-    try:
-        data = load_yaml(text, origin)  # safe, bounded loader: see config/_yaml.py
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"invalid YAML: {exc}"], source=origin) from None
-    if not isinstance(data, Mapping):
-        raise ConfigError([f"top level must be a mapping, got {type(data).__name__}"], source=origin)
-    return data
 
 
 def _build(

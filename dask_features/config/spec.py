@@ -6,6 +6,7 @@ import hashlib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from dask_features.config.expressions import SafeExpression
@@ -55,9 +56,12 @@ class FeatureSpec:
         """The data source of an extractor feature."""
         return None if self.impl is None else self.impl.source
 
-    @property
+    @cached_property
     def output(self) -> Output | None:
-        """Declared output of an extractor feature (None for derived features: decided by the data)."""
+        """Declared output of an extractor feature (None for derived features: decided by the data).
+
+        Computed once: the engine asks for it per chunk and per step of its bookkeeping.
+        """
         return None if self.impl is None else self.impl.output_for(self.params)
 
     def canonical(self) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dask_features._arrow import repeated_string
 from dask_features._version import __version__
 from dask_features.config.columns import DERIVED_SCALAR, IDENTITY_COLUMNS, TABLES
 from dask_features.config.schema import FeatureConfig
@@ -89,7 +90,7 @@ def _metadata(
 def _with_identity(table: pa.Table, schema: pa.Schema, ids: Mapping[str, str]) -> pa.Table:
     """``table`` with the identity columns in front, cast to the config's planned ``schema``."""
     n = table.num_rows
-    columns = [pa.array([ids[c]] * n, type=pa.string()) for c in IDENTITY_COLUMNS]
+    columns = [repeated_string(ids[c], n) for c in IDENTITY_COLUMNS]
     columns += [table.column(f.name) for f in schema if f.name not in IDENTITY_COLUMNS]
     try:
         return pa.Table.from_arrays(columns, schema=schema)

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -35,6 +34,7 @@ from dask_features.errors import IncompleteOutputWarning, InvalidArgumentError, 
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
+    import pandas as pd
 
 __all__ = ["read_features"]
 
@@ -69,6 +69,8 @@ def _widths(files: Iterable[Path]) -> dict[str, int]:
 
 
 def _expand(frame: pd.DataFrame, name: str, width: int) -> pd.DataFrame:
+    import pandas as pd
+
     values = np.full((len(frame), width), np.nan)
     for i, row in enumerate(frame[name]):
         if row is not None and len(row):
@@ -79,6 +81,10 @@ def _expand(frame: pd.DataFrame, name: str, width: int) -> pd.DataFrame:
 
 
 def _read_one(path: Path, widths: Mapping[str, int]) -> pd.DataFrame:
+    # pandas is imported here, not with the module: extract() imports the engine, and a run that
+    # never reads its results back should not pay half a second for it.
+    import pandas as pd
+
     table = pq.read_table(path)
     meta = json.loads((table.schema.metadata or {}).get(META_KEY, b"{}"))
     frame = table.to_pandas()
@@ -195,6 +201,8 @@ def read_features(
             IncompleteOutputWarning,
             stacklevel=2,
         )
+    import pandas as pd
+
     widths = _widths(files)
     if as_dask:
         import dask.dataframe as dd

@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+import pyarrow as pa
 
 from dask_features.config.columns import IDENTITY_COLUMNS
 from dask_features.config.schema import FeatureConfig
 from dask_features.engine.tasks import ERROR_COLUMNS, ExperimentTables
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from dask_features.engine.writing import Written
 
 __all__ = ["Bookkeeper", "ExtractionResult"]
@@ -53,7 +55,8 @@ class ExtractionResult:
         Source path -> CPU time of its tasks [s].
     errors : pandas.DataFrame
         Per-step problems of successful experiments: ``source_file, chip_id, device_id, test_id,
-        experiment, step_index, feature, message`` (the step's value is NaN).
+        experiment, step_index, feature, message`` (the step's value is NaN). Built on first access
+        (a run imports pandas only if its caller looks); :attr:`n_errors` counts them without it.
     total_seconds : float
         Wall time of the whole call [s].
     scheduler : str
@@ -69,9 +72,25 @@ class ExtractionResult:
     skipped: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     compute_seconds: dict[str, float] = field(default_factory=dict)
-    errors: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=RESULT_ERROR_COLUMNS))
     total_seconds: float = 0.0
     scheduler: str = ""
+    #: Per experiment with problems: its source path, identity columns and errors table.
+    _error_tables: list[tuple[str, Mapping[str, str], pa.Table]] = field(
+        default_factory=list, repr=False, compare=False
+    )
+    _frame: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def errors(self) -> pd.DataFrame:
+        """Per-step problems of successful experiments (see the class docstring)."""
+        if self._frame is None:
+            self._frame = _errors_frame(self._error_tables)
+        return self._frame
+
+    @property
+    def n_errors(self) -> int:
+        """Number of rows of :attr:`errors`."""
+        return sum(table.num_rows for _, _, table in self._error_tables)
 
     @property
     def ok(self) -> bool:
@@ -92,13 +111,29 @@ class ExtractionResult:
         ]
         if self.scheduler:
             lines.append(f"scheduler: {self.scheduler}")
-        if len(self.errors):
-            lines.append(f"{len(self.errors)} step-level problem(s) recorded (values NaN); see result.errors")
+        if self.n_errors:
+            lines.append(f"{self.n_errors} step-level problem(s) recorded (values NaN); see result.errors")
         lines.extend(f"FAILED {path}: {reason}" for path, reason in self.failed.items())
         return "\n".join(lines)
 
     def __repr__(self) -> str:
         return f"<ExtractionResult {self.summary().splitlines()[0]}>"
+
+
+def _errors_frame(tables: list[tuple[str, Mapping[str, str], pa.Table]]) -> pd.DataFrame:
+    """:attr:`ExtractionResult.errors` from each experiment's errors table."""
+    import pandas as pd
+
+    frames = []
+    for path, ids, table in tables:
+        frame = table.to_pandas()
+        for i, column in enumerate(IDENTITY_COLUMNS):
+            frame.insert(i, column, ids[column])
+        frame.insert(0, "source_file", path)
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=RESULT_ERROR_COLUMNS)
+    return pd.concat(frames, ignore_index=True).reindex(columns=RESULT_ERROR_COLUMNS)
 
 
 #: Catalog records buffered before one transaction writes them, and the longest they wait [s].
@@ -125,7 +160,6 @@ class Bookkeeper:
         # ETA holds for runs mixing small and large files; without sizes, one unit per experiment.
         self._work = dict(work or {})
         self._done = 0
-        self._errors: list[pd.DataFrame] = []
         self._pending: list[tuple[Any, ...]] = []
         self._flushed = time.monotonic()
 
@@ -157,11 +191,7 @@ class Bookkeeper:
         self.result.compute_seconds[path] = tables.compute_seconds
         n_errors = tables.errors.num_rows
         if n_errors:
-            frame = tables.errors.to_pandas()
-            for i, column in enumerate(IDENTITY_COLUMNS):
-                frame.insert(i, column, ids[column])
-            frame.insert(0, "source_file", path)
-            self._errors.append(frame)
+            self.result._error_tables.append((path, dict(ids), tables.errors))
         self._record(path, steps_file, "partial" if n_errors else "success", wall, None)
 
     def finish(self, total_seconds: float) -> ExtractionResult:
@@ -169,9 +199,6 @@ class Bookkeeper:
         self.bar.close()
         if self.catalog is not None:
             self.flush()
-        if self._errors:
-            frame = pd.concat(self._errors, ignore_index=True)
-            self.result.errors = frame.reindex(columns=RESULT_ERROR_COLUMNS)
         self.result.total_seconds = total_seconds
         logger.debug("%s", self.result.summary())  # callers print it; at INFO the CLI would show it twice
         return self.result

@@ -28,7 +28,6 @@ from concurrent.futures import (
     FIRST_COMPLETED,
     Executor,
     Future,
-    ProcessPoolExecutor,
     ThreadPoolExecutor,
     wait,
 )
@@ -255,7 +254,15 @@ def stream_local(
             yield from ((job, v, time.perf_counter() - t0) for job, v in zip(bundle, values, strict=True))
         return
     n = workers or os.cpu_count() or 1
-    pool: Executor = ThreadPoolExecutor(n) if scheduler == "threads" else ProcessPoolExecutor(n)
+    if scheduler == "threads":
+        # A thread's task costs microseconds, not a bundle's worth of scheduling: one task per
+        # experiment keeps every thread busy to the end (a bundle of four would finish alone).
+        bundles = ([job] for bundle in bundles for job in bundle)
+        pool: Executor = ThreadPoolExecutor(n)
+    else:
+        from concurrent.futures import ProcessPoolExecutor  # loads multiprocessing: only when used
+
+        pool = ProcessPoolExecutor(n)
     # Per future: what to do with its value. Returns the outcomes it completes.
     pending: dict[Future[Any], Callable[[Future[Any]], list[Outcome]]] = {}
     bundles_in_flight = 0

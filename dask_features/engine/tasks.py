@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from dask_features._arrow import from_numpy, int64s, strings, to_numpy
 from dask_features.config.columns import DERIVED_VECTOR, KEY_COLUMNS
 from dask_features.config.schema import FeatureConfig, FeatureSpec
 from dask_features.errors import ExtractorError, OutputShapeError
@@ -214,13 +215,16 @@ def assemble(
         per_step[f.name], problem = _derived(f, [per_step[i] for i in f.inputs], n_rows)
         if problem is not None:
             errors.append((None, f.name, problem))
-    steps: dict[str, pa.Array] = {"step_index": pa.array(np.arange(n_rows, dtype=np.int64))}
+    steps: dict[str, pa.Array] = {"step_index": from_numpy(np.arange(n_rows, dtype=np.int64))}
     cycle_tables: list[pa.Table] = []
     for f in config.features:  # column order = config order
         columns = config.columns.columns[f.name]
         if f.is_derived:
             value = per_step[f.name]
-            steps[f.name] = pa.array(value) if value.ndim == 1 else list_array(value, DERIVED_VECTOR)
+            if value.ndim == 1:  # NaN stays a value here, unlike in the other columns (as written so far)
+                steps[f.name] = from_numpy(value, nan_as_null=False)
+            else:
+                steps[f.name] = list_array(value, DERIVED_VECTOR)
             continue
         out = f.output
         assert out is not None
@@ -230,23 +234,61 @@ def assemble(
             cycle_tables.append(pa.table(arrays, names=names))
         else:
             steps.update(zip((c.name for c in columns), arrays, strict=True))
-    types = (pa.int64(), pa.string(), pa.string())
     err_table = pa.table(
-        {
-            name: pa.array([e[i] for e in errors], type=t)
-            for i, (name, t) in enumerate(zip(ERROR_COLUMNS, types, strict=True))
-        }
+        [int64s([e[0] for e in errors]), strings([e[1] for e in errors]), strings([e[2] for e in errors])],
+        names=list(ERROR_COLUMNS),
     )
     compute_seconds = sum(r.seconds for r in results) + time.perf_counter() - t0
     return ExperimentTables(pa.table(steps), _merge_cycles(cycle_tables), err_table, compute_seconds, n_rows)
 
 
 def _merge_cycles(tables: list[pa.Table]) -> pa.Table | None:
-    """One cycles table from each ragged feature's rows (outer join on step and cycle)."""
+    """One cycles table from each ragged feature's rows (outer join on step and cycle, sorted by them).
+
+    Rows of a key that a feature has no row for are null in its columns. Keys are unique within
+    each feature's table (a cycle has one row per feature); the key columns come first, then each
+    table's other columns in order.
+    """
     if not tables:
         return None
     if len(tables) == 1:
         return tables[0]
+    keys = list(KEY_COLUMNS["cycles"])
+    for table in tables:
+        for key in keys:
+            column = table.column(key)
+            if column.null_count or column.type != pa.int64():  # not what the built-in kinds write
+                return _merge_cycles_pandas(tables)
+    step = np.concatenate([to_numpy(t.column(keys[0])) for t in tables])
+    cycle = np.concatenate([to_numpy(t.column(keys[1])) for t in tables])
+    order = np.lexsort((cycle, step))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (step[order][1:] != step[order][:-1]) | (cycle[order][1:] != cycle[order][:-1])
+    row_of = np.empty(len(order), dtype=np.int64)  # each input row's row in the merged table
+    row_of[order] = np.cumsum(first) - 1
+    n = int(first.sum())
+    columns = {keys[0]: from_numpy(step[order][first]), keys[1]: from_numpy(cycle[order][first])}
+    start = 0
+    for table in tables:
+        rows = row_of[start : start + table.num_rows]
+        start += table.num_rows
+        if len(np.unique(rows)) != len(rows):
+            return _merge_cycles_pandas(tables)
+        take = np.zeros(n, dtype=np.int64)  # merged row -> this table's row; null where it has none
+        take[rows] = np.arange(table.num_rows)
+        has = np.zeros(n, dtype=bool)
+        has[rows] = True
+        indices = from_numpy(np.where(has, take, np.nan), pa.int64())
+        columns.update({c: table.column(c).take(indices) for c in table.column_names if c not in keys})
+    return pa.table(columns)
+
+
+def _merge_cycles_pandas(tables: list[pa.Table]) -> pa.Table:
+    """The pandas outer merge behind :func:`_merge_cycles`, for what it does not handle itself.
+
+    Keys repeated within a feature's rows (one output row per pair), or keys that are not non-null
+    int64 (a user's output kind).
+    """
     keys = list(KEY_COLUMNS["cycles"])
     merged = tables[0].to_pandas()
     for other in tables[1:]:

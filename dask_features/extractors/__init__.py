@@ -1,7 +1,9 @@
 """Feature extractors and their registry.
 
-Importing this package registers the built-in extractors (``transfer.*``, ``transient.*``). Add a
-feature with the :func:`register` decorator; see :mod:`dask_features.extractors.registry`.
+The built-in extractors (``transfer.*``, ``transient.*``) are in :data:`REGISTRY` from the start;
+the module of each family is imported when one of its names is first looked up, so a run loads only
+the families its config uses. Add a feature with the :func:`register` decorator; see
+:mod:`dask_features.extractors.registry`.
 """
 
 from dask_features.extractors.registry import (
@@ -26,5 +28,34 @@ __all__ = [
     "register",
 ]
 
-# Importing the modules registers the built-in extractors.
-from dask_features.extractors import tau, transfer, transfer_currents, transfer_robust, transient  # noqa: F401  isort: skip
+#: Module of each built-in family -> the extractors it registers when imported
+#: (``tests/extractors/test_registry.py`` checks the two agree).
+BUILTIN = {
+    "dask_features.extractors.transfer": (
+        "transfer.I_max",
+        "transfer.I_min",
+        "transfer.Von",
+        "transfer.Von_coords",
+        "transfer.absI_max",
+        "transfer.absI_min",
+        "transfer.gm_max",
+        "transfer.gm_max_coords",
+        "transfer.gm_min",
+    ),
+    "dask_features.extractors.transfer_currents": ("transfer.Ioff", "transfer.Ion", "transfer.on_off_ratio"),
+    "dask_features.extractors.transfer_robust": (
+        "transfer.Vth",
+        "transfer.gm",
+        "transfer.gm_norm",
+        "transfer.hysteresis",
+        "transfer.subthreshold_swing",
+    ),
+    "dask_features.extractors.transient": (
+        "transient.cycles",
+        "transient.decay_time",
+        "transient.peak_current",
+    ),
+    "dask_features.extractors.tau": ("transient.tau_on_off",),
+}
+for _module, _names in BUILTIN.items():
+    REGISTRY.defer(_names, _module)

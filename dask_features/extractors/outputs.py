@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from dask_features._arrow import from_numpy
 from dask_features.errors import OutputShapeError
 
 __all__ = [
@@ -181,8 +182,8 @@ def _pad_rows(value: np.ndarray, n_rows: int) -> np.ndarray:
 def list_array(value: np.ndarray, type_: pa.DataType) -> pa.Array:
     """An (n, w) array as a list column of ``n`` rows of length ``w``."""
     n, width = value.shape
-    flat = pa.array(np.ascontiguousarray(value).reshape(-1), type=type_.value_type, from_pandas=True)
-    return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * width), flat)
+    flat = from_numpy(np.ascontiguousarray(value).reshape(-1), type_.value_type)
+    return pa.ListArray.from_arrays(from_numpy(np.arange(n + 1, dtype=np.int32) * width), flat)
 
 
 @output_kind
@@ -212,7 +213,7 @@ class ScalarKind(OutputKind):
 
     def arrays(self, output: Output, columns: Sequence[Column], value: Value, n_rows: int) -> list[pa.Array]:
         arr = _pad_rows(np.asarray(value), n_rows)
-        return [pa.array(arr, type=columns[0].type, from_pandas=True)]
+        return [from_numpy(arr, columns[0].type)]
 
 
 @output_kind
@@ -257,7 +258,7 @@ class VectorKind(OutputKind):
         arr = _pad_rows(np.asarray(value), n_rows)
         if output.width is None:
             return [list_array(arr, columns[0].type)]
-        return [pa.array(arr[:, j], type=c.type, from_pandas=True) for j, c in enumerate(columns)]
+        return [from_numpy(arr[:, j], c.type) for j, c in enumerate(columns)]
 
 
 def _pad_width(a: np.ndarray, width: int) -> np.ndarray:
@@ -299,7 +300,9 @@ class RaggedKind(OutputKind):
         return Ragged(counts, fields)
 
     def concat(self, output: Output, parts: Sequence[Value]) -> Value:
-        return Ragged.concat([p for p in parts if isinstance(p, Ragged)])
+        ragged = [p for p in parts if isinstance(p, Ragged)]
+        # No parts (a file without this source's steps): no rows, but the declared fields.
+        return Ragged.concat(ragged) if ragged else Ragged.empty(0, output)
 
     def stack(self, output: Output, values: Sequence[Any]) -> Value:
         counts = np.zeros(len(values), np.int64)
@@ -334,10 +337,7 @@ class RaggedKind(OutputKind):
             )
         fields = [k for k, _ in output.fields if k != "cycle"]
         return [
-            pa.array(step),
-            pa.array(cycle),
-            *(
-                pa.array(value.fields[k], type=c.type, from_pandas=True)
-                for k, c in zip(fields, columns, strict=True)
-            ),
+            from_numpy(step),
+            from_numpy(cycle),
+            *(from_numpy(value.fields[k], c.type) for k, c in zip(fields, columns, strict=True)),
         ]

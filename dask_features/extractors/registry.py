@@ -22,12 +22,13 @@ registered :class:`~dask_features.io.sources.Source`.
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from dask_features.errors import (
     ExtractorSignatureError,
@@ -38,6 +39,9 @@ from dask_features.errors import (
 from dask_features.extractors.outputs import Output, Ragged
 from dask_features.io.chunks import Chunk
 from dask_features.io.sources import Source, get_source
+
+if TYPE_CHECKING:
+    from _collections_abc import dict_items, dict_keys, dict_values
 
 __all__ = [
     "REGISTRY",
@@ -114,10 +118,41 @@ class ExtractorSpec:
 
 
 class Registry(dict[str, ExtractorSpec]):
-    """Name -> :class:`ExtractorSpec`. The package-wide instance is :data:`REGISTRY`."""
+    """Name -> :class:`ExtractorSpec`. The package-wide instance is :data:`REGISTRY`.
+
+    Names can be *deferred* (:meth:`defer`): known before the module that registers them is imported.
+    Looking one up imports its module; listing the registry imports every deferred module. The
+    built-in extractor families are deferred, so a config of transfer features never imports the
+    transient ones (nor what their kernels need).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deferred: dict[str, str] = {}
+
+    def defer(self, names: Iterable[str], module: str) -> None:
+        """Make ``names`` known as registered by importing ``module`` (on first lookup of any of them)."""
+        for name in names:
+            if not dict.__contains__(self, name):
+                self._deferred[name] = module
+
+    def _load(self, module: str) -> None:
+        importlib.import_module(module)
+        # A copy: another thread's import may register (and pop) names meanwhile.
+        for name, home in list(self._deferred.items()):
+            if home == module:
+                self._deferred.pop(name, None)  # a name the module did not register is simply unknown
+
+    def _load_all(self) -> None:
+        for module in sorted(set(self._deferred.values())):
+            self._load(module)
 
     def add(self, spec: ExtractorSpec, *, replace: bool = False) -> None:
         """Add ``spec``; a different function under an existing name needs ``replace=True``."""
+        module = self._deferred.pop(spec.name, None)
+        own = getattr(spec.func, "__wrapped__", spec.func).__module__
+        if module is not None and own != module and not own.startswith(f"{module}."):
+            self._load(module)  # a deferred built-in registers first: overriding it needs replace=True
         if spec.name in self and not replace and self[spec.name].func is not spec.func:
             raise RegistrationError(
                 f"an extractor named {spec.name!r} is already registered "
@@ -126,8 +161,41 @@ class Registry(dict[str, ExtractorSpec]):
             )
         self[spec.name] = spec
 
+    def __missing__(self, name: str) -> ExtractorSpec:
+        module = self._deferred.get(name)
+        if module is None:
+            raise KeyError(name)
+        self._load(module)
+        return dict.__getitem__(self, name)
+
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, name) or name in self._deferred
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
     def __iter__(self) -> Iterator[str]:
+        self._load_all()
         return iter(sorted(super().keys()))
+
+    def __len__(self) -> int:
+        self._load_all()
+        return super().__len__()
+
+    def keys(self) -> dict_keys[str, ExtractorSpec]:
+        self._load_all()
+        return super().keys()
+
+    def values(self) -> dict_values[str, ExtractorSpec]:
+        self._load_all()
+        return super().values()
+
+    def items(self) -> dict_items[str, ExtractorSpec]:
+        self._load_all()
+        return super().items()
 
 
 REGISTRY = Registry()

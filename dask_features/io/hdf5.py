@@ -24,11 +24,10 @@ import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
-import pandas as pd
 
 from dask_features.errors import (
     DaskFeaturesWarning,
@@ -51,6 +50,9 @@ from dask_features.io.workflow import (
     timing_from_ms,
     transient_timing,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a table is built: opening and reading files never need it
 
 __all__ = ["SUPPORTED_FORMATS", "Experiment", "StepBoundaryWarning", "open_experiment"]
 
@@ -336,11 +338,15 @@ def _finite_or_nan(values: np.ndarray) -> np.ndarray:
 
 def _as_float(column: np.ndarray) -> np.ndarray:
     if column.dtype.kind in "SUO":
+        import pandas as pd
+
         return pd.to_numeric(pd.Series([_decode(v) for v in column]), errors="coerce").to_numpy(float)
     return column.astype(np.float64)
 
 
 def _decode_table(rows: np.ndarray) -> pd.DataFrame:
+    import pandas as pd
+
     frame = pd.DataFrame({name: rows[name] for name in rows.dtype.names or ()})
     for name in frame.columns:
         if rows.dtype[name].kind in "SO":

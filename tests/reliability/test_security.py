@@ -180,6 +180,7 @@ _SANDBOX = textwrap.dedent(
     """
     import json, resource, signal, sys
     import numpy as np
+    import numpy.ma  # NumPy's nan-quantiles import it on first use: NumPy's own import, not an escape
     from dask_features.config.expressions import compile_expression
 
     resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
@@ -643,7 +644,7 @@ def test_yaml_uses_the_c_loader_when_there() -> None:
 
     from dask_features.config import _yaml
 
-    assert _yaml._Loader is (yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader)
+    assert _yaml._loader() is (yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader)
 
 
 def test_error_messages_truncate_quoted_values() -> None:
