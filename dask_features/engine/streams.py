@@ -38,6 +38,7 @@ from typing import Any
 from dask_features.config.schema import FeatureConfig
 from dask_features.engine.cluster import local_cluster
 from dask_features.engine.plan import READ_COST_NS, ExperimentJob, Job
+from dask_features.engine.shipping import PackedConfig, call_with_config
 from dask_features.engine.tasks import Failure, run_chunk
 from dask_features.engine.writing import (
     PlanFailure,
@@ -66,7 +67,7 @@ Outcome = tuple[Job, Written | WriteFailure | Failure | PlanFailure, float]
 def _submit_distributed(
     client: Any,
     bundle: list[Job],
-    config: FeatureConfig,
+    config: PackedConfig,
     folder: Path,
     mode: str,
     run: str,
@@ -82,11 +83,15 @@ def _submit_distributed(
     """
     tag = f"{bundle[0].stem.replace('/', '.')}-{run}"  # output stems are unique within a run
     job = bundle[0]
+    call = call_with_config
     if len(bundle) > 1 or mode == "experiment" or not isinstance(job, ExperimentJob) or len(job.chunks) == 1:
         name = f"experiments-{tag}-{len(bundle)}" if len(bundle) > 1 else f"experiment-{tag}"
-        return client.submit(compute_and_write, bundle, config, folder, key=name, retries=retries, pure=False)
+        return client.submit(
+            call, compute_and_write, bundle, config, folder, key=name, retries=retries, pure=False
+        )
     parts = [
         client.submit(
+            call,
             run_chunk,
             job.experiment,
             config,
@@ -100,7 +105,15 @@ def _submit_distributed(
         for source, start, stop in job.chunks
     ]
     return client.submit(
-        assemble_and_write, job, config, parts, folder, key=f"assemble-{tag}", retries=retries, pure=False
+        call,
+        assemble_and_write,
+        job,
+        config,
+        parts,
+        folder,
+        key=f"assemble-{tag}",
+        retries=retries,
+        pure=False,
     )
 
 
@@ -198,6 +211,7 @@ def stream_distributed(
     from distributed import as_completed
 
     run = uuid.uuid4().hex[:8]
+    packed = PackedConfig.pack(config)  # pickled once, not once per task (see engine.shipping)
     in_flight: dict[str, tuple[list[Job], float]] = {}
     # Results are fetched here, not by as_completed(with_results=True): a failure while gathering
     # then surfaces as this bundle's error instead of dying inside as_completed's coroutine.
@@ -207,7 +221,7 @@ def stream_distributed(
         bundle = next(bundles, None)
         if bundle is None:
             return False
-        future = _submit_distributed(client, bundle, config, folder, mode, run, retries)
+        future = _submit_distributed(client, bundle, packed, folder, mode, run, retries)
         in_flight[future.key] = (bundle, time.perf_counter())
         completed.add(future)
         return True
