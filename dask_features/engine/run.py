@@ -3,8 +3,8 @@
 * **plan** (:func:`_plan`): list the inputs, give each a safe unique output name, skip the ones whose
   output is up to date (same config version, same file content), open the others and cut them into
   chunks, recording each file's stat signature (the task that writes hashes the file). Runs lazily,
-  so the client opens the next files while workers compute. When a cluster runs whole files per
-  task, the client opens only the first file and the tasks open the others (:class:`FileJob`).
+  so the client opens the next files while workers compute. When tasks run whole files, the
+  client opens only the first file and the tasks open the others (:class:`FileJob`).
 * **stream** (:mod:`dask_features.engine.streams`): bundles of jobs computed on a distributed
   cluster or a local scheduler, each experiment's tables coming back as soon as they are done.
 * **write** (:mod:`dask_features.engine.writing`, inside the task that finishes an experiment):
@@ -82,7 +82,7 @@ class _Settings:
     mode: str
     chunk_steps: int | str
     force: bool
-    #: Tasks open the files (whole-file tasks on a cluster); the client opens only the first one.
+    #: Tasks open the files (whole-file tasks); the client opens only the first one.
     defer_open: bool = False
 
 
@@ -145,7 +145,7 @@ def _stream(
         if first is None:
             return
         jobs = itertools.chain([first], jobs)
-        assert isinstance(first, ExperimentJob)  # files are opened by tasks only on a cluster
+        assert isinstance(first, ExperimentJob)  # the plan opens the first file itself
         scheduler, why = choose_local_scheduler(
             first, settings.config, options["n_items"], options["workers"]
         )
@@ -165,7 +165,7 @@ def _stream(
         return
     assert scheduler is not None  # chosen above when not given
     yield from stream_local(
-        bundles,  # type: ignore[arg-type]  # only ExperimentJob without a client (see _plan)
+        bundles,  # type: ignore[arg-type]  # FileJob only with split "experiment": compute_and_write
         settings.config,
         settings.folder,
         split,
@@ -381,9 +381,9 @@ def extract(
         }
         with claim_version(out, cfg) as folder:
             settings = _Settings(cfg, folder, root, mode, chunk_steps, force)
-            # Whole-file tasks on a cluster open their files themselves: the client's serial
-            # opening (10-20 ms a file) no longer competes with the workers or limits how many it feeds.
-            defer = dask_client is not None and _split_mode(settings, len(items), n_workers) == "experiment"
+            # Whole-file tasks open their files themselves: the client's serial opening (10-20 ms
+            # a file) no longer competes with the workers or limits how many it can feed.
+            defer = _split_mode(settings, len(items), n_workers) == "experiment"
             settings = dataclasses.replace(settings, defer_open=defer)
             for outcome in _stream(
                 _plan(items, settings, book), settings, dask_client, scheduler, options, book

@@ -260,26 +260,42 @@ def _mixed_inputs(dataset: Path, folder: Path, elsewhere: Path) -> Path:
     return folder
 
 
-@pytest.mark.cluster
+#: Runs whose tasks open their files (whole-file tasks), by name: extract() options.
+TASKS_OPEN = {
+    "cluster": {"mode": "experiment"},  # client added in the test
+    "processes": {"scheduler": "processes", "workers": 2},  # 8 files >= 4 per worker: whole files
+    "sync": {"scheduler": "sync", "mode": "experiment"},
+}
+
+
+@pytest.mark.parametrize("runner", list(TASKS_OPEN))
 def test_files_opened_by_tasks_are_checked_and_reported_as_by_the_client(
-    dataset: Path, tmp_path: Path, dask_client: object, monkeypatch: pytest.MonkeyPatch
+    dataset: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    runner: str,
 ) -> None:
-    # Whole-file tasks on a cluster open their files on the workers; everything the user sees must
-    # be what a client that opens every file itself reports: failures (same words), refusals,
-    # warnings, outputs. The allowed folder is set in the client's environment only.
+    # Whole-file tasks open their files themselves (on the workers); everything the user sees must
+    # be what a client that opens every file itself reports (a run in chunks of steps): failures
+    # (same words), refusals, warnings, outputs. The allowed folder is set in the client's
+    # environment only.
+    options: dict[str, object] = dict(TASKS_OPEN[runner])
+    if runner == "cluster":
+        options["client"] = request.getfixturevalue("dask_client")
     data = _mixed_inputs(dataset, tmp_path / "data", tmp_path / "elsewhere")
     for allowed in (None, str(tmp_path / "elsewhere")):
         if allowed:
             monkeypatch.setenv("DASK_FEATURES_ALLOW_EXTERNAL_IN", allowed)
         seen = {}
         for name, kwargs in {
-            "sync": {"scheduler": "sync"},
-            "cluster": {"client": dask_client, "mode": "experiment"},
+            "client-opens": {"scheduler": "sync", "chunk_steps": 50},
+            runner: options,
         }.items():
             out = tmp_path / f"{name}-{bool(allowed)}"
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                res = dfe.extract(data, "transient_tau", out, progress=False, **kwargs)
+                res = dfe.extract(data, "transient_tau", out, progress=False, **kwargs)  # type: ignore[arg-type]
             messages = sorted(str(w.message) for w in caught if issubclass(w.category, StepBoundaryWarning))
             seen[name] = (
                 res.failed,
@@ -287,10 +303,10 @@ def test_files_opened_by_tasks_are_checked_and_reported_as_by_the_client(
                 messages,
                 _frames(out, "transient_tau")["steps"],
             )
-        sync, cluster = seen["sync"], seen["cluster"]
-        assert cluster[:3] == sync[:3]
-        pd.testing.assert_frame_equal(cluster[3], sync[3])
-        failed = {os.path.basename(p): why for p, why in sync[0].items()}
+        reference, tasks = seen["client-opens"], seen[runner]
+        assert tasks[:3] == reference[:3]
+        pd.testing.assert_frame_equal(tasks[3], reference[3])
+        failed = {os.path.basename(p): why for p, why in reference[0].items()}
         assert set(failed) == {
             "a-broken-test_666.h5",
             "z-notes-test_667.h5",
@@ -299,5 +315,5 @@ def test_files_opened_by_tasks_are_checked_and_reported_as_by_the_client(
         assert (
             "no transient steps, which config 'transient_tau' needs" in failed["z-no-transient-test_668.h5"]
         )
-        assert len(sync[2]) == 1
-        assert "z-old-test_669.h5" in sync[2][0]
+        assert len(reference[2]) == 1
+        assert "z-old-test_669.h5" in reference[2][0]
