@@ -95,7 +95,8 @@ def _plan(items: list[str | Experiment], settings: _Settings, book: Bookkeeper) 
     """
     cfg = settings.config
     stems = output_stems([item_path(i) for i in items], settings.root)
-    allow_in = os.environ.get(ALLOW_ENV, "")  # what this process would allow, for the workers
+    allowed = os.environ.get(ALLOW_ENV)  # what this process allows, resolved here for the workers
+    allow_in = os.path.realpath(allowed) if allowed else ""
     checked = False
     per_byte: float | None = None  # estimated work per file byte [s], from the first opened file
     for item in items:
