@@ -11,6 +11,8 @@ real results of the users' 5,000-step stability files, with no cluster in the wa
    (``extract``'s own code: result, error table, one catalog record, progress); per step =
    ``C / 5000``. For comparison, the same with the client writing the files itself.
 3. ``W / C`` = the number of single-threaded workers one client can serve (target >= 200).
+   The client also plans each experiment before submitting it: ``extract``'s planner over copies of
+   the file, opening each one (chunked runs) or leaving that to the task (whole-file tasks).
 4. Controlled rate: a feeder thread hands the consumer pickled results at the rate ``k`` workers
    would produce them (``k / W`` per second) for several ``k``; the consumer keeps up when its
    backlog stays bounded (printed: backlog at the end and the consumer's busy fraction).
@@ -35,7 +37,7 @@ from dask_features.engine.identity import SourceIdentity
 from dask_features.engine.output import write_tables
 from dask_features.engine.plan import make_job
 from dask_features.engine.results import Bookkeeper, ExtractionResult
-from dask_features.engine.run import _progress, _record
+from dask_features.engine.run import _plan, _progress, _record, _Settings
 from dask_features.engine.tasks import assemble, run_chunk
 from dask_features.engine.writing import write_outcome
 
@@ -84,6 +86,26 @@ class WritingConsumer(Consumer):
         parts = {"steps": tables.steps, "cycles": tables.cycles, "errors": tables.errors}
         steps_file = write_tables(self.folder, self.cfg, self.job.experiment, "exp", self.job.source, parts)
         self.book.written(self.job.experiment.path, steps_file, tables, 1.0, {})
+
+
+def plan_cpu(path: Path, preset: str, folder: Path, n: int, defer_open: bool) -> float:
+    """Client CPU per experiment of ``extract``'s planner over ``n`` links to ``path`` [s]."""
+    links = folder / "links"
+    links.mkdir(parents=True, exist_ok=True)
+    items = []
+    for i in range(n):
+        link = links / f"copy{i:04d}-test_{i}.h5"
+        if not link.exists():
+            link.symlink_to(path)
+        items.append(str(link))
+    cfg = dfe.load_config(preset)
+    settings = _Settings(cfg, folder / "out" / preset, str(links), "step", "auto", True, defer_open)
+    book = Bookkeeper(ExtractionResult(cfg.name, cfg.hash, folder), cfg, None, _progress(0, preset, False))
+    t0 = time.process_time()
+    jobs = list(_plan(items, settings, book))
+    cpu = time.process_time() - t0
+    assert len(jobs) == n, book.result.failed
+    return cpu / n
 
 
 def consumer_cpu(consume: Consumer, payload: bytes, repeats: int) -> float:
@@ -161,6 +183,12 @@ def main() -> None:
                 f"({c_cpu / steps * 1e6:6.3f} µs/step)   saturates at {w_cpu / c_cpu:6.0f} workers "
                 f"(target >= 200); a client writing the files itself: {old_cpu * 1e3:6.1f} ms/exp, "
                 f"{w_cpu / old_cpu:5.0f} workers"
+            )
+            opened, deferred = (plan_cpu(path, preset, tmp / "plan", 100, d) for d in (False, True))
+            print(
+                f"      planning: {opened * 1e3:5.2f} ms/exp opening each file on the client "
+                f"(saturates at {w_cpu / opened:5.0f} workers), {deferred * 1e3:5.2f} ms/exp when "
+                f"whole-file tasks open them ({w_cpu / deferred:6.0f} workers)"
             )
             for k in (100, 200, 400):
                 produced, backlog, busy = feed(consume, written, k / w_cpu, 2.0 if args.quick else 5.0)

@@ -26,11 +26,14 @@ from dask_features.io.sources import get_source
 __all__ = [
     "DataInput",
     "ExperimentJob",
+    "FileJob",
+    "Job",
     "bundle_jobs",
     "chunk_ranges",
     "expand_inputs",
     "item_path",
     "make_job",
+    "missing_steps",
     "open_item",
     "plan_chunks",
 ]
@@ -78,6 +81,47 @@ class ExperimentJob:
     chunks: tuple[ChunkRange, ...]
     seconds: float = 0.0
     source: SourceIdentity | None = None
+
+    @property
+    def path(self) -> str:
+        """The source file."""
+        return self.experiment.path
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """One experiment whose task opens and plans the file itself (whole-file tasks).
+
+    The task runs :func:`~dask_features.io.hdf5.open_experiment`'s checks and :func:`make_job` on
+    the worker, so the client's serial path costs a ``stat`` per file instead of opening it.
+
+    Attributes
+    ----------
+    path : str
+        The source file.
+    stem : str
+        Output name.
+    seconds : float
+        Estimated work [s] (from the file size; only groups small files into tasks).
+    source : SourceIdentity
+        The file as planned (stat signature).
+    chunk_steps : int or "auto"
+        Steps per chunk (the chunks of a task run in sequence; results do not depend on them).
+    allow_external_in : str
+        The client's folder for external data (``""``: none), so the worker checks what the client
+        would have.
+    """
+
+    path: str
+    stem: str
+    seconds: float
+    source: SourceIdentity
+    chunk_steps: int | str = "auto"
+    allow_external_in: str = ""
+
+
+#: What a task computes: an experiment planned on the client, or a file the task opens itself.
+Job: TypeAlias = ExperimentJob | FileJob
 
 
 def seconds_per_step(experiment: Experiment, config: FeatureConfig, source: str) -> float:
@@ -189,21 +233,34 @@ def make_job(
     return ExperimentJob(experiment, stem, plan_chunks(experiment, config, chunk_steps), seconds, source)
 
 
-def bundle_jobs(
-    jobs: Iterable[ExperimentJob], target: float = TARGET_TASK_SECONDS
-) -> Iterator[list[ExperimentJob]]:
+def missing_steps(experiment: Experiment, config: FeatureConfig) -> str | None:
+    """Why ``config`` cannot run on ``experiment`` (it has no step of any source ``config`` reads), or None."""
+    counts = {s: get_source(s).n_steps(experiment) for s in config.sources}
+    if any(counts.values()):
+        return None
+    return f"{experiment.path}: no {' or '.join(counts)} steps, which config {config.name!r} needs"
+
+
+def _fills_tasks(job: Job, target: float) -> bool:
+    """Whether ``job`` needs a task (or several) of its own: it is cut into chunks, or will be."""
+    if isinstance(job, FileJob):
+        return job.seconds >= target  # automatic chunking cuts it into about seconds / target chunks
+    return len(job.chunks) > 1
+
+
+def bundle_jobs(jobs: Iterable[Job], target: float = TARGET_TASK_SECONDS) -> Iterator[list[Job]]:
     """Group single-chunk experiments so one task carries about ``target`` seconds of work.
 
     An experiment cut into several chunks is its own bundle (its chunks already fill tasks); small
     experiments are bundled, in order, until their estimated work reaches ``target`` (at most
     :data:`MAX_BUNDLE` per task), so many small files do not drown in per-task overhead.
     """
-    bundle: list[ExperimentJob] = []
+    bundle: list[Job] = []
     work = 0.0
     # The first bundles are smaller so workers start while the client still opens files.
     goal = target / 4
     for job in jobs:
-        if len(job.chunks) > 1:
+        if _fills_tasks(job, target):
             yield [job]
             continue
         bundle.append(job)

@@ -3,7 +3,8 @@
 * **plan** (:func:`_plan`): list the inputs, give each a safe unique output name, skip the ones whose
   output is up to date (same config version, same file content), open the others and cut them into
   chunks, recording each file's stat signature (the task that writes hashes the file). Runs lazily,
-  so the client opens the next files while workers compute.
+  so the client opens the next files while workers compute. When tasks run whole files, the
+  client opens only the first file and the tasks open the others (:class:`FileJob`).
 * **stream** (:mod:`dask_features.engine.streams`): bundles of jobs computed on a distributed
   cluster or a local scheduler, each experiment's tables coming back as soon as they are done.
 * **write** (:mod:`dask_features.engine.writing`, inside the task that finishes an experiment):
@@ -22,6 +23,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -29,14 +31,17 @@ from typing import TYPE_CHECKING, Any, Literal
 from dask_features.config.schema import FeatureConfig, load_config
 from dask_features.engine.identity import SourceIdentity
 from dask_features.engine.names import output_stems
-from dask_features.engine.output import identity_values, is_complete
+from dask_features.engine.output import is_complete
 from dask_features.engine.plan import (
     DataInput,
     ExperimentJob,
+    FileJob,
+    Job,
     bundle_jobs,
     expand_inputs,
     item_path,
     make_job,
+    missing_steps,
     open_item,
 )
 from dask_features.engine.results import Bookkeeper, ExtractionResult
@@ -50,10 +55,10 @@ from dask_features.engine.streams import (
 )
 from dask_features.engine.tasks import Failure
 from dask_features.engine.versions import claim_version
-from dask_features.engine.writing import WriteFailure
+from dask_features.engine.writing import PlanFailure, WriteFailure
 from dask_features.errors import DaskFeaturesError, InvalidArgumentError, OutputError
+from dask_features.io._safety import ALLOW_ENV
 from dask_features.io.hdf5 import Experiment
-from dask_features.io.sources import get_source
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -77,29 +82,46 @@ class _Settings:
     mode: str
     chunk_steps: int | str
     force: bool
+    #: Tasks open the files (whole-file tasks); the client opens only the first one.
+    defer_open: bool = False
 
 
-def _plan(items: list[str | Experiment], settings: _Settings, book: Bookkeeper) -> Iterator[ExperimentJob]:
-    """Jobs of the experiments to compute; up-to-date and unreadable ones go to ``book``."""
+def _plan(items: list[str | Experiment], settings: _Settings, book: Bookkeeper) -> Iterator[Job]:
+    """Jobs of the experiments to compute; up-to-date and unreadable ones go to ``book``.
+
+    With ``settings.defer_open``, files after the first one that opens are not opened here: their
+    task opens them (:class:`FileJob`, same checks and messages), and their work is estimated from
+    their size at the first file's seconds per byte (it only groups small files into tasks).
+    """
     cfg = settings.config
     stems = output_stems([item_path(i) for i in items], settings.root)
+    allowed = os.environ.get(ALLOW_ENV)  # what this process allows, resolved here for the workers
+    allow_in = os.path.realpath(allowed) if allowed else ""
     checked = False
+    per_byte: float | None = None  # estimated work per file byte [s], from the first opened file
     for item in items:
         path = item_path(item)
         stem = stems[path]
         if not settings.force and is_complete(settings.folder, cfg, path, stem):
             book.skipped(path)
             continue
+        job: Job
         try:
             identity = SourceIdentity.planned(path)  # hashed by the task that writes
-            job = make_job(open_item(item), cfg, stem, settings.chunk_steps, identity)
+            if per_byte is not None and isinstance(item, str):
+                job = FileJob(path, stem, per_byte * identity.size, identity, settings.chunk_steps, allow_in)
+            else:
+                job = make_job(open_item(item), cfg, stem, settings.chunk_steps, identity)
         except (DaskFeaturesError, OSError) as exc:
             book.failed(path, str(exc) if path in str(exc) else f"{path}: {exc}")
             continue
-        counts = {s: get_source(s).n_steps(job.experiment) for s in cfg.sources}
-        if not any(counts.values()):
-            book.failed(path, f"{path}: no {' or '.join(counts)} steps, which config {cfg.name!r} needs")
-            continue
+        if isinstance(job, ExperimentJob):
+            why = missing_steps(job.experiment, cfg)
+            if why is not None:
+                book.failed(path, why)
+                continue
+            if settings.defer_open and per_byte is None:
+                per_byte = job.seconds / max(identity.size, 1)
         if (
             not checked
         ):  # once, when the first experiment needs writing (a read-only folder is fine until then)
@@ -109,7 +131,7 @@ def _plan(items: list[str | Experiment], settings: _Settings, book: Bookkeeper) 
 
 
 def _stream(
-    jobs: Iterator[ExperimentJob],
+    jobs: Iterator[Job],
     settings: _Settings,
     client: Any,
     scheduler: str | None,
@@ -124,6 +146,7 @@ def _stream(
         if first is None:
             return
         jobs = itertools.chain([first], jobs)
+        assert isinstance(first, ExperimentJob)  # the plan opens the first file itself
         scheduler, why = choose_local_scheduler(
             first, settings.config, options["n_items"], options["workers"]
         )
@@ -133,7 +156,7 @@ def _stream(
         book.result.scheduler = f"{scheduler} (asked for)"
     # "step" mode bundles small experiments into one task; "experiment" mode is one task each.
     bundles = bundle_jobs(jobs) if settings.mode == "step" else ([job] for job in jobs)
-    n_workers = worker_count(client, options["workers"])
+    n_workers = options["n_workers"]
     window = options["max_in_flight"] or max(4, 2 * n_workers)
     split = _split_mode(settings, options["n_items"], n_workers)
     if client is not None:
@@ -143,7 +166,13 @@ def _stream(
         return
     assert scheduler is not None  # chosen above when not given
     yield from stream_local(
-        bundles, settings.config, settings.folder, split, window, scheduler, options["workers"]
+        bundles,  # type: ignore[arg-type]  # FileJob only with split "experiment": compute_and_write
+        settings.config,
+        settings.folder,
+        split,
+        window,
+        scheduler,
+        options["workers"],
     )
 
 
@@ -172,15 +201,21 @@ def _split_mode(settings: _Settings, n_items: int, n_workers: int) -> str:
 def _record(outcome: Outcome, book: Bookkeeper) -> None:
     """File one experiment's outcome; its task already published its files (or failed)."""
     job, value, wall = outcome
-    path = job.experiment.path
-    if isinstance(value, Failure):
+    path = job.path
+    if isinstance(value, PlanFailure):  # its task opened the file: reported as the plan reports it
+        if value.detail:
+            logger.debug("%s: %s", path, value.detail)
+        book.failed(path, value.reason)
+    elif isinstance(value, Failure):
         if value.detail:
             logger.debug("%s: %s", path, value.detail)  # the worker-side traceback
         book.failed(path, f"{path}: {value.reason}", wall)
     elif isinstance(value, WriteFailure):
         book.failed(path, value.reason, wall)
     else:
-        book.written(path, value.steps_file, value, wall, identity_values(job.experiment, job.stem))
+        for found in value.warnings:  # raised where the task opened the file: shown here
+            warnings.warn(found, stacklevel=2)
+        book.written(path, value.steps_file, value, wall, value.ids)
 
 
 def _check_options(mode: str, chunk_steps: object) -> None:
@@ -335,11 +370,22 @@ def extract(
     work = _work_sizes(items)
     bar = _progress(sum(work.values()), cfg.name, progress)
     book = Bookkeeper(result, cfg, _open_catalog(catalog), bar, work)
-    options = {"workers": workers, "max_in_flight": max_in_flight, "retries": retries, "n_items": len(items)}
     dask_client, close = resolve_client(client, scheduler, workers)
     try:
+        n_workers = worker_count(dask_client, workers)
+        options = {
+            "workers": workers,
+            "max_in_flight": max_in_flight,
+            "retries": retries,
+            "n_items": len(items),
+            "n_workers": n_workers,
+        }
         with claim_version(out, cfg) as folder:
             settings = _Settings(cfg, folder, root, mode, chunk_steps, force)
+            # Whole-file tasks open their files themselves: the client's serial opening (10-20 ms
+            # a file) no longer competes with the workers or limits how many it can feed.
+            defer = _split_mode(settings, len(items), n_workers) == "experiment"
+            settings = dataclasses.replace(settings, defer_open=defer)
             for outcome in _stream(
                 _plan(items, settings, book), settings, dask_client, scheduler, options, book
             ):

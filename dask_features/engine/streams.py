@@ -36,9 +36,16 @@ from typing import Any
 
 from dask_features.config.schema import FeatureConfig
 from dask_features.engine.cluster import local_cluster
-from dask_features.engine.plan import READ_COST_NS, ExperimentJob
+from dask_features.engine.plan import READ_COST_NS, ExperimentJob, Job
+from dask_features.engine.shipping import PackedConfig, call_with_config
 from dask_features.engine.tasks import Failure, run_chunk
-from dask_features.engine.writing import WriteFailure, Written, assemble_and_write, compute_and_write
+from dask_features.engine.writing import (
+    PlanFailure,
+    WriteFailure,
+    Written,
+    assemble_and_write,
+    compute_and_write,
+)
 from dask_features.io.sources import get_source
 
 __all__ = [
@@ -53,13 +60,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: One experiment's outcome as streamed back: the job, its tables or failure, wall time [s].
-Outcome = tuple[ExperimentJob, Written | WriteFailure | Failure, float]
+Outcome = tuple[Job, Written | WriteFailure | Failure | PlanFailure, float]
 
 
 def _submit_distributed(
     client: Any,
-    bundle: list[ExperimentJob],
-    config: FeatureConfig,
+    bundle: list[Job],
+    config: PackedConfig,
     folder: Path,
     mode: str,
     run: str,
@@ -75,11 +82,15 @@ def _submit_distributed(
     """
     tag = f"{bundle[0].stem.replace('/', '.')}-{run}"  # output stems are unique within a run
     job = bundle[0]
-    if len(bundle) > 1 or mode == "experiment" or len(job.chunks) == 1:
+    call = call_with_config
+    if len(bundle) > 1 or mode == "experiment" or not isinstance(job, ExperimentJob) or len(job.chunks) == 1:
         name = f"experiments-{tag}-{len(bundle)}" if len(bundle) > 1 else f"experiment-{tag}"
-        return client.submit(compute_and_write, bundle, config, folder, key=name, retries=retries, pure=False)
+        return client.submit(
+            call, compute_and_write, bundle, config, folder, key=name, retries=retries, pure=False
+        )
     parts = [
         client.submit(
+            call,
             run_chunk,
             job.experiment,
             config,
@@ -93,11 +104,19 @@ def _submit_distributed(
         for source, start, stop in job.chunks
     ]
     return client.submit(
-        assemble_and_write, job, config, parts, folder, key=f"assemble-{tag}", retries=retries, pure=False
+        call,
+        assemble_and_write,
+        job,
+        config,
+        parts,
+        folder,
+        key=f"assemble-{tag}",
+        retries=retries,
+        pure=False,
     )
 
 
-def _per_job(bundle: list[ExperimentJob], value: Any) -> Iterator[tuple[ExperimentJob, Any]]:
+def _per_job(bundle: list[Job], value: Any) -> Iterator[tuple[Job, Any]]:
     """Pair a bundle's computed value (a list, or one value for a chunked experiment) with its jobs."""
     values = value if isinstance(value, list) else [value] * len(bundle)
     return zip(bundle, values, strict=True)
@@ -180,7 +199,7 @@ def worker_count(client: Any, workers: int | None) -> int:
 
 def stream_distributed(
     client: Any,
-    bundles: Iterator[list[ExperimentJob]],
+    bundles: Iterator[list[Job]],
     config: FeatureConfig,
     folder: Path,
     mode: str,
@@ -191,7 +210,8 @@ def stream_distributed(
     from distributed import as_completed
 
     run = uuid.uuid4().hex[:8]
-    in_flight: dict[str, tuple[list[ExperimentJob], float]] = {}
+    packed = PackedConfig.pack(config)  # pickled once, not once per task (see engine.shipping)
+    in_flight: dict[str, tuple[list[Job], float]] = {}
     # Results are fetched here, not by as_completed(with_results=True): a failure while gathering
     # then surfaces as this bundle's error instead of dying inside as_completed's coroutine.
     completed = as_completed()
@@ -200,7 +220,7 @@ def stream_distributed(
         bundle = next(bundles, None)
         if bundle is None:
             return False
-        future = _submit_distributed(client, bundle, config, folder, mode, run, retries)
+        future = _submit_distributed(client, bundle, packed, folder, mode, run, retries)
         in_flight[future.key] = (bundle, time.perf_counter())
         completed.add(future)
         return True

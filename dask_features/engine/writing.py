@@ -12,23 +12,37 @@ experiment also writes it, with the same guarantees as before:
 
 The config's output folder is claimed by the client for the whole run
 (:func:`dask_features.engine.versions.claim_version`) before any task starts.
+
+A task given a :class:`~dask_features.engine.plan.FileJob` opens and checks the file itself (the
+same checks and messages as the client's plan) and returns what the client needs to report it: the
+identity columns and any warnings, or a :class:`PlanFailure` worded as the plan would have.
 """
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 
 from dask_features.config.schema import FeatureConfig
-from dask_features.engine.output import write_tables
-from dask_features.engine.plan import ExperimentJob
+from dask_features.engine.output import identity_values, write_tables
+from dask_features.engine.plan import ExperimentJob, FileJob, Job, make_job, missing_steps
 from dask_features.engine.tasks import ChunkResult, ExperimentTables, Failure, run_bundle, safe_assemble
-from dask_features.errors import OutputError, SourceChangedError
+from dask_features.errors import DaskFeaturesError, OutputError, SourceChangedError
+from dask_features.io.hdf5 import inspect_experiment
 
-__all__ = ["WriteFailure", "Written", "assemble_and_write", "compute_and_write", "write_outcome"]
+__all__ = [
+    "PlanFailure",
+    "WriteFailure",
+    "Written",
+    "assemble_and_write",
+    "compute_and_write",
+    "open_job",
+    "write_outcome",
+]
 
 
 @dataclass
@@ -45,12 +59,18 @@ class Written:
         CPU time of its computation [s].
     n_steps : int
         Rows of the steps table.
+    ids : dict
+        Its identity columns (``chip_id``, ``device_id``, ``test_id``) as written.
+    warnings : tuple of Warning
+        Warnings of opening the file in the task (the client emits them).
     """
 
     steps_file: Path
     errors: pa.Table
     compute_seconds: float
     n_steps: int
+    ids: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[Warning, ...] = ()
 
 
 @dataclass
@@ -60,10 +80,41 @@ class WriteFailure:
     reason: str
 
 
+@dataclass
+class PlanFailure:
+    """A file its task could not open or plan; ``reason`` names the file, as the client's plan would."""
+
+    reason: str
+    detail: str = ""
+
+
+def open_job(job: FileJob, config: FeatureConfig) -> tuple[ExperimentJob, tuple[Warning, ...]] | PlanFailure:
+    """Open and plan ``job``'s file inside its task, with the checks the client's plan runs."""
+    try:
+        experiment, found = inspect_experiment(job.path, allow_external_in=job.allow_external_in)
+        why = missing_steps(experiment, config)
+        if why is not None:
+            return PlanFailure(why)
+        return make_job(experiment, config, job.stem, job.chunk_steps, job.source), found
+    except (DaskFeaturesError, OSError) as exc:
+        return PlanFailure(str(exc) if job.path in str(exc) else f"{job.path}: {exc}")
+    except Exception as exc:  # a bug, not the file's fault: this file fails, not the whole task
+        return PlanFailure(
+            f"{job.path}: cannot be opened: {type(exc).__name__}: {exc}", traceback.format_exc()
+        )
+
+
 def write_outcome(
-    job: ExperimentJob, value: ExperimentTables | Failure, config: FeatureConfig, folder: Path
+    job: ExperimentJob,
+    value: ExperimentTables | Failure,
+    config: FeatureConfig,
+    folder: Path,
+    found: tuple[Warning, ...] = (),
 ) -> Written | WriteFailure | Failure:
-    """Publish one computed experiment, unless it failed or its file changed since it was planned."""
+    """Publish one computed experiment, unless it failed or its file changed since it was planned.
+
+    ``found``: warnings of opening the file in this task, handed to the client with the result.
+    """
     if not isinstance(value, ExperimentTables):
         return value
     path = job.experiment.path
@@ -79,15 +130,22 @@ def write_outcome(
         steps_file = write_tables(folder, config, job.experiment, job.stem, source, tables)
     except OutputError as exc:
         return WriteFailure(str(exc))
-    return Written(steps_file, value.errors, value.compute_seconds, value.n_steps)
+    ids = identity_values(job.experiment, job.stem)
+    return Written(steps_file, value.errors, value.compute_seconds, value.n_steps, ids, found)
 
 
 def compute_and_write(
-    bundle: Sequence[ExperimentJob], config: FeatureConfig, folder: Path
-) -> list[Written | WriteFailure | Failure]:
-    """One task: every experiment of ``bundle`` computed (chunks in sequence) and published."""
-    values = run_bundle([j.experiment for j in bundle], config, [j.chunks for j in bundle])
-    return [write_outcome(j, v, config, folder) for j, v in zip(bundle, values, strict=True)]
+    bundle: Sequence[Job], config: FeatureConfig, folder: Path
+) -> list[Written | WriteFailure | Failure | PlanFailure]:
+    """One task: every experiment of ``bundle`` opened if needed, computed (chunks in sequence) and
+    published."""
+    opened = [open_job(j, config) if isinstance(j, FileJob) else (j, ()) for j in bundle]
+    ready = [o for o in opened if not isinstance(o, PlanFailure)]
+    values = iter(run_bundle([j.experiment for j, _ in ready], config, [j.chunks for j, _ in ready]))
+    return [
+        o if isinstance(o, PlanFailure) else write_outcome(o[0], next(values), config, folder, o[1])
+        for o in opened
+    ]
 
 
 def assemble_and_write(

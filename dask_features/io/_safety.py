@@ -112,8 +112,8 @@ def check_storage(
     path : str
         Its path (names the file in the error; relative targets resolve against its folder).
     allow_in : str, optional
-        A folder whose files may be targets. Default: the :data:`ALLOW_ENV` environment variable,
-        else no external target at all.
+        A folder whose files may be targets; ``""`` for none. Default: the :data:`ALLOW_ENV`
+        environment variable, else no external target at all.
     names : tuple of str, default :data:`READ_PATHS`
         The objects that will be read.
 
@@ -122,7 +122,7 @@ def check_storage(
     ExperimentFormatError
         Naming the object, the kind of reference and the target.
     """
-    allow_in = allow_in or os.environ.get(ALLOW_ENV) or None
+    allow_in = (os.environ.get(ALLOW_ENV) if allow_in is None else allow_in) or None
     problems: list[str] = []
 
     def refuse(name: str, kind: str, target: str) -> None:

@@ -54,7 +54,7 @@ from dask_features.io.workflow import (
 if TYPE_CHECKING:
     import pandas as pd  # imported where a table is built: opening and reading files never need it
 
-__all__ = ["SUPPORTED_FORMATS", "Experiment", "StepBoundaryWarning", "open_experiment"]
+__all__ = ["SUPPORTED_FORMATS", "Experiment", "StepBoundaryWarning", "inspect_experiment", "open_experiment"]
 
 logger = logging.getLogger(__name__)
 
@@ -375,17 +375,26 @@ def _classify_open_error(path: str, exc: OSError) -> ExperimentFormatError:
     return ExperimentFormatError(path, f"cannot open as HDF5 ({text})")
 
 
-def open_experiment(path: str | os.PathLike[str]) -> Experiment:
+def open_experiment(path: str | os.PathLike[str], *, allow_external_in: str | None = None) -> Experiment:
     """Check an experiment file and return a picklable handle on it.
 
     Parameters
     ----------
     path : str or path-like
         Raw experiment file in the oect-infra layout.
+    allow_external_in : str, optional
+        The one folder external data may resolve into (see
+        :func:`~dask_features.io._safety.check_storage`); ``""`` for none. Default: the
+        ``DASK_FEATURES_ALLOW_EXTERNAL_IN`` environment variable of this process.
 
     Returns
     -------
     Experiment
+
+    Warns
+    -----
+    StepBoundaryWarning
+        The transient step table has no index columns (boundaries inferred).
 
     Raises
     ------
@@ -404,6 +413,19 @@ def open_experiment(path: str | os.PathLike[str]) -> Experiment:
     IndexTableError
         A step table disagrees with the data it indexes.
     """
+    experiment, found = inspect_experiment(path, allow_external_in=allow_external_in)
+    for warning in found:
+        warnings.warn(warning, stacklevel=2)
+    return experiment
+
+
+def inspect_experiment(
+    path: str | os.PathLike[str], *, allow_external_in: str | None = None
+) -> tuple[Experiment, tuple[Warning, ...]]:
+    """:func:`open_experiment` (same checks, same errors) with its warnings returned, not emitted.
+
+    For a task that opens a file on a worker: its client emits the warnings where the user sees them.
+    """
     path = os.path.abspath(os.fspath(path))
     if not os.path.exists(path):
         raise ExperimentNotFoundError(f"{path}: no such experiment file")
@@ -415,7 +437,8 @@ def open_experiment(path: str | os.PathLike[str]) -> Experiment:
     except OSError as exc:
         raise _classify_open_error(path, exc) from None
     with f:
-        check_storage(f, path)  # nothing outside this file may be read: refuse external data
+        # nothing outside this file may be read: refuse external data
+        check_storage(f, path, allow_external_in)
         try:
             attrs, problems = read_attributes(f.attrs, path)
         except OSError as exc:
@@ -440,6 +463,7 @@ def open_experiment(path: str | os.PathLike[str]) -> Experiment:
             except WorkflowError as exc:
                 problems.append(str(exc))
                 logger.warning("%s: %s; workflow ignored", path, exc)
+    found: list[Warning] = []
     if n_transient and not has_index:
         how = (
             "inferred from original_time resets" if inferred is not None and inferred[1] else "split equally"
@@ -450,8 +474,8 @@ def open_experiment(path: str | os.PathLike[str]) -> Experiment:
             + ("" if how.startswith("inferred") else ", which is wrong if steps differ in length")
         )
         problems.append(msg)
-        warnings.warn(msg, StepBoundaryWarning, stacklevel=2)
-    return Experiment(
+        found.append(StepBoundaryWarning(msg))
+    experiment = Experiment(
         path=path,
         format_version=str(version),
         chip_id=_text(attrs, "chip_id"),
@@ -474,6 +498,7 @@ def open_experiment(path: str | os.PathLike[str]) -> Experiment:
         problems=tuple(problems),
         _inferred_offsets=None if inferred is None else inferred[0],
     )
+    return experiment, tuple(found)
 
 
 def _measurement(f: h5py.File, path: str, group: str, axis: int, size: int, expected: str) -> h5py.Dataset:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -15,6 +17,7 @@ import pytest
 import dask_features as dfe
 from dask_features.engine.output import read_metadata
 from dask_features.extractors import Registry, register
+from dask_features.io import StepBoundaryWarning
 
 CONFIGS = ["v2_transfer_basic", "v2_mixed", "transient_tau"]
 
@@ -236,3 +239,81 @@ def test_back_to_back_runs_on_one_cluster(dataset: Path, tmp_path: Path, dask_cl
             dataset, "v2_transfer_basic", tmp_path, client=dask_client, mode=mode, force=True, progress=False
         )
         assert len(res.successful) == 3
+
+
+def _mixed_inputs(dataset: Path, folder: Path, elsewhere: Path) -> Path:
+    """The dataset plus files each failing differently (or warning), some sorting before the good ones."""
+    shutil.copytree(dataset, folder)
+    (folder / "a-broken-test_666.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    (folder / "z-notes-test_667.h5").write_text("not hdf5")
+    small = {"sweep_points": 21, "transient_samples": 300, "seed": 3}
+    dfe.synth.write_experiment(folder / "z-no-transient-test_668.h5", n_transfer=4, n_transient=0, **small)
+    dfe.synth.write_experiment(
+        folder / "z-old-test_669.h5", n_transfer=4, n_transient=6, index_columns=False, **small
+    )
+    linked = dfe.synth.write_experiment(folder / "z-linked-test_670.h5", n_transfer=4, n_transient=6, **small)
+    elsewhere.mkdir()
+    with h5py.File(linked, "r+") as f, h5py.File(elsewhere / "target.h5", "w") as g:
+        g["data"] = f["transfer/measurement_data"][()]
+        del f["transfer/measurement_data"]
+        f["transfer/measurement_data"] = h5py.ExternalLink(str(elsewhere / "target.h5"), "/data")
+    return folder
+
+
+#: Runs whose tasks open their files (whole-file tasks), by name: extract() options.
+TASKS_OPEN = {
+    "cluster": {"mode": "experiment"},  # client added in the test
+    "processes": {"scheduler": "processes", "workers": 2},  # 8 files >= 4 per worker: whole files
+    "sync": {"scheduler": "sync", "mode": "experiment"},
+}
+
+
+@pytest.mark.parametrize("runner", list(TASKS_OPEN))
+def test_files_opened_by_tasks_are_checked_and_reported_as_by_the_client(
+    dataset: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    runner: str,
+) -> None:
+    # Whole-file tasks open their files themselves (on the workers); everything the user sees must
+    # be what a client that opens every file itself reports (a run in chunks of steps): failures
+    # (same words), refusals, warnings, outputs. The allowed folder is set in the client's
+    # environment only.
+    options: dict[str, object] = dict(TASKS_OPEN[runner])
+    if runner == "cluster":
+        options["client"] = request.getfixturevalue("dask_client")
+    data = _mixed_inputs(dataset, tmp_path / "data", tmp_path / "elsewhere")
+    for allowed in (None, str(tmp_path / "elsewhere")):
+        if allowed:
+            monkeypatch.setenv("DASK_FEATURES_ALLOW_EXTERNAL_IN", allowed)
+        seen = {}
+        for name, kwargs in {
+            "client-opens": {"scheduler": "sync", "chunk_steps": 50},
+            runner: options,
+        }.items():
+            out = tmp_path / f"{name}-{bool(allowed)}"
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                res = dfe.extract(data, "transient_tau", out, progress=False, **kwargs)  # type: ignore[arg-type]
+            messages = sorted(str(w.message) for w in caught if issubclass(w.category, StepBoundaryWarning))
+            seen[name] = (
+                res.failed,
+                sorted(res.successful),
+                messages,
+                _frames(out, "transient_tau")["steps"],
+            )
+        reference, tasks = seen["client-opens"], seen[runner]
+        assert tasks[:3] == reference[:3]
+        pd.testing.assert_frame_equal(tasks[3], reference[3])
+        failed = {os.path.basename(p): why for p, why in reference[0].items()}
+        assert set(failed) == {
+            "a-broken-test_666.h5",
+            "z-notes-test_667.h5",
+            "z-no-transient-test_668.h5",
+        } | (set() if allowed else {"z-linked-test_670.h5"})
+        assert (
+            "no transient steps, which config 'transient_tau' needs" in failed["z-no-transient-test_668.h5"]
+        )
+        assert len(reference[2]) == 1
+        assert "z-old-test_669.h5" in reference[2][0]
