@@ -29,7 +29,6 @@ from dask_features.cli._misc import (
     run_synth,
 )
 from dask_features.cli._plugins import add_import_option, load_plugins
-from dask_features.io._safety import ALLOW_ENV
 
 __all__ = ["main"]
 
@@ -98,7 +97,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dask-features`` console script; returns the exit code."""
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(argv)  # --help and --version end here, before h5py is imported
+    from dask_features.io._safety import ALLOW_ENV
+
     restore_logging = _runtime.setup_logging(args)
     # Options that reach worker processes through the environment; put back for in-process callers.
     env = {k: os.environ.get(k) for k in ("PYTHONPATH", ALLOW_ENV)}

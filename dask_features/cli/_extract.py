@@ -133,9 +133,9 @@ def summary(result: Any, client: Any = None, config: Any = None, memory_limit: s
     for path, reason in result.failed.items():
         reason = reason.removeprefix(f"{path}: ")
         lines.append(f"FAILED {path}: {reason if len(reason) <= 300 else reason[:300] + '...'}")
-    if len(result.errors):
+    if result.n_errors:  # counted without building the errors DataFrame (pandas)
         lines.insert(
-            2, f"{len(result.errors)} step-level problem(s) (values NaN) listed in {_errors_file(result)}"
+            2, f"{result.n_errors} step-level problem(s) (values NaN) listed in {_errors_file(result)}"
         )
     notes = (_memory_note(result, client, config, memory_limit), _scheduler_note(result, client))
     lines.extend(n for n in notes if n)
