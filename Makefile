@@ -12,16 +12,25 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	$(BIN)/python -m dask_features.warmup  # compile the numba kernels ahead of time (dask_features/warmup.py)
 	touch $@
 
-demo: $(VENV)/.installed
+# Compile the numba kernels ahead of time (dask_features/warmup.py); again whenever a kernel changes,
+# since a module built from other sources is never loaded (the JIT would then run, correct but slow).
+KERNELS := dask_features/_compiled.py dask_features/_kernel_types.py \
+	dask_features/extractors/_robust_kernels.py dask_features/extractors/_peak_kernel.py \
+	dask_features/extractors/tau/_kernels.py dask_features/extractors/tau/_locate.py \
+	dask_features/extractors/tau/_anchored.py
+$(VENV)/.warm: $(VENV)/.installed $(KERNELS)
+	$(BIN)/python -m dask_features.warmup
+	touch $@
+
+demo: $(VENV)/.warm
 	$(BIN)/dask-features demo
 
-test: $(VENV)/.installed
+test: $(VENV)/.warm
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.warm
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b --quick || exit 1; done
 
 lint: $(VENV)/.installed
@@ -30,4 +39,4 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) dask-features-demo .pytest_cache
+	rm -rf $(VENV) dask-features-demo .pytest_cache dask_features/_dfkernels_*

@@ -28,3 +28,13 @@ def test_warm_up_builds_the_module_and_every_preset_uses_it(
     assert "compiled kernels" in times
     assert _compiled.find() is not None
     assert [p.name for p in tmp_path.iterdir()] == [_compiled.find().name]  # type: ignore[union-attr]
+
+
+def test_make_rebuilds_the_kernels_when_any_kernel_module_changes() -> None:
+    """The Makefile's KERNELS (prerequisites of the warm-up) are exactly the sources of the key."""
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "Makefile").read_text().replace("\\\n", " ")
+    line = next(ln for ln in text.splitlines() if ln.startswith("KERNELS :="))
+    listed = set(line.removeprefix("KERNELS :=").split())
+    modules = {m.replace(".", "/") + ".py" for m in _compiled.KERNEL_MODULES}
+    assert listed == modules | {"dask_features/_compiled.py", "dask_features/_kernel_types.py"}
