@@ -166,7 +166,7 @@ def _stream(
         return
     assert scheduler is not None  # chosen above when not given
     yield from stream_local(
-        bundles,  # type: ignore[arg-type]  # FileJob only with split "experiment": compute_and_write
+        bundles,
         settings.config,
         settings.folder,
         split,

@@ -252,7 +252,7 @@ def _as_failure(future: Future[Any]) -> Failure | None:
 
 
 def stream_local(
-    bundles: Iterator[list[ExperimentJob]],
+    bundles: Iterator[list[Job]],
     config: FeatureConfig,
     folder: Path,
     mode: str,
@@ -287,10 +287,16 @@ def stream_local(
     pending: dict[Future[Any], Callable[[Future[Any]], list[Outcome]]] = {}
     bundles_in_flight = 0
 
-    def submit_bundle(bundle: list[ExperimentJob]) -> None:
+    def submit_bundle(bundle: list[Job]) -> None:
         t0 = time.perf_counter()
-        job = bundle[0]
-        if len(bundle) > 1 or mode == "experiment" or len(job.chunks) == 1:
+        first = bundle[0]
+        # A file not opened by the plan (a FileJob) is always a whole-file task.
+        if (
+            len(bundle) > 1
+            or mode == "experiment"
+            or not isinstance(first, ExperimentJob)
+            or len(first.chunks) == 1
+        ):
 
             def done(f: Future[Any]) -> list[Outcome]:
                 failure = _as_failure(f)
@@ -300,6 +306,7 @@ def stream_local(
 
             pending[pool.submit(compute_and_write, bundle, config, folder)] = done
             return
+        job = first
         parts: list[Any] = [None] * len(job.chunks)
         left = [len(job.chunks)]
 
