@@ -40,7 +40,7 @@ from dask_features.errors import (
     StepRangeError,
     TruncatedFileError,
 )
-from dask_features.io._safety import check_storage, read_attributes
+from dask_features.io._safety import ALLOW_ENV, check_storage, read_attributes
 from dask_features.io.chunks import ChunkMeta, TransferChunk, TransientChunk
 from dask_features.io.workflow import (
     WorkflowError,
@@ -57,6 +57,9 @@ if TYPE_CHECKING:
 __all__ = ["SUPPORTED_FORMATS", "Experiment", "StepBoundaryWarning", "inspect_experiment", "open_experiment"]
 
 logger = logging.getLogger(__name__)
+
+#: Files whose storage this process has checked: (path, mtime [ns], size [B], inode, allowed folder).
+_CHECKED: set[tuple[str, int, int, int, str]] = set()
 
 #: ``format_version`` values written by oect-infra's serial and parallel converters.
 SUPPORTED_FORMATS = ("2.0_direct_new_storage", "2.0_new_storage")
@@ -145,6 +148,10 @@ class Experiment:
         Modification time [ns since the epoch] when opened.
     problems : tuple of str
         Non-fatal findings (e.g. an invalid workflow); the data stay readable.
+    external_in : str or None
+        The folder external data was allowed to resolve into when the file was checked (``""``:
+        none; ``None``: the reading process's ``DASK_FEATURES_ALLOW_EXTERNAL_IN``); a process that
+        receives the handle checks the file again against it before reading.
     """
 
     path: str
@@ -167,6 +174,7 @@ class Experiment:
     file_size: int = 0
     file_mtime_ns: int = 0
     problems: tuple[str, ...] = ()
+    external_in: str | None = field(default=None, repr=False)
     # Step boundaries inferred for files without index columns (None when the table has them).
     _inferred_offsets: tuple[int, ...] | None = field(default=None, repr=False)
 
@@ -213,9 +221,22 @@ class Experiment:
     def _open(self) -> h5py.File:
         # locking=False: readers never block on (or are blocked by) a writer holding the lock.
         try:
-            return h5py.File(self.path, "r", locking=False)
+            st = os.stat(self.path)
+            f = h5py.File(self.path, "r", locking=False)
         except OSError as exc:
             raise _classify_open_error(self.path, exc) from None
+        allowed = (os.environ.get(ALLOW_ENV, "") if self.external_in is None else self.external_in) or ""
+        key = (self.path, st.st_mtime_ns, st.st_size, st.st_ino, allowed)
+        if key not in _CHECKED:
+            # A handle pickled to another process (a worker reading a chunk), or a file replaced since
+            # it was checked: refuse external data again before anything is read.
+            try:
+                check_storage(f, self.path, allowed)
+            except BaseException:
+                f.close()
+                raise
+            _CHECKED.add(key)
+        return f
 
     def _check_range(self, kind: str, start: int, stop: int, n: int) -> None:
         if not 0 <= start <= stop <= n:
@@ -436,9 +457,10 @@ def inspect_experiment(
         f = h5py.File(path, "r", locking=False)
     except OSError as exc:
         raise _classify_open_error(path, exc) from None
+    allowed = (os.environ.get(ALLOW_ENV, "") if allow_external_in is None else allow_external_in) or ""
     with f:
         # nothing outside this file may be read: refuse external data
-        check_storage(f, path, allow_external_in)
+        check_storage(f, path, allowed)
         try:
             attrs, problems = read_attributes(f.attrs, path)
         except OSError as exc:
@@ -496,8 +518,10 @@ def inspect_experiment(
         file_size=int(stat.st_size),
         file_mtime_ns=int(stat.st_mtime_ns),
         problems=tuple(problems),
+        external_in=allowed,
         _inferred_offsets=None if inferred is None else inferred[0],
     )
+    _CHECKED.add((path, stat.st_mtime_ns, stat.st_size, stat.st_ino, allowed))
     return experiment, tuple(found)
 
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -747,3 +748,45 @@ def test_names_with_control_characters_are_rejected(suffix: str, tmp_path: Path)
         dfe.load_config({"name": "ok" + suffix, "features": [{"name": "g", "extractor": "transfer.gm_max"}]})
     with pytest.raises(InvalidNameError):
         check_name("pca64" + suffix)
+
+
+def _read_transfer_total(exp: dfe.Experiment) -> float:
+    """Run in a fresh (spawned) process: read every transfer step of a pickled handle."""
+    return float(np.nansum(np.abs(exp.read_transfer(0, exp.n_transfer_steps).id)))
+
+
+def test_a_file_replaced_after_it_was_checked_is_checked_again(good_file: Path, tmp_path: Path) -> None:
+    """The plan checks a file; a task reads it later (maybe in another process): it checks again."""
+    from tests.reliability.conftest import edit_h5
+
+    path = tmp_path / "data" / "exp-test_1.h5"
+    path.parent.mkdir()
+    path.write_bytes(good_file.read_bytes())
+    exp = dfe.open_experiment(path)
+    evil = tmp_path / "evil.h5"
+    evil.write_bytes(good_file.read_bytes())
+    edit_h5(evil, _external_link(_outside_bytes(tmp_path / "elsewhere").with_suffix(".h5")))
+    os.replace(evil, path)  # same path, other content: a link to data outside the file
+    with pytest.raises(dfe.ExperimentFormatError, match="refused: reads data outside the file"):
+        exp.read_transfer(0, 1)
+
+
+def test_a_handle_read_in_another_process_is_checked_there_with_its_openers_folder(
+    good_file: Path, tmp_path: Path
+) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tests.reliability.conftest import edit_h5
+
+    path = tmp_path / "data" / "exp-test_1.h5"
+    path.parent.mkdir()
+    path.write_bytes(good_file.read_bytes())
+    edit_h5(path, _external_link(_outside_bytes(tmp_path / "elsewhere").with_suffix(".h5")))
+    allowed = dfe.open_experiment(path, allow_external_in=str(tmp_path))  # the opener allows the folder
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        # The worker has no DASK_FEATURES_ALLOW_EXTERNAL_IN: it applies the opener's folder.
+        assert pool.submit(_read_transfer_total, allowed).result() > 0
+        narrow = dataclasses.replace(allowed, external_in=str(tmp_path / "data"))
+        with pytest.raises(dfe.ExperimentFormatError, match="refused: reads data inside"):
+            pool.submit(_read_transfer_total, narrow).result()
