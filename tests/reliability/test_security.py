@@ -292,8 +292,10 @@ def test_grammar_fuzz(body: str) -> None:
     before = x.copy()
     try:
         value = compile_expression(text)(x)
-        if not isinstance(value, np.ndarray | np.generic | int | float | bool):
+        if not isinstance(value, np.ndarray | np.generic | int | float | bool | tuple | list):
             # e.g. the bare name "np": the engine's float conversion turns it into an error record.
+            # (A tuple such as "()" is a sequence of numbers, possibly empty: the engine's shape check
+            # decides.)
             with pytest.raises((TypeError, ValueError)):
                 np.asarray(value, dtype=np.float64)
     except Exception:  # ordinary runtime errors become a per-feature error record
