@@ -22,7 +22,6 @@ import functools
 import logging
 import os
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,15 +30,14 @@ import numpy as np
 
 from dask_features.errors import (
     DaskFeaturesWarning,
-    ExperimentFormatError,
     ExperimentNotFoundError,
     FormatVersionError,
-    IndexTableError,
     MissingGroupError,
     NotHDF5Error,
     StepRangeError,
     TruncatedFileError,
 )
+from dask_features.io import _layout as layout
 from dask_features.io._safety import ALLOW_ENV, check_storage, read_attributes
 from dask_features.io.chunks import ChunkMeta, TransferChunk, TransientChunk
 from dask_features.io.workflow import (
@@ -64,51 +62,13 @@ _CHECKED: set[tuple[str, int, int, int, str]] = set()
 #: ``format_version`` values written by oect-infra's serial and parallel converters.
 SUPPORTED_FORMATS = ("2.0_direct_new_storage", "2.0_new_storage")
 
-_INDEX_COLUMNS = ("start_data_index", "end_data_index")
+layout.INDEX_COLUMNS = ("start_data_index", "end_data_index")
 _TIMING_COLUMNS = ("param_topTime", "param_bottomTime", "param_timeStep")
 
 
 class StepBoundaryWarning(DaskFeaturesWarning):
     """The transient index columns are missing: step boundaries were inferred (from `original_time`
     restarts) or, failing that, split equally."""
-
-
-def _decode(value: Any) -> Any:
-    """Decode h5py attribute values: bytes -> str, numpy scalars -> Python, string arrays -> lists."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind in "SO":
-            return [_decode(v) for v in value.tolist()]
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _text(attrs: Mapping[str, Any], key: str, default: str = "") -> str:
-    value = attrs.get(key)
-    if value is None:
-        return default
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # numeric ids written as floats by some exports
-    return str(value)
-
-
-def _optional_text(attrs: Mapping[str, Any], key: str) -> str | None:
-    return _text(attrs, key) if attrs.get(key) is not None else None
-
-
-def _device_type(value: Any) -> str | None:
-    """Normalise ``N-type``/``n``/``P-type``/... to ``"N"`` or ``"P"``; anything else -> None."""
-    if value is None:
-        return None
-    text = str(value).strip().upper()
-    if text.startswith("N"):
-        return "N"
-    if text.startswith("P"):
-        return "P"
-    return None
 
 
 @dataclass(frozen=True)
@@ -212,9 +172,9 @@ class Experiment:
 
     def _table(self, group: str, start: int, stop: int | None) -> pd.DataFrame:
         with self._open() as f:
-            ds = _dataset(f, self.path, f"{group}/step_info_table")
+            ds = layout.dataset(f, self.path, f"{group}/step_info_table")
             rows = ds[start:stop]
-        return _decode_table(rows)
+        return layout.decode_table(rows)
 
     # --- chunk reads --------------------------------------------------------------------------
 
@@ -224,7 +184,7 @@ class Experiment:
             st = os.stat(self.path)
             f = h5py.File(self.path, "r", locking=False)
         except OSError as exc:
-            raise _classify_open_error(self.path, exc) from None
+            raise layout.classify_open_error(self.path, exc) from None
         allowed = (os.environ.get(ALLOW_ENV, "") if self.external_in is None else self.external_in) or ""
         key = (self.path, st.st_mtime_ns, st.st_size, st.st_ino, allowed)
         if key not in _CHECKED:
@@ -256,9 +216,9 @@ class Experiment:
         """
         self._check_range("transfer", start, stop, self.n_transfer_steps)
         with self._open() as f:
-            data = _dataset(f, self.path, "transfer/measurement_data")[start:stop]
-        vg = _finite_or_nan(data[:, 0, :])
-        cur = _finite_or_nan(data[:, 1, :])
+            data = layout.dataset(f, self.path, "transfer/measurement_data")[start:stop]
+        vg = layout.finite_or_nan(data[:, 0, :])
+        cur = layout.finite_or_nan(data[:, 1, :])
         valid = np.isfinite(vg) | np.isfinite(cur)
         m = vg.shape[1]
         lengths = np.where(valid.any(axis=1), m - np.argmax(valid[:, ::-1], axis=1), 0).astype(np.int64)
@@ -277,10 +237,10 @@ class Experiment:
             off = np.asarray(self._inferred_offsets[start : stop + 1], dtype=np.int64)
             return np.column_stack([off[:-1], off[1:]])
         with self._open() as f:
-            rows = _dataset(f, self.path, "transient/step_info_table").fields(list(_INDEX_COLUMNS))[
-                start:stop
-            ]
-        return np.column_stack([rows[c].astype(np.int64) for c in _INDEX_COLUMNS]).reshape(-1, 2)
+            rows = layout.dataset(f, self.path, "transient/step_info_table").fields(
+                list(layout.INDEX_COLUMNS)
+            )[start:stop]
+        return np.column_stack([rows[c].astype(np.int64) for c in layout.INDEX_COLUMNS]).reshape(-1, 2)
 
     def read_transient(self, start: int, stop: int) -> TransientChunk:
         """Read transient steps ``[start, stop)``: only their table rows and sample range are read.
@@ -295,13 +255,13 @@ class Experiment:
         bounds = self.transient_bounds(start, stop)
         n = stop - start
         with self._open() as f:
-            table = _dataset(f, self.path, "transient/step_info_table")
+            table = layout.dataset(f, self.path, "transient/step_info_table")
             timing_cols = [c for c in _TIMING_COLUMNS if c in (table.dtype.names or ())]
             timing = table.fields(timing_cols)[start:stop] if timing_cols else None
             if n and bounds.size:
                 lo, hi = int(bounds[:, 0].min()), int(bounds[:, 1].max())
                 lo = min(lo, hi)
-                ds = _dataset(f, self.path, "transient/measurement_data")
+                ds = layout.dataset(f, self.path, "transient/measurement_data")
                 # Rows 0 and 2 only: row 1 (original_time) is never used, and files chunk by row,
                 # so skipping it saves a third of the decompression.
                 t, y = (ds[0, lo:hi], ds[2, lo:hi]) if hi > lo else (np.zeros(0), np.zeros(0))
@@ -315,8 +275,8 @@ class Experiment:
         period, time_step, duty = self._transient_timing(start, stop, timing)
         return TransientChunk(
             step_index=np.arange(start, stop, dtype=np.int64),
-            time=_finite_or_nan(t),
-            current=_finite_or_nan(y),
+            time=layout.finite_or_nan(t),
+            current=layout.finite_or_nan(y),
             offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
             period=period,
             time_step=time_step,
@@ -330,7 +290,7 @@ class Experiment:
         n = stop - start
         out = np.full((3, n), np.nan)
         if timing is not None and timing.dtype.names:
-            cols = {c: _as_float(timing[c]) for c in timing.dtype.names}
+            cols = {c: layout.as_float(timing[c]) for c in timing.dtype.names}
             nan = np.full(n, np.nan)
             out[:] = timing_from_ms(*(cols.get(c, nan) for c in _TIMING_COLUMNS))
         missing = np.isnan(out[0]) | np.isnan(out[1])
@@ -341,59 +301,6 @@ class Experiment:
                     fallback = transient_timing(transients[start + i].params)
                     out[:, i] = np.where(np.isnan(out[:, i]), fallback, out[:, i])
         return out[0], out[1], out[2]
-
-
-def _finite_or_nan(values: np.ndarray) -> np.ndarray:
-    """Contiguous float64 copy with +-inf replaced by NaN.
-
-    An infinite sample is an overflowed or invalid reading, not a measurement: it is treated as a
-    missing sample (which every extractor handles) instead of turning a peak or a mean into inf.
-    """
-    out = np.ascontiguousarray(values, dtype=np.float64)
-    inf = np.isinf(out)
-    if inf.any():
-        out = out.copy()  # may be a view of the block just read
-        out[inf] = np.nan
-    return out
-
-
-def _as_float(column: np.ndarray) -> np.ndarray:
-    if column.dtype.kind in "SUO":
-        import pandas as pd
-
-        return pd.to_numeric(pd.Series([_decode(v) for v in column]), errors="coerce").to_numpy(float)
-    return column.astype(np.float64)
-
-
-def _decode_table(rows: np.ndarray) -> pd.DataFrame:
-    import pandas as pd
-
-    frame = pd.DataFrame({name: rows[name] for name in rows.dtype.names or ()})
-    for name in frame.columns:
-        if rows.dtype[name].kind in "SO":
-            frame[name] = [_decode(v) for v in rows[name]]
-    return frame
-
-
-def _dataset(f: h5py.File, path: str, name: str) -> h5py.Dataset:
-    try:
-        obj = f[name]
-    except KeyError:
-        raise MissingGroupError(path, f"missing dataset '{name}'") from None
-    except OSError as exc:  # damaged object headers surface here
-        raise TruncatedFileError(path, f"cannot read '{name}': {exc}") from None
-    if not isinstance(obj, h5py.Dataset):
-        raise ExperimentFormatError(path, f"'{name}' is a group, expected a dataset")
-    return obj
-
-
-def _classify_open_error(path: str, exc: OSError) -> ExperimentFormatError:
-    text = str(exc)
-    if "truncated" in text.lower() or "eof" in text.lower():
-        return TruncatedFileError(path, f"file is truncated ({text})")
-    if "signature" in text.lower():
-        return NotHDF5Error(path, "not an HDF5 file")
-    return ExperimentFormatError(path, f"cannot open as HDF5 ({text})")
 
 
 def open_experiment(path: str | os.PathLike[str], *, allow_external_in: str | None = None) -> Experiment:
@@ -456,7 +363,7 @@ def inspect_experiment(
     try:
         f = h5py.File(path, "r", locking=False)
     except OSError as exc:
-        raise _classify_open_error(path, exc) from None
+        raise layout.classify_open_error(path, exc) from None
     allowed = (os.environ.get(ALLOW_ENV, "") if allow_external_in is None else allow_external_in) or ""
     with f:
         # nothing outside this file may be read: refuse external data
@@ -476,12 +383,12 @@ def inspect_experiment(
             )
         if "transfer" not in f and "transient" not in f:
             raise MissingGroupError(path, "neither a 'transfer' nor a 'transient' group")
-        n_transfer, max_points = _check_transfer(f, path)
-        n_transient, total, has_index, inferred = _check_transient(f, path)
+        n_transfer, max_points = layout.check_transfer(f, path)
+        n_transient, total, has_index, inferred = layout.check_transient(f, path)
         workflow_tree = None
         if "raw/workflow" in f:
             try:
-                workflow_tree = parse_workflow(_decode(f["raw/workflow"][()]))
+                workflow_tree = parse_workflow(layout.decode(f["raw/workflow"][()]))
             except WorkflowError as exc:
                 problems.append(str(exc))
                 logger.warning("%s: %s; workflow ignored", path, exc)
@@ -500,14 +407,14 @@ def inspect_experiment(
     experiment = Experiment(
         path=path,
         format_version=str(version),
-        chip_id=_text(attrs, "chip_id"),
-        device_id=_text(attrs, "device_number") or _text(attrs, "device_id"),
-        test_id=_text(attrs, "test_id"),
-        description=_text(attrs, "description"),
-        status=_optional_text(attrs, "status"),
-        created_at=_optional_text(attrs, "created_at"),
-        completed_at=_optional_text(attrs, "completed_at"),
-        device_type=_device_type(attrs.get("device_type")),
+        chip_id=layout.text(attrs, "chip_id"),
+        device_id=layout.text(attrs, "device_number") or layout.text(attrs, "device_id"),
+        test_id=layout.text(attrs, "test_id"),
+        description=layout.text(attrs, "description"),
+        status=layout.optional_text(attrs, "status"),
+        created_at=layout.optional_text(attrs, "created_at"),
+        completed_at=layout.optional_text(attrs, "completed_at"),
+        device_type=layout.device_type(attrs.get("device_type")),
         n_transfer_steps=n_transfer,
         n_transient_steps=n_transient,
         transfer_max_points=max_points,
@@ -523,64 +430,3 @@ def inspect_experiment(
     )
     _CHECKED.add((path, stat.st_mtime_ns, stat.st_size, stat.st_ino, allowed))
     return experiment, tuple(found)
-
-
-def _measurement(f: h5py.File, path: str, group: str, axis: int, size: int, expected: str) -> h5py.Dataset:
-    """The group's float ``measurement_data`` whose axis ``axis`` has length ``size``."""
-    name = f"{group}/measurement_data"
-    data = _dataset(f, path, name)
-    if data.ndim != len(expected.split(",")) or data.shape[axis] != size:
-        raise ExperimentFormatError(path, f"{name} has shape {data.shape}, expected ({expected})")
-    if data.dtype.kind != "f":
-        raise ExperimentFormatError(path, f"{name} has dtype {data.dtype}, expected float")
-    return data
-
-
-def _check_transfer(f: h5py.File, path: str) -> tuple[int, int]:
-    if "transfer" not in f:
-        return 0, 0
-    data = _measurement(f, path, "transfer", 1, 2, "n_steps, 2, max_points")
-    table = _dataset(f, path, "transfer/step_info_table")
-    if table.shape[0] != data.shape[0]:
-        raise IndexTableError(
-            path,
-            f"transfer/step_info_table has {table.shape[0]} rows but measurement_data has {data.shape[0]} steps",
-        )
-    return int(data.shape[0]), int(data.shape[2])
-
-
-def _check_transient(f: h5py.File, path: str) -> tuple[int, int, bool, tuple[tuple[int, ...], bool] | None]:
-    if "transient" not in f:
-        return 0, 0, False, None
-    data = _measurement(f, path, "transient", 0, 3, "3, total_points")
-    table = _dataset(f, path, "transient/step_info_table")
-    n, total = int(table.shape[0]), int(data.shape[1])
-    names = table.dtype.names or ()
-    has_index = all(c in names for c in _INDEX_COLUMNS)
-    if has_index:
-        rows = table.fields(list(_INDEX_COLUMNS))[:]
-        start, end = rows[_INDEX_COLUMNS[0]].astype(np.int64), rows[_INDEX_COLUMNS[1]].astype(np.int64)
-        bad = np.flatnonzero((start < 0) | (end < start) | (end > total))
-        if bad.size:
-            i = int(bad[0])
-            raise IndexTableError(
-                path,
-                f"transient step {i} has sample range [{start[i]}, {end[i]}) outside the data "
-                f"(0..{total}); {bad.size} step(s) affected",
-            )
-        return n, total, True, None
-    if n == 0:
-        return 0, total, False, None
-    return n, total, False, _infer_offsets(data, n, total)
-
-
-def _infer_offsets(data: h5py.Dataset, n: int, total: int) -> tuple[tuple[int, ...], bool]:
-    """Step boundaries for old files: where ``original_time`` restarts, else an equal split."""
-    original = data[1, :]
-    starts = np.flatnonzero(np.diff(original) <= 0) + 1
-    if starts.size == n - 1:
-        return tuple(int(v) for v in np.concatenate([[0], starts, [total]])), True
-    # oect-infra's rule: equal parts, the remainder goes to the last step.
-    size = total // n
-    offsets = [i * size for i in range(n)] + [total]
-    return tuple(offsets), False
