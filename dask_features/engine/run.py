@@ -57,7 +57,7 @@ from dask_features.engine.tasks import Failure
 from dask_features.engine.versions import claim_version
 from dask_features.engine.writing import PlanFailure, WriteFailure
 from dask_features.errors import DaskFeaturesError, InvalidArgumentError, OutputError
-from dask_features.io._safety import ALLOW_ENV
+from dask_features.io._safety import allowed_folder
 from dask_features.io.hdf5 import Experiment
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def _plan(items: list[str | Experiment], settings: _Settings, book: Bookkeeper) 
     """
     cfg = settings.config
     stems = output_stems([item_path(i) for i in items], settings.root)
-    allowed = os.environ.get(ALLOW_ENV)  # what this process allows, resolved here for the workers
+    allowed = allowed_folder()  # what this process allows, resolved here for the workers
     allow_in = os.path.realpath(allowed) if allowed else ""
     checked = False
     per_byte: float | None = None  # estimated work per file byte [s], from the first opened file

@@ -24,7 +24,14 @@ import numpy as np
 
 from dask_features.errors import ExperimentFormatError
 
-__all__ = ["ALLOW_ENV", "MAX_ATTRIBUTE_BYTES", "READ_PATHS", "check_storage", "read_attributes"]
+__all__ = [
+    "ALLOW_ENV",
+    "MAX_ATTRIBUTE_BYTES",
+    "READ_PATHS",
+    "allowed_folder",
+    "check_storage",
+    "read_attributes",
+]
 
 #: Environment variable naming the one folder external targets may resolve into (unset: none).
 ALLOW_ENV = "DASK_FEATURES_ALLOW_EXTERNAL_IN"
@@ -100,6 +107,12 @@ def _check_path(f: h5py.File, name: str, refuse: Callable[[str, str, str], None]
             refuse(name, f"a dataset with {what}", target)
 
 
+def allowed_folder(allow_in: str | None = None) -> str:
+    """The folder external data may resolve into: ``allow_in``, or this process's :data:`ALLOW_ENV`
+    when it is None; ``""`` for none."""
+    return (os.environ.get(ALLOW_ENV, "") if allow_in is None else allow_in) or ""
+
+
 def check_storage(
     f: h5py.File, path: str, allow_in: str | None = None, names: tuple[str, ...] = READ_PATHS
 ) -> None:
@@ -122,7 +135,7 @@ def check_storage(
     ExperimentFormatError
         Naming the object, the kind of reference and the target.
     """
-    allow_in = (os.environ.get(ALLOW_ENV) if allow_in is None else allow_in) or None
+    allow_in = allowed_folder(allow_in) or None
     problems: list[str] = []
 
     def refuse(name: str, kind: str, target: str) -> None:

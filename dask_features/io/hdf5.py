@@ -38,7 +38,7 @@ from dask_features.errors import (
     TruncatedFileError,
 )
 from dask_features.io import _layout as layout
-from dask_features.io._safety import ALLOW_ENV, check_storage, read_attributes
+from dask_features.io._safety import allowed_folder, check_storage, read_attributes
 from dask_features.io.chunks import ChunkMeta, TransferChunk, TransientChunk
 from dask_features.io.workflow import (
     WorkflowError,
@@ -185,7 +185,7 @@ class Experiment:
             f = h5py.File(self.path, "r", locking=False)
         except OSError as exc:
             raise layout.classify_open_error(self.path, exc) from None
-        allowed = (os.environ.get(ALLOW_ENV, "") if self.external_in is None else self.external_in) or ""
+        allowed = allowed_folder(self.external_in)
         key = (self.path, st.st_mtime_ns, st.st_size, st.st_ino, allowed)
         if key not in _CHECKED:
             # A handle pickled to another process (a worker reading a chunk), or a file replaced since
@@ -364,7 +364,7 @@ def inspect_experiment(
         f = h5py.File(path, "r", locking=False)
     except OSError as exc:
         raise layout.classify_open_error(path, exc) from None
-    allowed = (os.environ.get(ALLOW_ENV, "") if allow_external_in is None else allow_external_in) or ""
+    allowed = allowed_folder(allow_external_in)
     with f:
         # nothing outside this file may be read: refuse external data
         check_storage(f, path, allowed)
