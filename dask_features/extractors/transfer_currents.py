@@ -72,8 +72,11 @@ def _fitted_current(
 
 def _check_vg(params: Mapping[str, Any]) -> None:
     check_fit(params)
-    if params.get("vg") is not None and params["direction"] == "raw":
-        raise ValueError("vg needs direction 'forward' or 'reverse' (a double sweep passes each Vg twice)")
+    given = [k for k in ("vg", "vg_on", "vg_off") if params.get(k) is not None]
+    if given and params["direction"] == "raw":
+        raise ValueError(
+            f"{' / '.join(given)} needs direction 'forward' or 'reverse' (a double sweep passes each Vg twice)"
+        )
 
 
 def _current(
@@ -131,7 +134,7 @@ def Ioff(
     return _current(chunk, "Ioff", direction, window, order, vg, "min")
 
 
-@register("transfer.on_off_ratio", source="transfer", check=check_fit, unit="1", cost=COST)
+@register("transfer.on_off_ratio", source="transfer", check=_check_vg, unit="1", cost=COST)
 def on_off_ratio(
     chunk: TransferChunk,
     *,
@@ -159,8 +162,6 @@ def on_off_ratio(
     ndarray of float64, shape (n,)
         NaN where either current is flagged (an off current in the noise floor gives no ratio).
     """
-    if direction == "raw" and (vg_on is not None or vg_off is not None):
-        raise ValueError("vg_on / vg_off need direction 'forward' or 'reverse'")
     on = _current(chunk, "on_off_ratio (Ion)", direction, window, order, vg_on, "max")
     off = _current(chunk, "on_off_ratio (Ioff)", direction, window, order, vg_off, "min")
     return on / off

@@ -314,3 +314,25 @@ def test_gm_norm_reads_the_geometry_from_the_file(tmp_path) -> None:  # type: ig
     # A parameter overrides the file's value.
     np.testing.assert_allclose(tr.gm_norm(chunk, width=2e-4), tr.gm(chunk) * 1e-5 / (2e-4 * 1e-7), rtol=1e-12)
     assert chunk.issues == []
+
+
+@pytest.mark.parametrize(
+    ("extractor", "params"),
+    [
+        ("transfer.Ion", {"vg": 0.5}),
+        ("transfer.Ioff", {"vg": -0.2}),
+        ("transfer.on_off_ratio", {"vg_on": 0.5}),
+        ("transfer.on_off_ratio", {"vg_off": -0.2}),
+    ],
+)
+def test_a_gate_voltage_on_the_whole_double_sweep_is_refused_before_any_work(
+    extractor: str, params: dict[str, float]
+) -> None:
+    from dask_features import load_config
+    from dask_features.errors import ConfigError
+
+    feature = {"name": "x", "extractor": extractor, "input": "transfer", "params": params}
+    config = {"version": "v2", "name": "c", "data_type": "transfer", "features": [feature]}
+    with pytest.raises(ConfigError, match="needs direction 'forward' or 'reverse'"):
+        load_config(config)
+    load_config({**config, "features": [{**feature, "params": {**params, "direction": "forward"}}]})
