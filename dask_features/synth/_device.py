@@ -10,7 +10,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DeviceParams", "StepParams", "drain_current", "draw_device", "step_params", "transfer_truth"]
+__all__ = [
+    "DeviceParams",
+    "StepParams",
+    "drain_current",
+    "draw_device",
+    "overdrive",
+    "step_params",
+    "transfer_truth",
+]
 
 # The truth of a step is searched on this many gate voltages across the sweep range (about 1 mV
 # for the default ±0.6 V sweep), then refined by a parabola through the best three.
@@ -148,6 +156,13 @@ def step_params(dev: DeviceParams, n_steps: int, rng: np.random.Generator) -> St
     return StepParams(vth=vth, k=k, tau_on=tau_on, tau_off=tau_off)
 
 
+def overdrive(vg: np.ndarray, vth: np.ndarray, dev: DeviceParams) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, u)``: the scaled gate drive ``x = polarity (vg - vth) / width`` [-] and the effective
+    overdrive ``u = width * softplus(x)`` [V] of :func:`drain_current`."""
+    x = dev.polarity * (vg - vth) / dev.width
+    return x, dev.width * np.logaddexp(0.0, x)
+
+
 def drain_current(vg: np.ndarray, vth: np.ndarray, k: np.ndarray, dev: DeviceParams) -> np.ndarray:
     """Noise-free drain current of the device [A].
 
@@ -169,8 +184,7 @@ def drain_current(vg: np.ndarray, vth: np.ndarray, k: np.ndarray, dev: DevicePar
     ndarray
         Signed drain current [A] (negative for P-type, whose drain bias is negative).
     """
-    x = dev.polarity * (vg - vth) / dev.width
-    u = dev.width * np.logaddexp(0.0, x)
+    _, u = overdrive(vg, vth, dev)
     return dev.polarity * (k * u * u / (1.0 + (dev.theta * u) ** 2) + dev.i_floor)
 
 

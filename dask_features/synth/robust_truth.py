@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dask_features.synth._device import DeviceParams, _parabolic_peak, drain_current
+from dask_features.synth._device import DeviceParams, _parabolic_peak, drain_current, overdrive
 
 __all__ = ["elr_truth", "transfer_slopes"]
 
@@ -33,8 +33,7 @@ def transfer_slopes(
     dev : DeviceParams
         Shape parameters.
     """
-    x = dev.polarity * (vg - vth) / dev.width
-    u = dev.width * np.logaddexp(0.0, x)
+    x, u = overdrive(vg, vth, dev)
     sigmoid = 0.5 * (1.0 + np.tanh(0.5 * x))
     denom = 1.0 + (dev.theta * u) ** 2
     gm = 2.0 * k * u * sigmoid / denom**2  # d/du (k u² / (1 + θ²u²)) * du/dVg, always >= 0
@@ -68,7 +67,7 @@ def elr_truth(
         block = slice(a, a + _BLOCK)
         _, gm, dlog = transfer_slopes(grid, vth[block, None], k[block, None], dev)
         x_peak, gm_max = _parabolic_peak(gm, grid)
-        current, _, _ = transfer_slopes(x_peak, vth[block], k[block], dev)
+        current = drain_current(x_peak, vth[block], k[block], dev)
         out["vg_gm_max"][block] = x_peak
         out["gm_max"][block] = gm_max
         out["vth_elr"][block] = x_peak - dev.polarity * np.abs(current) / gm_max
