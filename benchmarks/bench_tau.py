@@ -41,7 +41,7 @@ from dask_features.extractors.registry import get_extractor
 from dask_features.extractors.tau import step_edges, tau_on_off
 from dask_features.extractors.tau._edges import StepEdges, segment_step
 from dask_features.io.chunks import TransientChunk
-from dask_features.synth.signals import noisy_square_wave, square_wave_response, true_windows
+from dask_features.synth.signals import grid_step, square_wave_response
 
 REAL_TRACE = (
     Path(__file__).resolve().parents[1] / "tests" / "extractors" / "data" / "autotau_example_transient.csv"
@@ -162,36 +162,6 @@ GRID_SNR = (20.0, 30.0, 40.0, 60.0)
 GRID_DT = 1e-4  # s; the period is spp * dt
 
 
-def grid_trace(
-    spp: int, frac: float, snr: float, noise: str, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, float, float, list[tuple[str, int, int]]]:
-    """One step of a grid cell: time [s], noisy |I| [A], period [s], tau [s] and its true windows.
-
-    tau_on = tau_off = ``frac`` x half-period; duty 0.5; random phase; SNR = 20 log10(swing / noise sd
-    at the high level). True windows are (direction, first, stop) sample ranges from the first sample at
-    or after each edge to the last sample before the next one, for complete half-cycles only.
-    """
-    period = spp * GRID_DT
-    tau = frac * period / 2
-    n_cycles = int(np.clip(200_000 // spp, 6, 60))
-    t = np.arange(n_cycles * spp) * GRID_DT
-    phase = rng.uniform(0, period)
-    y, _ = noisy_square_wave(
-        t,
-        period=period,
-        tau_on=tau,
-        tau_off=tau,
-        i_low=0.1e-3,
-        i_high=1e-3,
-        snr_db=snr,
-        noise=noise,
-        phase=phase,
-        rng=rng,
-    )
-    wins = true_windows(t.size, GRID_DT, period=period, phase=phase)
-    return t, y, period, tau, wins
-
-
 def _cell_stats(err: np.ndarray, n_windows: int) -> tuple[float, float, float, int]:
     """Median and p90 |relative error| [%], fitted fraction [%] and the count off by more than 20 %."""
     err = err[np.isfinite(err)]
@@ -218,7 +188,7 @@ def grid_cell(
     """Per-half-cycle accuracy of ours and of curve_fit on the true windows for one grid cell."""
     ours_err, cf_err, n_win = [], [], 0
     for _ in range(steps):
-        t, y, period, tau, wins = grid_trace(spp, frac, snr, noise, rng)
+        t, y, period, tau, wins = grid_step(spp, frac, snr, noise, rng, GRID_DT)
         f = tau_on_off(chunk_of(t, y, period, 1 / GRID_DT), max_rel_se=max_rel_se).fields
         ours = np.r_[f["tau_on"][f["status_on"] == 0], f["tau_off"][f["status_off"] == 0]]
         ours_err.append(np.abs(ours / tau - 1))

@@ -12,7 +12,7 @@ from numpy.typing import ArrayLike
 
 from dask_features.errors import InvalidArgumentError
 
-__all__ = ["noisy_square_wave", "square_wave_response", "true_windows"]
+__all__ = ["grid_step", "noisy_square_wave", "square_wave_response", "true_windows"]
 
 
 def square_wave_response(
@@ -145,3 +145,43 @@ def noisy_square_wave(
     sd = (i_high - i_low) * 10 ** (-snr_db / 20)
     sd_t = sd * np.abs(clean) / abs(i_high) if noise == "proportional" else sd
     return clean + sd_t * rng.standard_normal(clean.shape), clean
+
+
+def grid_step(
+    samples_per_period: int,
+    frac: float,
+    snr_db: float,
+    noise: str,
+    rng: np.random.Generator,
+    dt: float = 1e-4,
+) -> tuple[np.ndarray, np.ndarray, float, float, list[tuple[str, int, int]]]:
+    """One step of the tau accuracy grid: time [s], noisy |I| [A], period [s], tau [s], true windows.
+
+    tau_on = tau_off = ``frac`` x half-period; duty 0.5; a random phase; levels 0.1 and 1 mA; between
+    6 and 60 periods (about 200,000 samples). The windows are those of :func:`true_windows`.
+
+    Parameters
+    ----------
+    samples_per_period : int
+        Samples per period (the period is ``samples_per_period * dt``).
+    frac : float
+        tau as a fraction of the half-period.
+    snr_db : float
+        Step SNR [dB] (see :func:`noisy_square_wave`).
+    noise : {"constant", "proportional"}
+        Noise model.
+    rng : numpy.random.Generator
+        Source of the phase, then of the noise.
+    dt : float, default 1e-4
+        Sampling interval [s].
+    """
+    period = samples_per_period * dt
+    tau = frac * period / 2
+    n_cycles = int(np.clip(200_000 // samples_per_period, 6, 60))
+    t = np.arange(n_cycles * samples_per_period) * dt
+    phase = rng.uniform(0, period)
+    y, _ = noisy_square_wave(
+        t, period=period, tau_on=tau, tau_off=tau, i_low=0.1e-3, i_high=1e-3, snr_db=snr_db, noise=noise,
+        phase=phase, rng=rng,
+    )  # fmt: skip
+    return t, y, period, tau, true_windows(t.size, dt, period=period, phase=phase)

@@ -13,7 +13,7 @@ import pytest
 from scipy.optimize import OptimizeWarning, curve_fit
 
 from dask_features.extractors.tau import TauStatus, tau_on_off
-from dask_features.synth.signals import noisy_square_wave, true_windows
+from dask_features.synth.signals import grid_step, noisy_square_wave
 from tests.extractors.tau._support import one_step_chunk
 
 DT = 1e-4  # s
@@ -23,17 +23,8 @@ def _trace(
     spp: int, frac: float, snr: float, noise: str, seed: int, *, duty: float = 0.5
 ) -> tuple[Any, np.ndarray, float, list[tuple[int, int]]]:
     """A step with tau_on = tau_off = frac x half-period, its true tau and true windows [first, stop)."""
-    rng = np.random.default_rng(seed)
-    period = spp * DT
-    tau = frac * period / 2
-    n_cycles = int(np.clip(200_000 // spp, 6, 60))
-    t = np.arange(n_cycles * spp) * DT
-    phase = rng.uniform(0, period)
-    y, _ = noisy_square_wave(
-        t, period=period, tau_on=tau, tau_off=tau, i_low=1e-4, i_high=1e-3, snr_db=snr, noise=noise,
-        phase=phase, rng=rng,
-    )  # fmt: skip
-    wins = [(a, b) for _, a, b in true_windows(t.size, DT, period=period, phase=phase)]
+    t, y, period, tau, windows = grid_step(spp, frac, snr, noise, np.random.default_rng(seed), DT)
+    wins = [(a, b) for _, a, b in windows]
     chunk = one_step_chunk(t, y, period=period, dt=DT, duty=duty)
     return chunk, y, tau, wins
 
