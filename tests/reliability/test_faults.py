@@ -25,6 +25,7 @@ import pytest
 
 import dask_features as dfe
 from dask_features import synth
+from dask_features.engine import files
 from dask_features.engine.output import read_metadata
 from dask_features.extractors import REGISTRY as GLOBAL_REGISTRY
 from dask_features.extractors import Registry, register
@@ -96,7 +97,11 @@ def own_cluster() -> Iterator[Any]:
 
 
 def assert_outputs_complete(
-    out: Path, result: dfe.ExtractionResult | None, reference: dict[str, pd.DataFrame]
+    out: Path,
+    result: dfe.ExtractionResult | None,
+    reference: dict[str, pd.DataFrame],
+    *,
+    killed: bool = False,
 ) -> None:
     """Every experiment written or reported; every visible file complete and equal to the reference.
 
@@ -108,9 +113,17 @@ def assert_outputs_complete(
         The run's result; None when the run was killed (then only the files are checked).
     reference : dict
         Steps tables of an undisturbed run, by source file name.
+    killed : bool, default False
+        The writers were just killed: a file being written then stays as a hidden temporary of a
+        dead writer (what the next run sweeps away), never as a visible file.
     """
     steps = sorted((out / CONFIG.name / "steps").glob("*.parquet"))
-    assert not list(out.rglob("*.tmp"))
+    for tmp in out.rglob("*.tmp"):
+        assert killed, f"temporary left by a run that was not killed: {tmp}"
+        final = tmp.name[1:].split(".parquet.", 1)[0] + ".parquet"
+        token = files._parse_tmp(tmp, final)
+        assert token is not None, f"not a writer's temporary: {tmp}"
+        assert not files.owner_alive(token), f"temporary of a live writer: {tmp}"
     for path in steps:  # readable, complete, and the right values
         table = pq.read_table(path)
         assert table.num_rows == N_STEPS
@@ -203,9 +216,10 @@ def test_whole_run_killed_then_resumed(
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert _group_gone(proc.pid), "processes of the killed run survived"
     written = sorted(steps.glob("*.parquet"))
     assert 2 <= len(written) < N_EXPERIMENTS, "the run must be killed half way for this test to mean anything"
-    assert_outputs_complete(out, None, reference)
+    assert_outputs_complete(out, None, reference, killed=True)
 
     rerun = _run(script, data, out, "sync")
     stdout, _ = rerun.communicate(timeout=300)
@@ -215,7 +229,6 @@ def test_whole_run_killed_then_resumed(
     )  # only the missing ones
     assert_outputs_complete(out, None, reference)
     assert len(list(steps.glob("*.parquet"))) == N_EXPERIMENTS
-    assert _group_gone(proc.pid), "processes of the killed run survived"
 
 
 def _group_gone(pgid: int, timeout: float = 10.0) -> bool:
