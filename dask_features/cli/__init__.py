@@ -97,7 +97,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dask-features`` console script; returns the exit code."""
-    args = _parser().parse_args(argv)  # --help and --version end here, before h5py is imported
+    args = _parser().parse_args(argv)  # --help and --version end here, before the engine loads
     from dask_features.io._safety import ALLOW_ENV
 
     restore_logging = _runtime.setup_logging(args)
