@@ -21,7 +21,7 @@ PACKAGE = Path(dfe.__file__).parent
 # engine into a per-step error record; a derived expression's runtime errors become error records too.
 # The package's lazy-import ``__getattr__`` must raise AttributeError (PEP 562; hasattr relies on it).
 # The command line turns its own input errors into an ``error:`` line and an exit code (SystemExit).
-PROTOCOL = {"extractors", "config/expressions.py", "cli", "__main__.py", "__init__.py"}
+PROTOCOL = {"extractors", "config/expressions.py", "config/_grammar.py", "cli", "__main__.py", "__init__.py"}
 
 
 def _raised_builtins() -> list[str]:

@@ -23,130 +23,35 @@ from __future__ import annotations
 
 import ast
 import math
-import operator
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from dask_features.config._grammar import (
+    ARRAY_ATTRIBUTES,
+    ARRAY_METHODS,
+    BINOPS,
+    BOUNDED_ARGS,
+    BUDGET_KEY,
+    BUILTINS,
+    CMPOPS,
+    ELEMENTS_PER_INPUT,
+    MAX_CONSTANT_EXPONENT,
+    MAX_DEPTH,
+    MAX_LENGTH,
+    MAX_OUTPUT_WIDTH,
+    MAX_STRING,
+    MIN_ELEMENT_BUDGET,
+    NUMPY_CONSTANTS,
+    NUMPY_FUNCTIONS,
+    UNARYOPS,
+    depth,
+    is_text,
+    read_only,
+)
 from dask_features.errors import UnsafeExpressionError
 
 __all__ = ["NUMPY_FUNCTIONS", "SafeExpression", "compile_expression"]
-
-#: NumPy functions an expression may call (no constructors that take a size: no np.ones(10**12)).
-NUMPY_FUNCTIONS: frozenset[str] = frozenset(
-    {
-        "abs", "absolute", "all", "any", "arccos", "arcsin", "arctan", "arctan2", "argmax", "argmin",
-        "around", "asarray", "ceil", "clip", "column_stack", "concatenate", "cos", "cosh", "cumprod",
-        "cumsum", "deg2rad", "diff", "divide", "exp", "expm1", "fabs", "floor", "fmax", "fmin",
-        "gradient", "hypot", "interp", "isfinite", "isinf", "isnan", "log", "log10", "log1p", "log2",
-        "max", "maximum", "mean", "median", "min", "minimum", "multiply", "nan_to_num", "nanargmax",
-        "nanargmin", "nancumsum", "nanmax", "nanmean", "nanmedian", "nanmin", "nanpercentile",
-        "nanquantile", "nanstd", "nansum", "nanvar", "percentile", "power", "prod", "ptp",
-        "quantile", "rad2deg", "reciprocal", "rint", "round", "sign", "sin", "sinh", "sort", "sqrt",
-        "square", "stack", "std", "subtract", "sum", "tan", "tanh", "trunc", "var", "vstack",
-        "hstack", "where",
-    }
-)  # fmt: skip
-_NUMPY_CONSTANTS = {"pi": np.pi, "e": np.e, "nan": np.nan, "inf": np.inf}
-
-#: Methods that may be called on array values.
-ARRAY_METHODS: frozenset[str] = frozenset(
-    {
-        "all", "any", "argmax", "argmin", "clip", "copy", "cumprod", "cumsum", "flatten", "max",
-        "mean", "min", "prod", "ptp", "ravel", "round", "squeeze", "std", "sum", "var", "transpose",
-    }
-)  # fmt: skip
-#: Non-callable array attributes.
-ARRAY_ATTRIBUTES: frozenset[str] = frozenset({"T", "shape", "ndim", "size"})
-
-_BUILTINS: dict[str, Callable[..., Any]] = {
-    "abs": np.abs,
-    "min": min,
-    "max": max,
-    "len": len,
-    "float": float,
-    "int": int,
-    "round": np.round,
-}
-
-_SEQUENCES = (str, bytes, tuple, list)
-
-
-def _is_text(value: Any) -> bool:
-    """A string, or an array of strings/objects (NumPy 2 repeats strings with ``*`` and np.multiply)."""
-    return isinstance(value, str | bytes) or (isinstance(value, np.ndarray) and value.dtype.kind in "USOT")
-
-
-def _numeric_only(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    """``op`` refusing str/bytes/tuple operands at run time.
-
-    The static check only sees literals; a string param (``lambda x, s='a': s * int(1e9)``) or a
-    shape tuple (``x.shape * int(1e9)``) would otherwise allocate without bound.
-    """
-
-    def checked(a: Any, b: Any) -> Any:
-        if _is_text(a) or _is_text(b) or isinstance(a, _SEQUENCES) or isinstance(b, _SEQUENCES):
-            raise TypeError(
-                f"arithmetic on {type(a).__name__} and {type(b).__name__} is not allowed (numbers and arrays only)"
-            )
-        return op(a, b)
-
-    return checked
-
-
-_BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
-    ast.Add: _numeric_only(operator.add),
-    ast.Sub: _numeric_only(operator.sub),
-    ast.Mult: _numeric_only(operator.mul),
-    ast.Div: _numeric_only(operator.truediv),
-    ast.FloorDiv: _numeric_only(operator.floordiv),
-    ast.Mod: _numeric_only(operator.mod),
-    ast.Pow: _numeric_only(lambda a, b: np.power(_floatify(a), _floatify(b))),
-    ast.BitAnd: _numeric_only(operator.and_),
-    ast.BitOr: _numeric_only(operator.or_),
-    ast.BitXor: _numeric_only(operator.xor),
-}
-_UNARYOPS: dict[type[ast.unaryop], Callable[[Any], Any]] = {
-    ast.UAdd: operator.pos,
-    ast.USub: operator.neg,
-    ast.Not: operator.not_,
-    ast.Invert: operator.invert,
-}
-_CMPOPS: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
-    ast.Eq: operator.eq,
-    ast.NotEq: operator.ne,
-    ast.Lt: operator.lt,
-    ast.LtE: operator.le,
-    ast.Gt: operator.gt,
-    ast.GtE: operator.ge,
-}
-_MAX_STRING = 64
-_MAX_CONSTANT_EXPONENT = 1e4
-_MAX_LENGTH = 2000  # characters; a config expression is one line of arithmetic
-# Nesting depth of the syntax tree: the checker and the interpreter recurse once per level, so a
-# 2000-character "------x" would otherwise end in RecursionError instead of a clear rejection.
-_MAX_DEPTH = 100
-#: Arguments that set an iteration count inside NumPy (function -> (keyword, position, maximum)):
-#: ``np.diff(x, n=int(1e9))`` loops a billion times even on an empty array.
-_BOUNDED_ARGS: dict[str, tuple[str, int, int]] = {"diff": ("n", 1, 100)}
-#: Elements one operation may allocate: this many, or :data:`ELEMENTS_PER_INPUT` times the
-#: elements of all inputs together if that is more. Checked *before* the operation runs, so
-#: ``x[:, None] * x[None, :]`` on a long column is refused instead of allocating gigabytes.
-MIN_ELEMENT_BUDGET = 10_000_000
-ELEMENTS_PER_INPUT = 16
-#: Values per step a derived feature may return (each becomes a Parquet column).
-MAX_OUTPUT_WIDTH = 1024
-_BUDGET_KEY = "_budget"  # env slot; parameter names may not start with "_", so it cannot clash
-
-
-def _floatify(value: Any) -> Any:
-    # Python ints have unbounded precision: 10**10**10 would run forever. Floats overflow to inf.
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return float(value)
-    return value
 
 
 class SafeExpression:
@@ -187,16 +92,16 @@ class SafeExpression:
     def _parse(self, text: str) -> tuple[ast.expr, tuple[str, ...], dict[str, Any]]:
         if not isinstance(text, str) or not text.strip():
             raise self._fail("func must be a non-empty string")
-        if len(text) > _MAX_LENGTH:
-            raise self._fail(f"expression longer than {_MAX_LENGTH} characters")
+        if len(text) > MAX_LENGTH:
+            raise self._fail(f"expression longer than {MAX_LENGTH} characters")
         try:
             tree = ast.parse(text.strip(), mode="eval")
         except SyntaxError as exc:
             raise self._fail(f"not a valid expression ({exc.msg})") from None
         except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes; parser limits
             raise self._fail(f"not a valid expression ({type(exc).__name__}: {exc})") from None
-        if _depth(tree) > _MAX_DEPTH:
-            raise self._fail(f"expression nested more than {_MAX_DEPTH} levels deep")
+        if depth(tree) > MAX_DEPTH:
+            raise self._fail(f"expression nested more than {MAX_DEPTH} levels deep")
         node = tree.body
         if isinstance(node, ast.Attribute | ast.Name):  # "np.log10": a function applied to the inputs
             self._check_numpy_ref(node)
@@ -244,27 +149,23 @@ class SafeExpression:
     def _check(self, node: ast.AST, names: set[str]) -> None:
         match node:
             case ast.Constant(value=v):
-                if isinstance(v, str) and len(v) > _MAX_STRING:
+                if isinstance(v, str) and len(v) > MAX_STRING:
                     raise self._fail("string constant too long", node)
                 if not isinstance(v, int | float | str | bool | type(None)):
                     raise self._fail(f"constant of type {type(v).__name__} not allowed", node)
             case ast.Name(id=n):
                 if n.startswith("_"):
                     raise self._fail(f"name {n!r} is not allowed", node)
-                if (
-                    n not in names
-                    and n not in _BUILTINS
-                    and n not in ("np", "numpy", "True", "False", "None")
-                ):
+                if n not in names and n not in BUILTINS and n not in ("np", "numpy", "True", "False", "None"):
                     raise self._fail(f"unknown name {n!r} (inputs and params are: {sorted(names)})", node)
             case ast.BinOp(left=left, op=op, right=right):
-                if type(op) not in _BINOPS:
+                if type(op) not in BINOPS:
                     raise self._fail(f"operator {type(op).__name__} not allowed", node)
                 if (
                     isinstance(op, ast.Pow)
                     and isinstance(right, ast.Constant)
                     and isinstance(right.value, int | float)
-                    and abs(right.value) > _MAX_CONSTANT_EXPONENT
+                    and abs(right.value) > MAX_CONSTANT_EXPONENT
                 ):
                     raise self._fail("exponent too large", node)
                 for side in (left, right):
@@ -276,7 +177,7 @@ class SafeExpression:
                 self._check(left, names)
                 self._check(right, names)
             case ast.UnaryOp(op=op, operand=operand):
-                if type(op) not in _UNARYOPS:
+                if type(op) not in UNARYOPS:
                     raise self._fail(f"operator {type(op).__name__} not allowed", node)
                 self._check(operand, names)
             case ast.BoolOp(values=values):
@@ -284,7 +185,7 @@ class SafeExpression:
                     self._check(v, names)
             case ast.Compare(left=left, ops=ops, comparators=comps):
                 for op in ops:
-                    if type(op) not in _CMPOPS:
+                    if type(op) not in CMPOPS:
                         raise self._fail(f"comparison {type(op).__name__} not allowed", node)
                 self._check(left, names)
                 for c in comps:
@@ -308,7 +209,7 @@ class SafeExpression:
                 if attr.startswith("_"):
                     raise self._fail(f"attribute {attr!r} is not allowed", node)
                 if isinstance(value, ast.Name) and value.id in ("np", "numpy"):
-                    if attr not in NUMPY_FUNCTIONS and attr not in _NUMPY_CONSTANTS:
+                    if attr not in NUMPY_FUNCTIONS and attr not in NUMPY_CONSTANTS:
                         raise self._fail(f"numpy.{attr} is not in the allowed list", node)
                 elif attr not in ARRAY_ATTRIBUTES and attr not in ARRAY_METHODS:
                     raise self._fail(f"attribute {attr!r} is not in the allowed list", node)
@@ -319,7 +220,7 @@ class SafeExpression:
                     if func.attr in ARRAY_ATTRIBUTES:
                         raise self._fail(f"{func.attr!r} is not callable", node)
                     self._check(func, names)
-                elif isinstance(func, ast.Name) and func.id in _BUILTINS:
+                elif isinstance(func, ast.Name) and func.id in BUILTINS:
                     pass
                 else:
                     raise self._fail(
@@ -350,13 +251,13 @@ class SafeExpression:
         env = dict(self.defaults)
         # Inputs are other features' columns: hand out read-only views so that no expression
         # (np.sqrt(g, g), x.clip(0, 1, out=x), ...) can overwrite values that are also written out.
-        env.update(zip(self.arg_names, (_read_only(a) for a in args), strict=False))
+        env.update(zip(self.arg_names, (read_only(a) for a in args), strict=False))
         env.update(kwargs)
         missing = [n for n in self.arg_names if n not in env]
         if missing:
             raise TypeError(f"{self._where}no value for parameter(s) {missing}")
         inputs = sum(int(np.size(a)) for a in args if isinstance(a, np.ndarray))
-        env[_BUDGET_KEY] = max(MIN_ELEMENT_BUDGET, ELEMENTS_PER_INPUT * inputs)
+        env[BUDGET_KEY] = max(MIN_ELEMENT_BUDGET, ELEMENTS_PER_INPUT * inputs)
         with np.errstate(all="ignore"):
             result = self._eval(self._body, env)
         width = math.prod(np.shape(result)[1:])
@@ -378,7 +279,7 @@ class SafeExpression:
             for v in s
             if isinstance(v, np.ndarray)
         )
-        budget = env.get(_BUDGET_KEY, MIN_ELEMENT_BUDGET)
+        budget = env.get(BUDGET_KEY, MIN_ELEMENT_BUDGET)
         if max(elements, nested) > budget:
             raise self._fail(
                 f"would allocate {max(elements, nested):,} elements; the budget is {budget:,}", node
@@ -393,15 +294,15 @@ class SafeExpression:
                     return env[n]
                 if n in ("np", "numpy"):
                     return np
-                if n in _BUILTINS:
-                    return _BUILTINS[n]
+                if n in BUILTINS:
+                    return BUILTINS[n]
                 return {"True": True, "False": False, "None": None}[n]
             case ast.BinOp(left=left, op=op, right=right):
                 a, b = self._eval(left, env), self._eval(right, env)
                 self._guard(env, node, a, b)
-                return _BINOPS[type(op)](a, b)
+                return BINOPS[type(op)](a, b)
             case ast.UnaryOp(op=op, operand=operand):
-                return _UNARYOPS[type(op)](self._eval(operand, env))
+                return UNARYOPS[type(op)](self._eval(operand, env))
             case ast.BoolOp(op=op, values=values):
                 result = self._eval(values[0], env)
                 for v in values[1:]:
@@ -418,7 +319,7 @@ class SafeExpression:
                 for op, c in zip(ops, comps, strict=True):
                     rhs = self._eval(c, env)
                     self._guard(env, node, lhs, rhs)
-                    part = _CMPOPS[type(op)](lhs, rhs)
+                    part = CMPOPS[type(op)](lhs, rhs)
                     result = part if result is True else result & part
                     lhs = rhs
                 return result
@@ -432,26 +333,26 @@ class SafeExpression:
                 return tuple(self._eval(e, env) for e in elts)
             case ast.List(elts=elts):
                 items = [self._eval(e, env) for e in elts]
-                if any(_is_text(i) for i in items):
+                if any(is_text(i) for i in items):
                     raise TypeError("lists may hold numbers and arrays only")
                 return np.asarray(items)
             case ast.Attribute(value=value, attr=attr):
                 base = self._eval(value, env)
                 if base is np:
-                    return _NUMPY_CONSTANTS[attr] if attr in _NUMPY_CONSTANTS else getattr(np, attr)
+                    return NUMPY_CONSTANTS[attr] if attr in NUMPY_CONSTANTS else getattr(np, attr)
                 return getattr(np.asarray(base), attr)
             case ast.Call(func=func, args=args, keywords=keywords):
                 fn = self._eval(func, env)
                 pos = [self._eval(a, env) for a in args]
                 kws = {kw.arg: self._eval(kw.value, env) for kw in keywords if kw.arg is not None}
                 # Strings only as keyword options (method="linear"): never as data to compute on.
-                if any(_is_text(a) for a in pos) or any(
-                    _is_text(v) and not isinstance(v, str) for v in kws.values()
+                if any(is_text(a) for a in pos) or any(
+                    is_text(v) and not isinstance(v, str) for v in kws.values()
                 ):
                     raise TypeError("strings may only be passed as keyword options")
                 name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-                if name in _BOUNDED_ARGS:
-                    key, position, limit = _BOUNDED_ARGS[name]
+                if name in BOUNDED_ARGS:
+                    key, position, limit = BOUNDED_ARGS[name]
                     value = kws.get(key, pos[position] if len(pos) > position else None)
                     if isinstance(value, int | np.integer) and abs(int(value)) > limit:
                         raise ValueError(f"{name}: {key}={value} is larger than the allowed {limit}")
@@ -470,24 +371,6 @@ def _check_dtype(expr: SafeExpression, value: Any, node: ast.AST) -> None:
         raise expr._fail(f"dtype {value!r} is not a NumPy dtype", node) from None
     if dtype.shape or dtype.fields or dtype.kind not in "biufc":
         raise expr._fail(f"dtype {value!r} is not allowed (plain numeric dtypes only)", node)
-
-
-def _depth(tree: ast.AST) -> int:
-    """Depth of a syntax tree, computed without recursion."""
-    deepest, stack = 0, [(tree, 1)]
-    while stack:
-        node, level = stack.pop()
-        deepest = max(deepest, level)
-        stack.extend((child, level + 1) for child in ast.iter_child_nodes(node))
-    return deepest
-
-
-def _read_only(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        view = value.view()
-        view.flags.writeable = False
-        return view
-    return value
 
 
 def compile_expression(text: str, feature: str | None = None, n_inputs: int | None = None) -> SafeExpression:
