@@ -57,13 +57,14 @@ def local_maxima(x: np.ndarray, out: np.ndarray) -> int:
     return count
 
 
-@kernel("i8(f8[::1], i8[::1], i8[::1], i8, f8, f8[::1])")
+@kernel("i8(f8[::1], i8[::1], i8[::1], i8, f8, i8, f8[::1])")
 def select_peaks(
     x: np.ndarray,
     peaks: np.ndarray,
     order: np.ndarray,
     distance: int,
     min_prominence: float,
+    walk_budget: int,
     prominences: np.ndarray,
 ) -> int:
     """Keep the peaks that pass the distance and then the prominence rule (steps 2 and 3).
@@ -71,7 +72,8 @@ def select_peaks(
     ``peaks`` (increasing indices into ``x``) is compacted in place to the kept peaks and their
     prominences are written to the start of ``prominences`` (room for ``len(peaks)``); returns how
     many were kept. ``order`` is ``numpy.argsort(x[peaks])`` (only read when ``distance > 1`` and there
-    are two or more peaks).
+    are two or more peaks). ``walk_budget``: samples the walks of step 3 may visit in all before
+    :func:`_lowest_towards_higher` computes the minima instead (the same values; see there).
     """
     m = peaks.shape[0]
     if distance > 1 and m > 1:
@@ -95,32 +97,94 @@ def select_peaks(
                 peaks[kept] = peaks[j]
                 kept += 1
         m = kept
-    n = x.shape[0]
+    left = np.empty(m)
+    right = np.empty(m)
+    if not _walk(x, peaks, m, walk_budget, left, right):
+        _lowest_towards_higher(x, peaks, m, True, left)
+        _lowest_towards_higher(x, peaks, m, False, right)
     kept = 0
     for j in range(m):
-        p = peaks[j]
-        top = x[p]
-        left = top
-        i = p - 1
-        while i >= 0 and x[i] <= top:
-            if x[i] < left:
-                left = x[i]
-            i -= 1
-        right = top
-        i = p + 1
-        while i < n and x[i] <= top:
-            if x[i] < right:
-                right = x[i]
-            i += 1
-        prom = top - (left if left > right else right)
+        base = right[j] if right[j] > left[j] else left[j]  # the higher minimum (the first if equal)
+        prom = x[peaks[j]] - base
         if min_prominence <= prom:
-            peaks[kept] = p
+            peaks[kept] = peaks[j]
             prominences[kept] = prom
             kept += 1
     return kept
 
 
-def find_peaks(x: np.ndarray, distance: float = 1, prominence: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+@kernel()
+def _walk(x: np.ndarray, peaks: np.ndarray, m: int, budget: int, left: np.ndarray, right: np.ndarray) -> bool:
+    """Lowest sample from each of the first ``m`` peaks to the nearest higher one, on the left and right.
+
+    Walks from every peak until a strictly higher sample or the end (the first of equal minima met
+    is kept: it matters only for the sign of a zero). Stops and returns False once more than
+    ``budget`` samples were visited.
+    """
+    n = x.shape[0]
+    visited = 0
+    for j in range(m):
+        p = peaks[j]
+        top = x[p]
+        low = top
+        i = p - 1
+        while i >= 0 and x[i] <= top:
+            if x[i] < low:
+                low = x[i]
+            i -= 1
+        left[j] = low
+        visited += p - i
+        low = top
+        i = p + 1
+        while i < n and x[i] <= top:
+            if x[i] < low:
+                low = x[i]
+            i += 1
+        right[j] = low
+        visited += i - p
+        if visited > budget:
+            return False
+    return True
+
+
+@kernel()
+def _lowest_towards_higher(
+    x: np.ndarray, peaks: np.ndarray, m: int, leftwards: bool, out: np.ndarray
+) -> None:
+    """For each of the first ``m`` peaks, the lowest sample from it to the nearest higher one on one side.
+
+    The same values as :func:`_walk`'s, in one pass over ``x`` that keeps, as a stack, the samples
+    not yet followed by a higher or equal one, each with the lowest sample since the previous
+    higher one. Its cost is linear in ``len(x)`` whatever the signal, where the walks visit as many
+    samples as each peak's range, over and over on signals whose peaks grow along the walk (a
+    rising saw: quadratic); on typical transients the walks visit 10-15 samples per sample of
+    ``x`` and are still about twice as fast (fewer mispredicted branches).
+    """
+    n = x.shape[0]
+    height = np.empty(n)
+    lowest = np.empty(n)
+    top = -1
+    # The pass runs against the walk: left to right for the walks leftwards. j: the next peak it meets.
+    j = 0 if leftwards else m - 1
+    for r in range(n):
+        i = r if leftwards else n - 1 - r
+        v = x[i]
+        low = v
+        while top >= 0 and height[top] <= v:
+            if lowest[top] < low:
+                low = lowest[top]
+            top -= 1
+        top += 1
+        height[top] = v
+        lowest[top] = low
+        if 0 <= j < m and peaks[j] == i:
+            out[j] = low
+            j += 1 if leftwards else -1
+
+
+def find_peaks(
+    x: np.ndarray, distance: float = 1, prominence: float = 0.0, *, walk_budget: float = 40.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices and prominences of the peaks of ``x`` (see the module docstring for the definition).
 
     Equal to ``idx, props = scipy.signal.find_peaks(x, distance=distance, prominence=prominence)``:
@@ -135,6 +199,10 @@ def find_peaks(x: np.ndarray, distance: float = 1, prominence: float = 0.0) -> t
         Minimum distance between peaks [samples], ``>= 1`` and finite; rounded up.
     prominence : float, default 0.0
         Minimum prominence [units of ``x``]; 0 keeps every peak that survives ``distance``.
+    walk_budget : float, default 40.0
+        Samples per sample of ``x`` the walks of step 3 may visit before a linear-time pass computes
+        the prominences instead (identical values, a cost that cannot grow quadratically); 0 always
+        uses the pass.
 
     Returns
     -------
@@ -161,5 +229,6 @@ def find_peaks(x: np.ndarray, distance: float = 1, prominence: float = 0.0) -> t
     # numpy's default argsort (not stable) is what SciPy uses: it decides which of two equal peaks stays.
     order = np.argsort(x[peaks]) if spacing > 1 and len(peaks) > 1 else _NO_ORDER
     prominences = np.empty(len(peaks))
-    kept = select_peaks(x, peaks, order, spacing, float(prominence), prominences)
+    budget = int(min(walk_budget * n, 2**62))
+    kept = select_peaks(x, peaks, order, spacing, float(prominence), budget, prominences)
     return peaks[:kept], prominences[:kept]

@@ -27,12 +27,14 @@ def scipy_peaks(x: np.ndarray, distance: float, prominence: float) -> tuple[np.n
 
 
 def assert_same_peaks(x: np.ndarray, distance: float, prominence: float) -> None:
-    idx, prom = _peaks.find_peaks(x, distance, prominence)
+    """Same peaks and prominences as SciPy, with the prominences from the walks and from the linear pass."""
     ref_idx, ref_prom = scipy_peaks(x, distance, prominence)
-    assert idx.dtype == ref_idx.dtype
-    assert prom.dtype == ref_prom.dtype
-    np.testing.assert_array_equal(idx, ref_idx)
-    assert prom.tobytes() == ref_prom.tobytes()  # bit for bit
+    for budget in (40.0, 0.0):
+        idx, prom = _peaks.find_peaks(x, distance, prominence, walk_budget=budget)
+        assert idx.dtype == ref_idx.dtype
+        assert prom.dtype == ref_prom.dtype
+        np.testing.assert_array_equal(idx, ref_idx)
+        assert prom.tobytes() == ref_prom.tobytes()  # bit for bit
 
 
 distances = st.one_of(st.integers(1, 60), st.floats(1.0, 60.0))
@@ -97,6 +99,14 @@ def test_equal_peaks_within_the_distance_keep_scipys_choice() -> None:
     x = np.random.default_rng(0).integers(0, 3, 20_000).astype(np.float64)
     for distance in (2, 3, 4, 7):
         assert_same_peaks(x, distance, 0.0)
+
+
+def test_growing_peaks_match_scipy() -> None:
+    # Every peak's walk to the left crosses all earlier ones (quadratic): the linear pass takes over.
+    x = np.tile([0.0, 1.0], 2000) * np.repeat(np.arange(1.0, 2001.0), 2)
+    for distance in (1, 5):
+        assert_same_peaks(x, distance, 0.0)
+        assert_same_peaks(x[::-1].copy(), distance, 0.0)
 
 
 def _transient(seed: int, n: int, quantum: float) -> np.ndarray:
