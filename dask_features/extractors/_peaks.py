@@ -15,7 +15,9 @@ high peaks closer than ``distance`` survives. In SciPy's order:
 3. **Prominence** of each remaining peak: from the peak, walk left while the samples are not higher
    than the peak (stop at a strictly higher sample or the start) and take the lowest sample seen;
    likewise to the right. The prominence is the peak's height minus the higher of these two minima
-   (SciPy's ``wlen=None``). Peaks with a prominence below ``prominence`` are dropped.
+   (SciPy's ``wlen=None``). Peaks with a prominence below ``prominence`` are dropped. The minima
+   come from these walks unless they would visit more than ``walk_budget`` samples per sample of
+   ``x`` (quadratic on signals whose peaks keep growing); then from one linear pass, same values.
 """
 
 from __future__ import annotations

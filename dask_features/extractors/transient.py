@@ -137,7 +137,7 @@ def _peaks(current: np.ndarray, k: int | None, min_distance: int, prominence: fl
     output=_cycles_output,
     check=_check_cycles,
     unit="A",
-    cost=65.0,  # measured: a find_peaks call per step
+    cost=55.0,  # measured: a compiled peak search per step, ~0.8x the time of SciPy's (bench_peaks.py)
 )
 def cycles(
     chunk: TransientChunk,
