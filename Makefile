@@ -18,6 +18,7 @@ $(VENV)/.installed: pyproject.toml
 # since a module built from other sources is never loaded (the JIT would then run, correct but slow).
 KERNELS := dask_features/_compiled.py dask_features/_kernel_types.py \
 	dask_features/extractors/_robust_kernels.py dask_features/extractors/_peak_kernel.py \
+	dask_features/extractors/_peaks.py \
 	dask_features/extractors/tau/_kernels.py dask_features/extractors/tau/_locate.py \
 	dask_features/extractors/tau/_anchored.py
 $(VENV)/.warm: $(VENV)/.installed $(KERNELS)

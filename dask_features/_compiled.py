@@ -68,6 +68,7 @@ __all__ = [
 KERNEL_MODULES = (
     "dask_features.extractors._robust_kernels",
     "dask_features.extractors._peak_kernel",
+    "dask_features.extractors._peaks",
     "dask_features.extractors.tau._kernels",
     "dask_features.extractors.tau._locate",
     "dask_features.extractors.tau._anchored",
