@@ -38,3 +38,15 @@ def test_make_rebuilds_the_kernels_when_any_kernel_module_changes() -> None:
     listed = set(line.removeprefix("KERNELS :=").split())
     modules = {m.replace(".", "/") + ".py" for m in _compiled.KERNEL_MODULES}
     assert listed == modules | {"dask_features/_compiled.py", "dask_features/_kernel_types.py"}
+
+
+@pytest.mark.parametrize("dist", ["numba", "llvmlite", "numpy", "no-such-distribution"])
+def test_key_versions_are_the_installed_ones(dist: str) -> None:
+    """The key reads versions from folder names; they must be what the installer recorded."""
+    import importlib.metadata
+
+    try:
+        expected = importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        expected = "-"
+    assert _compiled._version(dist) == expected
