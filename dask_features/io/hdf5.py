@@ -388,7 +388,7 @@ def inspect_experiment(
         workflow_tree = None
         if "raw/workflow" in f:
             try:
-                workflow_tree = parse_workflow(layout.decode(f["raw/workflow"][()]))
+                workflow_tree = parse_workflow(layout.stored_value(f, "raw/workflow"))
             except WorkflowError as exc:
                 problems.append(str(exc))
                 logger.warning("%s: %s; workflow ignored", path, exc)
