@@ -322,3 +322,35 @@ def test_stored_value_as_h5py_reads_it(tmp_path: Path, stored: object) -> None:
         f["raw/workflow"] = stored
     with h5py.File(tmp_path / "w.h5", "r") as f:
         assert stored_value(f, "raw/workflow") == decode(f["raw/workflow"][()])
+
+
+# --- the transient index is checked before any transient value, not for transfer-only readers ----
+
+
+def test_transfer_reader_opens_a_file_whose_transient_index_is_broken(good_file: Path) -> None:
+    _edit(good_file, "index_beyond_data")
+    with pytest.raises(IndexTableError, match="transient step 3 has sample range"):
+        open_experiment(good_file)
+    with pytest.raises(IndexTableError, match="transient step 3 has sample range"):
+        open_experiment(good_file, sources=("transfer", "transient"))
+    exp = open_experiment(good_file, sources=("transfer",))
+    assert not exp.transient_index_checked
+    assert exp.n_transient_steps == 4
+    assert exp.has_transient_index
+    assert exp.read_transfer(0, 4).vg.shape[0] == 4
+    # the handle (also in another process: pickled) checks the index before reading transient data
+    for handle in (exp, pickle.loads(pickle.dumps(exp))):
+        with pytest.raises(IndexTableError, match="transient step 3 has sample range"):
+            handle.read_transient(0, 2)  # step 3 is not even read: the whole index is refused
+        with pytest.raises(IndexTableError, match="transient step 3 has sample range"):
+            handle.transient_bounds(0, 4)
+
+
+def test_transfer_reader_handle_reads_transient_data_of_a_good_file(written: Path) -> None:
+    lazy = open_experiment(written, sources=("transfer",))
+    full = open_experiment(written)
+    assert full.transient_index_checked
+    assert lazy == full
+    a, b = lazy.read_transient(0, 12), full.read_transient(0, 12)
+    np.testing.assert_array_equal(a.offsets, b.offsets)
+    np.testing.assert_array_equal(a.current, b.current)
