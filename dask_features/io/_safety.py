@@ -166,6 +166,8 @@ def check_storage(
 
 def _clean_text(value: str, report: Callable[[str], None]) -> str:
     """``value`` with lone surrogates (undecodable bytes h5py kept) replaced by U+FFFD."""
+    if isinstance(value, str) and value.isascii():  # nearly every name and value: nothing to replace
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -194,7 +196,7 @@ def _decode(value: Any, report: Callable[[str], None]) -> Any:
 
 def _size(value: Any) -> int:
     if isinstance(value, str):
-        return len(value.encode("utf-8"))
+        return len(value) if value.isascii() else len(value.encode("utf-8"))
     if isinstance(value, list):
         return sum(_size(v) for v in value) + len(value)
     return 8
@@ -264,6 +266,7 @@ def read_attributes(attrs: h5py.AttributeManager, path: str) -> tuple[dict[str, 
         if _size(value) > MAX_ATTRIBUTE_BYTES:
             value = _digest(value)
             notes.append(f"larger than {MAX_ATTRIBUTE_BYTES} bytes, replaced by a digest")
-        problems.extend(f"{path}: attribute {key!r}: {n}" for n in dict.fromkeys(key_notes + notes))
+        if key_notes or notes:
+            problems.extend(f"{path}: attribute {key!r}: {n}" for n in dict.fromkeys(key_notes + notes))
         values[key] = value
     return values, problems
