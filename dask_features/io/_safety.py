@@ -256,7 +256,11 @@ def read_attributes(attrs: h5py.AttributeManager, path: str) -> tuple[dict[str, 
     problems: list[str] = []
     for raw_key in attrs:
         key_notes: list[str] = []
-        key = _clean_text(raw_key, key_notes.append)
+        if isinstance(raw_key, bytes):  # h5py gives a name that is not UTF-8 as bytes
+            key_notes.append("undecodable bytes replaced by U+FFFD")
+            key = raw_key.decode("utf-8", "replace")
+        else:
+            key = _clean_text(raw_key, key_notes.append)
         notes: list[str] = []
         try:
             value = _decode(_attribute(attrs, raw_key), notes.append)

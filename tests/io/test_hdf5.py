@@ -282,6 +282,14 @@ def test_attributes_read_as_h5py_reads_them(tmp_path: Path) -> None:
     assert sum("undecodable bytes" in p for p in problems) == 2
 
 
+def test_an_attribute_name_that_is_not_utf8_is_reported_not_fatal(good_file: Path) -> None:
+    with h5py.File(good_file, "r+") as f:
+        f.attrs[b"k\xffey"] = "value"
+    exp = open_experiment(good_file)  # raised AttributeError (and stopped a whole extract run)
+    assert exp.attrs["k\ufffdey"] == "value"
+    assert any("'k\ufffdey': undecodable bytes replaced by U+FFFD" in p for p in exp.problems)
+
+
 @pytest.mark.parametrize("dtype", ["<i8", "<i4", ">i8", "<u4", "<f8", "<f4"])
 def test_index_rows_as_h5py_reads_them(tmp_path: Path, dtype: str) -> None:
     from dask_features.io._layout import INDEX_COLUMNS, index_rows
