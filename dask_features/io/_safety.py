@@ -166,7 +166,7 @@ def check_storage(
 
 def _clean_text(value: str, report: Callable[[str], None]) -> str:
     """``value`` with lone surrogates (undecodable bytes h5py kept) replaced by U+FFFD."""
-    if isinstance(value, str) and value.isascii():  # nearly every name and value: nothing to replace
+    if value.isascii():  # nearly every name and value: nothing to replace
         return value
     try:
         value.encode("utf-8")
