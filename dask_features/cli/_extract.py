@@ -159,7 +159,9 @@ def _dry_run(args: argparse.Namespace, config: Any) -> int:
         path = item_path(item)
         name = os.path.relpath(path, root) if root else path
         try:
-            job = make_job(open_item(item), config, stems[path], _chunk_steps(args.chunk_steps))
+            job = make_job(
+                open_item(item, config.sources), config, stems[path], _chunk_steps(args.chunk_steps)
+            )
         except Exception as exc:
             unreadable += 1
             print(f"{name:40s} {'':>8s} {'':>9s} {'':>6s} {'':>7s}  unreadable: {exc}")

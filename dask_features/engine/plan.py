@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
@@ -214,9 +214,10 @@ def item_path(item: str | Experiment) -> str:
     return item.path if isinstance(item, Experiment) else item
 
 
-def open_item(item: str | Experiment) -> Experiment:
-    """The handle of an expanded input (opening and checking the file if needed)."""
-    return item if isinstance(item, Experiment) else open_experiment(item)
+def open_item(item: str | Experiment, sources: Collection[str] | None = None) -> Experiment:
+    """The handle of an expanded input (opening and checking the file if needed, for reading
+    ``sources``: see :func:`~dask_features.io.hdf5.open_experiment`)."""
+    return item if isinstance(item, Experiment) else open_experiment(item, sources=sources)
 
 
 def make_job(

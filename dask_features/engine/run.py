@@ -111,7 +111,7 @@ def _plan(items: list[str | Experiment], settings: _Settings, book: Bookkeeper) 
             if per_byte is not None and isinstance(item, str):
                 job = FileJob(path, stem, per_byte * identity.size, identity, settings.chunk_steps, allow_in)
             else:
-                job = make_job(open_item(item), cfg, stem, settings.chunk_steps, identity)
+                job = make_job(open_item(item, cfg.sources), cfg, stem, settings.chunk_steps, identity)
         except (DaskFeaturesError, OSError) as exc:
             book.failed(path, str(exc) if path in str(exc) else f"{path}: {exc}")
             continue

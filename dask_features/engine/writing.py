@@ -91,7 +91,9 @@ class PlanFailure:
 def open_job(job: FileJob, config: FeatureConfig) -> tuple[ExperimentJob, tuple[Warning, ...]] | PlanFailure:
     """Open and plan ``job``'s file inside its task, with the checks the client's plan runs."""
     try:
-        experiment, found = inspect_experiment(job.path, allow_external_in=job.allow_external_in)
+        experiment, found = inspect_experiment(
+            job.path, allow_external_in=job.allow_external_in, sources=config.sources
+        )
         why = missing_steps(experiment, config)
         if why is not None:
             return PlanFailure(why)

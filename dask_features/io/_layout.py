@@ -27,21 +27,31 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INDEX_COLUMNS",
+    "VLEN_TEXT",
     "as_float",
+    "check_index",
     "check_transfer",
     "check_transient",
     "classify_open_error",
     "dataset",
+    "dataset_id",
     "decode",
     "decode_table",
     "device_type",
     "finite_or_nan",
+    "index_rows",
     "optional_text",
+    "stored_value",
     "text",
 ]
 
 #: Columns of the transient step table giving each step's ``[start, end)`` sample range.
 INDEX_COLUMNS = ("start_data_index", "end_data_index")
+#: The NumPy dtype h5py reads a variable-length string as, by the string's HDF5 character set.
+VLEN_TEXT = {
+    h5py.h5t.CSET_ASCII: h5py.string_dtype("ascii"),
+    h5py.h5t.CSET_UTF8: h5py.string_dtype("utf-8"),
+}
 
 
 def decode(value: Any) -> Any:
@@ -126,6 +136,24 @@ def dataset(f: h5py.File, path: str, name: str) -> h5py.Dataset:
     return obj
 
 
+def stored_value(f: h5py.File, name: str) -> Any:
+    """``decode(f[name][()])``; a scalar variable-length string (e.g. ``raw/workflow``) is read with
+    a few low-level calls instead (an ``h5py.Dataset`` costs ~10x the read)."""
+    try:
+        obj = h5py.h5o.open(f.id, name.encode())
+        if isinstance(obj, h5py.h5d.DatasetID):
+            tid = obj.get_type()
+            dtype = VLEN_TEXT.get(tid.get_cset()) if isinstance(tid, h5py.h5t.TypeStringID) else None
+            scalar = obj.get_space().get_simple_extent_type() == h5py.h5s.SCALAR
+            if dtype is not None and tid.is_variable_str() and scalar:
+                out = np.zeros((), dtype=dtype)
+                obj.read(h5py.h5s.ALL, h5py.h5s.ALL, out, mtype=h5py.h5t.py_create(dtype))
+                return decode(out[()])
+    except Exception:  # h5py's own path reads it, or raises what it raises
+        pass
+    return decode(f[name][()])
+
+
 def classify_open_error(path: str, exc: OSError) -> ExperimentFormatError:
     text = str(exc)
     if "truncated" in text.lower() or "eof" in text.lower():
@@ -135,12 +163,29 @@ def classify_open_error(path: str, exc: OSError) -> ExperimentFormatError:
     return ExperimentFormatError(path, f"cannot open as HDF5 ({text})")
 
 
-def measurement(f: h5py.File, path: str, group: str, axis: int, size: int, expected: str) -> h5py.Dataset:
+def dataset_id(f: h5py.File, path: str, name: str) -> h5py.h5d.DatasetID:
+    """The low-level dataset ``name`` (its shape and dtype without building an ``h5py.Dataset``,
+    which costs ~10x the lookup); the errors of :func:`dataset`."""
+    try:
+        obj = h5py.h5o.open(f.id, name.encode())
+    except KeyError:
+        raise MissingGroupError(path, f"missing dataset '{name}'") from None
+    except OSError as exc:  # damaged object headers surface here
+        raise TruncatedFileError(path, f"cannot read '{name}': {exc}") from None
+    if not isinstance(obj, h5py.h5d.DatasetID):
+        raise ExperimentFormatError(path, f"'{name}' is a group, expected a dataset")
+    return obj
+
+
+def measurement(
+    f: h5py.File, path: str, group: str, axis: int, size: int, expected: str
+) -> h5py.h5d.DatasetID:
     """The group's float ``measurement_data`` whose axis ``axis`` has length ``size``."""
     name = f"{group}/measurement_data"
-    data = dataset(f, path, name)
-    if data.ndim != len(expected.split(",")) or data.shape[axis] != size:
-        raise ExperimentFormatError(path, f"{name} has shape {data.shape}, expected ({expected})")
+    data = dataset_id(f, path, name)
+    shape = data.shape
+    if data.rank != len(expected.split(",")) or shape[axis] != size:
+        raise ExperimentFormatError(path, f"{name} has shape {shape}, expected ({expected})")
     if data.dtype.kind != "f":
         raise ExperimentFormatError(path, f"{name} has dtype {data.dtype}, expected float")
     return data
@@ -149,39 +194,73 @@ def measurement(f: h5py.File, path: str, group: str, axis: int, size: int, expec
 def check_transfer(f: h5py.File, path: str) -> tuple[int, int]:
     if "transfer" not in f:
         return 0, 0
-    data = measurement(f, path, "transfer", 1, 2, "n_steps, 2, max_points")
-    table = dataset(f, path, "transfer/step_info_table")
-    if table.shape[0] != data.shape[0]:
+    data = measurement(f, path, "transfer", 1, 2, "n_steps, 2, max_points").shape
+    rows = dataset_id(f, path, "transfer/step_info_table").shape[0]
+    if rows != data[0]:
         raise IndexTableError(
-            path,
-            f"transfer/step_info_table has {table.shape[0]} rows but measurement_data has {data.shape[0]} steps",
+            path, f"transfer/step_info_table has {rows} rows but measurement_data has {data[0]} steps"
         )
-    return int(data.shape[0]), int(data.shape[2])
+    return int(data[0]), int(data[2])
 
 
-def check_transient(f: h5py.File, path: str) -> tuple[int, int, bool, tuple[tuple[int, ...], bool] | None]:
+def check_transient(
+    f: h5py.File, path: str, *, index: bool = True
+) -> tuple[int, int, bool, tuple[tuple[int, ...], bool] | None]:
+    """Shape, dtype and step count of the transient data, and their step boundaries.
+
+    ``index=False`` leaves the ``start/end_data_index`` values unchecked (the caller reads no
+    transient data yet; :class:`~dask_features.io.hdf5.Experiment` checks them before it does).
+    """
     if "transient" not in f:
         return 0, 0, False, None
     data = measurement(f, path, "transient", 0, 3, "3, total_points")
-    table = dataset(f, path, "transient/step_info_table")
+    table = dataset_id(f, path, "transient/step_info_table")
     n, total = int(table.shape[0]), int(data.shape[1])
-    names = table.dtype.names or ()
-    has_index = all(c in names for c in INDEX_COLUMNS)
+    fields = _field_names(table)
+    has_index = all(c.encode() in fields for c in INDEX_COLUMNS)
     if has_index:
-        rows = table.fields(list(INDEX_COLUMNS))[:]
-        start, end = rows[INDEX_COLUMNS[0]].astype(np.int64), rows[INDEX_COLUMNS[1]].astype(np.int64)
-        bad = np.flatnonzero((start < 0) | (end < start) | (end > total))
-        if bad.size:
-            i = int(bad[0])
-            raise IndexTableError(
-                path,
-                f"transient step {i} has sample range [{start[i]}, {end[i]}) outside the data "
-                f"(0..{total}); {bad.size} step(s) affected",
-            )
+        if index:
+            check_index(table, path, total)
         return n, total, True, None
     if n == 0:
         return 0, total, False, None
-    return n, total, False, infer_offsets(data, n, total)
+    return n, total, False, infer_offsets(h5py.Dataset(data), n, total)
+
+
+def _field_names(table: h5py.h5d.DatasetID) -> set[bytes]:
+    """Field names of a compound dataset (none otherwise): the names of ``table.dtype``, without
+    converting every field's type to NumPy (~8x the time for a step table)."""
+    tid = table.get_type()
+    if not isinstance(tid, h5py.h5t.TypeCompoundID):
+        return set()
+    return {tid.get_member_name(i) for i in range(tid.get_nmembers())}
+
+
+def index_rows(table: h5py.h5d.DatasetID) -> np.ndarray:
+    """``h5py.Dataset(table).fields(list(INDEX_COLUMNS))[:]``: the index columns of every row, each
+    in its stored dtype, read with low-level calls (h5py first converts all ~20 fields' types)."""
+    tid = table.get_type()
+    dtype = np.dtype(
+        [(c, tid.get_member_type(tid.get_member_index(c.encode())).dtype) for c in INDEX_COLUMNS]
+    )
+    rows = np.zeros(table.shape, dtype=dtype)
+    if rows.size:
+        table.read(h5py.h5s.ALL, h5py.h5s.ALL, rows, mtype=h5py.h5t.py_create(dtype))
+    return rows
+
+
+def check_index(table: h5py.h5d.DatasetID, path: str, total: int) -> None:
+    """Every transient step's ``[start, end)`` sample range lies inside the ``total`` samples."""
+    rows = index_rows(table)
+    start, end = rows[INDEX_COLUMNS[0]].astype(np.int64), rows[INDEX_COLUMNS[1]].astype(np.int64)
+    bad = np.flatnonzero((start < 0) | (end < start) | (end > total))
+    if bad.size:
+        i = int(bad[0])
+        raise IndexTableError(
+            path,
+            f"transient step {i} has sample range [{start[i]}, {end[i]}) outside the data "
+            f"(0..{total}); {bad.size} step(s) affected",
+        )
 
 
 def infer_offsets(data: h5py.Dataset, n: int, total: int) -> tuple[tuple[int, ...], bool]:

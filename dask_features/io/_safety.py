@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 
 from dask_features.errors import ExperimentFormatError
+from dask_features.io._layout import VLEN_TEXT
 
 __all__ = [
     "ALLOW_ENV",
@@ -78,16 +79,25 @@ def _targets(dsid: Any) -> list[tuple[str, str]]:
     return targets
 
 
-def _check_path(f: h5py.File, name: str, refuse: Callable[[str, str, str], None]) -> None:
-    """Walk ``name`` one link at a time with low-level calls, so no external link is ever followed."""
+def _check_path(
+    f: h5py.File, name: str, refuse: Callable[[str, str, str], None], kinds: dict[str, int | None]
+) -> None:
+    """Walk ``name`` one link at a time with low-level calls, so no external link is ever followed.
+
+    ``kinds`` caches each link's type (None: no such link) for the walks of one check: the read
+    paths share their groups, so each group link is looked up once.
+    """
     parts = [p for p in name.split("/") if p]
     links = f.id.links
     i, hops = 1, 0
     while i <= len(parts):
         here = "/".join(parts[:i])
-        if not links.exists(here.encode()):
+        if here not in kinds:
+            key = here.encode()
+            kinds[here] = links.get_info(key).type if links.exists(key) else None
+        kind = kinds[here]
+        if kind is None:
             return
-        kind = links.get_info(here.encode()).type
         if kind == h5py.h5l.TYPE_EXTERNAL:
             refuse(here, "an external link", str(f.get(here, getlink=True).filename))
             return
@@ -142,8 +152,9 @@ def check_storage(
         if not all(_inside(c, allow_in) for c in _candidates(target, path)):
             problems.append(f"'{name}' is {kind} to {target!r}")
 
+    kinds: dict[str, int | None] = {}
     for name in names:
-        _check_path(f, name, refuse)
+        _check_path(f, name, refuse, kinds)
     if problems:
         where = f"inside {allow_in}" if allow_in else "outside the file"
         raise ExperimentFormatError(
@@ -155,6 +166,8 @@ def check_storage(
 
 def _clean_text(value: str, report: Callable[[str], None]) -> str:
     """``value`` with lone surrogates (undecodable bytes h5py kept) replaced by U+FFFD."""
+    if value.isascii():  # nearly every name and value: nothing to replace
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -183,7 +196,7 @@ def _decode(value: Any, report: Callable[[str], None]) -> Any:
 
 def _size(value: Any) -> int:
     if isinstance(value, str):
-        return len(value.encode("utf-8"))
+        return len(value) if value.isascii() else len(value.encode("utf-8"))
     if isinstance(value, list):
         return sum(_size(v) for v in value) + len(value)
     return 8
@@ -192,6 +205,33 @@ def _size(value: Any) -> int:
 def _digest(value: Any) -> str:
     text = repr(value).encode("utf-8", "replace")
     return f"<omitted: {len(text)} bytes, sha256 {hashlib.sha256(text).hexdigest()[:16]}>"
+
+
+_PLAIN_TYPES = (h5py.h5t.TypeStringID, h5py.h5t.TypeIntegerID, h5py.h5t.TypeFloatID)
+
+
+def _attribute(attrs: h5py.AttributeManager, key: str | bytes) -> Any:
+    """``attrs[key]``, exactly (same dtype, same read, same decoding).
+
+    A scalar string or number (nearly every root attribute) is read with a few low-level calls;
+    h5py's generic path costs ~3x as much (it rebuilds the NumPy dtype of a variable-length
+    string on every read). Anything else, or anything that fails here, goes through ``attrs[key]``.
+    """
+    try:
+        aid = attrs.get_id(key)
+        tid = aid.get_type()
+        if isinstance(tid, _PLAIN_TYPES) and aid.get_space().get_simple_extent_type() == h5py.h5s.SCALAR:
+            vlen = isinstance(tid, h5py.h5t.TypeStringID) and tid.is_variable_str()
+            dtype = VLEN_TEXT[tid.get_cset()] if vlen else tid.dtype
+            out = np.zeros((), dtype=dtype)
+            aid.read(out, mtype=h5py.h5t.py_create(dtype))
+            value = out[()]
+            if vlen and isinstance(value, bytes):  # h5py decodes variable-length strings so
+                return value.decode("utf-8", "surrogateescape")
+            return value
+    except Exception:  # h5py's own path reads it, or raises what it raises
+        pass
+    return attrs[key]
 
 
 def read_attributes(attrs: h5py.AttributeManager, path: str) -> tuple[dict[str, Any], list[str]]:
@@ -216,16 +256,21 @@ def read_attributes(attrs: h5py.AttributeManager, path: str) -> tuple[dict[str, 
     problems: list[str] = []
     for raw_key in attrs:
         key_notes: list[str] = []
-        key = _clean_text(raw_key, key_notes.append)
+        if isinstance(raw_key, bytes):  # h5py gives a name that is not UTF-8 as bytes
+            key_notes.append("undecodable bytes replaced by U+FFFD")
+            key = raw_key.decode("utf-8", "replace")
+        else:
+            key = _clean_text(raw_key, key_notes.append)
         notes: list[str] = []
         try:
-            value = _decode(attrs[raw_key], notes.append)
+            value = _decode(_attribute(attrs, raw_key), notes.append)
         except Exception as exc:  # an unreadable attribute is this attribute's problem only
             problems.append(f"{path}: attribute {key!r} cannot be read ({type(exc).__name__}); skipped")
             continue
         if _size(value) > MAX_ATTRIBUTE_BYTES:
             value = _digest(value)
             notes.append(f"larger than {MAX_ATTRIBUTE_BYTES} bytes, replaced by a digest")
-        problems.extend(f"{path}: attribute {key!r}: {n}" for n in dict.fromkeys(key_notes + notes))
+        if key_notes or notes:
+            problems.extend(f"{path}: attribute {key!r}: {n}" for n in dict.fromkeys(key_notes + notes))
         values[key] = value
     return values, problems

@@ -22,6 +22,7 @@ import functools
 import logging
 import os
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,8 @@ logger = logging.getLogger(__name__)
 
 #: Files whose storage this process has checked: (path, mtime [ns], size [B], inode, allowed folder).
 _CHECKED: set[tuple[str, int, int, int, str]] = set()
+#: Files whose transient index this process has checked: (path, mtime [ns], size [B], inode).
+_INDEX_CHECKED: set[tuple[str, int, int, int]] = set()
 
 #: ``format_version`` values written by oect-infra's serial and parallel converters.
 SUPPORTED_FORMATS = ("2.0_direct_new_storage", "2.0_new_storage")
@@ -112,6 +115,10 @@ class Experiment:
         The folder external data was allowed to resolve into when the file was checked (``""``:
         none; ``None``: the reading process's ``DASK_FEATURES_ALLOW_EXTERNAL_IN``); a process that
         receives the handle checks the file again against it before reading.
+    transient_index_checked : bool
+        Whether the transient step ranges were checked against the data when the file was opened
+        (skipped when the opener reads no transient data); if not, they are checked before the
+        first transient read.
     """
 
     path: str
@@ -135,6 +142,7 @@ class Experiment:
     file_mtime_ns: int = 0
     problems: tuple[str, ...] = ()
     external_in: str | None = field(default=None, repr=False)
+    transient_index_checked: bool = field(default=False, repr=False, compare=False)
     # Step boundaries inferred for files without index columns (None when the table has them).
     _inferred_offsets: tuple[int, ...] | None = field(default=None, repr=False)
 
@@ -178,7 +186,9 @@ class Experiment:
 
     # --- chunk reads --------------------------------------------------------------------------
 
-    def _open(self) -> h5py.File:
+    def _open(self, *, transient: bool = False) -> h5py.File:
+        """The file, open for reading, its storage checked; ``transient=True``: also its transient
+        step ranges, when they were not checked at opening (once per process and file version)."""
         # locking=False: readers never block on (or are blocked by) a writer holding the lock.
         try:
             st = os.stat(self.path)
@@ -186,16 +196,20 @@ class Experiment:
         except OSError as exc:
             raise layout.classify_open_error(self.path, exc) from None
         allowed = allowed_folder(self.external_in)
-        key = (self.path, st.st_mtime_ns, st.st_size, st.st_ino, allowed)
-        if key not in _CHECKED:
-            # A handle pickled to another process (a worker reading a chunk), or a file replaced since
-            # it was checked: refuse external data again before anything is read.
-            try:
+        key = (self.path, st.st_mtime_ns, st.st_size, st.st_ino)
+        try:
+            if (*key, allowed) not in _CHECKED:
+                # A handle pickled to another process (a worker reading a chunk), or a file replaced
+                # since it was checked: refuse external data again before anything is read.
                 check_storage(f, self.path, allowed)
-            except BaseException:
-                f.close()
-                raise
-            _CHECKED.add(key)
+                _CHECKED.add((*key, allowed))
+            if transient and not self.transient_index_checked and key not in _INDEX_CHECKED:
+                # Opened for transfer data only: no sample range is used before it is checked.
+                layout.check_transient(f, self.path)
+                _INDEX_CHECKED.add(key)
+        except BaseException:
+            f.close()
+            raise
         return f
 
     def _check_range(self, kind: str, start: int, stop: int, n: int) -> None:
@@ -236,7 +250,7 @@ class Experiment:
         if self._inferred_offsets is not None:
             off = np.asarray(self._inferred_offsets[start : stop + 1], dtype=np.int64)
             return np.column_stack([off[:-1], off[1:]])
-        with self._open() as f:
+        with self._open(transient=True) as f:
             rows = layout.dataset(f, self.path, "transient/step_info_table").fields(
                 list(layout.INDEX_COLUMNS)
             )[start:stop]
@@ -303,7 +317,12 @@ class Experiment:
         return out[0], out[1], out[2]
 
 
-def open_experiment(path: str | os.PathLike[str], *, allow_external_in: str | None = None) -> Experiment:
+def open_experiment(
+    path: str | os.PathLike[str],
+    *,
+    allow_external_in: str | None = None,
+    sources: Collection[str] | None = None,
+) -> Experiment:
     """Check an experiment file and return a picklable handle on it.
 
     Parameters
@@ -314,6 +333,10 @@ def open_experiment(path: str | os.PathLike[str], *, allow_external_in: str | No
         The one folder external data may resolve into (see
         :func:`~dask_features.io._safety.check_storage`); ``""`` for none. Default: the
         ``DASK_FEATURES_ALLOW_EXTERNAL_IN`` environment variable of this process.
+    sources : collection of str, optional
+        The data the caller will read (``"transfer"``, ``"transient"``); default: all. Without
+        ``"transient"`` the transient step ranges are checked only before the handle first reads
+        transient data, so a broken transient index does not stop reading the transfer sweeps.
 
     Returns
     -------
@@ -341,14 +364,17 @@ def open_experiment(path: str | os.PathLike[str], *, allow_external_in: str | No
     IndexTableError
         A step table disagrees with the data it indexes.
     """
-    experiment, found = inspect_experiment(path, allow_external_in=allow_external_in)
+    experiment, found = inspect_experiment(path, allow_external_in=allow_external_in, sources=sources)
     for warning in found:
         warnings.warn(warning, stacklevel=2)
     return experiment
 
 
 def inspect_experiment(
-    path: str | os.PathLike[str], *, allow_external_in: str | None = None
+    path: str | os.PathLike[str],
+    *,
+    allow_external_in: str | None = None,
+    sources: Collection[str] | None = None,
 ) -> tuple[Experiment, tuple[Warning, ...]]:
     """:func:`open_experiment` (same checks, same errors) with its warnings returned, not emitted.
 
@@ -384,11 +410,12 @@ def inspect_experiment(
         if "transfer" not in f and "transient" not in f:
             raise MissingGroupError(path, "neither a 'transfer' nor a 'transient' group")
         n_transfer, max_points = layout.check_transfer(f, path)
-        n_transient, total, has_index, inferred = layout.check_transient(f, path)
+        index = sources is None or "transient" in sources
+        n_transient, total, has_index, inferred = layout.check_transient(f, path, index=index)
         workflow_tree = None
         if "raw/workflow" in f:
             try:
-                workflow_tree = parse_workflow(layout.decode(f["raw/workflow"][()]))
+                workflow_tree = parse_workflow(layout.stored_value(f, "raw/workflow"))
             except WorkflowError as exc:
                 problems.append(str(exc))
                 logger.warning("%s: %s; workflow ignored", path, exc)
@@ -426,6 +453,7 @@ def inspect_experiment(
         file_mtime_ns=int(stat.st_mtime_ns),
         problems=tuple(problems),
         external_in=allowed,
+        transient_index_checked=index or not has_index,
         _inferred_offsets=None if inferred is None else inferred[0],
     )
     _CHECKED.add((path, stat.st_mtime_ns, stat.st_size, stat.st_ino, allowed))

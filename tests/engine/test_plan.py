@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import pickle
+import shutil
 from pathlib import Path
 
+import h5py
+import pyarrow.parquet as pq
 import pytest
 
 import dask_features as dfe
 from dask_features.engine.identity import SourceIdentity
 from dask_features.engine.plan import TARGET_TASK_SECONDS, FileJob, bundle_jobs, make_job
+from dask_features.engine.tasks import run_chunk
 from dask_features.engine.writing import PlanFailure, Written, compute_and_write, open_job
 
 
@@ -52,3 +57,61 @@ def test_a_file_gone_before_its_task_is_reported_by_name(tmp_path: Path) -> None
     with pytest.raises(FileNotFoundError) as exc:
         dfe.open_experiment(missing)
     assert str(exc.value) in failure.reason
+
+
+# --- a broken transient index stops only what reads transient data ----------------------------
+
+
+def _broken_index(path: Path) -> None:
+    with h5py.File(path, "r+") as f:
+        table = f["transient/step_info_table"][:]
+        table["end_data_index"][-1] += 1000
+        f["transient/step_info_table"][...] = table
+
+
+@pytest.fixture
+def broken_index(tmp_path: Path) -> Path:
+    """``a`` and ``c``: one experiment with its last transient step past the data; ``b``: intact."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = dfe.synth.write_experiment(
+        folder / "b-test_2.h5", n_transfer=6, n_transient=6, sweep_points=41, transient_samples=400, seed=4
+    )
+    for name in ("a-test_1.h5", "c-test_3.h5"):
+        shutil.copy(good, folder / name)
+        _broken_index(folder / name)
+    return folder
+
+
+@pytest.mark.parametrize("chunk_steps", ["auto", 2])  # files opened by their tasks / by the client
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+def test_a_broken_transient_index_stops_only_configs_reading_transient_data(
+    broken_index: Path, tmp_path: Path, chunk_steps: int | str, scheduler: str
+) -> None:
+    bad = [str(broken_index / n) for n in ("a-test_1.h5", "c-test_3.h5")]
+    out = tmp_path / "out"
+    res = dfe.extract(broken_index, "v2_transfer_basic", out, scheduler=scheduler, chunk_steps=chunk_steps)
+    assert not res.failed
+    assert len(res.successful) == 3
+    reference = pq.read_table(res.successful[str(broken_index / "b-test_2.h5")])
+    keep = [c for c in reference.column_names if c not in ("experiment", "test_id")]
+    for path in bad:  # the transfer sweeps are intact: same values as the intact copy
+        assert pq.read_table(res.successful[path]).select(keep).equals(reference.select(keep))
+    for config in ("v2_mixed", "transient_tau"):
+        res = dfe.extract(broken_index, config, out, scheduler=scheduler, chunk_steps=chunk_steps)
+        assert sorted(res.failed) == bad, res.summary()
+        for path in bad:
+            assert res.failed[path].startswith(path)
+            assert "transient step 5 has sample range [2000, 3400) outside the data" in res.failed[path]
+
+
+def test_a_chunk_task_refuses_a_broken_transient_index_before_computing(broken_index: Path) -> None:
+    path = broken_index / "a-test_1.h5"
+    handle = dfe.open_experiment(path, sources=("transfer",))  # as planned for a transfer config
+    config = dfe.load_config("transient_tau")
+    # in this process and in a worker's (the handle pickled)
+    for exp in (handle, pickle.loads(pickle.dumps(handle))):
+        result = run_chunk(exp, config, "transient", 0, 2)
+        # the read failed (one record per step, for every feature): nothing was computed
+        assert [e[:2] for e in result.errors] == [(0, "*"), (1, "*")]
+        assert all("IndexTableError" in e[2] and "transient step 5" in e[2] for e in result.errors)

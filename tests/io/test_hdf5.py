@@ -230,3 +230,135 @@ def test_invalid_workflow_is_reported_not_fatal(good_file: Path) -> None:
     assert exp.workflow is None
     assert any("unknown step type 'teleport'" in p for p in exp.problems)
     assert np.isfinite(exp.read_transient(0, 2).period).all()  # step params still give the timing
+
+
+# --- the low-level reads behind opening a file give what h5py's generic reads give ------------
+
+
+def _odd_attributes(f: h5py.File) -> None:
+    f.attrs["text"] = "héllo"
+    f.attrs["bytes"] = b"ascii"
+    f.attrs.create("vascii", "plain", dtype=h5py.string_dtype("ascii"))
+    f.attrs["bad_utf8"] = np.bytes_(b"ab\xffcd")
+    f.attrs.create("vlen_bad_utf8", b"ab\xffcd", dtype=h5py.string_dtype("ascii"))
+    f.attrs["fixed"] = np.array(b"fixed", dtype="S8")
+    f.attrs["empty"] = ""
+    f.attrs["strings"] = ["x", "y"]
+    f.attrs["opaque"] = np.void(b"\xff\xfe")
+    f.attrs["null"] = h5py.Empty("f8")
+    f.attrs["i32"] = np.int32(-5)
+    f.attrs["u8"] = np.uint8(200)
+    f.attrs["big_endian"] = np.array(7, dtype=">i8")
+    f.attrs["f32"] = np.float32(0.5)
+    f.attrs["nan"] = np.nan
+    f.attrs["flag"] = True
+    f.attrs["vector"] = np.arange(3.0)
+    f.attrs["huge"] = "z" * 70_000
+
+
+def test_attributes_read_as_h5py_reads_them(tmp_path: Path) -> None:
+    from dask_features.io._safety import _attribute, read_attributes
+
+    path = tmp_path / "attrs-test_1.h5"
+    with h5py.File(path, "w") as f:
+        _odd_attributes(f)
+    with h5py.File(path, "r") as f:
+        for key in f.attrs:
+            mine, theirs = _attribute(f.attrs, key), f.attrs[key]
+            assert type(mine) is type(theirs), key
+            if isinstance(theirs, np.ndarray):
+                assert mine.dtype == theirs.dtype, key
+                assert np.array_equal(mine, theirs), key
+            elif isinstance(theirs, h5py.Empty):
+                assert mine == theirs, key
+            else:
+                assert mine == theirs or (mine != mine and theirs != theirs), key
+        values, problems = read_attributes(f.attrs, str(path))
+    assert values["text"] == "héllo"
+    assert values["bytes"] == "ascii"
+    assert values["flag"] is True
+    assert values["bad_utf8"] == values["vlen_bad_utf8"] == "ab\ufffdcd"
+    assert values["huge"].startswith("<omitted: ")
+    assert sum("undecodable bytes" in p for p in problems) == 2
+
+
+def test_an_attribute_name_that_is_not_utf8_is_reported_not_fatal(good_file: Path) -> None:
+    with h5py.File(good_file, "r+") as f:
+        f.attrs[b"k\xffey"] = "value"
+    exp = open_experiment(good_file)  # raised AttributeError (and stopped a whole extract run)
+    assert exp.attrs["k\ufffdey"] == "value"
+    assert any("'k\ufffdey': undecodable bytes replaced by U+FFFD" in p for p in exp.problems)
+
+
+@pytest.mark.parametrize("dtype", ["<i8", "<i4", ">i8", "<u4", "<f8", "<f4"])
+def test_index_rows_as_h5py_reads_them(tmp_path: Path, dtype: str) -> None:
+    from dask_features.io._layout import INDEX_COLUMNS, index_rows
+
+    fields = [("step_index", "<i8"), ("type", "S10"), *((c, dtype) for c in INDEX_COLUMNS)]
+    rows = np.zeros(5, dtype=fields)
+    rows["start_data_index"] = [0, 10, 20, 30, 40]
+    rows["end_data_index"] = [10, 20, 30, 40, 50]
+    if dtype[1] == "f":
+        rows["end_data_index"][2] = np.nan
+    with h5py.File(tmp_path / "t.h5", "w") as f:
+        f["table"] = rows
+        f["empty"] = rows[:0]
+    with h5py.File(tmp_path / "t.h5", "r") as f:
+        for name in ("table", "empty"):
+            theirs = f[name].fields(list(INDEX_COLUMNS))[:]
+            mine = index_rows(f[name].id)
+            assert mine.dtype == theirs.dtype
+            assert mine.shape == theirs.shape
+            assert mine.tobytes() == theirs.tobytes()
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        '[{"type": "transfer"}]',
+        b'[{"type": "transfer"}]',
+        np.bytes_(b'[{"type": "tr\xffnsfer"}]'),
+        np.array(b"[1, 2]", dtype="S6"),
+        np.array(["a", "b"], dtype=h5py.string_dtype()),
+        np.float64(3.5),
+    ],
+)
+def test_stored_value_as_h5py_reads_it(tmp_path: Path, stored: object) -> None:
+    from dask_features.io._layout import decode, stored_value
+
+    with h5py.File(tmp_path / "w.h5", "w") as f:
+        f["raw/workflow"] = stored
+    with h5py.File(tmp_path / "w.h5", "r") as f:
+        assert stored_value(f, "raw/workflow") == decode(f["raw/workflow"][()])
+
+
+# --- the transient index is checked before any transient value, not for transfer-only readers ----
+
+
+def test_transfer_reader_opens_a_file_whose_transient_index_is_broken(good_file: Path) -> None:
+    _edit(good_file, "index_beyond_data")
+    with pytest.raises(IndexTableError, match="transient step 3 has sample range"):
+        open_experiment(good_file)
+    with pytest.raises(IndexTableError, match="transient step 3 has sample range"):
+        open_experiment(good_file, sources=("transfer", "transient"))
+    exp = open_experiment(good_file, sources=("transfer",))
+    assert not exp.transient_index_checked
+    assert exp.n_transient_steps == 4
+    assert exp.has_transient_index
+    assert exp.read_transfer(0, 4).vg.shape[0] == 4
+    # the handle (also in another process: pickled) checks the index before reading transient data
+    for handle in (exp, pickle.loads(pickle.dumps(exp))):
+        with pytest.raises(IndexTableError, match="transient step 3 has sample range"):
+            handle.read_transient(0, 2)  # step 3 is not even read: the whole index is refused
+        with pytest.raises(IndexTableError, match="transient step 3 has sample range"):
+            handle.transient_bounds(0, 4)
+
+
+def test_transfer_reader_handle_reads_transient_data_of_a_good_file(written: Path) -> None:
+    lazy = open_experiment(written, sources=("transfer",))
+    full = open_experiment(written)
+    assert full.transient_index_checked
+    assert lazy == full
+    a, b = lazy.read_transient(0, 12), full.read_transient(0, 12)
+    np.testing.assert_array_equal(a.offsets, b.offsets)
+    np.testing.assert_array_equal(a.current, b.current)
