@@ -19,7 +19,6 @@ import importlib.util
 import logging
 import os
 import sys
-from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 
@@ -91,6 +90,9 @@ def import_plugin(spec: str) -> ModuleType:
 
 def load_plugins(imports: list[str]) -> None:
     """Load every installed extractor plugin (a broken one is a warning), then ``--import`` modules."""
+    # Imported here: importlib.metadata costs tens of ms, which --help and --version need not pay.
+    from importlib.metadata import entry_points
+
     for ep in entry_points(group=GROUP):
         try:
             ep.load()
