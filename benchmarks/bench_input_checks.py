@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-import dask_features.io.hdf5 as hdf5
+import dask_features.io.opening as opening
 from dask_features import synth
 from dask_features.config._yaml import MAX_YAML_BYTES, load_yaml
 
@@ -53,14 +53,14 @@ def main() -> None:
         path = synth.write_experiment(
             Path(tmp), n_transfer=50, n_transient=50, sweep_points=101, transient_samples=500, seed=0
         )
-        check = hdf5.check_storage
+        check = opening.check_storage
         with_check, without = [], []
         for _ in range(repeat * 10):
-            hdf5.check_storage = check
-            with_check.append(best_of(lambda: hdf5.open_experiment(path), 5))
-            hdf5.check_storage = lambda f, p: None
-            without.append(best_of(lambda: hdf5.open_experiment(path), 5))
-        hdf5.check_storage = check
+            opening.check_storage = check
+            with_check.append(best_of(lambda: opening.open_experiment(path), 5))
+            opening.check_storage = lambda *args: None
+            without.append(best_of(lambda: opening.open_experiment(path), 5))
+        opening.check_storage = check
         a, b = min(with_check), min(without)
         print(
             f"open_experiment: {a * 1e3:.2f} ms with the storage check, {b * 1e3:.2f} ms without, overhead {100 * (a / b - 1):.0f} %"

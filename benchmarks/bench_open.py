@@ -61,7 +61,7 @@ def worker(folder: Path, config: str, quick: bool) -> dict[str, float]:
     import dask_features as dfe
     from dask_features.config.schema import load_config
     from dask_features.engine.identity import SourceIdentity
-    from dask_features.io.hdf5 import inspect_experiment
+    from dask_features.io.opening import inspect_experiment
 
     files = sorted((folder / "in").glob("*.h5"))
     sources = load_config(config).sources

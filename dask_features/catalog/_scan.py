@@ -15,7 +15,8 @@ from dask_features._paths import resolve
 from dask_features.catalog._connection import _CatalogConnection
 from dask_features.catalog._schema import _COLUMNS, _now, _to_json
 from dask_features.errors import DataFolderError
-from dask_features.io.hdf5 import Experiment, open_experiment
+from dask_features.io.hdf5 import Experiment
+from dask_features.io.opening import open_experiment
 
 logger = logging.getLogger("dask_features.catalog")
 

@@ -20,7 +20,8 @@ from typing import TypeAlias
 from dask_features.config.schema import FeatureConfig
 from dask_features.engine.identity import SourceIdentity
 from dask_features.errors import InputTypeError
-from dask_features.io.hdf5 import Experiment, open_experiment
+from dask_features.io.hdf5 import Experiment
+from dask_features.io.opening import open_experiment
 from dask_features.io.sources import get_source
 
 __all__ = [
@@ -92,7 +93,7 @@ class ExperimentJob:
 class FileJob:
     """One experiment whose task opens and plans the file itself (whole-file tasks).
 
-    The task runs :func:`~dask_features.io.hdf5.open_experiment`'s checks and :func:`make_job` on
+    The task runs :func:`~dask_features.io.opening.open_experiment`'s checks and :func:`make_job` on
     the worker, so the client's serial path costs a ``stat`` per file instead of opening it.
 
     Attributes
@@ -216,7 +217,7 @@ def item_path(item: str | Experiment) -> str:
 
 def open_item(item: str | Experiment, sources: Collection[str] | None = None) -> Experiment:
     """The handle of an expanded input (opening and checking the file if needed, for reading
-    ``sources``: see :func:`~dask_features.io.hdf5.open_experiment`)."""
+    ``sources``: see :func:`~dask_features.io.opening.open_experiment`)."""
     return item if isinstance(item, Experiment) else open_experiment(item, sources=sources)
 
 

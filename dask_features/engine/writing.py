@@ -32,7 +32,7 @@ from dask_features.engine.output import identity_values, write_tables
 from dask_features.engine.plan import ExperimentJob, FileJob, Job, make_job, missing_steps
 from dask_features.engine.tasks import ChunkResult, ExperimentTables, Failure, run_bundle, safe_assemble
 from dask_features.errors import DaskFeaturesError, OutputError, SourceChangedError
-from dask_features.io.hdf5 import inspect_experiment
+from dask_features.io.opening import inspect_experiment
 
 __all__ = [
     "PlanFailure",

@@ -1,7 +1,7 @@
-"""Reader for the raw experiment HDF5 files written by oect-infra (``2.0_*new_storage``).
+"""The handle on a raw experiment HDF5 file written by oect-infra (``2.0_*new_storage``).
 
-:func:`open_experiment` checks a file once and returns an :class:`Experiment`: a small, picklable
-handle (path + metadata, never an open ``h5py`` object) that Dask tasks receive and use to read
+:func:`~dask_features.io.opening.open_experiment` checks a file once and returns an
+:class:`Experiment`: a small, picklable handle (path + metadata, never an open ``h5py`` object) that Dask tasks receive and use to read
 exactly the hyperslab of steps they need with :meth:`Experiment.read_transfer` and
 :meth:`Experiment.read_transient`. Files are opened inside those calls and closed at once, so the
 handle can cross process boundaries and no task holds a file open.
@@ -21,8 +21,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import warnings
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,22 +28,14 @@ import h5py
 import numpy as np
 
 from dask_features.errors import (
-    DaskFeaturesWarning,
-    ExperimentNotFoundError,
-    FormatVersionError,
-    MissingGroupError,
-    NotHDF5Error,
     StepRangeError,
-    TruncatedFileError,
 )
 from dask_features.io import _layout as layout
-from dask_features.io._safety import allowed_folder, check_storage, read_attributes
+from dask_features.io._safety import allowed_folder, check_storage
 from dask_features.io.chunks import ChunkMeta, TransferChunk, TransientChunk
 from dask_features.io.workflow import (
-    WorkflowError,
     WorkflowStep,
     expand_workflow,
-    parse_workflow,
     timing_from_ms,
     transient_timing,
 )
@@ -53,7 +43,7 @@ from dask_features.io.workflow import (
 if TYPE_CHECKING:
     import pandas as pd  # imported where a table is built: opening and reading files never need it
 
-__all__ = ["SUPPORTED_FORMATS", "Experiment", "StepBoundaryWarning", "inspect_experiment", "open_experiment"]
+__all__ = ["Experiment", "remember_checked"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,16 +52,7 @@ _CHECKED: set[tuple[str, int, int, int, str]] = set()
 #: Files whose transient index this process has checked: (path, mtime [ns], size [B], inode).
 _INDEX_CHECKED: set[tuple[str, int, int, int]] = set()
 
-#: ``format_version`` values written by oect-infra's serial and parallel converters.
-SUPPORTED_FORMATS = ("2.0_direct_new_storage", "2.0_new_storage")
-
-layout.INDEX_COLUMNS = ("start_data_index", "end_data_index")
 _TIMING_COLUMNS = ("param_topTime", "param_bottomTime", "param_timeStep")
-
-
-class StepBoundaryWarning(DaskFeaturesWarning):
-    """The transient index columns are missing: step boundaries were inferred (from `original_time`
-    restarts) or, failing that, split equally."""
 
 
 @dataclass(frozen=True)
@@ -317,144 +298,7 @@ class Experiment:
         return out[0], out[1], out[2]
 
 
-def open_experiment(
-    path: str | os.PathLike[str],
-    *,
-    allow_external_in: str | None = None,
-    sources: Collection[str] | None = None,
-) -> Experiment:
-    """Check an experiment file and return a picklable handle on it.
-
-    Parameters
-    ----------
-    path : str or path-like
-        Raw experiment file in the oect-infra layout.
-    allow_external_in : str, optional
-        The one folder external data may resolve into (see
-        :func:`~dask_features.io._safety.check_storage`); ``""`` for none. Default: the
-        ``DASK_FEATURES_ALLOW_EXTERNAL_IN`` environment variable of this process.
-    sources : collection of str, optional
-        The data the caller will read (``"transfer"``, ``"transient"``); default: all. Without
-        ``"transient"`` the transient step ranges are checked only before the handle first reads
-        transient data, so a broken transient index does not stop reading the transfer sweeps.
-
-    Returns
-    -------
-    Experiment
-
-    Warns
-    -----
-    StepBoundaryWarning
-        The transient step table has no index columns (boundaries inferred).
-
-    Raises
-    ------
-    ExperimentNotFoundError
-        (a ``FileNotFoundError``) The path does not exist.
-    NotHDF5Error
-        The file is not HDF5.
-    TruncatedFileError
-        The file is cut short or damaged.
-    FormatVersionError
-        ``format_version`` is missing or not one of :data:`SUPPORTED_FORMATS`.
-    MissingGroupError
-        Neither ``transfer/`` nor ``transient/`` data, or a group without its datasets.
-    ExperimentFormatError
-        A dataset has the wrong shape or dtype.
-    IndexTableError
-        A step table disagrees with the data it indexes.
-    """
-    experiment, found = inspect_experiment(path, allow_external_in=allow_external_in, sources=sources)
-    for warning in found:
-        warnings.warn(warning, stacklevel=2)
-    return experiment
-
-
-def inspect_experiment(
-    path: str | os.PathLike[str],
-    *,
-    allow_external_in: str | None = None,
-    sources: Collection[str] | None = None,
-) -> tuple[Experiment, tuple[Warning, ...]]:
-    """:func:`open_experiment` (same checks, same errors) with its warnings returned, not emitted.
-
-    For a task that opens a file on a worker: its client emits the warnings where the user sees them.
-    """
-    path = os.path.abspath(os.fspath(path))
-    if not os.path.exists(path):
-        raise ExperimentNotFoundError(f"{path}: no such experiment file")
-    stat = os.stat(path)
-    if stat.st_size == 0 or not h5py.is_hdf5(path):
-        raise NotHDF5Error(path, "not an HDF5 file (no HDF5 signature)")
-    try:
-        f = h5py.File(path, "r", locking=False)
-    except OSError as exc:
-        raise layout.classify_open_error(path, exc) from None
-    allowed = allowed_folder(allow_external_in)
-    with f:
-        # nothing outside this file may be read: refuse external data
-        check_storage(f, path, allowed)
-        try:
-            attrs, problems = read_attributes(f.attrs, path)
-        except OSError as exc:
-            raise TruncatedFileError(path, f"cannot read root attributes ({exc})") from None
-        version = attrs.get("format_version")
-        if version is None:
-            raise FormatVersionError(
-                path, f"no 'format_version' attribute (expected one of {list(SUPPORTED_FORMATS)})"
-            )
-        if str(version) not in SUPPORTED_FORMATS:
-            raise FormatVersionError(
-                path, f"unsupported format_version {version!r} (expected one of {list(SUPPORTED_FORMATS)})"
-            )
-        if "transfer" not in f and "transient" not in f:
-            raise MissingGroupError(path, "neither a 'transfer' nor a 'transient' group")
-        n_transfer, max_points = layout.check_transfer(f, path)
-        index = sources is None or "transient" in sources
-        n_transient, total, has_index, inferred = layout.check_transient(f, path, index=index)
-        workflow_tree = None
-        if "raw/workflow" in f:
-            try:
-                workflow_tree = parse_workflow(layout.stored_value(f, "raw/workflow"))
-            except WorkflowError as exc:
-                problems.append(str(exc))
-                logger.warning("%s: %s; workflow ignored", path, exc)
-    found: list[Warning] = []
-    if n_transient and not has_index:
-        how = (
-            "inferred from original_time resets" if inferred is not None and inferred[1] else "split equally"
-        )
-        msg = (
-            f"{path}: transient step table has no start_data_index/end_data_index columns "
-            f"(file written before oect-infra 1.0.10); step boundaries {how}"
-            + ("" if how.startswith("inferred") else ", which is wrong if steps differ in length")
-        )
-        problems.append(msg)
-        found.append(StepBoundaryWarning(msg))
-    experiment = Experiment(
-        path=path,
-        format_version=str(version),
-        chip_id=layout.text(attrs, "chip_id"),
-        device_id=layout.text(attrs, "device_number") or layout.text(attrs, "device_id"),
-        test_id=layout.text(attrs, "test_id"),
-        description=layout.text(attrs, "description"),
-        status=layout.optional_text(attrs, "status"),
-        created_at=layout.optional_text(attrs, "created_at"),
-        completed_at=layout.optional_text(attrs, "completed_at"),
-        device_type=layout.device_type(attrs.get("device_type")),
-        n_transfer_steps=n_transfer,
-        n_transient_steps=n_transient,
-        transfer_max_points=max_points,
-        transient_total_points=total,
-        has_transient_index=has_index,
-        attrs=attrs,
-        workflow_tree=workflow_tree,
-        file_size=int(stat.st_size),
-        file_mtime_ns=int(stat.st_mtime_ns),
-        problems=tuple(problems),
-        external_in=allowed,
-        transient_index_checked=index or not has_index,
-        _inferred_offsets=None if inferred is None else inferred[0],
-    )
+def remember_checked(path: str, stat: os.stat_result, allowed: str) -> None:
+    """Record that the opener checked the storage of ``path`` (as ``stat`` describes it) against
+    the folder ``allowed``: this process's handles on it then read without checking again."""
     _CHECKED.add((path, stat.st_mtime_ns, stat.st_size, stat.st_ino, allowed))
-    return experiment, tuple(found)

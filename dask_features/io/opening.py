@@ -1,0 +1,184 @@
+"""Opening an experiment file: every check once, then a picklable :class:`Experiment` handle.
+
+:func:`open_experiment` refuses what cannot be read safely or correctly (not HDF5, cut short,
+external data, unknown ``format_version``, missing groups, datasets of the wrong shape, step
+tables that disagree with the data) and returns the handle that Dask tasks receive to read chunks
+of steps (:mod:`dask_features.io.hdf5`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Collection
+
+import h5py
+
+from dask_features.errors import (
+    DaskFeaturesWarning,
+    ExperimentNotFoundError,
+    FormatVersionError,
+    MissingGroupError,
+    NotHDF5Error,
+    TruncatedFileError,
+)
+from dask_features.io import _layout as layout
+from dask_features.io._safety import allowed_folder, check_storage, read_attributes
+from dask_features.io.hdf5 import Experiment, remember_checked
+from dask_features.io.workflow import WorkflowError, parse_workflow
+
+__all__ = ["SUPPORTED_FORMATS", "StepBoundaryWarning", "inspect_experiment", "open_experiment"]
+
+logger = logging.getLogger(__name__)
+
+#: ``format_version`` values written by oect-infra's serial and parallel converters.
+SUPPORTED_FORMATS = ("2.0_direct_new_storage", "2.0_new_storage")
+
+
+class StepBoundaryWarning(DaskFeaturesWarning):
+    """The transient index columns are missing: step boundaries were inferred (from `original_time`
+    restarts) or, failing that, split equally."""
+
+
+def open_experiment(
+    path: str | os.PathLike[str],
+    *,
+    allow_external_in: str | None = None,
+    sources: Collection[str] | None = None,
+) -> Experiment:
+    """Check an experiment file and return a picklable handle on it.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Raw experiment file in the oect-infra layout.
+    allow_external_in : str, optional
+        The one folder external data may resolve into (see
+        :func:`~dask_features.io._safety.check_storage`); ``""`` for none. Default: the
+        ``DASK_FEATURES_ALLOW_EXTERNAL_IN`` environment variable of this process.
+    sources : collection of str, optional
+        The data the caller will read (``"transfer"``, ``"transient"``); default: all. Without
+        ``"transient"`` the transient step ranges are checked only before the handle first reads
+        transient data, so a broken transient index does not stop reading the transfer sweeps.
+
+    Returns
+    -------
+    Experiment
+
+    Warns
+    -----
+    StepBoundaryWarning
+        The transient step table has no index columns (boundaries inferred).
+
+    Raises
+    ------
+    ExperimentNotFoundError
+        (a ``FileNotFoundError``) The path does not exist.
+    NotHDF5Error
+        The file is not HDF5.
+    TruncatedFileError
+        The file is cut short or damaged.
+    FormatVersionError
+        ``format_version`` is missing or not one of :data:`SUPPORTED_FORMATS`.
+    MissingGroupError
+        Neither ``transfer/`` nor ``transient/`` data, or a group without its datasets.
+    ExperimentFormatError
+        A dataset has the wrong shape or dtype.
+    IndexTableError
+        A step table disagrees with the data it indexes.
+    """
+    experiment, found = inspect_experiment(path, allow_external_in=allow_external_in, sources=sources)
+    for warning in found:
+        warnings.warn(warning, stacklevel=2)
+    return experiment
+
+
+def inspect_experiment(
+    path: str | os.PathLike[str],
+    *,
+    allow_external_in: str | None = None,
+    sources: Collection[str] | None = None,
+) -> tuple[Experiment, tuple[Warning, ...]]:
+    """:func:`open_experiment` (same checks, same errors) with its warnings returned, not emitted.
+
+    For a task that opens a file on a worker: its client emits the warnings where the user sees them.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.exists(path):
+        raise ExperimentNotFoundError(f"{path}: no such experiment file")
+    stat = os.stat(path)
+    if stat.st_size == 0 or not h5py.is_hdf5(path):
+        raise NotHDF5Error(path, "not an HDF5 file (no HDF5 signature)")
+    try:
+        f = h5py.File(path, "r", locking=False)
+    except OSError as exc:
+        raise layout.classify_open_error(path, exc) from None
+    allowed = allowed_folder(allow_external_in)
+    with f:
+        # nothing outside this file may be read: refuse external data
+        check_storage(f, path, allowed)
+        try:
+            attrs, problems = read_attributes(f.attrs, path)
+        except OSError as exc:
+            raise TruncatedFileError(path, f"cannot read root attributes ({exc})") from None
+        version = attrs.get("format_version")
+        if version is None:
+            raise FormatVersionError(
+                path, f"no 'format_version' attribute (expected one of {list(SUPPORTED_FORMATS)})"
+            )
+        if str(version) not in SUPPORTED_FORMATS:
+            raise FormatVersionError(
+                path, f"unsupported format_version {version!r} (expected one of {list(SUPPORTED_FORMATS)})"
+            )
+        if "transfer" not in f and "transient" not in f:
+            raise MissingGroupError(path, "neither a 'transfer' nor a 'transient' group")
+        n_transfer, max_points = layout.check_transfer(f, path)
+        index = sources is None or "transient" in sources
+        n_transient, total, has_index, inferred = layout.check_transient(f, path, index=index)
+        workflow_tree = None
+        if "raw/workflow" in f:
+            try:
+                workflow_tree = parse_workflow(layout.stored_value(f, "raw/workflow"))
+            except WorkflowError as exc:
+                problems.append(str(exc))
+                logger.warning("%s: %s; workflow ignored", path, exc)
+    found: list[Warning] = []
+    if n_transient and not has_index:
+        how = (
+            "inferred from original_time resets" if inferred is not None and inferred[1] else "split equally"
+        )
+        msg = (
+            f"{path}: transient step table has no start_data_index/end_data_index columns "
+            f"(file written before oect-infra 1.0.10); step boundaries {how}"
+            + ("" if how.startswith("inferred") else ", which is wrong if steps differ in length")
+        )
+        problems.append(msg)
+        found.append(StepBoundaryWarning(msg))
+    experiment = Experiment(
+        path=path,
+        format_version=str(version),
+        chip_id=layout.text(attrs, "chip_id"),
+        device_id=layout.text(attrs, "device_number") or layout.text(attrs, "device_id"),
+        test_id=layout.text(attrs, "test_id"),
+        description=layout.text(attrs, "description"),
+        status=layout.optional_text(attrs, "status"),
+        created_at=layout.optional_text(attrs, "created_at"),
+        completed_at=layout.optional_text(attrs, "completed_at"),
+        device_type=layout.device_type(attrs.get("device_type")),
+        n_transfer_steps=n_transfer,
+        n_transient_steps=n_transient,
+        transfer_max_points=max_points,
+        transient_total_points=total,
+        has_transient_index=has_index,
+        attrs=attrs,
+        workflow_tree=workflow_tree,
+        file_size=int(stat.st_size),
+        file_mtime_ns=int(stat.st_mtime_ns),
+        problems=tuple(problems),
+        external_in=allowed,
+        transient_index_checked=index or not has_index,
+        _inferred_offsets=None if inferred is None else inferred[0],
+    )
+    remember_checked(path, stat, allowed)
+    return experiment, tuple(found)
