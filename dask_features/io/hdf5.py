@@ -228,13 +228,18 @@ class Experiment:
     def transient_bounds(self, start: int, stop: int) -> np.ndarray:
         """Sample ranges of transient steps ``[start, stop)`` as an (n, 2) array of [begin, end)."""
         self._check_range("transient", start, stop, self.n_transient_steps)
+        with self._open(transient=True) as f:
+            return self._bounds(f, start, stop)
+
+    def _bounds(self, f: h5py.File, start: int, stop: int) -> np.ndarray:
+        """:meth:`transient_bounds`, read from ``f`` (opened with ``transient=True``) unless they
+        were inferred when the file was opened."""
         if self._inferred_offsets is not None:
             off = np.asarray(self._inferred_offsets[start : stop + 1], dtype=np.int64)
             return np.column_stack([off[:-1], off[1:]])
-        with self._open(transient=True) as f:
-            rows = layout.dataset(f, self.path, "transient/step_info_table").fields(
-                list(layout.INDEX_COLUMNS)
-            )[start:stop]
+        rows = layout.dataset(f, self.path, "transient/step_info_table").fields(list(layout.INDEX_COLUMNS))[
+            start:stop
+        ]
         return np.column_stack([rows[c].astype(np.int64) for c in layout.INDEX_COLUMNS]).reshape(-1, 2)
 
     def read_transient(self, start: int, stop: int) -> TransientChunk:
@@ -247,9 +252,11 @@ class Experiment:
             per-step ``period`` [s], ``time_step`` [s] and ``duty`` from the step parameters, or from
             the workflow when the table has none (NaN when neither says).
         """
-        bounds = self.transient_bounds(start, stop)
+        self._check_range("transient", start, stop, self.n_transient_steps)
         n = stop - start
-        with self._open() as f:
+        # One opening for the bounds and the samples: they come from the same version of the file.
+        with self._open(transient=True) as f:
+            bounds = self._bounds(f, start, stop)
             table = layout.dataset(f, self.path, "transient/step_info_table")
             timing_cols = [c for c in _TIMING_COLUMNS if c in (table.dtype.names or ())]
             timing = table.fields(timing_cols)[start:stop] if timing_cols else None
