@@ -63,6 +63,18 @@ logger = logging.getLogger(__name__)
 Outcome = tuple[Job, Written | WriteFailure | Failure | PlanFailure, float]
 
 
+def _chunked(bundle: list[Job], mode: str) -> ExperimentJob | None:
+    """The experiment of ``bundle`` to run as a task per chunk, or None: the bundle is one task.
+
+    Several experiments, ``"experiment"`` mode, a single chunk, or a file not opened by the plan
+    (a :class:`~dask_features.engine.plan.FileJob`) run as one task computing whole files.
+    """
+    job = bundle[0]
+    if len(bundle) > 1 or mode == "experiment" or not isinstance(job, ExperimentJob) or len(job.chunks) == 1:
+        return None
+    return job
+
+
 def _submit_distributed(
     client: Any,
     bundle: list[Job],
@@ -81,9 +93,9 @@ def _submit_distributed(
     forgetting (that loses the new future and the run hangs).
     """
     tag = f"{bundle[0].stem.replace('/', '.')}-{run}"  # output stems are unique within a run
-    job = bundle[0]
     call = call_with_config
-    if len(bundle) > 1 or mode == "experiment" or not isinstance(job, ExperimentJob) or len(job.chunks) == 1:
+    job = _chunked(bundle, mode)
+    if job is None:
         name = f"experiments-{tag}-{len(bundle)}" if len(bundle) > 1 else f"experiment-{tag}"
         return client.submit(
             call, compute_and_write, bundle, config, folder, key=name, retries=retries, pure=False
@@ -289,14 +301,8 @@ def stream_local(
 
     def submit_bundle(bundle: list[Job]) -> None:
         t0 = time.perf_counter()
-        first = bundle[0]
-        # A file not opened by the plan (a FileJob) is always a whole-file task.
-        if (
-            len(bundle) > 1
-            or mode == "experiment"
-            or not isinstance(first, ExperimentJob)
-            or len(first.chunks) == 1
-        ):
+        job = _chunked(bundle, mode)
+        if job is None:
 
             def done(f: Future[Any]) -> list[Outcome]:
                 failure = _as_failure(f)
@@ -306,7 +312,6 @@ def stream_local(
 
             pending[pool.submit(compute_and_write, bundle, config, folder)] = done
             return
-        job = first
         parts: list[Any] = [None] * len(job.chunks)
         left = [len(job.chunks)]
 
