@@ -32,6 +32,7 @@ __all__ = [
     "bundle_jobs",
     "chunk_ranges",
     "expand_inputs",
+    "failure_reason",
     "item_path",
     "make_job",
     "missing_steps",
@@ -241,6 +242,11 @@ def missing_steps(experiment: Experiment, config: FeatureConfig) -> str | None:
     if any(counts.values()):
         return None
     return f"{experiment.path}: no {' or '.join(counts)} steps, which config {config.name!r} needs"
+
+
+def failure_reason(path: str, exc: BaseException) -> str:
+    """Why ``path`` cannot be planned, as reported: ``exc``'s message, naming the file once."""
+    return str(exc) if path in str(exc) else f"{path}: {exc}"
 
 
 def _fills_tasks(job: Job, target: float) -> bool:

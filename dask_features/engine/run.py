@@ -39,6 +39,7 @@ from dask_features.engine.plan import (
     Job,
     bundle_jobs,
     expand_inputs,
+    failure_reason,
     item_path,
     make_job,
     missing_steps,
@@ -113,7 +114,7 @@ def _plan(items: list[str | Experiment], settings: _Settings, book: Bookkeeper) 
             else:
                 job = make_job(open_item(item, cfg.sources), cfg, stem, settings.chunk_steps, identity)
         except (DaskFeaturesError, OSError) as exc:
-            book.failed(path, str(exc) if path in str(exc) else f"{path}: {exc}")
+            book.failed(path, failure_reason(path, exc))
             continue
         if isinstance(job, ExperimentJob):
             why = missing_steps(job.experiment, cfg)

@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from dask_features.config.schema import FeatureConfig
 from dask_features.engine.output import identity_values, write_tables
-from dask_features.engine.plan import ExperimentJob, FileJob, Job, make_job, missing_steps
+from dask_features.engine.plan import ExperimentJob, FileJob, Job, failure_reason, make_job, missing_steps
 from dask_features.engine.tasks import ChunkResult, ExperimentTables, Failure, run_bundle, safe_assemble
 from dask_features.errors import DaskFeaturesError, OutputError, SourceChangedError
 from dask_features.io.opening import inspect_experiment
@@ -99,7 +99,7 @@ def open_job(job: FileJob, config: FeatureConfig) -> tuple[ExperimentJob, tuple[
             return PlanFailure(why)
         return make_job(experiment, config, job.stem, job.chunk_steps, job.source), found
     except (DaskFeaturesError, OSError) as exc:
-        return PlanFailure(str(exc) if job.path in str(exc) else f"{job.path}: {exc}")
+        return PlanFailure(failure_reason(job.path, exc))
     except Exception as exc:  # a bug, not the file's fault: this file fails, not the whole task
         return PlanFailure(
             f"{job.path}: cannot be opened: {type(exc).__name__}: {exc}", traceback.format_exc()
