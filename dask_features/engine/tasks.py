@@ -262,22 +262,23 @@ def _merge_cycles(tables: list[pa.Table]) -> pa.Table | None:
     step = np.concatenate([to_numpy(t.column(keys[0])) for t in tables])
     cycle = np.concatenate([to_numpy(t.column(keys[1])) for t in tables])
     order = np.lexsort((cycle, step))
+    step, cycle = step[order], cycle[order]
     first = np.ones(len(order), dtype=bool)
-    first[1:] = (step[order][1:] != step[order][:-1]) | (cycle[order][1:] != cycle[order][:-1])
+    first[1:] = (step[1:] != step[:-1]) | (cycle[1:] != cycle[:-1])
     row_of = np.empty(len(order), dtype=np.int64)  # each input row's row in the merged table
     row_of[order] = np.cumsum(first) - 1
     n = int(first.sum())
-    columns = {keys[0]: from_numpy(step[order][first]), keys[1]: from_numpy(cycle[order][first])}
+    columns = {keys[0]: from_numpy(step[first]), keys[1]: from_numpy(cycle[first])}
     start = 0
     for table in tables:
         rows = row_of[start : start + table.num_rows]
         start += table.num_rows
-        if len(np.unique(rows)) != len(rows):
+        has = np.zeros(n, dtype=bool)
+        has[rows] = True
+        if np.count_nonzero(has) != len(rows):  # a key repeated within this table
             return _merge_cycles_pandas(tables)
         take = np.zeros(n, dtype=np.int64)  # merged row -> this table's row; null where it has none
         take[rows] = np.arange(table.num_rows)
-        has = np.zeros(n, dtype=bool)
-        has[rows] = True
         indices = from_numpy(np.where(has, take, np.nan), pa.int64())
         columns.update({c: table.column(c).take(indices) for c in table.column_names if c not in keys})
     return pa.table(columns)
