@@ -159,7 +159,7 @@ def _stream(
     bundles = bundle_jobs(jobs) if settings.mode == "step" else ([job] for job in jobs)
     n_workers = options["n_workers"]
     window = options["max_in_flight"] or max(4, 2 * n_workers)
-    split = _split_mode(settings, options["n_items"], n_workers)
+    split = options["split"]
     if client is not None:
         yield from stream_distributed(
             client, bundles, settings.config, settings.folder, split, window, options["retries"]
@@ -374,7 +374,7 @@ def extract(
     dask_client, close = resolve_client(client, scheduler, workers)
     try:
         n_workers = worker_count(dask_client, workers)
-        options = {
+        options: dict[str, Any] = {
             "workers": workers,
             "max_in_flight": max_in_flight,
             "retries": retries,
@@ -385,8 +385,9 @@ def extract(
             settings = _Settings(cfg, folder, root, mode, chunk_steps, force)
             # Whole-file tasks open their files themselves: the client's serial opening (10-20 ms
             # a file) no longer competes with the workers or limits how many it can feed.
-            defer = _split_mode(settings, len(items), n_workers) == "experiment"
-            settings = dataclasses.replace(settings, defer_open=defer)
+            split = _split_mode(settings, len(items), n_workers)
+            settings = dataclasses.replace(settings, defer_open=split == "experiment")
+            options["split"] = split  # the stream runs chunked experiments as planned here
             for outcome in _stream(
                 _plan(items, settings, book), settings, dask_client, scheduler, options, book
             ):
