@@ -64,6 +64,11 @@ def test_merge_with_null_keys_goes_through_pandas() -> None:
     got = _merge_cycles(tables)
     assert got is not None
     assert got.to_pylist() == _merge_cycles_pandas(tables).to_pylist()
+    assert got.to_pylist() == [  # the null key is a row of its own, still int64
+        {"step_index": 0, "cycle": 0, "a": 1.0, "b": 3.0},
+        {"step_index": None, "cycle": 0, "a": 2.0, "b": None},
+    ]
+    assert got.schema.field("step_index").type == pa.int64()
 
 
 def test_merge_with_repeated_keys_keeps_every_pair() -> None:
@@ -72,6 +77,8 @@ def test_merge_with_repeated_keys_keeps_every_pair() -> None:
     assert got is not None
     assert got.to_pylist() == _merge_cycles_pandas(tables).to_pylist()
     assert got.num_rows == 2
+    assert got.column("a").to_pylist() == [1.0, 2.0]
+    assert got.column("b").to_pylist() == [3.0, 3.0]
 
 
 def test_ragged_features_on_a_file_without_their_source(tmp_path: Path) -> None:
