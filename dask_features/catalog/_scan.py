@@ -7,7 +7,6 @@ import fnmatch
 import logging
 import os
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from dask_features.catalog._connection import _CatalogConnection
 from dask_features.catalog._schema import _COLUMNS, _now, _to_json
 from dask_features.errors import DataFolderError
 from dask_features.io.hdf5 import Experiment
-from dask_features.io.opening import open_experiment
+from dask_features.io.opening import inspect_experiment
 
 logger = logging.getLogger("dask_features.catalog")
 
@@ -155,10 +154,8 @@ class _Scanning(_CatalogConnection):
     def _index_file(self, file: Path, rel: str, size: int, mtime_ns: int) -> Experiment | str:
         """Read one file and upsert it; on failure record and return the reason."""
         try:
-            with warnings.catch_warnings():
-                # Non-fatal findings (e.g. guessed transient boundaries) are kept in Experiment.problems.
-                warnings.simplefilter("ignore")
-                exp = open_experiment(file)
+            # Its warnings (e.g. guessed transient boundaries) are in Experiment.problems too: drop them.
+            exp, _ = inspect_experiment(file)
         except Exception as exc:  # any unreadable file is recorded, never allowed to stop a scan
             self._conn.execute("DELETE FROM experiments WHERE path = ?", (rel,))
             return self._record_failure(rel, size, mtime_ns, exc)

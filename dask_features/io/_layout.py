@@ -125,15 +125,8 @@ def decode_table(rows: np.ndarray) -> pd.DataFrame:
 
 
 def dataset(f: h5py.File, path: str, name: str) -> h5py.Dataset:
-    try:
-        obj = f[name]
-    except KeyError:
-        raise MissingGroupError(path, f"missing dataset '{name}'") from None
-    except OSError as exc:  # damaged object headers surface here
-        raise TruncatedFileError(path, f"cannot read '{name}': {exc}") from None
-    if not isinstance(obj, h5py.Dataset):
-        raise ExperimentFormatError(path, f"'{name}' is a group, expected a dataset")
-    return obj
+    """``f[name]``, which must be a dataset; the errors of :func:`dataset_id`."""
+    return h5py.Dataset(dataset_id(f, path, name))
 
 
 def stored_value(f: h5py.File, name: str) -> Any:
@@ -165,7 +158,17 @@ def classify_open_error(path: str, exc: OSError) -> ExperimentFormatError:
 
 def dataset_id(f: h5py.File, path: str, name: str) -> h5py.h5d.DatasetID:
     """The low-level dataset ``name`` (its shape and dtype without building an ``h5py.Dataset``,
-    which costs ~10x the lookup); the errors of :func:`dataset`."""
+    which costs ~10x the lookup).
+
+    Raises
+    ------
+    MissingGroupError
+        No object ``name``.
+    TruncatedFileError
+        Its object header cannot be read.
+    ExperimentFormatError
+        ``name`` is a group (or a named datatype), not a dataset.
+    """
     try:
         obj = h5py.h5o.open(f.id, name.encode())
     except KeyError:

@@ -27,9 +27,7 @@ from typing import TYPE_CHECKING, Any
 import h5py
 import numpy as np
 
-from dask_features.errors import (
-    StepRangeError,
-)
+from dask_features.errors import StepRangeError
 from dask_features.io import _layout as layout
 from dask_features.io._safety import allowed_folder, check_storage
 from dask_features.io.chunks import ChunkMeta, TransferChunk, TransientChunk
@@ -229,17 +227,16 @@ class Experiment:
         """Sample ranges of transient steps ``[start, stop)`` as an (n, 2) array of [begin, end)."""
         self._check_range("transient", start, stop, self.n_transient_steps)
         with self._open(transient=True) as f:
-            return self._bounds(f, start, stop)
+            return self._bounds(layout.dataset(f, self.path, "transient/step_info_table"), start, stop)
 
-    def _bounds(self, f: h5py.File, start: int, stop: int) -> np.ndarray:
-        """:meth:`transient_bounds`, read from ``f`` (opened with ``transient=True``) unless they
-        were inferred when the file was opened."""
+    def _bounds(self, table: h5py.Dataset, start: int, stop: int) -> np.ndarray:
+        """:meth:`transient_bounds`: the ones inferred when the file was opened, else read from
+        ``table``, the step table of a file opened with ``transient=True`` (looked up once by
+        :meth:`read_transient` for these and its timing columns)."""
         if self._inferred_offsets is not None:
             off = np.asarray(self._inferred_offsets[start : stop + 1], dtype=np.int64)
             return np.column_stack([off[:-1], off[1:]])
-        rows = layout.dataset(f, self.path, "transient/step_info_table").fields(list(layout.INDEX_COLUMNS))[
-            start:stop
-        ]
+        rows = table.fields(list(layout.INDEX_COLUMNS))[start:stop]
         return np.column_stack([rows[c].astype(np.int64) for c in layout.INDEX_COLUMNS]).reshape(-1, 2)
 
     def read_transient(self, start: int, stop: int) -> TransientChunk:
@@ -256,8 +253,8 @@ class Experiment:
         n = stop - start
         # One opening for the bounds and the samples: they come from the same version of the file.
         with self._open(transient=True) as f:
-            bounds = self._bounds(f, start, stop)
             table = layout.dataset(f, self.path, "transient/step_info_table")
+            bounds = self._bounds(table, start, stop)
             timing_cols = [c for c in _TIMING_COLUMNS if c in (table.dtype.names or ())]
             timing = table.fields(timing_cols)[start:stop] if timing_cols else None
             if n and bounds.size:

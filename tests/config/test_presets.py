@@ -34,6 +34,12 @@ def test_an_edited_preset_is_parsed_from_its_yaml(monkeypatch: pytest.MonkeyPatc
     try:
         assert preset_data("v2_transfer_basic")["features"][0]["name"] == "gm_fwd"
         assert preset_data("v2_mixed") == parse((tmp_path / "v2_mixed.yaml").read_text(), "v2_mixed")
+        # an unedited preset is served from the copy (a marker put there comes back), not its YAML
+        copy = json.loads((tmp_path / "_parsed.json").read_text(encoding="utf-8"))
+        copy["v2_mixed"]["data"]["description"] = "from the copy"
+        (tmp_path / "_parsed.json").write_text(json.dumps(copy), encoding="utf-8")
+        _presets._parsed.cache_clear()
+        assert preset_data("v2_mixed")["description"] == "from the copy"
         (tmp_path / "_parsed.json").write_text("{damaged")
         _presets._parsed.cache_clear()
         assert preset_data("v2_mixed") == parse((tmp_path / "v2_mixed.yaml").read_text(), "v2_mixed")
