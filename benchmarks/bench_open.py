@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import math
 import os
 import shutil
 import statistics
@@ -34,7 +35,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 #: (name, config, synthetic experiment): transfer-only files under a transfer config, as in the
 #: issue's profile, and files with transient steps under a config reading both.
@@ -104,7 +104,6 @@ def write_outputs(folder: Path, out: Path) -> None:
 
 def differences(before: Path, after: Path) -> list[str]:
     """What differs between two output folders: files, metadata (but ``written_at``), values."""
-    import numpy as np
     import pyarrow.parquet as pq
 
     files = {p.relative_to(before) for p in before.rglob("*.parquet")}
@@ -123,16 +122,16 @@ def differences(before: Path, after: Path) -> list[str]:
             continue
         for name in a.column_names:
             x, y = a.column(name).to_pylist(), b.column(name).to_pylist()
-            if any(not _same(u, v, np) for u, v in zip(x, y, strict=True)):
+            if any(not _same(u, v) for u, v in zip(x, y, strict=True)):
                 found.append(f"values of {rel}: {name}")
     return found
 
 
-def _same(u: object, v: object, np: Any) -> bool:
+def _same(u: object, v: object) -> bool:
     if isinstance(u, list) and isinstance(v, list):
-        return len(u) == len(v) and all(_same(p, q, np) for p, q in zip(u, v, strict=True))
+        return len(u) == len(v) and all(_same(p, q) for p, q in zip(u, v, strict=True))
     if isinstance(u, float) and isinstance(v, float):
-        return u == v or (np.isnan(u) and np.isnan(v))
+        return u == v or (math.isnan(u) and math.isnan(v))
     return u == v
 
 

@@ -48,13 +48,6 @@ def step(n: int, rng: np.random.Generator) -> np.ndarray:
     return -np.round(y, 10)
 
 
-def search_input(current: np.ndarray) -> tuple[np.ndarray, float]:
-    """The array and prominence the extractor passes to the finder for one step."""
-    magnitude = np.abs(current)
-    floor = magnitude.min() - (np.ptp(magnitude) or 1.0)
-    return np.append(magnitude, floor), 0.1 * float(np.percentile(magnitude, 75))
-
-
 def cpu(fn: Callable[[], Any]) -> float:
     t0 = time.process_time()
     fn()
@@ -65,7 +58,7 @@ def bench_calls(lengths: list[int], n_steps: int, repeat: int) -> None:
     print(f"\n== one find_peaks call per step (distance=10), CPU us per step, best of {repeat} ==")
     rng = np.random.default_rng(0)
     for n in lengths:
-        inputs = [search_input(step(n, rng)) for _ in range(n_steps)]
+        inputs = [transient.peak_search_input(step(n, rng), None) for _ in range(n_steps)]
         for x, p in inputs:  # identical results (and compiled/JIT code loaded before timing)
             a, b = _peaks.find_peaks(x, 10, p), scipy_peaks(x, 10, p)
             assert np.array_equal(a[0], b[0])

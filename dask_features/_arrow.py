@@ -33,6 +33,12 @@ def _validity(valid: np.ndarray) -> pa.Buffer:
     return pa.py_buffer(np.packbits(valid, bitorder="little"))
 
 
+def _nulls(missing: np.ndarray) -> tuple[pa.Buffer | None, int]:
+    """Validity bitmap (None when nothing is missing) and null count of a boolean mask of nulls."""
+    null_count = int(np.count_nonzero(missing))
+    return (_validity(~missing) if null_count else None), null_count
+
+
 def from_numpy(
     values: np.ndarray,
     type: pa.DataType | None = None,
@@ -66,13 +72,7 @@ def from_numpy(
     values = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("="))
     own = pa.from_numpy_dtype(values.dtype)
     n = len(values)
-    validity = None
-    null_count = 0
-    if nan_as_null and values.dtype.kind == "f":
-        missing = np.isnan(values)
-        null_count = int(np.count_nonzero(missing))
-        if null_count:
-            validity = _validity(~missing)
+    validity, null_count = _nulls(np.isnan(values)) if nan_as_null and values.dtype.kind == "f" else (None, 0)
     data = _validity(values) if values.dtype.kind == "b" else pa.py_buffer(values)
     array = pa.Array.from_buffers(own, n, [validity, data], null_count=null_count)
     return array if type is None or type == own else array.cast(type)
@@ -85,9 +85,7 @@ def strings(values: Sequence[str | None]) -> pa.Array:
     if len(ends) and ends[-1] > _MAX_STRING_BYTES:
         return pa.array(values, type=pa.string())  # pyarrow splits or errors as it sees fit
     offsets = np.concatenate([np.zeros(1, np.int32), ends.astype(np.int32)])
-    missing = np.array([v is None for v in values], dtype=bool)
-    null_count = int(np.count_nonzero(missing))
-    validity = _validity(~missing) if null_count else None
+    validity, null_count = _nulls(np.array([v is None for v in values], dtype=bool))
     return pa.Array.from_buffers(
         pa.string(),
         len(encoded),
@@ -107,10 +105,8 @@ def repeated_string(value: str, n: int) -> pa.Array:
 
 def int64s(values: Sequence[int | None]) -> pa.Array:
     """An int64 array (``None`` as null) from a list of ``int``."""
-    missing = np.array([v is None for v in values], dtype=bool)
+    validity, null_count = _nulls(np.array([v is None for v in values], dtype=bool))
     data = np.array([0 if v is None else v for v in values], dtype=np.int64)
-    null_count = int(np.count_nonzero(missing))
-    validity = _validity(~missing) if null_count else None
     return pa.Array.from_buffers(pa.int64(), len(data), [validity, pa.py_buffer(data)], null_count)
 
 

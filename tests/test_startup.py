@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from dask_features import _compiled, synth
+from dask_features import _compiled, list_presets, synth
 
 UNWANTED = ("pandas", "scipy", "numba", "dask", "distributed", "yaml")
 
@@ -57,3 +57,8 @@ def test_extract_does_not_import(loaded: tuple[str, set[str]], module: str) -> N
     if module == "numba" and PRESETS[preset][1] and _compiled.find() is None:
         pytest.skip("the compiled kernels are not built (python -m dask_features.warmup): numba's JIT runs")
     assert module not in modules
+
+
+def test_every_shipped_preset_is_checked() -> None:
+    """A preset added later must get its experiment here, not go unchecked."""
+    assert sorted(PRESETS) == sorted(list_presets())

@@ -32,7 +32,7 @@ from dask_features.extractors import _peaks as peak_finder
 from dask_features.extractors.registry import Output, register
 from dask_features.io.chunks import TransientChunk
 
-__all__ = ["cycles", "decay_time", "peak_current"]
+__all__ = ["cycles", "decay_time", "peak_current", "peak_search_input"]
 
 CycleMethod = Literal["peak_detection", "fixed_interval", "percentile"]
 
@@ -117,14 +117,34 @@ def _percentile(current: np.ndarray, k: int) -> np.ndarray:
     return selected[np.linspace(0, len(selected) - 1, k).astype(int)]
 
 
-def _peaks(current: np.ndarray, k: int | None, min_distance: int, prominence: float | None) -> np.ndarray:
-    """Signed current at the detected peaks of |I|, in time order; at most ``k`` of them."""
+def peak_search_input(current: np.ndarray, prominence: float | None) -> tuple[np.ndarray, float]:
+    """The signal and minimum prominence the peak search of one step runs on.
+
+    Parameters
+    ----------
+    current : ndarray of float64, shape (n,)
+        Drain current of the step without NaN [A], ``n >= 1``.
+    prominence : float or None
+        Minimum prominence [A]; None: 10 % of the 75th percentile of ``|I|``.
+
+    Returns
+    -------
+    magnitude : ndarray of float64, shape (n + 1,)
+        ``|I|`` with a sample below everything appended at the end, which lets a peak on the last
+        sample be found (the edges themselves never are peaks).
+    prominence : float
+        Minimum prominence [A].
+    """
     magnitude = np.abs(current)
     prom = 0.1 * float(np.percentile(magnitude, 75)) if prominence is None else prominence
-    # A sample below everything appended at the end lets a peak on the last sample be found (the
-    # edges themselves never are peaks).
-    floor = magnitude.min() - (np.ptp(magnitude) or 1.0)
-    idx, prominences = peak_finder.find_peaks(np.append(magnitude, floor), min_distance, prom)
+    low, high = magnitude.min(), magnitude.max()
+    return np.append(magnitude, low - ((high - low) or 1.0)), prom
+
+
+def _peaks(current: np.ndarray, k: int | None, min_distance: int, prominence: float | None) -> np.ndarray:
+    """Signed current at the detected peaks of |I|, in time order; at most ``k`` of them."""
+    magnitude, prom = peak_search_input(current, prominence)
+    idx, prominences = peak_finder.find_peaks(magnitude, min_distance, prom)
     if k is not None and len(idx) > k:
         keep = np.sort(np.argsort(-prominences, kind="stable")[:k])
         idx = idx[keep]

@@ -185,6 +185,11 @@ def drain_current(vg: np.ndarray, vth: np.ndarray, k: np.ndarray, dev: DevicePar
         Signed drain current [A] (negative for P-type, whose drain bias is negative).
     """
     _, u = overdrive(vg, vth, dev)
+    return _current_at(u, k, dev)
+
+
+def _current_at(u: np.ndarray, k: np.ndarray, dev: DeviceParams) -> np.ndarray:
+    """:func:`drain_current` [A] from the effective overdrive ``u`` [V] of :func:`overdrive`."""
     return dev.polarity * (k * u * u / (1.0 + (dev.theta * u) ** 2) + dev.i_floor)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dask_features.synth._device import DeviceParams, _parabolic_peak, drain_current, overdrive
+from dask_features.synth._device import DeviceParams, _current_at, _parabolic_peak, drain_current, overdrive
 
 __all__ = ["elr_truth", "transfer_slopes"]
 
@@ -37,7 +37,7 @@ def transfer_slopes(
     sigmoid = 0.5 * (1.0 + np.tanh(0.5 * x))
     denom = 1.0 + (dev.theta * u) ** 2
     gm = 2.0 * k * u * sigmoid / denom**2  # d/du (k u² / (1 + θ²u²)) * du/dVg, always >= 0
-    current = drain_current(vg, vth, k, dev)
+    current = _current_at(u, k, dev)  # from the overdrive above, not computed again
     return current, gm, gm / (np.abs(current) * np.log(10.0))
 
 

@@ -109,8 +109,11 @@ def test_growing_peaks_match_scipy() -> None:
         assert_same_peaks(x[::-1].copy(), distance, 0.0)
 
 
-def _transient(seed: int, n: int, quantum: float) -> np.ndarray:
-    """|I| of a square-wave OECT transient with noise, rounded to an ammeter's resolution [A]."""
+def _transient(seed: int, n: int, quantum: float, snr_db: float | None = None) -> np.ndarray:
+    """|I| of a square-wave OECT transient with noise, rounded to an ammeter's resolution [A].
+
+    ``snr_db``: the step's SNR [dB]; default a random one between 15 and 60.
+    """
     rng = np.random.default_rng(seed)
     period = int(rng.integers(40, 400))
     tau = float(rng.uniform(0.02, 0.3)) * period
@@ -121,7 +124,7 @@ def _transient(seed: int, n: int, quantum: float) -> np.ndarray:
         tau_off=tau * float(rng.uniform(0.5, 2.0)),
         i_low=1e-7,
         i_high=1e-6,
-        snr_db=float(rng.uniform(15, 60)),
+        snr_db=float(rng.uniform(15, 60)) if snr_db is None else snr_db,
         phase=float(rng.uniform(0, period)),
         rng=rng,
     )
@@ -132,10 +135,21 @@ def _transient(seed: int, n: int, quantum: float) -> np.ndarray:
 @pytest.mark.parametrize("n", [2000, 20_000])
 @pytest.mark.parametrize("quantum", [0.0, 1e-9], ids=["exact", "quantised"])
 def test_transients_match_scipy(seed: int, n: int, quantum: float) -> None:
-    magnitude = np.abs(_transient(seed, n, quantum))
-    x = np.append(magnitude, magnitude.min() - np.ptp(magnitude))  # as the extractor passes it
+    x, preset_prominence = transient.peak_search_input(_transient(seed, n, quantum), None)  # as the extractor
     for distance in (1, 10, 37):
-        for prominence in (0.0, 0.1 * float(np.percentile(magnitude, 75)), 3e-7):
+        for prominence in (0.0, preset_prominence, 3e-7):
+            assert_same_peaks(x, distance, prominence)
+
+
+@pytest.mark.parametrize("snr_db", [-10.0, 0.0, 6.0])
+@pytest.mark.parametrize("quantum", [0.0, 1e-8], ids=["exact", "quantised"])
+def test_strong_noise_matches_scipy(snr_db: float, quantum: float) -> None:
+    # Noise as large as the swing: a local maximum every few samples, many of equal height when quantised.
+    x, preset_prominence = transient.peak_search_input(_transient(3, 5000, quantum, snr_db), None)
+    assert _peaks.local_maxima(x, np.empty(len(x) // 2 + 1, np.int64)) > len(x) // 5
+    assert x[-1] < x[:-1].min()
+    for distance in (1, 10, 37):
+        for prominence in (0.0, preset_prominence):
             assert_same_peaks(x, distance, prominence)
 
 
