@@ -33,7 +33,6 @@ import importlib
 import importlib.machinery
 import importlib.util
 import os
-import shutil
 import sys
 import tempfile
 import threading
@@ -390,6 +389,8 @@ def build(folder: Path | None = None) -> Path:
             cc.compile()
         os.replace(tmp / cc.output_file, target)
     finally:
+        import shutil  # only a build needs it (it loads bz2, lzma and fnmatch)
+
         shutil.rmtree(tmp, ignore_errors=True)
     if folder == _PACKAGE:  # a user cache folder may serve other installs: keep their modules
         for old in folder.glob(_PREFIX + "*"):

@@ -7,7 +7,6 @@ misspelled config name or output folder is not mistaken for an empty result.
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 
@@ -43,6 +42,8 @@ def check_output_folder(out_dir: str | os.PathLike[str], folder: str) -> None:
     if (root / folder).is_dir():
         return
     have = sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "steps").is_dir())
+    import difflib  # only an error message needs it
+
     close = difflib.get_close_matches(folder, have, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     listing = f"it holds {', '.join(have)}" if have else "it holds no extracted features"

@@ -21,7 +21,6 @@ registered :class:`~dask_features.io.sources.Source`.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import types
@@ -322,6 +321,8 @@ def get_extractor(name: str, registry: Registry | None = None) -> ExtractorSpec:
     try:
         return reg[name]
     except KeyError:
+        import difflib  # only an error message needs it
+
         close = difflib.get_close_matches(name, list(reg), n=3)
         hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
         raise UnknownExtractorError(f"no extractor named {name!r}{hint}") from None
