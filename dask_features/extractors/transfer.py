@@ -117,7 +117,8 @@ def _extreme(
             sw,
             direction,
             reduction=reduction,
-            mask=_mask(chunk, direction),
+            # With a common turning point the halves are column slices: no mask is needed.
+            mask="auto" if sw.common_turn is not None else _mask(chunk, direction),
             edge=edge,
             scratch=_scratch(chunk),
         )
@@ -175,8 +176,12 @@ def _no_onset_below_clip(chunk: TransferChunk, values: np.ndarray) -> np.ndarray
 
     def flat() -> np.ndarray:
         # fmax skips NaN without nanmax's copy; an all-NaN row gives NaN (not flat: reported elsewhere).
-        peak = (
-            np.fmax.reduce(np.abs(chunk.id), axis=1) if chunk.id.shape[1] else np.full(chunk.n_steps, np.nan)
+        # |Id| goes to the work buffer when it fits: a fresh (n, m) temporary costs page faults.
+        if not chunk.id.shape[1]:
+            return np.full(chunk.n_steps, np.nan) <= tm.LOG_FLOOR
+        scratch = _scratch(chunk)
+        peak = np.fmax.reduce(
+            np.abs(chunk.id, out=scratch if scratch.shape == chunk.id.shape else None), axis=1
         )
         return peak <= tm.LOG_FLOOR
 
