@@ -28,6 +28,7 @@ __all__ = [
     "Reduction",
     "Sweeps",
     "derivative",
+    "derivative_buffer",
     "extreme",
     "gate_steps",
     "log_abs",
@@ -101,15 +102,18 @@ def prepare(vg: np.ndarray, id_: np.ndarray, lengths: np.ndarray) -> Sweeps:
     id_ = np.asarray(id_, dtype=np.float64)
     lengths = np.asarray(lengths)
     n, m = vg.shape
-    if m >= 2 and not (lengths < m).any() and np.isfinite(vg).all() and np.isfinite(id_).all():
-        # Clean rectangular chunk (the common case): use the arrays as they are, and skip the
-        # per-row count of valid points (every row has m).
+    if m >= 2 and not (lengths < m).any() and np.isfinite(vg.sum()) and np.isfinite(id_.sum()):
+        # Clean rectangular chunk (the common case): use the arrays as they are. A finite sum means
+        # every value is finite (NaN and inf propagate), without an (n, m) mask; a sum that
+        # overflows only sends the chunk down the exact path below.
         return _full_sweeps(vg, id_, np.full(n, m, dtype=np.int64))
     cols = np.arange(m)
     valid = np.isfinite(vg) & np.isfinite(id_)
     if (lengths < m).any():
         valid &= cols < lengths[:, None]
     n_valid = valid.sum(axis=1).astype(np.int64)
+    if m >= 2 and (n_valid == m).all():
+        return _full_sweeps(vg, id_, n_valid)
     w = max(2, int(n_valid.max(initial=0)))
     if np.array_equal(valid, cols < n_valid[:, None]):
         vg_c, id_c = vg[:, :w].copy(), id_[:, :w].copy()
@@ -216,15 +220,13 @@ def _flat(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a).reshape(-1)
 
 
-def gate_steps(sweeps: Sweeps, scratch: np.ndarray | None = None) -> np.ndarray:
+def gate_steps(sweeps: Sweeps) -> np.ndarray:
     """``ΔVg`` [V] between neighbours, ``|ΔVg| < 1e-12`` replaced by ``+1e-12`` (oect-infra's rule).
 
     Parameters
     ----------
     sweeps : Sweeps
         The chunk's sweeps.
-    scratch : ndarray of float64, shape (n, w), optional
-        C-contiguous work buffer (overwritten) to avoid a temporary.
 
     Returns
     -------
@@ -239,9 +241,10 @@ def gate_steps(sweeps: Sweeps, scratch: np.ndarray | None = None) -> np.ndarray:
     np.subtract(vg[1:], vg[:-1], out=flat[:-1])
     dx = flat.reshape(n, w)
     dx[:, -1] = np.nan
-    magnitude = np.abs(dx, out=scratch)
     with np.errstate(invalid="ignore"):
-        tiny = magnitude < DX_FLOOR
+        # |dx| < floor, without an (n, w) float temporary (NaN compares False either way).
+        tiny = dx < DX_FLOOR
+        tiny &= dx > -DX_FLOOR
     if tiny.any():
         dx[tiny] = DX_FLOOR
     return dx
@@ -284,13 +287,18 @@ class Derivative:
     edges: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
+def derivative_buffer(shape: tuple[int, int]) -> np.ndarray:
+    """A 1-D float64 buffer of ``n * w + 1`` values for :func:`derivative`.
+
+    Its ``[1:]`` part, reshaped to ``(n, w)``, may hold the ordinate: the derivative then replaces it
+    without any other ``(n, w)`` array (each large array costs page faults, not just arithmetic).
+    """
+    n, w = shape
+    return np.empty(n * w + 1)
+
+
 def derivative(
-    y: np.ndarray,
-    dx: np.ndarray,
-    sweeps: Sweeps,
-    *,
-    scratch: np.ndarray | None = None,
-    out: np.ndarray | None = None,
+    y: np.ndarray, dx: np.ndarray, sweeps: Sweeps, *, buffer: np.ndarray | None = None
 ) -> Derivative:
     """oect-infra's ``safe_diff`` of every whole sweep at once.
 
@@ -301,50 +309,50 @@ def derivative(
     Parameters
     ----------
     y : ndarray of float64, shape (n, w)
-        Ordinate (Id [A] or ln|Id|), NaN past ``n_valid``.
+        Ordinate (Id [A] or ln|Id|), NaN past ``n_valid``; may be ``buffer[1:]`` (overwritten).
     dx : ndarray of float64, shape (n, w)
         From :func:`gate_steps`.
     sweeps : Sweeps
         The chunk's sweeps.
-    scratch : ndarray of float64, shape (n, w), optional
-        C-contiguous work buffer for the slopes (overwritten).
-    out : ndarray of float64, shape (n, w), optional
-        Buffer for the result; may be ``y`` itself (it is read before being overwritten).
+    buffer : ndarray of float64, optional
+        From :func:`derivative_buffer`; holds the result (a new one is made otherwise).
 
     Returns
     -------
     Derivative
+        ``d`` is a view of the buffer.
     """
     n, w = y.shape
-    # Flat passes over (n, w) buffers (see _flat): q[:, j] for j < w - 1 are the slopes, the last
-    # column (cross-row difference over dx's NaN) is NaN and never read.
-    q = scratch if scratch is not None and scratch.flags.c_contiguous else np.empty((n, w))
-    qf = q.reshape(-1)
+    size = n * w
+    if buffer is None or buffer.shape != (size + 1,) or not buffer.flags.c_contiguous:
+        buffer = derivative_buffer((n, w))
+    # Everything runs as flat passes (see _flat) in the one buffer, whose element 1 + k receives
+    # the slope q_k between flat points k and k + 1 (the cross-row ones, over dx's NaN, are NaN).
+    # numpy updates an operand in place without a copy when the other one reads ahead of it, which
+    # is the case for each pass here (also when y is buffer[1:]: y[k] is read before q_k replaces it).
     yf = _flat(y)
+    q = buffer[1:size]
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        np.subtract(yf[1:], yf[:-1], out=qf[:-1])
-        qf[-1:] = 0.0
-        np.divide(qf, _flat(dx), out=qf)
-    edges = _half_edges(q, sweeps)
-    d = np.empty((n, w)) if out is None or not out.flags.c_contiguous else out
-    df = d.reshape(-1)
-    with np.errstate(over="ignore", invalid="ignore"):
-        # Interior points; the first and last column of each row get cross-row sums, replaced
-        # below. x * 0.5 is x / 2 exactly (scaling by a power of two), and cheaper.
-        inner = df[1:-1]
-        np.add(qf[:-2], qf[1:-1], out=inner)
-        np.multiply(inner, 0.5, out=inner)
-    d[:, 0] = q[:, 0]
-    d[:, -1] = q[:, -2]
+        np.subtract(yf[1:], yf[:-1], out=q)
+        np.divide(q, _flat(dx)[:-1], out=q)
+    slopes = buffer[1:].reshape(n, w)  # slopes[:, j] = q from column j to j + 1, for j < w - 1
+    edges = _half_edges(slopes, sweeps)
+    first, last = slopes[:, 0].copy(), slopes[:, w - 2].copy()
     n_valid = sweeps.n_valid
-    ragged = (n_valid >= 2) & (n_valid < w)
-    if ragged.any():
-        r = np.flatnonzero(ragged)
-        last = n_valid[r] - 1
-        d[r, last] = q[r, last - 1]
-    if out is not None and d is not out:
-        np.copyto(out, d)
-        d = out
+    ragged = np.flatnonzero((n_valid >= 2) & (n_valid < w))
+    ragged_end = n_valid[ragged] - 1
+    ragged_slope = slopes[ragged, ragged_end - 1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        # buffer[1 + k] = q_k + q_{k+1} = 2 d_{k+1}: the derivative is buffer[:size]. The first and
+        # last column of each row get cross-row sums, replaced below. x * 0.5 is x / 2 exactly
+        # (scaling by a power of two), and cheaper.
+        inner = buffer[1 : size - 1]
+        np.add(inner, buffer[2:size], out=inner)
+        np.multiply(inner, 0.5, out=inner)
+    d = buffer[:size].reshape(n, w)
+    d[:, 0] = first
+    d[:, -1] = last
+    d[ragged, ragged_end] = ragged_slope
     return Derivative(d, edges)
 
 
@@ -411,7 +419,7 @@ def extreme(
     """
     span = _common_span(sweeps, direction)
     if span is not None:
-        found = _extreme_in_span(values, span, direction, reduction, edge, scratch)
+        found = _extreme_in_span(values, span, direction, reduction, edge)
         if found is not None:
             return found
     if isinstance(mask, str):
@@ -459,11 +467,11 @@ def _extreme_in_span(
     direction: str,
     reduction: Reduction,
     edge: tuple[np.ndarray, np.ndarray] | None,
-    scratch: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """:func:`extreme` when every row's segment is the column slice ``[a, b)`` of full sweeps.
 
-    Reduces over a view of the slice instead of a masked full-width copy, and compares the patched
+    Reduces over a view of the slice instead of a masked full-width copy (no work buffer is
+    needed), and compares the patched
     half-end value (``edge``) with the rest separately instead of writing it in. Gives exactly what
     the masked path gives: same first-occurrence rule (the end point of a forward half comes last
     and wins only when strictly better, that of a reverse half comes first and wins ties), same
@@ -480,12 +488,19 @@ def _extreme_in_span(
     lo, hi = a, b
     if patched:
         lo, hi = (a, b - 1) if direction == "forward" else (a + 1, b)
-    source = values
-    if absolute:
-        source = np.abs(values, out=scratch)
-    part = source[:, lo:hi]
-    index = (part.argmax(axis=1) if largest else part.argmin(axis=1)) + lo
-    value = source[np.arange(n), index]
+    part, rows = values[:, lo:hi], np.arange(n)
+    if reduction == "absmax":
+        # The largest |x| is at the largest or at the smallest x; on a tie the first of the two is
+        # the first largest |x|. Two reductions over a view instead of |x| over the whole matrix.
+        at_max, at_min = part.argmax(axis=1), part.argmin(axis=1)
+        top, bottom = np.abs(part[rows, at_max]), np.abs(part[rows, at_min])
+        value = np.maximum(top, bottom)
+        index = np.where(top > bottom, at_max, np.where(bottom > top, at_min, np.minimum(at_max, at_min)))
+    else:
+        source = np.abs(part) if absolute else part
+        index = source.argmax(axis=1) if largest else source.argmin(axis=1)
+        value = source[rows, index]
+    index += lo
     if not np.isfinite(value).all():
         return None
     if patched:
