@@ -102,10 +102,12 @@ def prepare(vg: np.ndarray, id_: np.ndarray, lengths: np.ndarray) -> Sweeps:
     id_ = np.asarray(id_, dtype=np.float64)
     lengths = np.asarray(lengths)
     n, m = vg.shape
-    if m >= 2 and not (lengths < m).any() and np.isfinite(vg.sum()) and np.isfinite(id_.sum()):
-        # Clean rectangular chunk (the common case): use the arrays as they are. A finite sum means
-        # every value is finite (NaN and inf propagate), without an (n, m) mask; a sum that
-        # overflows only sends the chunk down the exact path below.
+    with np.errstate(over="ignore", invalid="ignore"):
+        # A finite sum means every value is finite (NaN and inf propagate), without an (n, m) mask;
+        # a sum that overflows only sends the chunk down the exact path below.
+        clean = m >= 2 and not (lengths < m).any() and np.isfinite(vg.sum()) and np.isfinite(id_.sum())
+    if clean:
+        # Clean rectangular chunk (the common case): use the arrays as they are.
         return _full_sweeps(vg, id_, np.full(n, m, dtype=np.int64))
     cols = np.arange(m)
     valid = np.isfinite(vg) & np.isfinite(id_)
