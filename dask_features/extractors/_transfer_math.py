@@ -502,11 +502,10 @@ def _extreme_in_span(
     """:func:`extreme` when every row's segment is the column slice ``[a, b)`` of full sweeps.
 
     Reduces over a view of the slice instead of a masked full-width copy (no work buffer is
-    needed), and compares the patched
-    half-end value (``edge``) with the rest separately instead of writing it in. Gives exactly what
-    the masked path gives: same first-occurrence rule (the end point of a forward half comes last
-    and wins only when strictly better, that of a reverse half comes first and wins ties), same
-    values. Returns None (the caller takes the masked path) when a candidate is not finite, where
+    needed), and compares the patched half-end value (``edge``) with the rest separately instead of
+    writing it in. Gives exactly what the masked path gives: same first-occurrence rule (the end
+    point of a forward half comes last and wins only when strictly better, that of a reverse half
+    comes first and wins ties), same values. Returns None (the caller takes the masked path) when a candidate is not finite, where
     NaN propagation or a tie with the masked path's ``+-inf`` fill would need its exact rules.
     """
     a, b = span
