@@ -66,7 +66,10 @@ def _mask(chunk: TransferChunk, direction: tm.Direction) -> np.ndarray | None:
 
 
 def _scratch(chunk: TransferChunk) -> np.ndarray:
-    """A reusable (n, w) work buffer: each large temporary costs page faults, not just arithmetic."""
+    """A reusable (n, w) work buffer: each large temporary costs page faults, not just arithmetic.
+
+    Only the masked extremes (sweeps without a common turning point) need it.
+    """
     return chunk.cached((_KEY, "scratch"), lambda: np.empty(sweeps(chunk).shape))
 
 
@@ -89,12 +92,12 @@ def derivative(chunk: TransferChunk, quantity: Literal["gm", "dlog"]) -> tm.Deri
 
     def compute() -> tm.Derivative:
         sw = sweeps(chunk)
-        scratch = _scratch(chunk)
-        dx = chunk.cached((_KEY, "dx"), lambda: tm.gate_steps(sw, scratch))
+        dx = chunk.cached((_KEY, "dx"), lambda: tm.gate_steps(sw))
         if quantity == "gm":
-            return tm.derivative(sw.id, dx, sw, scratch=scratch)
-        log_id = tm.log_abs(sw.id, out=np.empty(sw.shape))
-        return tm.derivative(log_id, dx, sw, scratch=scratch, out=log_id)
+            return tm.derivative(sw.id, dx, sw)
+        buffer = tm.derivative_buffer(sw.shape)  # the log is differentiated in place
+        log_id = tm.log_abs(sw.id, out=buffer[1:].reshape(sw.shape))
+        return tm.derivative(log_id, dx, sw, buffer=buffer)
 
     return chunk.cached((_KEY, "derivative", quantity), compute)
 
@@ -117,9 +120,10 @@ def _extreme(
             sw,
             direction,
             reduction=reduction,
-            mask=_mask(chunk, direction),
+            # With a common turning point the halves are column slices: no mask is needed.
+            mask="auto" if sw.common_turn is not None else _mask(chunk, direction),
             edge=edge,
-            scratch=_scratch(chunk),
+            scratch=None if sw.common_turn is not None else _scratch(chunk),
         )
         rows = np.arange(sw.shape[0])
         vg_at = np.where(ok, sw.vg[rows, index], np.nan)
@@ -175,9 +179,10 @@ def _no_onset_below_clip(chunk: TransferChunk, values: np.ndarray) -> np.ndarray
 
     def flat() -> np.ndarray:
         # fmax skips NaN without nanmax's copy; an all-NaN row gives NaN (not flat: reported elsewhere).
-        peak = (
-            np.fmax.reduce(np.abs(chunk.id), axis=1) if chunk.id.shape[1] else np.full(chunk.n_steps, np.nan)
-        )
+        # max |Id| = max(max Id, -min Id): no (n, m) temporary for |Id|.
+        if not chunk.id.shape[1]:
+            return np.full(chunk.n_steps, np.nan) <= tm.LOG_FLOOR
+        peak = np.fmax(np.fmax.reduce(chunk.id, axis=1), -np.fmin.reduce(chunk.id, axis=1))
         return peak <= tm.LOG_FLOOR
 
     rows = chunk.cached(("transfer", "below_log_floor"), flat)
