@@ -207,24 +207,47 @@ def _digest(value: Any) -> str:
     return f"<omitted: {len(text)} bytes, sha256 {hashlib.sha256(text).hexdigest()[:16]}>"
 
 
-_PLAIN_TYPES = (h5py.h5t.TypeStringID, h5py.h5t.TypeIntegerID, h5py.h5t.TypeFloatID)
+_PLAIN_TYPES = (h5py.h5t.TypeStringID, h5py.h5t.TypeIntegerID, h5py.h5t.TypeFloatID, h5py.h5t.TypeEnumID)
+#: Memory types of the scalar reads, built once per process: every h5py object costs a few
+#: microseconds to register, and a file has a few dozen root attributes. Keyed by the character set
+#: of a variable-length string, or by the ``str`` of a NumPy dtype that carries no metadata (the
+#: only dtypes whose memory type that string determines).
+_MEMORY_TYPES: dict[int | str, tuple[np.dtype[Any], h5py.h5t.TypeID]] = {}
+
+
+def _memory_type(tid: h5py.h5t.TypeID, vlen: bool) -> tuple[np.dtype[Any], h5py.h5t.TypeID]:
+    """The NumPy dtype h5py reads an attribute of file type ``tid`` as, and its memory type."""
+    if vlen:
+        cset = tid.get_cset()
+        found = _MEMORY_TYPES.get(cset)
+        if found is None:
+            dtype = VLEN_TEXT[cset]
+            found = _MEMORY_TYPES[cset] = (dtype, h5py.h5t.py_create(dtype))
+        return found
+    dtype = tid.dtype
+    if dtype.metadata is not None or dtype.kind not in "biufS":  # enums, tagged strings: not cached
+        return dtype, h5py.h5t.py_create(dtype)
+    found = _MEMORY_TYPES.get(dtype.str)
+    if found is None:
+        found = _MEMORY_TYPES[dtype.str] = (dtype, h5py.h5t.py_create(dtype))
+    return found
 
 
 def _attribute(attrs: h5py.AttributeManager, key: str | bytes) -> Any:
     """``attrs[key]``, exactly (same dtype, same read, same decoding).
 
-    A scalar string or number (nearly every root attribute) is read with a few low-level calls;
-    h5py's generic path costs ~3x as much (it rebuilds the NumPy dtype of a variable-length
-    string on every read). Anything else, or anything that fails here, goes through ``attrs[key]``.
+    A scalar string, number or enum (nearly every root attribute) is read with a few low-level
+    calls; h5py's generic path costs ~3x as much (it rebuilds the NumPy dtype and memory type of
+    every attribute). Anything else, or anything that fails here, goes through ``attrs[key]``.
     """
     try:
-        aid = attrs.get_id(key)
+        aid = h5py.h5a.open(attrs._id, key if isinstance(key, bytes) else key.encode("utf-8"))
         tid = aid.get_type()
         if isinstance(tid, _PLAIN_TYPES) and aid.get_space().get_simple_extent_type() == h5py.h5s.SCALAR:
             vlen = isinstance(tid, h5py.h5t.TypeStringID) and tid.is_variable_str()
-            dtype = VLEN_TEXT[tid.get_cset()] if vlen else tid.dtype
+            dtype, mtype = _memory_type(tid, vlen)
             out = np.zeros((), dtype=dtype)
-            aid.read(out, mtype=h5py.h5t.py_create(dtype))
+            aid.read(out, mtype=mtype)
             value = out[()]
             if vlen and isinstance(value, bytes):  # h5py decodes variable-length strings so
                 return value.decode("utf-8", "surrogateescape")
