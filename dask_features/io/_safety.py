@@ -81,11 +81,13 @@ def _targets(dsid: Any) -> list[tuple[str, str]]:
 
 def _check_path(
     f: h5py.File, name: str, refuse: Callable[[str, str, str], None], kinds: dict[str, int | None]
-) -> None:
+) -> Any:
     """Walk ``name`` one link at a time with low-level calls, so no external link is ever followed.
 
     ``kinds`` caches each link's type (None: no such link) for the walks of one check: the read
-    paths share their groups, so each group link is looked up once.
+    paths share their groups, so each group link is looked up once. Returns the object opened at
+    the end of the walk, or None when the walk stopped before it (no such object, an external link,
+    too many soft links).
     """
     parts = [p for p in name.split("/") if p]
     links = f.id.links
@@ -97,14 +99,14 @@ def _check_path(
             kinds[here] = links.get_info(key).type if links.exists(key) else None
         kind = kinds[here]
         if kind is None:
-            return
+            return None
         if kind == h5py.h5l.TYPE_EXTERNAL:
             refuse(here, "an external link", str(f.get(here, getlink=True).filename))
-            return
+            return None
         if kind == h5py.h5l.TYPE_SOFT:
             hops += 1
             if hops > _MAX_SOFT_LINKS:
-                return
+                return None
             value = os.fsdecode(links.get_val(here.encode()))
             base = [] if value.startswith("/") else parts[: i - 1]
             parts = base + [p for p in value.split("/") if p] + parts[i:]
@@ -115,6 +117,7 @@ def _check_path(
     if isinstance(obj, h5py.h5d.DatasetID):
         for what, target in _targets(obj):
             refuse(name, f"a dataset with {what}", target)
+    return obj
 
 
 def allowed_folder(allow_in: str | None = None) -> str:
@@ -125,7 +128,7 @@ def allowed_folder(allow_in: str | None = None) -> str:
 
 def check_storage(
     f: h5py.File, path: str, allow_in: str | None = None, names: tuple[str, ...] = READ_PATHS
-) -> None:
+) -> dict[str, Any]:
     """Refuse external links, virtual datasets and external raw storage (unless inside ``allow_in``).
 
     Parameters
@@ -140,6 +143,13 @@ def check_storage(
     names : tuple of str, default :data:`READ_PATHS`
         The objects that will be read.
 
+    Returns
+    -------
+    dict
+        Name -> low-level object (``h5py.h5d.DatasetID``, ``h5py.h5g.GroupID``...) of each of
+        ``names`` that the check opened: the caller reads them without looking them up again.
+        Names the check did not open (absent, behind an allowed external link) are left out.
+
     Raises
     ------
     ExperimentFormatError
@@ -153,8 +163,7 @@ def check_storage(
             problems.append(f"'{name}' is {kind} to {target!r}")
 
     kinds: dict[str, int | None] = {}
-    for name in names:
-        _check_path(f, name, refuse, kinds)
+    opened = {name: _check_path(f, name, refuse, kinds) for name in names}
     if problems:
         where = f"inside {allow_in}" if allow_in else "outside the file"
         raise ExperimentFormatError(
@@ -162,6 +171,7 @@ def check_storage(
             f"refused: reads data {where}: {'; '.join(dict.fromkeys(problems))}"
             + ("" if allow_in else f"; to allow targets inside one folder set {ALLOW_ENV}=FOLDER"),
         )
+    return {name: obj for name, obj in opened.items() if obj is not None}
 
 
 def _clean_text(value: str, report: Callable[[str], None]) -> str:
