@@ -146,6 +146,8 @@ def inspect_experiment(
             except WorkflowError as exc:
                 problems.append(str(exc))
                 logger.warning("%s: %s; workflow ignored", path, exc)
+        # Released before the file closes: h5py would otherwise look each one up to close it.
+        objects = None
     found: list[Warning] = []
     if n_transient and not has_index:
         how = (
