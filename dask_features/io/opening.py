@@ -12,6 +12,7 @@ import logging
 import os
 import warnings
 from collections.abc import Collection
+from typing import Any
 
 import h5py
 
@@ -118,7 +119,7 @@ def inspect_experiment(
     allowed = allowed_folder(allow_external_in)
     with f:
         # nothing outside this file may be read: refuse external data
-        objects = check_storage(f, path, allowed)  # the objects it opened are read below
+        objects: dict[str, Any] | None = check_storage(f, path, allowed)  # read below, not looked up again
         try:
             attrs, problems = read_attributes(f.attrs, path)
         except OSError as exc:
