@@ -43,10 +43,17 @@ def _start_time(pid: int) -> str | None:
     return fields[19] if len(fields) > 19 else None
 
 
+#: This process's owner token, with the pid it was made for (a forked child makes its own).
+_OWN_TOKEN: tuple[int, str] | None = None
+
+
 def owner_token() -> str:
     """``<host>-<pid>-<start time>`` of this process (the start time tells a reused pid apart)."""
+    global _OWN_TOKEN
     pid = os.getpid()
-    return f"{_host()}-{pid}-{_start_time(pid) or 0}"
+    if _OWN_TOKEN is None or _OWN_TOKEN[0] != pid:  # read /proc once per process, not per file
+        _OWN_TOKEN = (pid, f"{_host()}-{pid}-{_start_time(pid) or 0}")
+    return _OWN_TOKEN[1]
 
 
 def owner_alive(token: str) -> bool:
@@ -83,7 +90,16 @@ def _parse_tmp(path: Path, final: str) -> str | None:
 def remove_dead_temporaries(path: Path) -> int:
     """Remove temporaries of ``path`` whose writer is dead; return how many were removed."""
     removed = 0
-    for tmp in path.parent.glob(f".{path.name}.*{_TMP_SUFFIX}"):
+    prefix = f".{path.name}."
+    try:
+        # One listing with plain name tests (what the glob ``.<name>.*.tmp`` matches), without
+        # building a Path per entry.
+        with os.scandir(path.parent) as entries:
+            names = [e.name for e in entries if e.name.startswith(prefix) and e.name.endswith(_TMP_SUFFIX)]
+    except OSError:
+        return 0
+    for name in names:
+        tmp = path.parent / name
         token = _parse_tmp(tmp, path.name)
         if token is not None and not owner_alive(token):
             with contextlib.suppress(OSError):

@@ -107,7 +107,12 @@ def _derived_types(config: FeatureConfig, steps: pa.Table) -> dict[str, pa.DataT
 
 def _parquet_writer(table: pa.Table) -> Callable[[Path], None]:
     def write(tmp: Path) -> None:
-        pq.write_table(table, tmp, compression="zstd")
+        # Encoded in memory (a few kB per experiment), then written with one call: the same bytes
+        # as writing to the path, without pyarrow resolving a filesystem and opening its own stream.
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        with open(tmp, "wb") as f:
+            f.write(sink.getvalue())
 
     return write
 
@@ -119,6 +124,7 @@ def write_tables(
     key: str,
     source: SourceIdentity,
     tables: Mapping[str, pa.Table | None],
+    ids: Mapping[str, str] | None = None,
 ) -> Path:
     """Write one experiment's tables atomically; the steps file last (it marks completion).
 
@@ -134,6 +140,8 @@ def write_tables(
         The source file as it was read.
     tables : mapping
         ``"steps"``, ``"cycles"`` (or None) and ``"errors"`` tables without identity columns.
+    ids : mapping, optional
+        The identity columns' values (:func:`identity_values`), when the caller has them already.
 
     Returns
     -------
@@ -149,7 +157,7 @@ def write_tables(
     errors = tables.get("errors")
     n_errors = 0 if errors is None else errors.num_rows
     meta = json.dumps(_metadata(config, experiment, key, source, n_errors)).encode()
-    ids = identity_values(experiment, key)
+    ids = identity_values(experiment, key) if ids is None else ids
     steps = tables["steps"]
     assert steps is not None
     derived = _derived_types(config, steps)

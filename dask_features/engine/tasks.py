@@ -234,12 +234,22 @@ def assemble(
             cycle_tables.append(pa.table(arrays, names=names))
         else:
             steps.update(zip((c.name for c in columns), arrays, strict=True))
-    err_table = pa.table(
+    err_table = _error_table(errors) if errors else _NO_ERRORS
+    compute_seconds = sum(r.seconds for r in results) + time.perf_counter() - t0
+    return ExperimentTables(pa.table(steps), _merge_cycles(cycle_tables), err_table, compute_seconds, n_rows)
+
+
+def _error_table(errors: Sequence[ErrorRecord]) -> pa.Table:
+    """The errors table (after the identity columns) of ``errors``."""
+    return pa.table(
         [int64s([e[0] for e in errors]), strings([e[1] for e in errors]), strings([e[2] for e in errors])],
         names=list(ERROR_COLUMNS),
     )
-    compute_seconds = sum(r.seconds for r in results) + time.perf_counter() - t0
-    return ExperimentTables(pa.table(steps), _merge_cycles(cycle_tables), err_table, compute_seconds, n_rows)
+
+
+#: The errors table of an experiment without problems (nearly every one): Arrow tables are
+#: immutable, so one is shared instead of building three empty columns per experiment.
+_NO_ERRORS = _error_table([])
 
 
 def _merge_cycles(tables: list[pa.Table]) -> pa.Table | None:

@@ -128,11 +128,11 @@ def write_outcome(
             str(SourceChangedError(f"{path}: the file changed while it was extracted; results not written"))
         )
     tables = {"steps": value.steps, "cycles": value.cycles, "errors": value.errors}
+    ids = identity_values(job.experiment, job.stem)
     try:
-        steps_file = write_tables(folder, config, job.experiment, job.stem, source, tables)
+        steps_file = write_tables(folder, config, job.experiment, job.stem, source, tables, ids)
     except OutputError as exc:
         return WriteFailure(str(exc))
-    ids = identity_values(job.experiment, job.stem)
     return Written(steps_file, value.errors, value.compute_seconds, value.n_steps, ids, found)
 
 

@@ -25,6 +25,9 @@ from dask_features.errors import (
 if TYPE_CHECKING:
     import pandas as pd  # imported where a table is built
 
+#: Low-level objects of a file already opened, by name (or None: look every name up).
+Opened = Mapping[str, Any] | None
+
 __all__ = [
     "INDEX_COLUMNS",
     "VLEN_TEXT",
@@ -33,6 +36,7 @@ __all__ = [
     "check_transfer",
     "check_transient",
     "classify_open_error",
+    "contains",
     "dataset",
     "dataset_id",
     "decode",
@@ -129,11 +133,14 @@ def dataset(f: h5py.File, path: str, name: str) -> h5py.Dataset:
     return h5py.Dataset(dataset_id(f, path, name))
 
 
-def stored_value(f: h5py.File, name: str) -> Any:
+def stored_value(f: h5py.File, name: str, objects: Opened = None) -> Any:
     """``decode(f[name][()])``; a scalar variable-length string (e.g. ``raw/workflow``) is read with
-    a few low-level calls instead (an ``h5py.Dataset`` costs ~10x the read)."""
+    a few low-level calls instead (an ``h5py.Dataset`` costs ~10x the read). ``objects``: see
+    :func:`dataset_id`."""
     try:
-        obj = h5py.h5o.open(f.id, name.encode())
+        obj = _opened(objects, name)
+        if obj is None:
+            obj = h5py.h5o.open(f.id, name.encode())
         if isinstance(obj, h5py.h5d.DatasetID):
             tid = obj.get_type()
             dtype = VLEN_TEXT.get(tid.get_cset()) if isinstance(tid, h5py.h5t.TypeStringID) else None
@@ -156,9 +163,25 @@ def classify_open_error(path: str, exc: OSError) -> ExperimentFormatError:
     return ExperimentFormatError(path, f"cannot open as HDF5 ({text})")
 
 
-def dataset_id(f: h5py.File, path: str, name: str) -> h5py.h5d.DatasetID:
+def _opened(objects: Opened, name: str) -> Any:
+    return None if objects is None else objects.get(name)
+
+
+def contains(f: h5py.File, name: str, objects: Opened = None) -> bool:
+    """``name in f``, answered without a lookup when ``name`` or an object below it is among the
+    ``objects`` already opened (see :func:`dataset_id`)."""
+    if objects is not None and any(o == name or o.startswith(f"{name}/") for o in objects):
+        return True
+    return name in f
+
+
+def dataset_id(f: h5py.File, path: str, name: str, objects: Opened = None) -> h5py.h5d.DatasetID:
     """The low-level dataset ``name`` (its shape and dtype without building an ``h5py.Dataset``,
     which costs ~10x the lookup).
+
+    ``objects``: objects of ``f`` already opened by name (what
+    :func:`~dask_features.io._safety.check_storage` returns); ``name`` is looked up only when it
+    is not among them.
 
     Raises
     ------
@@ -169,8 +192,10 @@ def dataset_id(f: h5py.File, path: str, name: str) -> h5py.h5d.DatasetID:
     ExperimentFormatError
         ``name`` is a group (or a named datatype), not a dataset.
     """
+    obj = _opened(objects, name)
     try:
-        obj = h5py.h5o.open(f.id, name.encode())
+        if obj is None:
+            obj = h5py.h5o.open(f.id, name.encode())
     except KeyError:
         raise MissingGroupError(path, f"missing dataset '{name}'") from None
     except OSError as exc:  # damaged object headers surface here
@@ -181,24 +206,26 @@ def dataset_id(f: h5py.File, path: str, name: str) -> h5py.h5d.DatasetID:
 
 
 def measurement(
-    f: h5py.File, path: str, group: str, axis: int, size: int, expected: str
+    f: h5py.File, path: str, group: str, axis: int, size: int, expected: str, objects: Opened = None
 ) -> h5py.h5d.DatasetID:
     """The group's float ``measurement_data`` whose axis ``axis`` has length ``size``."""
     name = f"{group}/measurement_data"
-    data = dataset_id(f, path, name)
-    shape = data.shape
-    if data.rank != len(expected.split(",")) or shape[axis] != size:
+    data = dataset_id(f, path, name, objects)
+    shape = data.shape  # its length is the rank: one dataspace read, not two
+    if len(shape) != len(expected.split(",")) or shape[axis] != size:
         raise ExperimentFormatError(path, f"{name} has shape {shape}, expected ({expected})")
     if data.dtype.kind != "f":
         raise ExperimentFormatError(path, f"{name} has dtype {data.dtype}, expected float")
     return data
 
 
-def check_transfer(f: h5py.File, path: str) -> tuple[int, int]:
-    if "transfer" not in f:
+def check_transfer(f: h5py.File, path: str, objects: Opened = None) -> tuple[int, int]:
+    """Steps and padded sweep length of the transfer data (0, 0 without a transfer group);
+    ``objects``: see :func:`dataset_id`."""
+    if not contains(f, "transfer", objects):
         return 0, 0
-    data = measurement(f, path, "transfer", 1, 2, "n_steps, 2, max_points").shape
-    rows = dataset_id(f, path, "transfer/step_info_table").shape[0]
+    data = measurement(f, path, "transfer", 1, 2, "n_steps, 2, max_points", objects).shape
+    rows = dataset_id(f, path, "transfer/step_info_table", objects).shape[0]
     if rows != data[0]:
         raise IndexTableError(
             path, f"transfer/step_info_table has {rows} rows but measurement_data has {data[0]} steps"
@@ -207,17 +234,18 @@ def check_transfer(f: h5py.File, path: str) -> tuple[int, int]:
 
 
 def check_transient(
-    f: h5py.File, path: str, *, index: bool = True
+    f: h5py.File, path: str, *, index: bool = True, objects: Opened = None
 ) -> tuple[int, int, bool, tuple[tuple[int, ...], bool] | None]:
     """Shape, dtype and step count of the transient data, and their step boundaries.
 
     ``index=False`` leaves the ``start/end_data_index`` values unchecked (the caller reads no
     transient data yet; :class:`~dask_features.io.hdf5.Experiment` checks them before it does).
+    ``objects``: see :func:`dataset_id`.
     """
-    if "transient" not in f:
+    if not contains(f, "transient", objects):
         return 0, 0, False, None
-    data = measurement(f, path, "transient", 0, 3, "3, total_points")
-    table = dataset_id(f, path, "transient/step_info_table")
+    data = measurement(f, path, "transient", 0, 3, "3, total_points", objects)
+    table = dataset_id(f, path, "transient/step_info_table", objects)
     n, total = int(table.shape[0]), int(data.shape[1])
     fields = _field_names(table)
     has_index = all(c.encode() in fields for c in INDEX_COLUMNS)

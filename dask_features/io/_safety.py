@@ -81,11 +81,13 @@ def _targets(dsid: Any) -> list[tuple[str, str]]:
 
 def _check_path(
     f: h5py.File, name: str, refuse: Callable[[str, str, str], None], kinds: dict[str, int | None]
-) -> None:
+) -> Any:
     """Walk ``name`` one link at a time with low-level calls, so no external link is ever followed.
 
     ``kinds`` caches each link's type (None: no such link) for the walks of one check: the read
-    paths share their groups, so each group link is looked up once.
+    paths share their groups, so each group link is looked up once. Returns the object opened at
+    the end of the walk, or None when the walk stopped before it (no such object, an external link,
+    too many soft links).
     """
     parts = [p for p in name.split("/") if p]
     links = f.id.links
@@ -97,14 +99,14 @@ def _check_path(
             kinds[here] = links.get_info(key).type if links.exists(key) else None
         kind = kinds[here]
         if kind is None:
-            return
+            return None
         if kind == h5py.h5l.TYPE_EXTERNAL:
             refuse(here, "an external link", str(f.get(here, getlink=True).filename))
-            return
+            return None
         if kind == h5py.h5l.TYPE_SOFT:
             hops += 1
             if hops > _MAX_SOFT_LINKS:
-                return
+                return None
             value = os.fsdecode(links.get_val(here.encode()))
             base = [] if value.startswith("/") else parts[: i - 1]
             parts = base + [p for p in value.split("/") if p] + parts[i:]
@@ -115,6 +117,7 @@ def _check_path(
     if isinstance(obj, h5py.h5d.DatasetID):
         for what, target in _targets(obj):
             refuse(name, f"a dataset with {what}", target)
+    return obj
 
 
 def allowed_folder(allow_in: str | None = None) -> str:
@@ -125,7 +128,7 @@ def allowed_folder(allow_in: str | None = None) -> str:
 
 def check_storage(
     f: h5py.File, path: str, allow_in: str | None = None, names: tuple[str, ...] = READ_PATHS
-) -> None:
+) -> dict[str, Any]:
     """Refuse external links, virtual datasets and external raw storage (unless inside ``allow_in``).
 
     Parameters
@@ -140,6 +143,13 @@ def check_storage(
     names : tuple of str, default :data:`READ_PATHS`
         The objects that will be read.
 
+    Returns
+    -------
+    dict
+        Name -> low-level object (``h5py.h5d.DatasetID``, ``h5py.h5g.GroupID``...) of each of
+        ``names`` that the check opened: the caller reads them without looking them up again.
+        Names the check did not open (absent, behind an allowed external link) are left out.
+
     Raises
     ------
     ExperimentFormatError
@@ -153,8 +163,7 @@ def check_storage(
             problems.append(f"'{name}' is {kind} to {target!r}")
 
     kinds: dict[str, int | None] = {}
-    for name in names:
-        _check_path(f, name, refuse, kinds)
+    opened = {name: _check_path(f, name, refuse, kinds) for name in names}
     if problems:
         where = f"inside {allow_in}" if allow_in else "outside the file"
         raise ExperimentFormatError(
@@ -162,6 +171,7 @@ def check_storage(
             f"refused: reads data {where}: {'; '.join(dict.fromkeys(problems))}"
             + ("" if allow_in else f"; to allow targets inside one folder set {ALLOW_ENV}=FOLDER"),
         )
+    return {name: obj for name, obj in opened.items() if obj is not None}
 
 
 def _clean_text(value: str, report: Callable[[str], None]) -> str:
@@ -207,24 +217,47 @@ def _digest(value: Any) -> str:
     return f"<omitted: {len(text)} bytes, sha256 {hashlib.sha256(text).hexdigest()[:16]}>"
 
 
-_PLAIN_TYPES = (h5py.h5t.TypeStringID, h5py.h5t.TypeIntegerID, h5py.h5t.TypeFloatID)
+_PLAIN_TYPES = (h5py.h5t.TypeStringID, h5py.h5t.TypeIntegerID, h5py.h5t.TypeFloatID, h5py.h5t.TypeEnumID)
+#: Memory types of the scalar reads, built once per process: every h5py object costs a few
+#: microseconds to register, and a file has a few dozen root attributes. Keyed by the character set
+#: of a variable-length string, or by the ``str`` of a NumPy dtype that carries no metadata (the
+#: only dtypes whose memory type that string determines).
+_MEMORY_TYPES: dict[int | str, tuple[np.dtype[Any], h5py.h5t.TypeID]] = {}
+
+
+def _memory_type(tid: h5py.h5t.TypeID, vlen: bool) -> tuple[np.dtype[Any], h5py.h5t.TypeID]:
+    """The NumPy dtype h5py reads an attribute of file type ``tid`` as, and its memory type."""
+    if vlen:
+        cset = tid.get_cset()
+        found = _MEMORY_TYPES.get(cset)
+        if found is None:
+            dtype = VLEN_TEXT[cset]
+            found = _MEMORY_TYPES[cset] = (dtype, h5py.h5t.py_create(dtype))
+        return found
+    dtype = tid.dtype
+    if dtype.metadata is not None or dtype.kind not in "biufS":  # enums, tagged strings: not cached
+        return dtype, h5py.h5t.py_create(dtype)
+    found = _MEMORY_TYPES.get(dtype.str)
+    if found is None:
+        found = _MEMORY_TYPES[dtype.str] = (dtype, h5py.h5t.py_create(dtype))
+    return found
 
 
 def _attribute(attrs: h5py.AttributeManager, key: str | bytes) -> Any:
     """``attrs[key]``, exactly (same dtype, same read, same decoding).
 
-    A scalar string or number (nearly every root attribute) is read with a few low-level calls;
-    h5py's generic path costs ~3x as much (it rebuilds the NumPy dtype of a variable-length
-    string on every read). Anything else, or anything that fails here, goes through ``attrs[key]``.
+    A scalar string, number or enum (nearly every root attribute) is read with a few low-level
+    calls; h5py's generic path costs ~3x as much (it rebuilds the NumPy dtype and memory type of
+    every attribute). Anything else, or anything that fails here, goes through ``attrs[key]``.
     """
     try:
-        aid = attrs.get_id(key)
+        aid = h5py.h5a.open(attrs._id, key if isinstance(key, bytes) else key.encode("utf-8"))
         tid = aid.get_type()
         if isinstance(tid, _PLAIN_TYPES) and aid.get_space().get_simple_extent_type() == h5py.h5s.SCALAR:
             vlen = isinstance(tid, h5py.h5t.TypeStringID) and tid.is_variable_str()
-            dtype = VLEN_TEXT[tid.get_cset()] if vlen else tid.dtype
+            dtype, mtype = _memory_type(tid, vlen)
             out = np.zeros((), dtype=dtype)
-            aid.read(out, mtype=h5py.h5t.py_create(dtype))
+            aid.read(out, mtype=mtype)
             value = out[()]
             if vlen and isinstance(value, bytes):  # h5py decodes variable-length strings so
                 return value.decode("utf-8", "surrogateescape")

@@ -12,6 +12,7 @@ import logging
 import os
 import warnings
 from collections.abc import Collection
+from typing import Any
 
 import h5py
 
@@ -105,9 +106,10 @@ def inspect_experiment(
     For a task that opens a file on a worker: its client emits the warnings where the user sees them.
     """
     path = os.path.abspath(os.fspath(path))
-    if not os.path.exists(path):
-        raise ExperimentNotFoundError(f"{path}: no such experiment file")
-    stat = os.stat(path)
+    try:
+        stat = os.stat(path)
+    except (OSError, ValueError):  # what os.path.exists answers False for, with one stat
+        raise ExperimentNotFoundError(f"{path}: no such experiment file") from None
     if stat.st_size == 0 or not h5py.is_hdf5(path):
         raise NotHDF5Error(path, "not an HDF5 file (no HDF5 signature)")
     try:
@@ -117,7 +119,7 @@ def inspect_experiment(
     allowed = allowed_folder(allow_external_in)
     with f:
         # nothing outside this file may be read: refuse external data
-        check_storage(f, path, allowed)
+        objects: dict[str, Any] | None = check_storage(f, path, allowed)  # read below, not looked up again
         try:
             attrs, problems = read_attributes(f.attrs, path)
         except OSError as exc:
@@ -131,18 +133,22 @@ def inspect_experiment(
             raise FormatVersionError(
                 path, f"unsupported format_version {version!r} (expected one of {list(SUPPORTED_FORMATS)})"
             )
-        if "transfer" not in f and "transient" not in f:
+        if not layout.contains(f, "transfer", objects) and not layout.contains(f, "transient", objects):
             raise MissingGroupError(path, "neither a 'transfer' nor a 'transient' group")
-        n_transfer, max_points = layout.check_transfer(f, path)
+        n_transfer, max_points = layout.check_transfer(f, path, objects)
         index = sources is None or "transient" in sources
-        n_transient, total, has_index, inferred = layout.check_transient(f, path, index=index)
+        n_transient, total, has_index, inferred = layout.check_transient(
+            f, path, index=index, objects=objects
+        )
         workflow_tree = None
-        if "raw/workflow" in f:
+        if layout.contains(f, "raw/workflow", objects):
             try:
-                workflow_tree = parse_workflow(layout.stored_value(f, "raw/workflow"))
+                workflow_tree = parse_workflow(layout.stored_value(f, "raw/workflow", objects))
             except WorkflowError as exc:
                 problems.append(str(exc))
                 logger.warning("%s: %s; workflow ignored", path, exc)
+        # Released before the file closes: h5py would otherwise look each one up to close it.
+        objects = None
     found: list[Warning] = []
     if n_transient and not has_index:
         how = (

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,25 @@ def test_temporaries_of_live_writers_are_kept(tmp_path: Path) -> None:
     assert final.read_text() == "done"
     assert mine.exists()  # its writer (this process) is alive
     assert not dead.exists()  # its writer exited
+
+
+def _child_token(queue: Any) -> None:
+    queue.put((os.getpid(), files.owner_token()))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
+def test_a_forked_writer_has_its_own_owner_token() -> None:
+    # The token is remembered per process: a child forked after the parent made its token must not
+    # inherit it (the parent's temporaries would look like the child's, and the reverse).
+    import multiprocessing
+
+    parent = files.owner_token()
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_token, args=(queue,))
+    child.start()
+    pid, token = queue.get(timeout=60)
+    child.join(timeout=60)
+    assert token != parent
+    assert f"-{pid}-" in token
+    assert files.owner_token() == parent

@@ -197,6 +197,34 @@ def test_bad_files_raise_specific_errors(
     assert str(good_file) in str(info.value)  # the message names the file
 
 
+def _soft_linked_groups(f: h5py.File) -> None:
+    f.move("transfer", "stored_transfer")
+    f["transfer"] = h5py.SoftLink("/stored_transfer")
+    f.move("raw/workflow", "raw/stored_workflow")
+    f["raw/workflow"] = h5py.SoftLink("stored_workflow")  # relative to its group
+
+
+@pytest.mark.parametrize("edit", [None, _soft_linked_groups, lambda f: f.__delitem__("transient")])
+def test_layout_checks_reuse_the_storage_checks_objects(good_file: Path, edit: object) -> None:
+    """The layout checks answer the same from the objects the storage check opened as by name."""
+    from dask_features.io import _layout as layout
+    from dask_features.io._safety import READ_PATHS, check_storage
+
+    if callable(edit):
+        with h5py.File(good_file, "r+") as f:
+            edit(f)
+    path = str(good_file)
+    with h5py.File(good_file, "r") as f:
+        objects = check_storage(f, path, "")
+        assert set(objects) == {n for n in READ_PATHS if n in f}
+        for name in ("transfer", "transient", "raw/workflow", "synth"):
+            assert layout.contains(f, name, objects) == (name in f)
+        assert layout.check_transfer(f, path, objects) == layout.check_transfer(f, path)
+        by_name = layout.check_transient(f, path)
+        assert layout.check_transient(f, path, objects=objects) == by_name
+        assert layout.stored_value(f, "raw/workflow", objects) == layout.stored_value(f, "raw/workflow")
+
+
 def test_not_hdf5(tmp_path: Path) -> None:
     path = tmp_path / "notes-test_1.h5"
     path.write_text("this is a CSV, not HDF5\n1,2,3\n")
