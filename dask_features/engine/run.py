@@ -83,19 +83,16 @@ class _Settings:
     mode: str
     chunk_steps: int | str
     force: bool
-    #: Tasks open the files (whole-file tasks); the client opens only the first one and the last
-    #: ``open_last`` inputs (the tail, run as a task per chunk in ``"tail"`` split mode).
+    #: Tasks open the files (whole-file tasks); the client opens only the first one.
     defer_open: bool = False
-    open_last: int = 0
 
 
 def _plan(items: list[str | Experiment], settings: _Settings, book: Bookkeeper) -> Iterator[Job]:
     """Jobs of the experiments to compute; up-to-date and unreadable ones go to ``book``.
 
-    With ``settings.defer_open``, files after the first one that opens are not opened here, except
-    the last ``settings.open_last`` inputs: their task opens them (:class:`FileJob`, same checks and
-    messages), and their work is estimated from their size at the first file's seconds per byte (it
-    only groups small files into tasks).
+    With ``settings.defer_open``, files after the first one that opens are not opened here: their
+    task opens them (:class:`FileJob`, same checks and messages), and their work is estimated from
+    their size at the first file's seconds per byte (it only groups small files into tasks).
     """
     cfg = settings.config
     stems = output_stems([item_path(i) for i in items], settings.root)
@@ -103,8 +100,7 @@ def _plan(items: list[str | Experiment], settings: _Settings, book: Bookkeeper) 
     allow_in = os.path.realpath(allowed) if allowed else ""
     checked = False
     per_byte: float | None = None  # estimated work per file byte [s], from the first opened file
-    tail = len(items) - settings.open_last
-    for index, item in enumerate(items):
+    for item in items:
         path = item_path(item)
         stem = stems[path]
         if not settings.force and is_complete(settings.folder, cfg, path, stem):
@@ -113,7 +109,7 @@ def _plan(items: list[str | Experiment], settings: _Settings, book: Bookkeeper) 
         job: Job
         try:
             identity = SourceIdentity.planned(path)  # hashed by the task that writes
-            if per_byte is not None and isinstance(item, str) and index < tail:
+            if per_byte is not None and isinstance(item, str):
                 job = FileJob(path, stem, per_byte * identity.size, identity, settings.chunk_steps, allow_in)
             else:
                 job = make_job(open_item(item, cfg.sources), cfg, stem, settings.chunk_steps, identity)
@@ -186,24 +182,20 @@ WHOLE_FILES_PER_WORKER = 4
 
 
 def _split_mode(settings: _Settings, n_items: int, n_workers: int) -> str:
-    """How the stream runs a chunked experiment: ``"step"`` (a task per chunk), ``"experiment"``
-    (one task per experiment) or ``"tail"`` (one per experiment, a task per chunk for the last
-    experiments, the ones the client opens: see :func:`_plan`).
+    """How the stream runs a chunked experiment: ``"step"`` (a task per chunk) or ``"experiment"``.
 
     With automatic chunking and at least :data:`WHOLE_FILES_PER_WORKER` inputs per worker, whole
     files already keep every worker busy: one task per experiment (its chunks in sequence, same
     results) saves the chunk and assemble tasks' scheduling and transfers, which on a small
     machine compete with the workers for the cores (measured: v2_transfer_basic on 8 x 5,000 steps,
-    2 workers, about a third less client and worker CPU). Whole files would end unevenly, though:
-    one worker still reading its last file while the others wait. So the last ``n_workers`` files
-    are cut into chunks that every worker shares.
+    2 workers, about a third less client and worker CPU).
     """
     if (
         settings.mode == "step"
         and settings.chunk_steps == "auto"
         and n_items >= WHOLE_FILES_PER_WORKER * n_workers
     ):
-        return "tail"
+        return "experiment"
     return settings.mode
 
 
@@ -394,11 +386,7 @@ def extract(
             # Whole-file tasks open their files themselves: the client's serial opening (10-20 ms
             # a file) no longer competes with the workers or limits how many it can feed.
             split = _split_mode(settings, len(items), n_workers)
-            settings = dataclasses.replace(
-                settings,
-                defer_open=split in ("experiment", "tail"),
-                open_last=n_workers if split == "tail" else 0,
-            )
+            settings = dataclasses.replace(settings, defer_open=split == "experiment")
             options["split"] = split  # the stream runs chunked experiments as planned here
             for outcome in _stream(
                 _plan(items, settings, book), settings, dask_client, scheduler, options, book

@@ -67,8 +67,7 @@ def _chunked(bundle: list[Job], mode: str) -> ExperimentJob | None:
     """The experiment of ``bundle`` to run as a task per chunk, or None: the bundle is one task.
 
     Several experiments, ``"experiment"`` mode, a single chunk, or a file not opened by the plan
-    (a :class:`~dask_features.engine.plan.FileJob`) run as one task computing whole files. In
-    ``"tail"`` mode only the experiments the plan opened are cut: the first and the last ones.
+    (a :class:`~dask_features.engine.plan.FileJob`) run as one task computing whole files.
     """
     job = bundle[0]
     if len(bundle) > 1 or mode == "experiment" or not isinstance(job, ExperimentJob) or len(job.chunks) == 1:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +10,8 @@ import pandas as pd
 import pytest
 
 import dask_features as dfe
-from dask_features.engine import plan, run, streams
-from dask_features.engine.plan import make_job, seconds_per_step
+from dask_features.engine import run, streams
+from dask_features.engine.plan import make_job
 
 
 def _steps(out: Path, config: str) -> pd.DataFrame:
@@ -104,7 +103,7 @@ def test_local_scheduler_follows_the_estimated_reading(
 @pytest.mark.parametrize(
     ("mode", "chunk_steps", "n_items", "expected"),
     [
-        ("step", "auto", 8, "tail"),  # 4 files per worker: whole-file tasks, the last ones cut
+        ("step", "auto", 8, "experiment"),  # 4 files per worker: whole-file tasks
         ("step", "auto", 7, "step"),  # too few files: chunks spread one file over both workers
         ("step", 5, 100, "step"),  # explicit chunking is honoured
         ("experiment", "auto", 1, "experiment"),
@@ -116,35 +115,3 @@ def test_chunk_tasks_only_when_files_do_not_fill_the_workers(
     cfg = dfe.load_config("v2_transfer_basic")
     settings = run._Settings(cfg, tmp_path, None, mode, chunk_steps, force=False)
     assert run._split_mode(settings, n_items, n_workers=2) == expected
-
-
-def test_tail_split_cuts_only_the_files_the_client_opened(
-    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Eight inputs on two workers: whole-file tasks, except the first file (opened to estimate the
-    # others' work) and the last two (so both workers share the end of the run).
-    files = sorted(dataset.glob("*.h5"))
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    for i in range(8):
-        shutil.copy(files[i % len(files)], inputs / f"e{i}-{files[i % len(files)].name}")
-    cfg = dfe.load_config("v2_transfer_basic")
-    per_step = seconds_per_step(dfe.open_experiment(files[0]), cfg, "transfer")
-    monkeypatch.setattr(plan, "TARGET_TASK_SECONDS", 5.5 * per_step)  # automatic chunks of 6 steps
-    real, cut = streams.run_chunk, []
-
-    def recording(experiment: dfe.Experiment, *args: object) -> object:
-        cut.append(Path(experiment.path).name)
-        return real(experiment, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(streams, "run_chunk", recording)
-    res = dfe.extract(
-        inputs, "v2_transfer_basic", tmp_path / "tail", scheduler="threads", workers=2, progress=False
-    )
-    ref = dfe.extract(inputs, cfg, tmp_path / "whole", scheduler="sync", mode="experiment", progress=False)
-    assert res.ok, res.summary()
-    assert ref.ok, ref.summary()
-    names = sorted(p.name for p in inputs.iterdir())
-    assert set(cut) == {names[0], names[-2], names[-1]}
-    assert len(cut) > 3  # several chunks each
-    pd.testing.assert_frame_equal(_steps(tmp_path / "tail", cfg.name), _steps(tmp_path / "whole", cfg.name))
