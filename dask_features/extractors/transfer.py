@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from dask_features.extractors import _transfer_math as tm
+from dask_features.extractors._transfer_extremes import extreme
 from dask_features.extractors.registry import Output, register
 from dask_features.io.chunks import TransferChunk
 
@@ -115,7 +116,7 @@ def _extreme(
         else:
             deriv = derivative(chunk, quantity)
             values, edge = deriv.d, deriv.edges.get(direction)
-        value, index, ok = tm.extreme(
+        value, index, ok = extreme(
             values,
             sw,
             direction,

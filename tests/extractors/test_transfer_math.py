@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from dask_features.extractors import _transfer_extremes as te
 from dask_features.extractors import _transfer_math as tm
 
 REDUCTIONS = ["max", "min", "absmax", "absmin"]
@@ -100,8 +101,8 @@ def test_column_slice_extremes_match_the_masked_path(
         values, edge = deriv.d, deriv.edges.get(direction)
     general = as_general(sw)
     with np.errstate(invalid="ignore"):
-        fast = tm.extreme(values, sw, direction, reduction=reduction, edge=edge)
-        masked = tm.extreme(
+        fast = te.extreme(values, sw, direction, reduction=reduction, edge=edge)
+        masked = te.extreme(
             values,
             general,
             direction,
