@@ -118,8 +118,9 @@ def _extreme_in_span(
     needed), and compares the patched half-end value (``edge``) with the rest separately instead of
     writing it in. Gives exactly what the masked path gives: same first-occurrence rule (the end
     point of a forward half comes last and wins only when strictly better, that of a reverse half
-    comes first and wins ties), same values. Returns None (the caller takes the masked path) when a candidate is not finite, where
-    NaN propagation or a tie with the masked path's ``+-inf`` fill would need its exact rules.
+    comes first and wins ties), same values. Returns None (the caller takes the masked path) when a
+    candidate is not finite, where NaN propagation or a tie with the masked path's ``+-inf`` fill
+    would need its exact rules.
     """
     a, b = span
     n = values.shape[0]
@@ -148,7 +149,7 @@ def _extreme_in_span(
         return None
     if patched:
         assert edge is not None
-        at, patch = (b - 1, edge[1]) if direction == "forward" else (a, edge[1])
+        at, patch = (b - 1 if direction == "forward" else a), edge[1]
         if absolute:
             patch = np.abs(patch)
         if not np.isfinite(patch).all():

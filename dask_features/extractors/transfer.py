@@ -182,7 +182,7 @@ def _no_onset_below_clip(chunk: TransferChunk, values: np.ndarray) -> np.ndarray
         # fmax skips NaN without nanmax's copy; an all-NaN row gives NaN (not flat: reported elsewhere).
         # max |Id| = max(max Id, -min Id): no (n, m) temporary for |Id|.
         if not chunk.id.shape[1]:
-            return np.full(chunk.n_steps, np.nan) <= tm.LOG_FLOOR
+            return np.zeros(chunk.n_steps, bool)  # no samples: NaN peaks, not flat
         peak = np.fmax(np.fmax.reduce(chunk.id, axis=1), -np.fmin.reduce(chunk.id, axis=1))
         return peak <= tm.LOG_FLOOR
 

@@ -253,6 +253,24 @@ def test_asymmetric_sweep_turns_at_the_extremum() -> None:
     np.testing.assert_allclose(transfer.gm_max_coords(chunk, return_vg_only=True), [1.0])
 
 
+def test_steps_below_the_log_clip_have_no_onset_and_a_report() -> None:
+    # ln|Id| of a step whose |Id| never exceeds 1e-12 is the flat clip: Von is NaN and reported.
+    # |Id| counts both signs (a negative Id above the clip is not flat) and skips NaN samples.
+    vg = [0.0, 0.5, 1.0, 0.5, 0.0]
+    chunk = make_chunk(
+        [
+            (vg, [1e-13, -1e-12, 5e-13, 0.0, -2e-13]),  # at or below the clip: flat
+            (vg, [1e-13, -2e-12, 5e-13, 0.0, -2e-13]),  # above it only as a negative current
+            (vg, [1e-13, np.nan, 5e-13, 2e-12, -2e-13]),  # above it after a NaN sample
+        ]
+    )
+    von = transfer.Von(chunk, device_type="N")
+    assert np.isnan(von[0])
+    assert not np.isnan(von[1:]).any()
+    assert [s for s, _ in chunk.issues] == [0]
+    assert "log clip" in chunk.issues[0][1]
+
+
 def test_all_empty_chunk() -> None:
     chunk = make_chunk([([], []), ([], [])])
     for feature in FEATURES:

@@ -24,6 +24,11 @@ def symmetric(n: int, half: int, kind: str, seed: int = 0) -> tuple[np.ndarray, 
     """``n`` identical up-down sweeps of ``2 * half + 1`` points and currents of the given ``kind``."""
     rng = np.random.default_rng(seed)
     up = np.linspace(-0.6, 0.6, half + 1)
+    if kind == "fine":
+        # Steps on either side of the 1e-12 V floor: the falling half's tiny negative steps become +1e-12.
+        # The first is exactly the floor both ways (0 -> 1e-12 and back): |dx| == floor is kept.
+        steps = np.resize([1e-12, 0.5e-12, 0.95e-12, 0.999e-12, 1.001e-12, 1.5e-12], half)
+        up = np.concatenate([[0.0], np.cumsum(steps)])
     vg = np.tile(np.concatenate([up, up[-2::-1]]), (n, 1))
     shape = vg.shape
     id_ = {
@@ -31,6 +36,7 @@ def symmetric(n: int, half: int, kind: str, seed: int = 0) -> tuple[np.ndarray, 
         "ties": rng.integers(-2, 3, shape) * 1e-6,  # repeated extremes: first occurrence decides
         "zeros": rng.choice([0.0, -0.0, 1e-13, -1e-13], shape),  # signed zeros, sub-clip currents
         "overflow": rng.choice([1e308, -1e308, 0.0], shape),  # inf and NaN slopes: general path
+        "fine": 1e-6 + rng.normal(0, 1e-9, shape),
     }[kind]
     if kind == "ties":
         vg = np.round(vg * 2) / 2  # repeated Vg: the 1e-12 V floor
@@ -48,7 +54,7 @@ def assert_identical(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> No
         np.testing.assert_array_equal(x.view(np.uint8), y.view(np.uint8))
 
 
-@pytest.mark.parametrize("kind", ["smooth", "ties", "zeros", "overflow"])
+@pytest.mark.parametrize("kind", ["smooth", "ties", "zeros", "overflow", "fine"])
 @pytest.mark.parametrize("half", [0, 1, 2, 7])
 def test_prepare_finds_the_common_turn(kind: str, half: int) -> None:
     vg, id_ = symmetric(5, half, kind)
@@ -81,7 +87,7 @@ def test_rows_turning_at_different_points_have_no_common_turn() -> None:
     assert sw.common_turn is None
 
 
-@pytest.mark.parametrize("kind", ["smooth", "ties", "zeros", "overflow"])
+@pytest.mark.parametrize("kind", ["smooth", "ties", "zeros", "overflow", "fine"])
 @pytest.mark.parametrize("half", [1, 3, 10])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("direction", DIRECTIONS)
@@ -127,7 +133,7 @@ def safe_diff_rows(y: np.ndarray, vg: np.ndarray, n_valid: np.ndarray) -> np.nda
     return out
 
 
-@pytest.mark.parametrize("kind", ["smooth", "ties", "zeros", "overflow", "ragged"])
+@pytest.mark.parametrize("kind", ["smooth", "ties", "zeros", "overflow", "fine", "ragged"])
 @pytest.mark.parametrize("in_place", [False, True])
 def test_flat_derivative_matches_per_row_safe_diff(kind: str, in_place: bool) -> None:
     if kind == "ragged":
@@ -141,6 +147,8 @@ def test_flat_derivative_matches_per_row_safe_diff(kind: str, in_place: bool) ->
     sw = tm.prepare(vg, id_, lengths)
     dx = tm.gate_steps(sw)
     assert np.isnan(dx[:, -1]).all()
+    if kind == "fine":
+        assert (dx == tm.DX_FLOOR).any()  # the floor is hit (the falling half's tiny negative steps)
     y = np.abs(sw.id)
     want = safe_diff_rows(y, sw.vg, sw.n_valid)
     if in_place:
