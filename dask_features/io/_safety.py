@@ -289,11 +289,8 @@ def read_attributes(attrs: h5py.AttributeManager, path: str) -> tuple[dict[str, 
     problems: list[str] = []
     for raw_key in attrs:
         key_notes: list[str] = []
-        if isinstance(raw_key, bytes):  # h5py gives a name that is not UTF-8 as bytes
-            key_notes.append("undecodable bytes replaced by U+FFFD")
-            key = raw_key.decode("utf-8", "replace")
-        else:
-            key = _clean_text(raw_key, key_notes.append)
+        # h5py gives a name that is not UTF-8 as bytes: decoded and reported as values are
+        key = _decode(raw_key, key_notes.append)
         notes: list[str] = []
         try:
             value = _decode(_attribute(attrs, raw_key), notes.append)
