@@ -99,7 +99,8 @@ def plan_cpu(path: Path, preset: str, folder: Path, n: int, defer_open: bool) ->
             link.symlink_to(path)
         items.append(str(link))
     cfg = dfe.load_config(preset)
-    settings = _Settings(cfg, folder / "out" / preset, str(links), "step", "auto", True, defer_open)
+    split = "experiment" if defer_open else "step"
+    settings = _Settings(cfg, folder / "out" / preset, str(links), "step", "auto", True, split)
     book = Bookkeeper(ExtractionResult(cfg.name, cfg.hash, folder), cfg, None, _progress(0, preset, False))
     t0 = time.process_time()
     jobs = list(_plan(items, settings, book))

@@ -83,8 +83,13 @@ class _Settings:
     mode: str
     chunk_steps: int | str
     force: bool
-    #: Tasks open the files (whole-file tasks); the client opens only the first one.
-    defer_open: bool = False
+    #: How the stream runs a chunked experiment (:func:`_split_mode`); the plan follows it.
+    split: str = "step"
+
+    @property
+    def defer_open(self) -> bool:
+        """Tasks open the files (whole-file tasks); the client opens only the first one."""
+        return self.split == "experiment"
 
 
 def _plan(items: list[str | Experiment], settings: _Settings, book: Bookkeeper) -> Iterator[Job]:
@@ -159,10 +164,9 @@ def _stream(
     bundles = bundle_jobs(jobs) if settings.mode == "step" else ([job] for job in jobs)
     n_workers = options["n_workers"]
     window = options["max_in_flight"] or max(4, 2 * n_workers)
-    split = options["split"]
     if client is not None:
         yield from stream_distributed(
-            client, bundles, settings.config, settings.folder, split, window, options["retries"]
+            client, bundles, settings.config, settings.folder, settings.split, window, options["retries"]
         )
         return
     assert scheduler is not None  # chosen above when not given
@@ -170,7 +174,7 @@ def _stream(
         bundles,
         settings.config,
         settings.folder,
-        split,
+        settings.split,
         window,
         scheduler,
         options["workers"],
@@ -385,9 +389,7 @@ def extract(
             settings = _Settings(cfg, folder, root, mode, chunk_steps, force)
             # Whole-file tasks open their files themselves: the client's serial opening (10-20 ms
             # a file) no longer competes with the workers or limits how many it can feed.
-            split = _split_mode(settings, len(items), n_workers)
-            settings = dataclasses.replace(settings, defer_open=split == "experiment")
-            options["split"] = split  # the stream runs chunked experiments as planned here
+            settings = dataclasses.replace(settings, split=_split_mode(settings, len(items), n_workers))
             for outcome in _stream(
                 _plan(items, settings, book), settings, dask_client, scheduler, options, book
             ):
