@@ -36,7 +36,6 @@ __all__ = [
     "ExperimentTables",
     "Failure",
     "assemble",
-    "run_bundle",
     "run_chunk",
     "run_experiment",
 ]
@@ -317,13 +316,6 @@ def run_experiment(
     """``mode="experiment"``: every chunk of one experiment in one task, then :func:`assemble`."""
     results = [run_chunk(experiment, config, s, a, b) for s, a, b in chunks]
     return safe_assemble(experiment, config, results)
-
-
-def run_bundle(
-    experiments: Sequence[Experiment], config: FeatureConfig, chunks: Sequence[Sequence[tuple[str, int, int]]]
-) -> list[ExperimentTables | Failure]:
-    """Several small experiments in one task (each as in :func:`run_experiment`)."""
-    return [run_experiment(e, config, c) for e, c in zip(experiments, chunks, strict=True)]
 
 
 def safe_assemble(

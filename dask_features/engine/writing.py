@@ -30,7 +30,7 @@ import pyarrow as pa
 from dask_features.config.schema import FeatureConfig
 from dask_features.engine.output import identity_values, write_tables
 from dask_features.engine.plan import ExperimentJob, FileJob, Job, failure_reason, make_job, missing_steps
-from dask_features.engine.tasks import ChunkResult, ExperimentTables, Failure, run_bundle, safe_assemble
+from dask_features.engine.tasks import ChunkResult, ExperimentTables, Failure, run_experiment, safe_assemble
 from dask_features.errors import DaskFeaturesError, OutputError, SourceChangedError
 from dask_features.io.opening import inspect_experiment
 
@@ -139,15 +139,22 @@ def write_outcome(
 def compute_and_write(
     bundle: Sequence[Job], config: FeatureConfig, folder: Path
 ) -> list[Written | WriteFailure | Failure | PlanFailure]:
-    """One task: every experiment of ``bundle`` opened if needed, computed (chunks in sequence) and
-    published."""
-    opened = [open_job(j, config) if isinstance(j, FileJob) else (j, ()) for j in bundle]
-    ready = [o for o in opened if not isinstance(o, PlanFailure)]
-    values = iter(run_bundle([j.experiment for j, _ in ready], config, [j.chunks for j, _ in ready]))
-    return [
-        o if isinstance(o, PlanFailure) else write_outcome(o[0], next(values), config, folder, o[1])
-        for o in opened
-    ]
+    """One task: each experiment of ``bundle`` in turn opened if needed, computed (chunks in
+    sequence) and published, so one experiment's tables are in memory at a time and each one's
+    files appear as soon as it is done."""
+    return [_compute_and_write_one(job, config, folder) for job in bundle]
+
+
+def _compute_and_write_one(
+    job: Job, config: FeatureConfig, folder: Path
+) -> Written | WriteFailure | Failure | PlanFailure:
+    opened = open_job(job, config) if isinstance(job, FileJob) else (job, ())
+    if isinstance(opened, PlanFailure):
+        return opened
+    planned, found = opened
+    return write_outcome(
+        planned, run_experiment(planned.experiment, config, planned.chunks), config, folder, found
+    )
 
 
 def assemble_and_write(

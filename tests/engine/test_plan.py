@@ -13,6 +13,7 @@ import pytest
 import dask_features as dfe
 from dask_features.engine.identity import SourceIdentity
 from dask_features.engine.plan import TARGET_TASK_SECONDS, FileJob, bundle_jobs, make_job
+from dask_features.engine.run import CLIENT_SECONDS_PER_TASK, CLIENT_SHARE, distributed_task_seconds
 from dask_features.engine.tasks import run_chunk
 from dask_features.engine.writing import PlanFailure, Written, compute_and_write, open_job
 
@@ -29,6 +30,40 @@ def test_files_opened_by_tasks_are_bundled_by_their_estimated_work(dataset: Path
     assert [big] in bundles  # big enough for its own task
     assert sum(map(len, bundles)) == 31
     assert max(map(len, bundles)) > 1  # small files share tasks
+
+
+@pytest.mark.parametrize(
+    ("workers", "files", "expected"),
+    [
+        (2, 8, TARGET_TASK_SECONDS),  # a small cluster: the usual task size
+        (200, 100_000, 200 * CLIENT_SECONDS_PER_TASK / CLIENT_SHARE),  # long run: the client keeps up
+        (200, 2_000, 2_000 * 0.2 / (4 * 200)),  # fewer files: every worker still gets 4 tasks
+    ],
+)
+def test_distributed_tasks_grow_with_the_cluster_so_the_client_keeps_up(
+    workers: int, files: int, expected: float
+) -> None:
+    # One task per 0.2 s file sends 200 workers' client 1,000 tasks a second: more than it can follow.
+    assert distributed_task_seconds(workers, files, 0.2) == pytest.approx(expected)
+
+
+def test_a_bundle_publishes_each_experiment_and_keeps_the_others_when_one_fails(
+    dataset: Path, tmp_path: Path
+) -> None:
+    first, second = sorted(dataset.glob("*.h5"))[:2]
+    gone = tmp_path / "gone.h5"
+    shutil.copy(first, gone)
+    jobs = [_file_job(first, 0.1, "a"), _file_job(gone, 0.1, "gone"), _file_job(second, 0.1, "b")]
+    assert list(bundle_jobs(jobs, target=1.0)) == [jobs]  # one task for the three
+    gone.unlink()
+    config = dfe.load_config("v2_transfer_basic")
+    a, failure, b = compute_and_write(jobs, config, tmp_path / "out")
+    assert isinstance(failure, PlanFailure)
+    assert failure.reason.startswith(str(gone))
+    for written, path in ((a, first), (b, second)):
+        assert isinstance(written, Written)
+        assert written.ids["test_id"] == dfe.open_experiment(path).test_id
+        assert written.steps_file.is_file()
 
 
 def test_a_task_opens_checks_and_plans_its_file_as_the_client_would(dataset: Path, tmp_path: Path) -> None:
