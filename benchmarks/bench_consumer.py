@@ -17,6 +17,14 @@ real results of the users' 5,000-step stability files, with no cluster in the wa
    would produce them (``k / W`` per second) for several ``k``; the consumer keeps up when its
    backlog stays bounded (printed: backlog at the end and the consumer's busy fraction).
 
+5. The whole client on a real cluster: the steps above leave out what ``distributed`` itself costs
+   the client per task (submitting it, following its future, fetching its result). A scheduler and
+   2 workers run in their own processes; ``extract`` runs over links to the file once with its own
+   tasks and once with ~10 experiments per task, and this process's CPU gives the client's cost per
+   task and per experiment. From them: the workers one client serves with one task per file, and
+   with the tasks ``extract`` makes for 200 workers on a long run
+   (:func:`dask_features.engine.run.distributed_task_seconds`).
+
 Usage: ``python benchmarks/bench_consumer.py [--quick] [--presets a,b]``
 (``--quick``: 1,000-step files and fewer repetitions).
 """
@@ -24,18 +32,26 @@ Usage: ``python benchmarks/bench_consumer.py [--quick] [--presets a,b]``
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import pickle
 import queue
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 import dask_features as dfe
+from dask_features.engine import run as engine_run
 from dask_features.engine.identity import SourceIdentity
 from dask_features.engine.output import write_tables
-from dask_features.engine.plan import make_job
+from dask_features.engine.plan import MAX_BUNDLE, make_job
 from dask_features.engine.results import Bookkeeper, ExtractionResult
 from dask_features.engine.run import _plan, _progress, _record, _Settings
 from dask_features.engine.tasks import assemble, run_chunk
@@ -153,6 +169,101 @@ def feed(consume: Consumer, payload: bytes, rate: float, duration: float) -> tup
     return produced + backlog, backlog, busy / duration
 
 
+@contextlib.contextmanager
+def external_cluster(n_workers: int) -> Iterator[str]:
+    """A scheduler and ``n_workers`` single-threaded workers, each in its own process; yields its address."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    port = 8700 + os.getpid() % 1000
+    address = f"tcp://127.0.0.1:{port}"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "dask", "scheduler", "--port", str(port), "--no-dashboard"], **quiet
+    )
+    worker_args = [
+        "--nthreads",
+        "1",
+        "--nworkers",
+        str(n_workers),
+        "--no-dashboard",
+        "--memory-limit",
+        "4GiB",
+    ]
+    workers = subprocess.Popen([sys.executable, "-m", "dask", "worker", address, *worker_args], **quiet)
+    try:
+        yield address
+    finally:
+        for proc in (workers, scheduler):
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=30)
+            proc.kill()
+
+
+def client_cpu(address: str, path: Path, folder: Path, n: int, per_task: float | None) -> tuple[float, int]:
+    """This process's CPU over one distributed ``extract`` of ``n`` links to ``path`` [s], and its tasks.
+
+    ``per_task``: work per task [s] to bundle for, instead of what ``extract`` picks for the cluster.
+    """
+    from distributed import Client
+
+    links = folder / "links"
+    links.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        link = links / f"copy{i:04d}-test_{i}.h5"
+        if not link.exists():
+            os.link(path, link)
+    tasks = 0
+    bundle_jobs, task_seconds = engine_run.bundle_jobs, engine_run.distributed_task_seconds
+
+    def counted(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        nonlocal tasks
+        for bundle in bundle_jobs(*args, **kwargs):
+            tasks += 1
+            yield bundle
+
+    engine_run.bundle_jobs = counted
+    if per_task is not None:
+        engine_run.distributed_task_seconds = lambda *_: per_task  # type: ignore[assignment]
+    try:
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+            me = psutil.Process()
+            before = sum(me.cpu_times()[:2])
+            res = dfe.extract(
+                links, "v2_transfer_basic", folder / "out", client=client, force=True, progress=False
+            )
+            used = sum(me.cpu_times()[:2]) - before
+    finally:
+        engine_run.bundle_jobs, engine_run.distributed_task_seconds = bundle_jobs, task_seconds
+    assert res.ok, res.summary()
+    return used, tasks
+
+
+def whole_client(path: Path, tmp: Path, n: int, workers: dict[str, float]) -> None:
+    """Step 5: the client's CPU per task and per experiment on a real cluster, and what it serves."""
+    with external_cluster(2) as address:
+        client_cpu(address, path, tmp / "warm", 4, None)
+        one, n_one = client_cpu(address, path, tmp / "one", n, None)
+        w = workers.get("v2_transfer_basic", 0.2)
+        few, n_few = client_cpu(address, path, tmp / "few", n, 10 * w)
+    per_task = (one - few) / (n_one - n_few)
+    per_exp = (one - n_one * per_task) / n
+    print(
+        f"  whole client, {n} experiments on a 2-worker cluster (scheduler in its own process): "
+        f"{one / n * 1e3:.2f} ms/exp with {n_one} tasks, {few / n * 1e3:.2f} ms/exp with {n_few} tasks: "
+        f"{per_task * 1e3:.2f} ms per task + {per_exp * 1e3:.2f} ms per experiment"
+    )
+    for preset, w_cpu in workers.items():
+        seconds = engine_run.distributed_task_seconds(200, 10_000, w_cpu)
+        b = min(MAX_BUNDLE, max(1, int(-(-seconds // w_cpu))))
+        single = w_cpu / (per_task + per_exp)
+        bundled = w_cpu / (per_task / b + per_exp)
+        print(
+            f"      {preset:18s} one task per file: saturates at {single:6.0f} workers; extract's tasks "
+            f"for 200 workers on 10,000 files ({b} files each): {bundled:6.0f} workers (target >= 200)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -171,9 +282,11 @@ def main() -> None:
         print(
             f"== consumer headroom, {steps}-step experiments (transfer and transient), {repeats} repeats =="
         )
+        workers: dict[str, float] = {}
         for preset in args.presets.split(","):
             folder = tmp / "out" / preset
             written, tables, w_cpu, job = worker_result(path, preset, folder)
+            workers[preset] = w_cpu
             old_cpu = consumer_cpu(
                 WritingConsumer(preset, catalog, job, folder), tables, max(3, repeats // 3)
             )
@@ -196,6 +309,11 @@ def main() -> None:
                 print(
                     f"      fed as by {k:4d} workers: {produced:5d} results, backlog {backlog:4d}, client busy {busy:4.0%}"
                 )
+        (tmp / "cluster").mkdir()
+        transfer_only = dfe.synth.write_experiment(
+            tmp / "cluster", n_transfer=steps, n_transient=0, seed=1, test_id="test_transfer"
+        )
+        whole_client(transfer_only, tmp / "cluster", 40 if args.quick else 100, workers)
 
 
 if __name__ == "__main__":
