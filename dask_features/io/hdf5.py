@@ -169,10 +169,9 @@ class Experiment:
     def _open(self, *, transient: bool = False) -> h5py.File:
         """The file, open for reading, its storage checked; ``transient=True``: also its transient
         step ranges, when they were not checked at opening (once per process and file version)."""
-        # locking=False: readers never block on (or are blocked by) a writer holding the lock.
         try:
             st = os.stat(self.path)
-            f = h5py.File(self.path, "r", locking=False)
+            f = layout.open_file(self.path)
         except OSError as exc:
             raise layout.classify_open_error(self.path, exc) from None
         allowed = allowed_folder(self.external_in)
