@@ -131,3 +131,16 @@ def test_chunks_kept_by_the_caller_are_never_overwritten(stored: tuple[str, Path
         _same(chunk.vg, vg)
         _same(chunk.id, cur)  # type: ignore[arg-type]
     _same(np.ascontiguousarray(views[0]), expected[2][0])
+
+
+def test_threads_reading_at_once_get_arrays_of_their_own(stored: tuple[str, Path]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    exp = open_experiment(stored[1])
+    ranges = [(0, 5), (5, 10), (3, 13), (0, 13)] * 6
+    expected = {r: exp.read_transfer(*r) for r in set(ranges)}
+    with ThreadPoolExecutor(4) as pool:  # every chunk kept until all are read
+        chunks = list(pool.map(lambda r: exp.read_transfer(*r), ranges))
+    for r, chunk in zip(ranges, chunks, strict=True):
+        _same(chunk.vg, expected[r].vg)
+        _same(chunk.id, expected[r].id)
