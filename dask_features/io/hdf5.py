@@ -205,7 +205,8 @@ class Experiment:
         -------
         TransferChunk
             ``vg`` [V] and ``id`` [A] of shape (stop - start, max_points), NaN-padded, with per-step
-            valid ``lengths``.
+            valid ``lengths``. The arrays are the chunk's own (float64, C-contiguous, writable):
+            their memory is reused by a later read only once they and every view of them are gone.
         """
         self._check_range("transfer", start, stop, self.n_transfer_steps)
         with self._open() as f:
