@@ -8,6 +8,8 @@ naming the file and the object.
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +46,7 @@ __all__ = [
     "device_type",
     "finite_or_nan",
     "index_rows",
+    "open_file",
     "optional_text",
     "stored_value",
     "text",
@@ -152,6 +155,23 @@ def stored_value(f: h5py.File, name: str, objects: Opened = None) -> Any:
     except Exception:  # h5py's own path reads it, or raises what it raises
         pass
     return decode(f[name][()])
+
+
+@functools.cache
+def _read_access() -> h5py.h5p.PropFAID:
+    from h5py._hl.files import make_fapl
+
+    return make_fapl(None, locking=False)
+
+
+def open_file(path: str) -> h5py.File:
+    """``h5py.File(path, "r", locking=False)``, its file access settings built once per process.
+
+    h5py builds them again at every open (a third of an open and close of a small file). The file
+    is opened by the same call with the same settings, so it raises the same ``OSError``.
+    ``locking=False``: readers never block on (or are blocked by) a writer holding the lock.
+    """
+    return h5py.File(h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY, fapl=_read_access()))
 
 
 def classify_open_error(path: str, exc: OSError) -> ExperimentFormatError:

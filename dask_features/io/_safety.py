@@ -96,7 +96,10 @@ def _check_path(
         here = "/".join(parts[:i])
         if here not in kinds:
             key = here.encode()
-            kinds[here] = links.get_info(key).type if links.exists(key) else None
+            try:  # one call where the link exists (nearly always)
+                kinds[here] = links.get_info(key).type
+            except Exception:  # absent, or an error: answered (or raised) as by exists, then get_info
+                kinds[here] = links.get_info(key).type if links.exists(key) else None
         kind = kinds[here]
         if kind is None:
             return None
@@ -267,6 +270,24 @@ def _attribute(attrs: h5py.AttributeManager, key: str | bytes) -> Any:
     return attrs[key]
 
 
+def _names(attrs: h5py.AttributeManager) -> list[str | bytes]:
+    """``list(attrs)``, with one low-level iteration: the names in the order h5py gives them
+    (creation order when the file tracks it, else by name), each decoded from UTF-8 when it can be
+    and left as bytes otherwise, as h5py does."""
+    oid = attrs._id
+    order = oid.get_create_plist().get_attr_creation_order()
+    index = h5py.h5.INDEX_CRT_ORDER if order & h5py.h5p.CRT_ORDER_TRACKED else h5py.h5.INDEX_NAME
+    raw: list[bytes] = []
+    h5py.h5a.iterate(oid, raw.append, index_type=index)  # append returns None: iteration goes on
+    names: list[str | bytes] = []
+    for name in raw:
+        try:
+            names.append(name.decode("utf-8"))
+        except UnicodeDecodeError:
+            names.append(name)
+    return names
+
+
 def read_attributes(attrs: h5py.AttributeManager, path: str) -> tuple[dict[str, Any], list[str]]:
     """Decode root attributes safely.
 
@@ -287,7 +308,7 @@ def read_attributes(attrs: h5py.AttributeManager, path: str) -> tuple[dict[str, 
     """
     values: dict[str, Any] = {}
     problems: list[str] = []
-    for raw_key in attrs:
+    for raw_key in _names(attrs):
         key_notes: list[str] = []
         # h5py gives a name that is not UTF-8 as bytes: decoded and reported as values are
         key = _decode(raw_key, key_notes.append)

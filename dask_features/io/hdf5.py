@@ -29,6 +29,7 @@ import numpy as np
 
 from dask_features.errors import StepRangeError
 from dask_features.io import _layout as layout
+from dask_features.io import _read
 from dask_features.io._safety import allowed_folder, check_storage
 from dask_features.io.chunks import ChunkMeta, TransferChunk, TransientChunk
 from dask_features.io.workflow import (
@@ -168,10 +169,9 @@ class Experiment:
     def _open(self, *, transient: bool = False) -> h5py.File:
         """The file, open for reading, its storage checked; ``transient=True``: also its transient
         step ranges, when they were not checked at opening (once per process and file version)."""
-        # locking=False: readers never block on (or are blocked by) a writer holding the lock.
         try:
             st = os.stat(self.path)
-            f = h5py.File(self.path, "r", locking=False)
+            f = layout.open_file(self.path)
         except OSError as exc:
             raise layout.classify_open_error(self.path, exc) from None
         allowed = allowed_folder(self.external_in)
@@ -205,21 +205,22 @@ class Experiment:
         -------
         TransferChunk
             ``vg`` [V] and ``id`` [A] of shape (stop - start, max_points), NaN-padded, with per-step
-            valid ``lengths``.
+            valid ``lengths``. The arrays are the chunk's own (float64, C-contiguous, writable):
+            their memory is reused by a later read only once they and every view of them are gone.
         """
         self._check_range("transfer", start, stop, self.n_transfer_steps)
         with self._open() as f:
-            data = layout.dataset(f, self.path, "transfer/measurement_data")[start:stop]
-        vg = layout.finite_or_nan(data[:, 0, :])
-        cur = layout.finite_or_nan(data[:, 1, :])
-        valid = np.isfinite(vg) | np.isfinite(cur)
-        m = vg.shape[1]
-        lengths = np.where(valid.any(axis=1), m - np.argmax(valid[:, ::-1], axis=1), 0).astype(np.int64)
+            dsid = layout.dataset_id(f, self.path, "transfer/measurement_data")
+            rows = _read.transfer_rows(dsid, start, stop)
+            if rows is None:  # another stored type or shape: h5py converts, finite_or_nan copies
+                data = h5py.Dataset(dsid)[start:stop]
+                rows = layout.finite_or_nan(data[:, 0, :]), layout.finite_or_nan(data[:, 1, :])
+        vg, cur = rows
         return TransferChunk(
             step_index=np.arange(start, stop, dtype=np.int64),
             vg=vg,
             id=cur,
-            lengths=lengths,
+            lengths=_lengths(vg, cur),
             meta=self._meta(),
         )
 
@@ -260,10 +261,13 @@ class Experiment:
             if n and bounds.size:
                 lo, hi = int(bounds[:, 0].min()), int(bounds[:, 1].max())
                 lo = min(lo, hi)
-                ds = layout.dataset(f, self.path, "transient/measurement_data")
+                dsid = layout.dataset_id(f, self.path, "transient/measurement_data")
                 # Rows 0 and 2 only: row 1 (original_time) is never used, and files chunk by row,
                 # so skipping it saves a third of the decompression.
-                t, y = (ds[0, lo:hi], ds[2, lo:hi]) if hi > lo else (np.zeros(0), np.zeros(0))
+                t, y = _read.samples_row(dsid, 0, lo, hi), _read.samples_row(dsid, 2, lo, hi)
+                if t is None or y is None:  # h5py converts, finite_or_nan copies (below)
+                    ds = h5py.Dataset(dsid)
+                    t, y = (ds[0, lo:hi], ds[2, lo:hi]) if hi > lo else (np.zeros(0), np.zeros(0))
             else:
                 lo, t, y = 0, np.zeros(0), np.zeros(0)
         lengths = bounds[:, 1] - bounds[:, 0]
@@ -274,6 +278,7 @@ class Experiment:
         period, time_step, duty = self._transient_timing(start, stop, timing)
         return TransientChunk(
             step_index=np.arange(start, stop, dtype=np.int64),
+            # a no-op on the samples read into arrays of their own (already float64, inf-free)
             time=layout.finite_or_nan(t),
             current=layout.finite_or_nan(y),
             offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
@@ -300,6 +305,15 @@ class Experiment:
                     fallback = transient_timing(transients[start + i].params)
                     out[:, i] = np.where(np.isnan(out[:, i]), fallback, out[:, i])
         return out[0], out[1], out[2]
+
+
+def _lengths(vg: np.ndarray, cur: np.ndarray) -> np.ndarray:
+    """Valid points per step: up to the last column where Vg or Id is finite (0 when none is)."""
+    n, m = vg.shape
+    if m and (np.isfinite(vg[:, -1]) | np.isfinite(cur[:, -1])).all():
+        return np.full(n, m, dtype=np.int64)  # no trailing padding: no (n, m) mask needed
+    valid = np.isfinite(vg) | np.isfinite(cur)
+    return np.where(valid.any(axis=1), m - np.argmax(valid[:, ::-1], axis=1), 0).astype(np.int64)
 
 
 def remember_checked(path: str, stat: os.stat_result, allowed: str) -> None:

@@ -113,7 +113,7 @@ def inspect_experiment(
     if stat.st_size == 0 or not h5py.is_hdf5(path):
         raise NotHDF5Error(path, "not an HDF5 file (no HDF5 signature)")
     try:
-        f = h5py.File(path, "r", locking=False)
+        f = layout.open_file(path)
     except OSError as exc:
         raise layout.classify_open_error(path, exc) from None
     allowed = allowed_folder(allow_external_in)

@@ -310,6 +310,21 @@ def test_attributes_read_as_h5py_reads_them(tmp_path: Path) -> None:
     assert sum("undecodable bytes" in p for p in problems) == 2
 
 
+@pytest.mark.parametrize("track_order", [False, True])
+def test_attribute_names_in_h5pys_order(tmp_path: Path, track_order: bool) -> None:
+    from dask_features.io._safety import _names, read_attributes
+
+    path = tmp_path / "order-test_1.h5"
+    with h5py.File(path, "w", track_order=track_order) as f:
+        for key in ("zeta", "alpha", b"k\xffey", "mid"):
+            f.attrs[key] = 1
+    with h5py.File(path, "r") as f:
+        assert _names(f.attrs) == list(f.attrs)
+        assert list(read_attributes(f.attrs, str(path))[0]) == [
+            k if isinstance(k, str) else "k\ufffdey" for k in f.attrs
+        ]
+
+
 def test_an_attribute_name_that_is_not_utf8_is_reported_not_fatal(good_file: Path) -> None:
     with h5py.File(good_file, "r+") as f:
         f.attrs[b"k\xffey"] = "value"
