@@ -15,12 +15,12 @@ Segments are half-open column ranges ``[start, stop)`` per row of the compacted 
 
 from __future__ import annotations
 
-import threading
-import weakref
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
+from dask_features._buffers import pooled
 
 __all__ = [
     "DX_FLOOR",
@@ -290,41 +290,18 @@ class Derivative:
     edges: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-POOL_BYTES = 32 * 2**20
-"""Most memory [B] kept for reuse by :func:`derivative_buffer` once its arrays are gone (per
-process; a 400 x 301 chunk uses 3 buffers of 1 MB)."""
-
-_pool: list[bytearray] = []
-_pool_lock = threading.Lock()
-
-
-def _give_back(memory: bytearray) -> None:
-    with _pool_lock:
-        _pool.append(memory)
-        while sum(map(len, _pool)) > POOL_BYTES:
-            _pool.pop(0)  # the oldest first: other chunk sizes
-
-
 def derivative_buffer(shape: tuple[int, int]) -> np.ndarray:
     """A 1-D float64 buffer of ``n * w + 1`` values for :func:`derivative` (contents undefined).
 
     Its ``[1:]`` part, reshaped to ``(n, w)``, may hold the ordinate: the derivative then replaces it
     without any other ``(n, w)`` array.
 
-    The memory is reused from chunks whose arrays are gone: a fresh large array costs page faults
-    (when the heap was trimmed after the previous chunk, as glibc does by default) and cache misses
-    on top of the arithmetic (measured: about 470 page faults per 400 x 301 chunk otherwise). A
-    buffer returns to the pool only when the array, and with it every view of it (a view keeps its
-    base alive), has been freed.
+    The memory comes from the process's pool (:func:`dask_features._buffers.pooled`): a fresh
+    large array costs page faults when the heap was trimmed after the previous chunk, as glibc does
+    by default (measured: about 470 page faults per 400 x 301 chunk otherwise).
     """
     n, w = shape
-    nbytes = (n * w + 1) * 8
-    with _pool_lock:
-        free = [i for i, m in enumerate(_pool) if len(m) == nbytes]
-        memory = _pool.pop(free[-1]) if free else bytearray(nbytes)
-    buffer = np.frombuffer(memory, dtype=np.float64)
-    weakref.finalize(buffer, _give_back, memory).atexit = False
-    return buffer
+    return pooled((n * w + 1,))
 
 
 def derivative(

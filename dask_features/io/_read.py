@@ -18,7 +18,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
-from dask_features.io._buffers import pooled
+from dask_features._buffers import pooled
 
 __all__ = ["inf_to_nan", "samples_row", "transfer_rows"]
 

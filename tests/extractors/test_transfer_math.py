@@ -172,20 +172,6 @@ def test_non_contiguous_inputs_give_the_same_derivative() -> None:
     np.testing.assert_array_equal(a.d.view(np.uint64), b.d.view(np.uint64))
 
 
-def test_buffers_are_reused_only_once_every_view_is_gone() -> None:
-    shape = (7, 13)  # a size no other test uses
-    first = tm.derivative_buffer(shape)
-    memory = first.base.obj  # the pooled block (holding it does not keep the array alive)
-    view = first[1:].reshape(shape)
-    del first
-    second = tm.derivative_buffer(shape)
-    assert second.base.obj is not memory  # the view still uses the first block
-    del view
-    third = tm.derivative_buffer(shape)
-    assert third.base.obj is memory  # now it is free again
-    assert not np.shares_memory(second, third)
-
-
 def test_reused_buffers_give_the_same_derivative() -> None:
     vg, id_ = symmetric(5, 6, "smooth")
     sw = tm.prepare(vg, id_, np.full(5, vg.shape[1]))

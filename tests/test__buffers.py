@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dask_features.io import _buffers
+from dask_features import _buffers
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Reusable memory for the arrays a chunk read fills: no fresh large allocation per chunk.
+"""Reusable memory for a chunk's large arrays (read data, derivatives): no fresh allocation per chunk.
 
 A chunk's arrays are a few hundred kB to a few MB each. Allocated fresh, every page of them costs a
 page fault the first time it is written (glibc returns large blocks to the system when they are
@@ -19,7 +19,8 @@ __all__ = ["POOL_BYTES", "pooled"]
 
 POOL_BYTES = 32 * 2**20
 """Most memory [B] this process keeps for reuse once its arrays are gone (a 400 x 301 transfer
-chunk uses 2 blocks of 1 MB, a transient chunk of 10^6 samples 2 blocks of 8 MB)."""
+chunk uses 2 blocks of 1 MB for its data and up to 3 more for derivatives, a transient chunk of
+10^6 samples 2 blocks of 8 MB)."""
 
 _pool: list[bytearray] = []
 _pool_lock = threading.Lock()
