@@ -79,6 +79,15 @@ def _targets(dsid: Any) -> list[tuple[str, str]]:
     return targets
 
 
+def _exists(links: Any, key: bytes) -> bool:
+    """Whether link ``key`` exists; False when a name on its way is not a group (e.g. a file whose
+    ``transfer`` is a dataset), for which HDF5 raises a bare RuntimeError that names no file."""
+    try:
+        return bool(links.exists(key))
+    except RuntimeError:
+        return False
+
+
 def _check_path(
     f: h5py.File, name: str, refuse: Callable[[str, str, str], None], kinds: dict[str, int | None]
 ) -> Any:
@@ -99,7 +108,7 @@ def _check_path(
             try:  # one call where the link exists (nearly always)
                 kinds[here] = links.get_info(key).type
             except Exception:  # absent, or an error: answered (or raised) as by exists, then get_info
-                kinds[here] = links.get_info(key).type if links.exists(key) else None
+                kinds[here] = links.get_info(key).type if _exists(links, key) else None
         kind = kinds[here]
         if kind is None:
             return None

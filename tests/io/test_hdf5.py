@@ -159,6 +159,10 @@ def _edit(path: Path, action: str) -> None:
             del f["transfer"], f["transient"]
         elif action == "no_transfer_data":
             del f["transfer/measurement_data"]
+        elif action.endswith("_is_a_dataset"):  # HDF5 raised a bare RuntimeError naming no file
+            group = action.removesuffix("_is_a_dataset")
+            del f[group]
+            f[group] = np.arange(3.0)
         elif action == "bad_shape":
             del f["transfer/measurement_data"]
             f["transfer/measurement_data"] = np.zeros((4, 3, 21))
@@ -182,6 +186,8 @@ def _edit(path: Path, action: str) -> None:
         ("bad_version", FormatVersionError, "unsupported format_version '1.0_legacy'"),
         ("no_groups", MissingGroupError, "neither a 'transfer' nor a 'transient'"),
         ("no_transfer_data", MissingGroupError, "transfer/measurement_data"),
+        ("transfer_is_a_dataset", MissingGroupError, "transfer/measurement_data"),
+        ("transient_is_a_dataset", MissingGroupError, "transient/measurement_data"),
         ("bad_shape", ExperimentFormatError, r"shape \(4, 3, 21\)"),
         ("bad_dtype", ExperimentFormatError, "dtype"),
         ("table_rows", IndexTableError, "2 rows but measurement_data has 4 steps"),
