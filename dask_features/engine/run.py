@@ -195,8 +195,8 @@ def _stream(
 WHOLE_FILES_PER_WORKER = 4
 
 #: The client's CPU per task of a distributed run [s]: submitting it, following its future and
-#: fetching its result. Measured 5.6 ms on 2 cores with the scheduler in its own process
-#: (``benchmarks/bench_consumer.py``), against ~1 ms of the client's own work per experiment.
+#: fetching its result. Measured 5.6-8.2 ms on 2 cores with the scheduler in its own process
+#: (``benchmarks/bench_consumer.py``, step 5), against ~0.7 ms per experiment a task carries.
 CLIENT_SECONDS_PER_TASK = 0.006
 #: Share of one core the client may spend on per-task costs while the workers compute.
 CLIENT_SHARE = 0.25
