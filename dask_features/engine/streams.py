@@ -11,8 +11,9 @@ Experiments too small to fill a task (about 0.1 s of estimated work) are bundled
 work. No Dask graph is built (a graph per bundle cost more than the submits); at most ``window``
 bundles are in flight. The distributed stream takes finished ones with ``distributed.as_completed``
 and submits the next bundle, so memory stays flat however many experiments there are. Without a
-client a thread or process pool does the same (``sync`` runs everything in this thread), and
-neither Dask nor ``distributed`` is imported.
+client a thread or process pool does the same (``sync`` runs everything in this thread; on Linux
+the processes are a :class:`~dask_features.engine.forks.ForkPool`), and neither Dask nor
+``distributed`` is imported.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 
 from dask_features.config.schema import FeatureConfig
 from dask_features.engine.cluster import local_cluster
+from dask_features.engine.forks import ForkPool, can_fork
 from dask_features.engine.plan import READ_COST_NS, ExperimentJob, Job
 from dask_features.engine.shipping import PackedConfig, call_with_config
 from dask_features.engine.tasks import Failure, run_chunk
@@ -291,6 +293,8 @@ def stream_local(
         # experiment keeps every thread busy to the end (a bundle of four would finish alone).
         bundles = ([job] for bundle in bundles for job in bundle)
         pool: Executor = ThreadPoolExecutor(n)
+    elif can_fork():  # forked here, before the plan opens more files: nothing to import
+        pool = ForkPool(n)
     else:
         from concurrent.futures import ProcessPoolExecutor  # loads multiprocessing: only when used
 
