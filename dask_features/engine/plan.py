@@ -34,6 +34,7 @@ __all__ = [
     "expand_inputs",
     "failure_reason",
     "item_path",
+    "local_bundle_size",
     "make_job",
     "missing_steps",
     "open_item",
@@ -54,6 +55,9 @@ _FILE_SUFFIXES = (".h5", ".hdf5")
 
 #: Most experiments one task may carry when small experiments are bundled.
 MAX_BUNDLE = 32
+#: Bundles per worker a local run makes at least (when it has enough experiments), so the last
+#: ones spread over the workers instead of leaving one of them alone with a large bundle.
+LOCAL_BUNDLES_PER_WORKER = 4
 
 
 #: A chunk of one experiment: ``(source name, first step, stop step)``.
@@ -249,6 +253,19 @@ def failure_reason(path: str, exc: BaseException) -> str:
     return str(exc) if path in str(exc) else f"{path}: {exc}"
 
 
+def local_bundle_size(n_items: int, n_workers: int) -> int:
+    """Most experiments a local run bundles into one task.
+
+    The estimated work that :func:`bundle_jobs` groups by leaves out each file's fixed cost
+    (opening, attributes, writing: most of a small experiment's time), so on its own it makes a
+    few large bundles of a short run: v2_transfer_basic on 8 x 2,000 steps became bundles of
+    1, 1, 2, 2 and 2 files, one process doing 5 files while the other did 3. At least
+    :data:`LOCAL_BUNDLES_PER_WORKER` bundles per worker keep the workers busy to the end; many
+    small files are still bundled (64 files on 2 workers: 8 per task).
+    """
+    return max(1, min(MAX_BUNDLE, n_items // (LOCAL_BUNDLES_PER_WORKER * max(n_workers, 1))))
+
+
 def _fills_tasks(job: Job, target: float) -> bool:
     """Whether ``job`` needs a task (or several) of its own: it is cut into chunks, or will be."""
     if isinstance(job, FileJob):
@@ -256,12 +273,14 @@ def _fills_tasks(job: Job, target: float) -> bool:
     return len(job.chunks) > 1
 
 
-def bundle_jobs(jobs: Iterable[Job], target: float = TARGET_TASK_SECONDS) -> Iterator[list[Job]]:
+def bundle_jobs(
+    jobs: Iterable[Job], target: float = TARGET_TASK_SECONDS, most: int = MAX_BUNDLE
+) -> Iterator[list[Job]]:
     """Group single-chunk experiments so one task carries about ``target`` seconds of work.
 
     An experiment cut into several chunks is its own bundle (its chunks already fill tasks); small
     experiments are bundled, in order, until their estimated work reaches ``target`` (at most
-    :data:`MAX_BUNDLE` per task), so many small files do not drown in per-task overhead.
+    ``most`` per task), so many small files do not drown in per-task overhead.
     """
     bundle: list[Job] = []
     work = 0.0
@@ -273,7 +292,7 @@ def bundle_jobs(jobs: Iterable[Job], target: float = TARGET_TASK_SECONDS) -> Ite
             continue
         bundle.append(job)
         work += job.seconds
-        if work >= goal or len(bundle) >= MAX_BUNDLE:
+        if work >= goal or len(bundle) >= most:
             yield bundle
             bundle, work, goal = [], 0.0, min(2 * goal, target)
     if bundle:

@@ -33,6 +33,7 @@ from dask_features.engine.identity import SourceIdentity
 from dask_features.engine.names import output_stems
 from dask_features.engine.output import is_complete
 from dask_features.engine.plan import (
+    MAX_BUNDLE,
     DataInput,
     ExperimentJob,
     FileJob,
@@ -41,6 +42,7 @@ from dask_features.engine.plan import (
     expand_inputs,
     failure_reason,
     item_path,
+    local_bundle_size,
     make_job,
     missing_steps,
     open_item,
@@ -160,9 +162,10 @@ def _stream(
         logger.info("local scheduler: %s", book.result.scheduler)
     else:
         book.result.scheduler = f"{scheduler} (asked for)"
-    # "step" mode bundles small experiments into one task; "experiment" mode is one task each.
-    bundles = bundle_jobs(jobs) if settings.mode == "step" else ([job] for job in jobs)
     n_workers = options["n_workers"]
+    # "step" mode bundles small experiments into one task; "experiment" mode is one task each.
+    most = MAX_BUNDLE if client is not None else local_bundle_size(options["n_items"], n_workers)
+    bundles = bundle_jobs(jobs, most=most) if settings.mode == "step" else ([job] for job in jobs)
     window = options["max_in_flight"] or max(4, 2 * n_workers)
     if client is not None:
         yield from stream_distributed(
