@@ -12,7 +12,14 @@ import pytest
 
 import dask_features as dfe
 from dask_features.engine.identity import SourceIdentity
-from dask_features.engine.plan import TARGET_TASK_SECONDS, FileJob, bundle_jobs, make_job
+from dask_features.engine.plan import (
+    MAX_BUNDLE,
+    TARGET_TASK_SECONDS,
+    FileJob,
+    bundle_jobs,
+    local_bundle_size,
+    make_job,
+)
 from dask_features.engine.tasks import run_chunk
 from dask_features.engine.writing import PlanFailure, Written, compute_and_write, open_job
 
@@ -29,6 +36,21 @@ def test_files_opened_by_tasks_are_bundled_by_their_estimated_work(dataset: Path
     assert [big] in bundles  # big enough for its own task
     assert sum(map(len, bundles)) == 31
     assert max(map(len, bundles)) > 1  # small files share tasks
+
+
+@pytest.mark.parametrize(
+    ("n_items", "n_workers", "most"),
+    [(8, 2, 1), (7, 2, 1), (64, 2, 8), (64, 1, 16), (10**6, 2, MAX_BUNDLE), (3, 0, 1)],
+)
+def test_local_runs_make_several_bundles_per_worker(
+    dataset: Path, n_items: int, n_workers: int, most: int
+) -> None:
+    assert local_bundle_size(n_items, n_workers) == most
+    path = next(dataset.glob("*.h5"))
+    tiny = [_file_job(path, 0.0, f"t{i}") for i in range(min(n_items, 100))]
+    bundles = list(bundle_jobs(tiny, most=most))
+    assert [len(b) for b in bundles[:-1]] == [most] * (len(bundles) - 1)  # work never reaches the goal
+    assert sum(map(len, bundles)) == len(tiny)
 
 
 def test_a_task_opens_checks_and_plans_its_file_as_the_client_would(dataset: Path, tmp_path: Path) -> None:
