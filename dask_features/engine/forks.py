@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import os
 import pickle
 import signal
@@ -35,6 +36,7 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from dask_features.engine.cluster import MALLOC_THRESHOLD
 from dask_features.errors import DaskFeaturesError
 
 __all__ = ["PER_WORKER", "ForkPool", "WorkerLostError", "can_fork"]
@@ -42,6 +44,8 @@ __all__ = ["PER_WORKER", "ForkPool", "WorkerLostError", "can_fork"]
 #: Tasks sent to one worker at a time: the one it runs and the next one.
 PER_WORKER = 2
 _LENGTH = struct.Struct("<Q")
+#: glibc's ``mallopt`` parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 
 class WorkerLostError(DaskFeaturesError, ChildProcessError):
@@ -59,6 +63,24 @@ def can_fork() -> bool:
     others = [t for t in threading.enumerate() if t is not threading.current_thread()]
     # A reader of an earlier pool only waits for its worker to exit; it holds nothing a child needs.
     return sys.platform == "linux" and all(isinstance(t, _Reader) for t in others)
+
+
+def _keep_freed_memory() -> None:
+    """Keep freed arrays up to :data:`~dask_features.engine.cluster.MALLOC_THRESHOLD` on this
+    worker's heap for the next task (glibc; elsewhere nothing).
+
+    By default glibc maps every array above 128 KiB afresh and unmaps it when freed, until its
+    dynamic threshold has grown: every task paid its page faults again. Measured on
+    v2_transfer_basic, 400 steps x 301 points per file: ~920 page faults and 39-41 ms of CPU per
+    file in a worker, ~10 and 26-33 ms with these settings (the cluster's workers get the same).
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    # The mmap threshold first: setting either one switches glibc's dynamic threshold off.
+    if mallopt(_M_MMAP_THRESHOLD, MALLOC_THRESHOLD) == 1:
+        mallopt(_M_TRIM_THRESHOLD, MALLOC_THRESHOLD)
 
 
 def _max_fd() -> int:
@@ -169,6 +191,7 @@ class ForkPool(Executor):
         if pid == 0:  # the worker: never returns into the caller's frames
             code = 0
             try:
+                _keep_freed_memory()
                 for fd in (task_w, result_r, *(fd for w in self._workers for fd in (w.tasks, w.results))):
                     os.close(fd)
                 _serve(task_r, result_w)
