@@ -308,6 +308,8 @@ def stream_local(
     # Per future: what to do with its value. Returns the outcomes it completes.
     pending: dict[Future[Any], Callable[[Future[Any]], list[Outcome]]] = {}
     bundles_in_flight = 0
+    assembling: set[str] = set()  # chunked experiments whose assemble task is not submitted yet
+    ending = False
 
     def submit_bundle(bundle: list[Job]) -> None:
         t0 = time.perf_counter()
@@ -335,23 +337,31 @@ def stream_local(
                 failure = _as_failure(f)
                 if failure is not None:
                     left[0] = -1
+                    assembling.discard(job.stem)
                     return [(job, failure, time.perf_counter() - t0)]
                 parts[i] = f.result()
                 left[0] -= 1
                 if left[0] == 0:
                     pending[pool.submit(assemble_and_write, job, config, parts, folder)] = assembled
+                    assembling.discard(job.stem)
                 return []
 
             return done
 
+        assembling.add(job.stem)  # output stems are unique within a run
         for i, (source, start, stop) in enumerate(job.chunks):
             pending[pool.submit(run_chunk, job.experiment, config, source, start, stop)] = chunk_done(i)
 
     def fill() -> None:
-        nonlocal bundles_in_flight
+        nonlocal bundles_in_flight, ending
         while bundles_in_flight < window:
             bundle = next(bundles, None)
             if bundle is None:
+                if not assembling and not ending:
+                    # Nothing more to submit: a worker that is done ends while the others finish
+                    # (a forked worker's exit then costs the run nothing).
+                    pool.shutdown(wait=False)
+                    ending = True
                 return
             submit_bundle(bundle)
             bundles_in_flight += 1

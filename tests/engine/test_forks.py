@@ -117,14 +117,21 @@ def test_forks_only_without_other_threads() -> None:
         other.join()
 
 
+@pytest.mark.parametrize("chunk_steps", ["auto", 5], ids=["whole-files", "chunks"])
 @pytest.mark.parametrize("fork", [True, False], ids=["fork-pool", "standard-pool"])
 def test_process_runs_equal_sync_runs_and_leave_no_lock_held(
-    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fork: bool
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fork: bool, chunk_steps: int | str
 ) -> None:
     monkeypatch.setattr(streams, "can_fork", lambda: fork)
     ref = dfe.extract(dataset, "v2_transfer_basic", tmp_path / "sync", scheduler="sync", progress=False)
     res = dfe.extract(
-        dataset, "v2_transfer_basic", tmp_path / "p", scheduler="processes", workers=2, progress=False
+        dataset,
+        "v2_transfer_basic",
+        tmp_path / "p",
+        scheduler="processes",
+        workers=2,
+        chunk_steps=chunk_steps,  # type: ignore[arg-type]
+        progress=False,
     )
     assert ref.ok, ref.summary()
     assert res.ok, res.summary()
