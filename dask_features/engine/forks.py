@@ -39,7 +39,7 @@ from typing import Any
 from dask_features.engine.cluster import MALLOC_THRESHOLD
 from dask_features.errors import DaskFeaturesError
 
-__all__ = ["PER_WORKER", "ForkPool", "WorkerLostError", "can_fork"]
+__all__ = ["PER_WORKER", "ForkPool", "PoolClosedError", "WorkerLostError", "can_fork"]
 
 #: Tasks sent to one worker at a time: the one it runs and the next one.
 PER_WORKER = 2
@@ -50,6 +50,10 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 class WorkerLostError(DaskFeaturesError, ChildProcessError):
     """A worker process ended (killed, crashed) while it ran a task."""
+
+
+class PoolClosedError(DaskFeaturesError, RuntimeError):
+    """A task submitted to a pool that was shut down."""
 
 
 def can_fork() -> bool:
@@ -118,8 +122,8 @@ def _serve(tasks: int, results: int) -> None:
     """A worker's loop: run tasks until the parent closes the pipe or the run is interrupted."""
     while (data := _read(tasks)) is not None:
         try:
-            func, args = pickle.loads(data)
-            value: tuple[bool, Any] = (True, func(*args))
+            func, args, kwargs = pickle.loads(data)
+            value: tuple[bool, Any] = (True, func(*args, **kwargs))
         except BaseException as exc:  # sent back, as a process pool does
             value = (False, exc)
         try:
@@ -133,7 +137,7 @@ def _serve(tasks: int, results: int) -> None:
             return  # Ctrl-C, SIGTERM (the CLI raises it like Ctrl-C): no next task
 
 
-#: A task: its future and its pickled ``(func, args)``.
+#: A task: its future and its pickled ``(func, args, kwargs)``.
 _Task = tuple[Future[Any], bytes]
 
 
@@ -213,14 +217,12 @@ class ForkPool(Executor):
         return _Worker(pid, task_w, result_r)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        """``fn(*args)`` in a worker; ``fn`` and ``args`` must pickle (``fn`` by reference)."""
-        if kwargs:
-            raise TypeError("ForkPool.submit takes positional arguments only")
+        """``fn(*args, **kwargs)`` in a worker; all must pickle (``fn`` by reference)."""
         future: Future[Any] = Future()
-        data = pickle.dumps((fn, args), pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps((fn, args, kwargs), pickle.HIGHEST_PROTOCOL)
         with self._lock:
             if self._closed:
-                raise RuntimeError("cannot submit to a pool that was shut down")
+                raise PoolClosedError("cannot submit to a pool that was shut down")
             self._queue.append((future, data))
             self._dispatch()
         return future

@@ -40,6 +40,7 @@ def pool() -> Iterator[ForkPool]:
 def test_results_come_from_other_processes(pool: ForkPool) -> None:
     futures = [pool.submit(math.factorial, n) for n in range(20)]
     assert [f.result(timeout=60) for f in futures] == [math.factorial(n) for n in range(20)]
+    assert pool.submit(int, "ff", base=16).result(timeout=60) == 255
     pids = {pool.submit(os.getpid).result(timeout=60) for _ in range(4)}
     assert os.getpid() not in pids
     assert pids <= {w.pid for w in pool._workers}
@@ -95,7 +96,7 @@ def test_shutdown_cancels_what_no_worker_holds() -> None:
     assert [f.result(timeout=60) for f in held] == [1024] * forks.PER_WORKER
     with pytest.raises(CancelledError):
         waiting.result(timeout=60)
-    with pytest.raises(RuntimeError, match="shut down"):
+    with pytest.raises(RuntimeError, match="shut down"):  # PoolClosedError
         pool.submit(abs, 1)
 
 
