@@ -23,7 +23,7 @@ real results of the users' 5,000-step stability files, with no cluster in the wa
    tasks and once with ~10 experiments per task, and this process's CPU gives the client's cost per
    task and per experiment. From them: the workers one client serves with one task per file, and
    with the tasks ``extract`` makes for 200 workers on a long run
-   (:func:`dask_features.engine.run.distributed_task_seconds`).
+   (:func:`dask_features.engine.plan.distributed_task_seconds`, :func:`~dask_features.engine.plan.bundle_size_cap`).
 
 Usage: ``python benchmarks/bench_consumer.py [--quick] [--presets a,b]``
 (``--quick``: 1,000-step files and fewer repetitions).
@@ -51,7 +51,7 @@ import dask_features as dfe
 from dask_features.engine import run as engine_run
 from dask_features.engine.identity import SourceIdentity
 from dask_features.engine.output import write_tables
-from dask_features.engine.plan import MAX_BUNDLE, make_job
+from dask_features.engine.plan import bundle_size_cap, distributed_task_seconds, make_job
 from dask_features.engine.results import Bookkeeper, ExtractionResult
 from dask_features.engine.run import _plan, _progress, _record, _Settings
 from dask_features.engine.tasks import assemble, run_chunk
@@ -254,8 +254,7 @@ def whole_client(path: Path, tmp: Path, n: int, workers: dict[str, float]) -> No
         f"{per_task * 1e3:.2f} ms per task + {per_exp * 1e3:.2f} ms per experiment"
     )
     for preset, w_cpu in workers.items():
-        seconds = engine_run.distributed_task_seconds(200, 10_000, w_cpu)
-        b = min(MAX_BUNDLE, max(1, int(-(-seconds // w_cpu))))
+        b = min(bundle_size_cap(10_000, 200), max(1, int(-(-distributed_task_seconds(200) // w_cpu))))
         single = w_cpu / (per_task + per_exp)
         bundled = w_cpu / (per_task / b + per_exp)
         print(

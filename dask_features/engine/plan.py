@@ -30,7 +30,9 @@ __all__ = [
     "FileJob",
     "Job",
     "bundle_jobs",
+    "bundle_size_cap",
     "chunk_ranges",
+    "distributed_task_seconds",
     "expand_inputs",
     "failure_reason",
     "item_path",
@@ -54,6 +56,16 @@ _FILE_SUFFIXES = (".h5", ".hdf5")
 
 #: Most experiments one task may carry when small experiments are bundled.
 MAX_BUNDLE = 32
+#: Bundles per worker a run makes at least (when it has enough experiments), so the last ones
+#: spread over the workers instead of leaving one of them alone with a large bundle.
+BUNDLES_PER_WORKER = 4
+
+#: The client's CPU per task of a distributed run [s]: submitting it, following its future and
+#: fetching its result. Measured 5.6-8.2 ms on 2 cores with the scheduler in its own process
+#: (``benchmarks/bench_consumer.py``, step 5), against ~0.7 ms per experiment a task carries.
+CLIENT_SECONDS_PER_TASK = 0.006
+#: Share of one core the client may spend on per-task costs while the workers compute.
+CLIENT_SHARE = 0.25
 
 
 #: A chunk of one experiment: ``(source name, first step, stop step)``.
@@ -249,6 +261,32 @@ def failure_reason(path: str, exc: BaseException) -> str:
     return str(exc) if path in str(exc) else f"{path}: {exc}"
 
 
+def bundle_size_cap(n_items: int, n_workers: int) -> int:
+    """Most experiments a run bundles into one task.
+
+    The estimated work that :func:`bundle_jobs` groups by leaves out each file's fixed cost
+    (opening, attributes, writing: most of a small experiment's time), so on its own it makes a
+    few large bundles of a short run: v2_transfer_basic on 8 x 2,000 steps became bundles of
+    1, 1, 2, 2 and 2 files, one process doing 5 files while the other did 3. At least
+    :data:`BUNDLES_PER_WORKER` bundles per worker keep the workers busy to the end; many
+    small files are still bundled (64 files on 2 workers: 8 per task).
+    """
+    return max(1, min(MAX_BUNDLE, n_items // (BUNDLES_PER_WORKER * max(n_workers, 1))))
+
+
+def distributed_task_seconds(n_workers: int) -> float:
+    """Work per task [s] of a distributed run: enough that the client keeps up with the workers.
+
+    ``n_workers`` workers finishing a task of ``T`` seconds each send the client ``n_workers / T``
+    tasks a second; at :data:`CLIENT_SECONDS_PER_TASK` each, ``T >= n_workers *
+    CLIENT_SECONDS_PER_TASK / CLIENT_SHARE`` keeps it within :data:`CLIENT_SHARE` of a core: the
+    usual :data:`TARGET_TASK_SECONDS` up to 4 workers, 4.8 s for 200 (one task per 0.26 s file
+    would saturate the client at ~35 workers). :func:`bundle_size_cap` still leaves every worker
+    several tasks.
+    """
+    return max(TARGET_TASK_SECONDS, n_workers * CLIENT_SECONDS_PER_TASK / CLIENT_SHARE)
+
+
 def _fills_tasks(job: Job, target: float) -> bool:
     """Whether ``job`` needs a task (or several) of its own: it is cut into chunks, or will be."""
     if isinstance(job, FileJob):
@@ -256,12 +294,14 @@ def _fills_tasks(job: Job, target: float) -> bool:
     return len(job.chunks) > 1
 
 
-def bundle_jobs(jobs: Iterable[Job], target: float = TARGET_TASK_SECONDS) -> Iterator[list[Job]]:
+def bundle_jobs(
+    jobs: Iterable[Job], target: float = TARGET_TASK_SECONDS, most: int = MAX_BUNDLE
+) -> Iterator[list[Job]]:
     """Group single-chunk experiments so one task carries about ``target`` seconds of work.
 
     An experiment cut into several chunks is its own bundle (its chunks already fill tasks); small
     experiments are bundled, in order, until their estimated work reaches ``target`` (at most
-    :data:`MAX_BUNDLE` per task), so many small files do not drown in per-task overhead.
+    ``most`` per task), so many small files do not drown in per-task overhead.
     """
     bundle: list[Job] = []
     work = 0.0
@@ -273,7 +313,7 @@ def bundle_jobs(jobs: Iterable[Job], target: float = TARGET_TASK_SECONDS) -> Ite
             continue
         bundle.append(job)
         work += job.seconds
-        if work >= goal or len(bundle) >= MAX_BUNDLE:
+        if work >= goal or len(bundle) >= most:
             yield bundle
             bundle, work, goal = [], 0.0, min(2 * goal, target)
     if bundle:

@@ -39,6 +39,8 @@ from dask_features.engine.plan import (
     FileJob,
     Job,
     bundle_jobs,
+    bundle_size_cap,
+    distributed_task_seconds,
     expand_inputs,
     failure_reason,
     item_path,
@@ -163,16 +165,9 @@ def _stream(
         book.result.scheduler = f"{scheduler} (asked for)"
     n_workers = options["n_workers"]
     # "step" mode bundles small experiments into one task; "experiment" mode is one task each.
-    if settings.mode != "step":
-        bundles: Iterator[list[Job]] = ([job] for job in jobs)
-    elif client is not None and settings.split == "experiment":
-        first = next(jobs, None)
-        if first is None:
-            return
-        jobs = itertools.chain([first], jobs)
-        bundles = bundle_jobs(jobs, distributed_task_seconds(n_workers, options["n_items"], first.seconds))
-    else:
-        bundles = bundle_jobs(jobs)
+    most = bundle_size_cap(options["n_items"], n_workers)
+    target = distributed_task_seconds(n_workers) if client is not None else TARGET_TASK_SECONDS
+    bundles = bundle_jobs(jobs, target, most) if settings.mode == "step" else ([job] for job in jobs)
     window = options["max_in_flight"] or max(4, 2 * n_workers)
     if client is not None:
         yield from stream_distributed(
@@ -193,28 +188,6 @@ def _stream(
 
 #: Inputs per worker from which automatic chunking no longer splits an experiment into tasks.
 WHOLE_FILES_PER_WORKER = 4
-
-#: The client's CPU per task of a distributed run [s]: submitting it, following its future and
-#: fetching its result. Measured 5.6-8.2 ms on 2 cores with the scheduler in its own process
-#: (``benchmarks/bench_consumer.py``, step 5), against ~0.7 ms per experiment a task carries.
-CLIENT_SECONDS_PER_TASK = 0.006
-#: Share of one core the client may spend on per-task costs while the workers compute.
-CLIENT_SHARE = 0.25
-
-
-def distributed_task_seconds(n_workers: int, n_items: int, seconds_per_item: float) -> float:
-    """Work per task [s] of a whole-file distributed run: enough that the client keeps up.
-
-    ``n_workers`` workers finishing a task of ``T`` seconds each send the client ``n_workers / T``
-    tasks a second; at :data:`CLIENT_SECONDS_PER_TASK` each, ``T >= n_workers *
-    CLIENT_SECONDS_PER_TASK / CLIENT_SHARE`` keeps it within :data:`CLIENT_SHARE` of a core (0.05 s
-    for 2 workers, 4.8 s for 200). Bundles stay small enough to leave every worker
-    :data:`WHOLE_FILES_PER_WORKER` of them (the run's end then waits for at most a short task), and
-    never below :data:`~dask_features.engine.plan.TARGET_TASK_SECONDS`.
-    """
-    keep_up = n_workers * CLIENT_SECONDS_PER_TASK / CLIENT_SHARE
-    balanced = n_items * seconds_per_item / (WHOLE_FILES_PER_WORKER * max(n_workers, 1))
-    return max(TARGET_TASK_SECONDS, min(keep_up, balanced))
 
 
 def _split_mode(settings: _Settings, n_items: int, n_workers: int) -> str:

@@ -7,12 +7,13 @@ An experiment cut into chunks (``mode="step"``) is one call per chunk, then one 
     run_chunk(exp, transient, 0, 120)  ─┘
 
 Experiments too small to fill a task (about 0.1 s of estimated work) are bundled: one
-``run_bundle`` call computes several of them, so per-task scheduling cost stays small next to the
+``compute_and_write`` call computes several of them, so per-task scheduling cost stays small next to the
 work. No Dask graph is built (a graph per bundle cost more than the submits); at most ``window``
 bundles are in flight. The distributed stream takes finished ones with ``distributed.as_completed``
 and submits the next bundle, so memory stays flat however many experiments there are. Without a
-client a thread or process pool does the same (``sync`` runs everything in this thread), and
-neither Dask nor ``distributed`` is imported.
+client a thread or process pool does the same (``sync`` runs everything in this thread; on Linux
+the processes are a :class:`~dask_features.engine.forks.ForkPool`), and neither Dask nor
+``distributed`` is imported.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 
 from dask_features.config.schema import FeatureConfig
 from dask_features.engine.cluster import local_cluster
+from dask_features.engine.forks import ForkPool, can_fork
 from dask_features.engine.plan import READ_COST_NS, ExperimentJob, Job
 from dask_features.engine.shipping import PackedConfig, call_with_config
 from dask_features.engine.tasks import Failure, run_chunk
@@ -167,36 +169,42 @@ def resolve_client(client: Any, scheduler: str | None, workers: int | None) -> t
     return None, lambda: None
 
 
-#: Estimated HDF5 read+decode time of a run above which local runs use processes [s]. h5py lets one
-#: thread per process read at a time, so a read-heavy run gains from processes once the reading
-#: outweighs their cost (forking, shipping results back); below it threads are faster. Measured
-#: on 2 cores: v2_transfer_basic on 8 x 400 steps (0.06 s of reading) threads 0.71 s vs processes
-#: 1.36 s; on 8 x 2,000 steps (0.31 s) 3.04 s vs 2.87 s; v2_mixed on 2 x 500 + 500 steps (0.08 s,
-#: compute-heavy NumPy that releases the GIL) threads 1.72 s vs processes 2.16 s.
-PROCESSES_READ_SECONDS = 0.3
+#: Work of one experiment's file that holds the GIL whatever its size [s]: opening it, reading its
+#: attributes, writing its Parquet files (measured: 64 experiments of 5 steps x 41 points, sync,
+#: 7.5 ms each).
+FILE_SECONDS = 0.0075
+#: Estimated GIL-bound time of a run (HDF5 reading and decoding, plus :data:`FILE_SECONDS` per
+#: file) from which local runs use processes [s]. h5py holds the GIL while it reads, and opening
+#: and writing files is Python, so threads mostly take turns on that work; processes do it in
+#: parallel once it outweighs their cost (forking, shipping tasks and results: the first task
+#: starts ~15 ms later). Measured on 2 cores shared with other jobs, best first call of fresh
+#: processes, threads vs processes (``benchmarks/bench_local.py``): v2_transfer_basic on 4 x 400
+#: steps (~0.06 s) 0.18 s vs 0.22 s; on 8 x 400 (~0.12 s) 0.25 s vs 0.22 s; on 8 x 2,000
+#: (~0.37 s) 0.66 s vs 0.49 s; v2_mixed on 2 x (500 + 500) steps (~0.16 s, NumPy that releases
+#: the GIL) 0.64 s vs 0.61 s. The old reading-only estimate chose threads for all of these, and
+#: for 64 files of 5 steps, where processes took 0.34 s and threads 0.84 s.
+PROCESSES_SECONDS = 0.08
 
 
 def choose_local_scheduler(
     first: ExperimentJob, config: FeatureConfig, n_items: int, workers: int | None
 ) -> tuple[str, str]:
-    """``(scheduler, why)`` for a run without a client: threads, or processes for read-heavy runs.
+    """``(scheduler, why)`` for a run without a client: threads, or processes for GIL-bound runs.
 
-    The run's reading time is estimated from its first experiment times the number of inputs. A
-    LocalCluster is never chosen by default: a process pool starts in milliseconds where a cluster
-    takes seconds; ask for one with ``scheduler="distributed"`` (dashboard, memory limits).
+    The run's GIL-bound time is estimated from its first experiment (reading) times the number of
+    inputs. A LocalCluster is never chosen by default: a process pool starts in milliseconds where
+    a cluster takes seconds; ask for one with ``scheduler="distributed"`` (dashboard, memory limits).
     """
     n = workers or os.cpu_count() or 1
     points = sum(
         get_source(s).points_per_step(first.experiment) * get_source(s).n_steps(first.experiment)
         for s in config.sources
     )
-    read = points * READ_COST_NS * 1e-9 * n_items
-    if n > 1 and read >= PROCESSES_READ_SECONDS:
-        return (
-            "processes",
-            f"~{read:.2f} s of HDF5 reading >= {PROCESSES_READ_SECONDS} s: {n} processes read in parallel",
-        )
-    why = "one core" if n == 1 else f"~{read:.2f} s of HDF5 reading < {PROCESSES_READ_SECONDS} s"
+    serial = (points * READ_COST_NS * 1e-9 + FILE_SECONDS) * n_items
+    what = f"~{serial:.2f} s of HDF5 reading and file handling"
+    if n > 1 and serial >= PROCESSES_SECONDS:
+        return "processes", f"{what} >= {PROCESSES_SECONDS} s: {n} processes work in parallel"
+    why = "one core" if n == 1 else f"{what} < {PROCESSES_SECONDS} s"
     return "threads", f"{why}: {n} threads (no process start-up)"
 
 
@@ -291,6 +299,8 @@ def stream_local(
         # experiment keeps every thread busy to the end (a bundle of four would finish alone).
         bundles = ([job] for bundle in bundles for job in bundle)
         pool: Executor = ThreadPoolExecutor(n)
+    elif can_fork():  # forked here, before the plan opens more files: nothing to import
+        pool = ForkPool(n)
     else:
         from concurrent.futures import ProcessPoolExecutor  # loads multiprocessing: only when used
 
@@ -298,6 +308,8 @@ def stream_local(
     # Per future: what to do with its value. Returns the outcomes it completes.
     pending: dict[Future[Any], Callable[[Future[Any]], list[Outcome]]] = {}
     bundles_in_flight = 0
+    assembling: set[str] = set()  # chunked experiments whose assemble task is not submitted yet
+    ending = False
 
     def submit_bundle(bundle: list[Job]) -> None:
         t0 = time.perf_counter()
@@ -325,23 +337,31 @@ def stream_local(
                 failure = _as_failure(f)
                 if failure is not None:
                     left[0] = -1
+                    assembling.discard(job.stem)
                     return [(job, failure, time.perf_counter() - t0)]
                 parts[i] = f.result()
                 left[0] -= 1
                 if left[0] == 0:
                     pending[pool.submit(assemble_and_write, job, config, parts, folder)] = assembled
+                    assembling.discard(job.stem)
                 return []
 
             return done
 
+        assembling.add(job.stem)  # output stems are unique within a run
         for i, (source, start, stop) in enumerate(job.chunks):
             pending[pool.submit(run_chunk, job.experiment, config, source, start, stop)] = chunk_done(i)
 
     def fill() -> None:
-        nonlocal bundles_in_flight
+        nonlocal bundles_in_flight, ending
         while bundles_in_flight < window:
             bundle = next(bundles, None)
             if bundle is None:
+                if not assembling and not ending:
+                    # Nothing more to submit: a worker that is done ends while the others finish
+                    # (a forked worker's exit then costs the run nothing).
+                    pool.shutdown(wait=False)
+                    ending = True
                 return
             submit_bundle(bundle)
             bundles_in_flight += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -88,16 +89,22 @@ def test_a_local_run_imports_neither_dask_nor_distributed(dataset: Path, tmp_pat
 
 @pytest.mark.parametrize(
     ("n_items", "workers", "expected"),
-    [(3, 2, "threads"), (10**6, 2, "processes"), (10**6, 1, "threads")],
+    [
+        (3, 2, "threads"),
+        (10**6, 2, "processes"),
+        (10**6, 1, "threads"),
+        # Small files, but many: opening and writing each one is GIL-bound work of its own.
+        (math.ceil(streams.PROCESSES_SECONDS / streams.FILE_SECONDS), 2, "processes"),
+    ],
 )
-def test_local_scheduler_follows_the_estimated_reading(
+def test_local_scheduler_follows_the_estimated_gil_bound_work(
     dataset: Path, n_items: int, workers: int, expected: str
 ) -> None:
     cfg = dfe.load_config("v2_transfer_basic")
     job = make_job(dfe.open_experiment(sorted(dataset.glob("*.h5"))[0]), cfg, "x", "auto")
     scheduler, why = streams.choose_local_scheduler(job, cfg, n_items, workers)
     assert scheduler == expected
-    assert "reading" in why or "one core" in why
+    assert "reading and file handling" in why or "one core" in why
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,17 @@ import pytest
 
 import dask_features as dfe
 from dask_features.engine.identity import SourceIdentity
-from dask_features.engine.plan import TARGET_TASK_SECONDS, FileJob, bundle_jobs, make_job
-from dask_features.engine.run import CLIENT_SECONDS_PER_TASK, CLIENT_SHARE, distributed_task_seconds
+from dask_features.engine.plan import (
+    CLIENT_SECONDS_PER_TASK,
+    CLIENT_SHARE,
+    MAX_BUNDLE,
+    TARGET_TASK_SECONDS,
+    FileJob,
+    bundle_jobs,
+    bundle_size_cap,
+    distributed_task_seconds,
+    make_job,
+)
 from dask_features.engine.tasks import run_chunk
 from dask_features.engine.writing import PlanFailure, Written, compute_and_write, open_job
 
@@ -33,18 +42,37 @@ def test_files_opened_by_tasks_are_bundled_by_their_estimated_work(dataset: Path
 
 
 @pytest.mark.parametrize(
-    ("workers", "files", "expected"),
-    [
-        (2, 8, TARGET_TASK_SECONDS),  # a small cluster: the usual task size
-        (200, 100_000, 200 * CLIENT_SECONDS_PER_TASK / CLIENT_SHARE),  # long run: the client keeps up
-        (200, 2_000, 2_000 * 0.2 / (4 * 200)),  # fewer files: every worker still gets 4 tasks
-    ],
+    ("n_items", "n_workers", "most"),
+    [(8, 2, 1), (7, 2, 1), (64, 2, 8), (64, 1, 16), (10**6, 2, MAX_BUNDLE), (3, 0, 1)],
+)
+def test_runs_make_several_bundles_per_worker(dataset: Path, n_items: int, n_workers: int, most: int) -> None:
+    assert bundle_size_cap(n_items, n_workers) == most
+    path = next(dataset.glob("*.h5"))
+    tiny = [_file_job(path, 0.0, f"t{i}") for i in range(min(n_items, 100))]
+    bundles = list(bundle_jobs(tiny, most=most))
+    assert [len(b) for b in bundles[:-1]] == [most] * (len(bundles) - 1)  # work never reaches the goal
+    assert sum(map(len, bundles)) == len(tiny)
+
+
+@pytest.mark.parametrize(
+    ("workers", "expected"),
+    [(2, TARGET_TASK_SECONDS), (200, 200 * CLIENT_SECONDS_PER_TASK / CLIENT_SHARE)],
 )
 def test_distributed_tasks_grow_with_the_cluster_so_the_client_keeps_up(
-    workers: int, files: int, expected: float
+    dataset: Path, workers: int, expected: float
 ) -> None:
     # One task per 0.2 s file sends 200 workers' client 1,000 tasks a second: more than it can follow.
-    assert distributed_task_seconds(workers, files, 0.2) == pytest.approx(expected)
+    target = distributed_task_seconds(workers)
+    assert target == pytest.approx(expected)
+    path = next(dataset.glob("*.h5"))
+    files = [_file_job(path, 0.2, f"f{i}") for i in range(10_000)]
+    sizes = [len(b) for b in bundle_jobs(files, target, bundle_size_cap(len(files), workers))]
+    assert sum(sizes) == len(files)
+    if workers == 2:
+        assert set(sizes) == {1}  # each file fills a task
+    else:
+        assert max(sizes) == 10_000 // (4 * workers)  # capped: every worker still gets 4 tasks
+        assert len(sizes) >= 4 * workers
 
 
 def test_a_bundle_publishes_each_experiment_and_keeps_the_others_when_one_fails(
