@@ -254,12 +254,15 @@ def whole_client(path: Path, tmp: Path, n: int, workers: dict[str, float]) -> No
         f"{per_task * 1e3:.2f} ms per task + {per_exp * 1e3:.2f} ms per experiment"
     )
     for preset, w_cpu in workers.items():
-        b = min(bundle_size_cap(10_000, 200), max(1, int(-(-distributed_task_seconds(200) // w_cpu))))
-        single = w_cpu / (per_task + per_exp)
-        bundled = w_cpu / (per_task / b + per_exp)
+        served = []
+        for files in (10_000, 100_000):  # a longer run affords larger tasks (bundle_size_cap)
+            b = min(bundle_size_cap(files, 200), max(1, int(-(-distributed_task_seconds(200) // w_cpu))))
+            served.append(
+                f"{files:,} files: {b} files a task, {w_cpu / (per_task / b + per_exp):4.0f} workers"
+            )
         print(
-            f"      {preset:18s} one task per file: saturates at {single:6.0f} workers; extract's tasks "
-            f"for 200 workers on 10,000 files ({b} files each): {bundled:6.0f} workers (target >= 200)"
+            f"      {preset:18s} one task per file: saturates at {w_cpu / (per_task + per_exp):4.0f} workers; "
+            f"extract's tasks for 200 workers on {'; on '.join(served)} (target >= 200)"
         )
 
 
