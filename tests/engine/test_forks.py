@@ -30,6 +30,10 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
+def _a_lock() -> object:
+    return threading.Lock()  # cannot be pickled back to the parent
+
+
 @pytest.fixture
 def pool() -> Iterator[ForkPool]:
     p = ForkPool(2)
@@ -60,6 +64,12 @@ def test_a_task_error_comes_back_as_raised(
     with pytest.raises(error) as raised:
         pool.submit(func, *args).result(timeout=60)  # type: ignore[arg-type]
     assert str(raised.value) == message
+    assert pool.submit(abs, -3).result(timeout=60) == 3  # the worker goes on
+
+
+def test_a_result_that_cannot_be_sent_back_is_an_error_not_a_hang(pool: ForkPool) -> None:
+    with pytest.raises(TypeError, match="cannot send the task's result"):
+        pool.submit(_a_lock).result(timeout=60)
     assert pool.submit(abs, -3).result(timeout=60) == 3  # the worker goes on
 
 
