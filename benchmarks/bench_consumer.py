@@ -52,8 +52,8 @@ from dask_features.engine import run as engine_run
 from dask_features.engine.identity import SourceIdentity
 from dask_features.engine.output import write_tables
 from dask_features.engine.plan import bundle_size_cap, distributed_task_seconds, make_job
-from dask_features.engine.results import Bookkeeper, ExtractionResult
-from dask_features.engine.run import _plan, _progress, _record, _Settings
+from dask_features.engine.results import Bookkeeper, ExtractionResult, progress_bar
+from dask_features.engine.run import _plan, _record, _Settings
 from dask_features.engine.tasks import assemble, run_chunk
 from dask_features.engine.writing import write_outcome
 
@@ -84,7 +84,7 @@ class Consumer:
     def __init__(self, preset: str, catalog: Any, job: Any) -> None:
         self.cfg, self.job = dfe.load_config(preset), job
         result = ExtractionResult(self.cfg.name, self.cfg.hash, Path("."))
-        self.book = Bookkeeper(result, self.cfg, catalog, _progress(0, preset, False))
+        self.book = Bookkeeper(result, self.cfg, catalog, progress_bar(0, preset, False))
 
     def __call__(self, payload: bytes) -> None:
         _record((self.job, pickle.loads(payload), 1.0), self.book)
@@ -117,7 +117,7 @@ def plan_cpu(path: Path, preset: str, folder: Path, n: int, defer_open: bool) ->
     cfg = dfe.load_config(preset)
     split = "experiment" if defer_open else "step"
     settings = _Settings(cfg, folder / "out" / preset, str(links), "step", "auto", True, split)
-    book = Bookkeeper(ExtractionResult(cfg.name, cfg.hash, folder), cfg, None, _progress(0, preset, False))
+    book = Bookkeeper(ExtractionResult(cfg.name, cfg.hash, folder), cfg, None, progress_bar(0, preset, False))
     t0 = time.process_time()
     jobs = list(_plan(items, settings, book))
     cpu = time.process_time() - t0

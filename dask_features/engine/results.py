@@ -8,6 +8,7 @@ catalog (when given) and on the progress bar. The planner and the writer only ca
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
     from dask_features.engine.writing import Written
 
-__all__ = ["Bookkeeper", "ExtractionResult"]
+__all__ = ["Bookkeeper", "ExtractionResult", "progress_bar"]
 
 logger = logging.getLogger(__name__)
 
@@ -243,3 +244,42 @@ class Bookkeeper:
                 self.catalog.record_extraction(*record)
             except Exception as exc:  # the catalog is bookkeeping: never lose results over it
                 logger.warning("could not record %s in the catalog: %s", record[0], exc)
+
+
+class _NoBar:
+    """Stands in for a disabled progress bar (importing tqdm costs a few hundred ms)."""
+
+    total = 0
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def refresh(self) -> None:
+        pass
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int, desc: str, enabled: bool | None) -> Any:
+    """A tqdm bar over ``total`` bytes, or a stand-in that shows nothing.
+
+    ``enabled=None`` shows it only on a terminal or in Jupyter (what tqdm's ``disable=None`` does),
+    without importing tqdm when nothing is shown.
+    """
+    if enabled is False or (enabled is None and not (sys.stderr.isatty() or "ipykernel" in sys.modules)):
+        return _NoBar()  # what tqdm's disable=None would do: no bar off a terminal or Jupyter
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        disable=(None if enabled is None else not enabled),
+        leave=True,
+    )

@@ -21,7 +21,6 @@ import dataclasses
 import itertools
 import logging
 import os
-import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -48,7 +47,7 @@ from dask_features.engine.plan import (
     missing_steps,
     open_item,
 )
-from dask_features.engine.results import Bookkeeper, ExtractionResult
+from dask_features.engine.results import Bookkeeper, ExtractionResult, progress_bar
 from dask_features.engine.streams import (
     Outcome,
     choose_local_scheduler,
@@ -244,24 +243,6 @@ def _check_writable(out: Path) -> None:
         raise OutputError(f"output folder {out} is not writable")
 
 
-class _NoBar:
-    """Stands in for a disabled progress bar (importing tqdm costs a few hundred ms)."""
-
-    total = 0
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def refresh(self) -> None:
-        pass
-
-    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _work_sizes(items: list[str | Experiment]) -> dict[str, int]:
     """Source path -> file size [bytes], the progress bar's measure of each experiment's work."""
     sizes = {}
@@ -272,22 +253,6 @@ def _work_sizes(items: list[str | Experiment]) -> dict[str, int]:
         except OSError:
             sizes[path] = 1  # reported as a failure by the planner
     return sizes
-
-
-def _progress(total: int, desc: str, enabled: bool | None) -> Any:
-    if enabled is False or (enabled is None and not (sys.stderr.isatty() or "ipykernel" in sys.modules)):
-        return _NoBar()  # what tqdm's disable=None would do: no bar off a terminal or Jupyter
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total,
-        desc=desc,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        disable=(None if enabled is None else not enabled),
-        leave=True,
-    )
 
 
 def _open_catalog(catalog: Catalog | str | os.PathLike[str] | None) -> Catalog | None:
@@ -378,7 +343,7 @@ def extract(
     items, root = expand_inputs(data)
     result = ExtractionResult(cfg.name, cfg.hash, out)
     work = _work_sizes(items)
-    bar = _progress(sum(work.values()), cfg.name, progress)
+    bar = progress_bar(sum(work.values()), cfg.name, progress)
     book = Bookkeeper(result, cfg, _open_catalog(catalog), bar, work)
     dask_client, close = resolve_client(client, scheduler, workers)
     try:
