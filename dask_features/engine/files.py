@@ -89,11 +89,11 @@ def _parse_tmp(path: Path, final: str) -> str | None:
 
 #: Folders whose temporaries this process listed last: folder -> (temporary names, publishes left
 #: before the folder is listed again). At most :data:`_MAX_LISTINGS` folders are remembered.
-_LISTINGS: dict[str, tuple[list[str], int]] = {}
+_LISTINGS: dict[str, tuple[tuple[str, ...], int]] = {}
 _MAX_LISTINGS = 64
 
 
-def _temporary_names(folder: Path) -> list[str]:
+def _temporary_names(folder: Path) -> tuple[str, ...]:
     """Names of the temporaries in ``folder``, listed again after as many publishes as it had entries.
 
     Listing the folder on every publish made a run quadratic: an output folder holds a file per
@@ -109,13 +109,13 @@ def _temporary_names(folder: Path) -> list[str]:
             with os.scandir(folder) as entries:
                 listed = [e.name for e in entries]
         except OSError:
-            return []
-        names = [n for n in listed if n.startswith(".") and n.endswith(_TMP_SUFFIX)]
+            return ()
+        names = tuple(n for n in listed if n.startswith(".") and n.endswith(_TMP_SUFFIX))
         left = len(listed)
     if len(_LISTINGS) >= _MAX_LISTINGS:
         _LISTINGS.clear()
-    _LISTINGS[key] = (list(names), left - 1)
-    return list(names)
+    _LISTINGS[key] = (names, left - 1)
+    return names
 
 
 def remove_dead_temporaries(path: Path) -> int:

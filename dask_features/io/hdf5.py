@@ -265,9 +265,10 @@ class Experiment:
                 # Rows 0 and 2 only: row 1 (original_time) is never used, and files chunk by row,
                 # so skipping it saves a third of the decompression.
                 t, y = _read.samples_row(dsid, 0, lo, hi), _read.samples_row(dsid, 2, lo, hi)
-                if t is None or y is None:  # h5py converts, finite_or_nan copies (below)
+                if t is None or y is None:  # another stored type or shape: h5py converts, then a copy
                     ds = h5py.Dataset(dsid)
-                    t, y = (ds[0, lo:hi], ds[2, lo:hi]) if hi > lo else (np.zeros(0), np.zeros(0))
+                    rows = (ds[0, lo:hi], ds[2, lo:hi]) if hi > lo else (np.zeros(0), np.zeros(0))
+                    t, y = layout.finite_or_nan(rows[0]), layout.finite_or_nan(rows[1])
             else:
                 lo, t, y = 0, np.zeros(0), np.zeros(0)
         lengths = bounds[:, 1] - bounds[:, 0]
@@ -278,9 +279,8 @@ class Experiment:
         period, time_step, duty = self._transient_timing(start, stop, timing)
         return TransientChunk(
             step_index=np.arange(start, stop, dtype=np.int64),
-            # a no-op on the samples read into arrays of their own (already float64, inf-free)
-            time=layout.finite_or_nan(t),
-            current=layout.finite_or_nan(y),
+            time=t,  # float64, contiguous, +-inf replaced by NaN: by either read above
+            current=y,
             offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
             period=period,
             time_step=time_step,
