@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from dask_features.config.schema import FeatureConfig, load_config
+from dask_features.engine.client_stream import resolve_client, stream_distributed, worker_count
 from dask_features.engine.identity import SourceIdentity
 from dask_features.engine.names import output_stems
 from dask_features.engine.output import is_complete
@@ -48,14 +49,7 @@ from dask_features.engine.plan import (
     open_item,
 )
 from dask_features.engine.results import Bookkeeper, ExtractionResult, progress_bar
-from dask_features.engine.streams import (
-    Outcome,
-    choose_local_scheduler,
-    resolve_client,
-    stream_distributed,
-    stream_local,
-    worker_count,
-)
+from dask_features.engine.streams import Outcome, choose_local_scheduler, stream_local
 from dask_features.engine.tasks import Failure
 from dask_features.engine.versions import claim_version
 from dask_features.engine.writing import PlanFailure, WriteFailure

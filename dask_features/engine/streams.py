@@ -9,21 +9,18 @@ An experiment cut into chunks (``mode="step"``) is one call per chunk, then one 
 Experiments too small to fill a task (about 0.1 s of estimated work) are bundled: one
 ``compute_and_write`` call computes several of them, so per-task scheduling cost stays small next to the
 work. No Dask graph is built (a graph per bundle cost more than the submits); at most ``window``
-bundles are in flight. The distributed stream takes finished ones with ``distributed.as_completed``
-and submits the next bundle, so memory stays flat however many experiments there are. Without a
-client a thread or process pool does the same (``sync`` runs everything in this thread; on Linux
-the processes are a :class:`~dask_features.engine.forks.ForkPool`), and neither Dask nor
-``distributed`` is imported.
+bundles are in flight, and the next ones are submitted as finished ones come back, so memory stays
+flat however many experiments there are. This module runs them in this machine's threads or
+processes (``sync`` runs everything in this thread; on Linux the processes are a
+:class:`~dask_features.engine.forks.ForkPool`), without importing Dask or ``distributed``;
+:mod:`dask_features.engine.client_stream` does the same on a cluster.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import (
     FIRST_COMPLETED,
@@ -36,10 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from dask_features.config.schema import FeatureConfig
-from dask_features.engine.cluster import local_cluster
 from dask_features.engine.forks import ForkPool, can_fork
 from dask_features.engine.plan import READ_COST_NS, ExperimentJob, Job
-from dask_features.engine.shipping import PackedConfig, call_with_config
 from dask_features.engine.tasks import Failure, run_chunk
 from dask_features.engine.writing import (
     PlanFailure,
@@ -50,14 +45,7 @@ from dask_features.engine.writing import (
 )
 from dask_features.io.sources import get_source
 
-__all__ = [
-    "Outcome",
-    "choose_local_scheduler",
-    "resolve_client",
-    "stream_distributed",
-    "stream_local",
-    "worker_count",
-]
+__all__ = ["Outcome", "choose_local_scheduler", "chunked", "per_job", "stream_local"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +53,7 @@ logger = logging.getLogger(__name__)
 Outcome = tuple[Job, Written | WriteFailure | Failure | PlanFailure, float]
 
 
-def _chunked(bundle: list[Job], mode: str) -> ExperimentJob | None:
+def chunked(bundle: list[Job], mode: str) -> ExperimentJob | None:
     """The experiment of ``bundle`` to run as a task per chunk, or None: the bundle is one task.
 
     Several experiments, ``"experiment"`` mode, a single chunk, or a file not opened by the plan
@@ -77,96 +65,10 @@ def _chunked(bundle: list[Job], mode: str) -> ExperimentJob | None:
     return job
 
 
-def _submit_distributed(
-    client: Any,
-    bundle: list[Job],
-    config: PackedConfig,
-    folder: Path,
-    mode: str,
-    run: str,
-    retries: int,
-) -> Any:
-    """Plain ``submit`` calls for a bundle; returns the future of its value.
-
-    The value is a list of per-experiment outcomes (one task for several small experiments, or for
-    one experiment whose chunks run in sequence), or the assembled tables of a chunked experiment
-    (one task per chunk, then one that assembles them on a worker). Keys carry the ``run`` token: a
-    rerun on the same cluster must never reuse the key of a task the scheduler may still be
-    forgetting (that loses the new future and the run hangs).
-    """
-    tag = f"{bundle[0].stem.replace('/', '.')}-{run}"  # output stems are unique within a run
-    call = call_with_config
-    job = _chunked(bundle, mode)
-    if job is None:
-        name = f"experiments-{tag}-{len(bundle)}" if len(bundle) > 1 else f"experiment-{tag}"
-        return client.submit(
-            call, compute_and_write, bundle, config, folder, key=name, retries=retries, pure=False
-        )
-    parts = [
-        client.submit(
-            call,
-            run_chunk,
-            job.experiment,
-            config,
-            source,
-            start,
-            stop,
-            key=f"chunk-{tag}-{source}-{start}",
-            retries=retries,
-            pure=False,
-        )
-        for source, start, stop in job.chunks
-    ]
-    return client.submit(
-        call,
-        assemble_and_write,
-        job,
-        config,
-        parts,
-        folder,
-        key=f"assemble-{tag}",
-        retries=retries,
-        pure=False,
-    )
-
-
-def _per_job(bundle: list[Job], value: Any) -> Iterator[tuple[Job, Any]]:
+def per_job(bundle: list[Job], value: Any) -> Iterator[tuple[Job, Any]]:
     """Pair a bundle's computed value (a list, or one value for a chunked experiment) with its jobs."""
     values = value if isinstance(value, list) else [value] * len(bundle)
     return zip(bundle, values, strict=True)
-
-
-def resolve_client(client: Any, scheduler: str | None, workers: int | None) -> tuple[Any, Callable[[], None]]:
-    """Return ``(client or None, close)``; start a LocalCluster only when asked to."""
-    if isinstance(client, str):
-        from distributed import Client
-
-        c = Client(client)
-        return c, c.close
-    if client is not None:
-        return client, lambda: None
-    if scheduler == "distributed":
-        from distributed import Client
-
-        cluster = local_cluster(workers)
-        c = Client(cluster)
-        logger.info(
-            "started a LocalCluster with %d workers; dashboard: %s", len(cluster.workers), c.dashboard_link
-        )
-
-        def close() -> None:
-            c.close()
-            cluster.close()
-
-        return c, close
-    if scheduler is None and "distributed" in sys.modules:
-        # A default client exists only if distributed was imported; importing it just to look
-        # costs about a second.
-        with contextlib.suppress(ImportError, ValueError):
-            from distributed import default_client
-
-            return default_client(), lambda: None
-    return None, lambda: None
 
 
 #: Work of one experiment's file that holds the GIL whatever its size [s]: opening it, reading its
@@ -206,60 +108,6 @@ def choose_local_scheduler(
         return "processes", f"{what} >= {PROCESSES_SECONDS} s: {n} processes work in parallel"
     why = "one core" if n == 1 else f"{what} < {PROCESSES_SECONDS} s"
     return "threads", f"{why}: {n} threads (no process start-up)"
-
-
-def worker_count(client: Any, workers: int | None) -> int:
-    """Workers available to the run (for the default window)."""
-    if client is not None:
-        with contextlib.suppress(Exception):
-            return max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
-        return 1
-    return workers or os.cpu_count() or 1
-
-
-def stream_distributed(
-    client: Any,
-    bundles: Iterator[list[Job]],
-    config: FeatureConfig,
-    folder: Path,
-    mode: str,
-    window: int,
-    retries: int,
-) -> Iterator[Outcome]:
-    """Outcomes of ``bundles`` computed on a distributed cluster, ``window`` bundles in flight."""
-    from distributed import as_completed
-
-    run = uuid.uuid4().hex[:8]
-    packed = PackedConfig.pack(config)  # pickled once, not once per task (see engine.shipping)
-    in_flight: dict[str, tuple[list[Job], float]] = {}
-    # Results are fetched here, not by as_completed(with_results=True): a failure while gathering
-    # then surfaces as this bundle's error instead of dying inside as_completed's coroutine.
-    completed = as_completed()
-
-    def submit() -> bool:
-        bundle = next(bundles, None)
-        if bundle is None:
-            return False
-        future = _submit_distributed(client, bundle, packed, folder, mode, run, retries)
-        in_flight[future.key] = (bundle, time.perf_counter())
-        completed.add(future)
-        return True
-
-    for _ in range(window):
-        if not submit():
-            break
-    for future in completed:
-        bundle, t0 = in_flight.pop(future.key)
-        try:
-            value = future.result()
-        except BaseException as exc:  # task error, worker lost beyond retries, cancellation
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            value = Failure(f"task failed: {type(exc).__name__}: {exc}")
-        submit()  # keep the cluster busy while these results are written
-        wall = time.perf_counter() - t0
-        yield from ((job, v, wall) for job, v in _per_job(bundle, value))
-        del future, value  # drop the last reference so the cluster frees the result
 
 
 def _as_failure(future: Future[Any]) -> Failure | None:
@@ -313,7 +161,7 @@ def stream_local(
 
     def submit_bundle(bundle: list[Job]) -> None:
         t0 = time.perf_counter()
-        job = _chunked(bundle, mode)
+        job = chunked(bundle, mode)
         if job is None:
 
             def done(f: Future[Any]) -> list[Outcome]:

@@ -1,0 +1,220 @@
+"""Bundles computed on a ``distributed`` cluster, streamed back as they finish.
+
+Every task costs the client CPU: telling the scheduler about it, following its future, fetching
+its result (measured 6-8 ms per task on 2 cores, ``benchmarks/bench_consumer.py``). With hundreds
+of workers the client is the bottleneck, so it works in batches wherever results allow:
+
+* the bundles that refill the window go to the scheduler in one message (``Client.map``), not one
+  message per task;
+* the results of every bundle finished since the last look are fetched together
+  (``as_completed.batches`` and one ``Client.gather``).
+
+A busy client therefore pays less per task the more work is waiting for it: it cannot fall behind
+the way a one-result-at-a-time loop does. A result that cannot be fetched together with the others
+(its task failed, its worker died) is fetched alone and reported as that bundle's failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from dask_features.config.schema import FeatureConfig
+from dask_features.engine.cluster import local_cluster
+from dask_features.engine.plan import Job
+from dask_features.engine.shipping import PackedConfig, call_with_config
+from dask_features.engine.streams import Outcome, chunked, per_job
+from dask_features.engine.tasks import Failure, run_chunk
+from dask_features.engine.writing import assemble_and_write, compute_and_write
+
+__all__ = ["resolve_client", "stream_distributed", "worker_count"]
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_client(client: Any, scheduler: str | None, workers: int | None) -> tuple[Any, Callable[[], None]]:
+    """Return ``(client or None, close)``; start a LocalCluster only when asked to."""
+    if isinstance(client, str):
+        from distributed import Client
+
+        c = Client(client)
+        return c, c.close
+    if client is not None:
+        return client, lambda: None
+    if scheduler == "distributed":
+        from distributed import Client
+
+        cluster = local_cluster(workers)
+        c = Client(cluster)
+        logger.info(
+            "started a LocalCluster with %d workers; dashboard: %s", len(cluster.workers), c.dashboard_link
+        )
+
+        def close() -> None:
+            c.close()
+            cluster.close()
+
+        return c, close
+    if scheduler is None and "distributed" in sys.modules:
+        # A default client exists only if distributed was imported; importing it just to look
+        # costs about a second.
+        with contextlib.suppress(ImportError, ValueError):
+            from distributed import default_client
+
+            return default_client(), lambda: None
+    return None, lambda: None
+
+
+def worker_count(client: Any, workers: int | None) -> int:
+    """Workers available to the run (for the default window)."""
+    if client is not None:
+        with contextlib.suppress(Exception):
+            return max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
+        return 1
+    return workers or os.cpu_count() or 1
+
+
+class _Submitter:
+    """Turns bundles into futures, keyed by the ``run`` token.
+
+    Keys carry the token: a rerun on the same cluster must never reuse the key of a task the
+    scheduler may still be forgetting (that loses the new future and the run hangs).
+    """
+
+    def __init__(self, client: Any, config: FeatureConfig, folder: Path, mode: str, retries: int) -> None:
+        self.client = client
+        self.config = PackedConfig.pack(config)  # pickled once, not once per task (engine.shipping)
+        self.folder = folder
+        self.mode = mode
+        self.retries = retries
+        self.run = uuid.uuid4().hex[:8]
+
+    def _tag(self, bundle: list[Job]) -> str:
+        return f"{bundle[0].stem.replace('/', '.')}-{self.run}"  # output stems are unique within a run
+
+    def submit(self, bundles: Sequence[list[Job]]) -> list[Any]:
+        """One future per bundle: its list of per-experiment outcomes, or a chunked experiment's value.
+
+        Whole bundles (one task computing their experiments in turn) go in one ``Client.map``; an
+        experiment cut into chunks is a task per chunk and one that assembles them on a worker.
+        """
+        whole = [b for b in bundles if chunked(b, self.mode) is None]
+        keys = [
+            f"experiments-{self._tag(b)}-{len(b)}" if len(b) > 1 else f"experiment-{self._tag(b)}"
+            for b in whole
+        ]
+        mapped = iter(
+            self.client.map(
+                call_with_config,
+                [compute_and_write] * len(whole),
+                whole,
+                [self.config] * len(whole),
+                [self.folder] * len(whole),
+                key=keys,
+                retries=self.retries,
+                pure=False,
+            )
+            if whole
+            else []
+        )
+        return [next(mapped) if chunked(b, self.mode) is None else self._chunks(b) for b in bundles]
+
+    def _chunks(self, bundle: list[Job]) -> Any:
+        job = chunked(bundle, self.mode)
+        assert job is not None
+        tag = self._tag(bundle)
+        parts = [
+            self.client.submit(
+                call_with_config,
+                run_chunk,
+                job.experiment,
+                self.config,
+                source,
+                start,
+                stop,
+                key=f"chunk-{tag}-{source}-{start}",
+                retries=self.retries,
+                pure=False,
+            )
+            for source, start, stop in job.chunks
+        ]
+        return self.client.submit(
+            call_with_config,
+            assemble_and_write,
+            job,
+            self.config,
+            parts,
+            self.folder,
+            key=f"assemble-{tag}",
+            retries=self.retries,
+            pure=False,
+        )
+
+
+def _values(client: Any, futures: list[Any]) -> list[Any]:
+    """The results of finished ``futures``, fetched together; a future that fails gives a Failure."""
+    gathered: dict[str, Any] = {}
+    ready = [f for f in futures if f.status == "finished"]
+    if len(ready) > 1:
+        # Anything going wrong here (a worker lost after finishing) is sorted out one by one below.
+        with contextlib.suppress(Exception):
+            gathered = dict(zip([f.key for f in ready], client.gather(ready), strict=True))
+    values = []
+    for future in futures:
+        if future.key in gathered:
+            values.append(gathered[future.key])
+            continue
+        try:
+            values.append(future.result())
+        except BaseException as exc:  # task error, worker lost beyond retries, cancellation
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            values.append(Failure(f"task failed: {type(exc).__name__}: {exc}"))
+    return values
+
+
+def stream_distributed(
+    client: Any,
+    bundles: Iterator[list[Job]],
+    config: FeatureConfig,
+    folder: Path,
+    mode: str,
+    window: int,
+    retries: int,
+) -> Iterator[Outcome]:
+    """Outcomes of ``bundles`` computed on a distributed cluster, ``window`` bundles in flight."""
+    from distributed import as_completed
+
+    submitter = _Submitter(client, config, folder, mode, retries)
+    in_flight: dict[str, tuple[list[Job], float]] = {}
+    # Results are fetched here, not by as_completed(with_results=True): a failure while fetching
+    # then surfaces as its bundle's error instead of dying inside as_completed's coroutine.
+    completed = as_completed()
+
+    def submit(n: int) -> None:
+        batch = list(itertools.islice(bundles, n))
+        if not batch:
+            return
+        t0 = time.perf_counter()
+        futures = submitter.submit(batch)
+        for bundle, future in zip(batch, futures, strict=True):
+            in_flight[future.key] = (bundle, t0)
+        completed.update(futures)
+
+    submit(window)
+    for finished in completed.batches():
+        values = _values(client, finished)
+        submit(len(finished))  # keep the cluster busy while these results are recorded
+        for future, value in zip(finished, values, strict=True):
+            bundle, t0 = in_flight.pop(future.key)
+            wall = time.perf_counter() - t0
+            yield from ((job, v, wall) for job, v in per_job(bundle, value))
+        del finished, values, future, value  # the last references: the cluster frees the results

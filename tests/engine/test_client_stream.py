@@ -1,0 +1,69 @@
+"""The distributed stream: batched submission and fetching on a real cluster, failures kept per bundle."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dask_features.engine.client_stream import _values, stream_distributed
+from dask_features.engine.tasks import Failure
+
+
+def _slow_square(x: int) -> int:
+    time.sleep(0.05)
+    return x * x
+
+
+def _fail_on_three(x: int) -> int:
+    if x == 3:
+        raise ValueError("three is broken")
+    return x
+
+
+def _wait_all(futures: list[Any]) -> None:
+    from distributed import wait
+
+    wait(futures)
+
+
+def test_values_fetches_finished_results_together_and_keeps_failures_apart(dask_client: Any) -> None:
+    futures = dask_client.map(_fail_on_three, range(6), pure=False)
+    _wait_all(futures)
+    values = _values(dask_client, futures)
+    assert values[:3] == [0, 1, 2] and values[4:] == [4, 5]
+    assert isinstance(values[3], Failure)
+    assert "ValueError: three is broken" in values[3].reason
+
+
+def test_values_of_a_cancelled_future_is_a_failure(dask_client: Any) -> None:
+    done = dask_client.submit(_slow_square, 2, pure=False)
+    _wait_all([done])
+    cancelled = dask_client.submit(_slow_square, 3, pure=False)
+    cancelled.cancel()
+    values = _values(dask_client, [done, cancelled])
+    assert values[0] == 4
+    assert isinstance(values[1], Failure)
+
+
+@pytest.mark.parametrize("window", [1, 3, 50])
+def test_stream_returns_every_bundle_once_whatever_the_window(
+    dask_client: Any, dataset: Path, tmp_path: Path, window: int
+) -> None:
+    from dask_features.config.schema import load_config
+    from dask_features.engine.identity import SourceIdentity
+    from dask_features.engine.plan import FileJob
+
+    config = load_config("v2_transfer_basic")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    jobs = [
+        FileJob(str(p), p.stem, 0.01, SourceIdentity.planned(str(p)), "auto", "")
+        for p in sorted(dataset.glob("*.h5"))
+    ]
+    bundles = [jobs[:1], jobs[1:]]  # one bundle of one experiment, one of two
+    outcomes = list(stream_distributed(dask_client, iter(bundles), config, folder, "step", window, 0))
+    assert sorted(job.stem for job, _, _ in outcomes) == sorted(job.stem for job in jobs)
+    assert all(type(value).__name__ == "Written" for _, value, _ in outcomes)
