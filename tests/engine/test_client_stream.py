@@ -33,7 +33,8 @@ def test_values_fetches_finished_results_together_and_keeps_failures_apart(dask_
     futures = dask_client.map(_fail_on_three, range(6), pure=False)
     _wait_all(futures)
     values = _values(dask_client, futures)
-    assert values[:3] == [0, 1, 2] and values[4:] == [4, 5]
+    assert values[:3] == [0, 1, 2]
+    assert values[4:] == [4, 5]
     assert isinstance(values[3], Failure)
     assert "ValueError: three is broken" in values[3].reason
 
