@@ -151,11 +151,17 @@ def stored_value(f: h5py.File, name: str, objects: Opened = None) -> Any:
             scalar = obj.get_space().get_simple_extent_type() == h5py.h5s.SCALAR
             if dtype is not None and tid.is_variable_str() and scalar:
                 out = np.zeros((), dtype=dtype)
-                obj.read(h5py.h5s.ALL, h5py.h5s.ALL, out, mtype=h5py.h5t.py_create(dtype))
+                obj.read(h5py.h5s.ALL, h5py.h5s.ALL, out, mtype=_memory_text(tid.get_cset()))
                 return decode(out[()])
     except Exception:  # h5py's own path reads it, or raises what it raises
         pass
     return decode(f[name][()])
+
+
+@functools.cache
+def _memory_text(cset: int) -> h5py.h5t.TypeID:
+    """The memory type of :data:`VLEN_TEXT` ``[cset]``, built once per process."""
+    return h5py.h5t.py_create(VLEN_TEXT[cset])
 
 
 @functools.cache

@@ -12,6 +12,7 @@ import logging
 import os
 import warnings
 from collections.abc import Collection
+from stat import S_ISREG
 from typing import Any
 
 import h5py
@@ -114,11 +115,14 @@ def inspect_experiment(
         stat = os.stat(path)
     except (OSError, ValueError):  # what os.path.exists answers False for, with one stat
         raise ExperimentNotFoundError(f"{path}: no such experiment file") from None
-    if stat.st_size == 0 or not h5py.is_hdf5(path):
+    if stat.st_size == 0 or not S_ISREG(stat.st_mode):  # what is_hdf5 refuses without opening it
         raise NotHDF5Error(path, "not an HDF5 file (no HDF5 signature)")
     try:
         f = layout.open_file(path)
     except OSError as exc:
+        # Asked only of a file that does not open: one that opens has the signature is_hdf5 looks for.
+        if not h5py.is_hdf5(path):
+            raise NotHDF5Error(path, "not an HDF5 file (no HDF5 signature)") from None
         raise layout.classify_open_error(path, exc) from None
     allowed = allowed_folder(allow_external_in)
     try:

@@ -110,3 +110,25 @@ def test_attributes_of_a_file_its_root_group_and_their_manager_are_the_same(good
         assert read_attributes(f["/"], "p") == by_manager
     assert by_manager[0]["vector"] == [0, 1, 2]
     assert any("k\ufffdey" in p for p in by_manager[1])
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "text", "garbage_after_signature"])
+def test_what_is_not_a_regular_hdf5_file_is_refused_without_hanging(tmp_path: Path, kind: str) -> None:
+    from dask_features.errors import ExperimentFormatError, NotHDF5Error
+
+    path = tmp_path / "x-test_1.h5"
+    if kind == "fifo":  # opening it for reading would wait for a writer forever
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "text":
+        path.write_text("Vg,Id\n0.1,1e-6\n")
+    else:
+        path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 200)
+    error = ExperimentFormatError if kind == "garbage_after_signature" else NotHDF5Error
+    with pytest.raises(error) as info:
+        inspect_experiment(path, keep_open=True)
+    if error is NotHDF5Error:
+        assert str(info.value) == f"{path}: not an HDF5 file (no HDF5 signature)"
+    else:
+        assert "cannot open as HDF5" in str(info.value)
