@@ -1,10 +1,12 @@
 """The handle on a raw experiment HDF5 file written by oect-infra (``2.0_*new_storage``).
 
 :func:`~dask_features.io.opening.open_experiment` checks a file once and returns an
-:class:`Experiment`: a small, picklable handle (path + metadata, never an open ``h5py`` object) that Dask tasks receive and use to read
-exactly the hyperslab of steps they need with :meth:`Experiment.read_transfer` and
-:meth:`Experiment.read_transient`. Files are opened inside those calls and closed at once, so the
-handle can cross process boundaries and no task holds a file open.
+:class:`Experiment`: a small, picklable handle (path + metadata; an open ``h5py`` file only while
+lent, never pickled) that Dask tasks receive and use to read exactly the hyperslab of steps they
+need with :meth:`Experiment.read_transfer` and :meth:`Experiment.read_transient`. Files are opened
+inside those calls and closed at once, so the handle can cross process boundaries and no task holds
+a file open; the one exception, a task that opens and checks a file itself, lends that open file to
+its first read (:meth:`Experiment.lend`) and closes it when its experiment is done.
 
 Layout (see the project's oect-infra reference, section 1)::
 
@@ -185,7 +187,7 @@ class Experiment:
         """Close the file lent by :meth:`lend`, if no read has taken it yet."""
         lent = self.__dict__.pop(_LENT, None)
         if lent is not None:
-            f, _ = lent
+            f = lent[0]
             lent = None  # its objects released before the file closes (see layout.close_file)
             layout.close_file(f)
 
@@ -197,7 +199,7 @@ class Experiment:
             f, objects = lent
             if f.id.valid and (not transient or self.transient_index_checked):
                 return f, objects
-            objects = None
+            lent = objects = None  # released before the file closes (see layout.close_file)
             layout.close_file(f)  # closed meanwhile, or transient ranges unchecked: open and check
         return self._open(transient=transient), None
 
