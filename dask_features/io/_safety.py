@@ -267,7 +267,7 @@ def _scalar(oid: Any, key: bytes) -> Any:
     # The dataspace must be scalar: the read below writes as many elements as the attribute has.
     if not isinstance(tid, _PLAIN_TYPES) or aid.get_space().get_simple_extent_type() != h5py.h5s.SCALAR:
         return _GENERAL
-    vlen = type(tid) is h5py.h5t.TypeStringID and tid.is_variable_str()
+    vlen = isinstance(tid, h5py.h5t.TypeStringID) and tid.is_variable_str()
     dtype, mtype = _memory_type(tid, vlen)
     out = np.zeros((), dtype=dtype)
     aid.read(out, mtype=mtype)
