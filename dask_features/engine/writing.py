@@ -88,22 +88,35 @@ class PlanFailure:
     detail: str = ""
 
 
-def open_job(job: FileJob, config: FeatureConfig) -> tuple[ExperimentJob, tuple[Warning, ...]] | PlanFailure:
-    """Open and plan ``job``'s file inside its task, with the checks the client's plan runs."""
+def open_job(
+    job: FileJob, config: FeatureConfig, *, keep_open: bool = False
+) -> tuple[ExperimentJob, tuple[Warning, ...]] | PlanFailure:
+    """Open and plan ``job``'s file inside its task, with the checks the client's plan runs.
+
+    ``keep_open=True``: the planned experiment keeps the file it was checked on open for its first
+    read (:meth:`~dask_features.io.hdf5.Experiment.lend`); the caller must release it
+    (:meth:`~dask_features.io.hdf5.Experiment.release`) when done with it.
+    """
+    experiment = None
     try:
         experiment, found = inspect_experiment(
-            job.path, allow_external_in=job.allow_external_in, sources=config.sources
+            job.path, allow_external_in=job.allow_external_in, sources=config.sources, keep_open=keep_open
         )
         why = missing_steps(experiment, config)
         if why is not None:
             return PlanFailure(why)
-        return make_job(experiment, config, job.stem, job.chunk_steps, job.source), found
+        planned = make_job(experiment, config, job.stem, job.chunk_steps, job.source)
+        experiment = None  # handed over with the job: its file is the caller's to release
+        return planned, found
     except (DaskFeaturesError, OSError) as exc:
         return PlanFailure(failure_reason(job.path, exc))
     except Exception as exc:  # a bug, not the file's fault: this file fails, not the whole task
         return PlanFailure(
             f"{job.path}: cannot be opened: {type(exc).__name__}: {exc}", traceback.format_exc()
         )
+    finally:
+        if experiment is not None:  # not planned: nothing will read it
+            experiment.release()
 
 
 def write_outcome(
@@ -148,13 +161,17 @@ def compute_and_write(
 def _compute_and_write_one(
     job: Job, config: FeatureConfig, folder: Path
 ) -> Written | WriteFailure | Failure | PlanFailure:
-    opened = open_job(job, config) if isinstance(job, FileJob) else (job, ())
+    # A file opened here stays open for its first read (no second open and lookup); closed at the
+    # latest when its computation ends, whatever happens, so no file outlives its task.
+    opened = open_job(job, config, keep_open=True) if isinstance(job, FileJob) else (job, ())
     if isinstance(opened, PlanFailure):
         return opened
     planned, found = opened
-    return write_outcome(
-        planned, run_experiment(planned.experiment, config, planned.chunks), config, folder, found
-    )
+    try:
+        value = run_experiment(planned.experiment, config, planned.chunks)
+    finally:
+        planned.experiment.release()
+    return write_outcome(planned, value, config, folder, found)
 
 
 def assemble_and_write(

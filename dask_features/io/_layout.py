@@ -38,6 +38,7 @@ __all__ = [
     "check_transfer",
     "check_transient",
     "classify_open_error",
+    "close_file",
     "contains",
     "dataset",
     "dataset_id",
@@ -150,11 +151,17 @@ def stored_value(f: h5py.File, name: str, objects: Opened = None) -> Any:
             scalar = obj.get_space().get_simple_extent_type() == h5py.h5s.SCALAR
             if dtype is not None and tid.is_variable_str() and scalar:
                 out = np.zeros((), dtype=dtype)
-                obj.read(h5py.h5s.ALL, h5py.h5s.ALL, out, mtype=h5py.h5t.py_create(dtype))
+                obj.read(h5py.h5s.ALL, h5py.h5s.ALL, out, mtype=_memory_text(tid.get_cset()))
                 return decode(out[()])
     except Exception:  # h5py's own path reads it, or raises what it raises
         pass
     return decode(f[name][()])
+
+
+@functools.cache
+def _memory_text(cset: int) -> h5py.h5t.TypeID:
+    """The memory type of :data:`VLEN_TEXT` ``[cset]``, built once per process."""
+    return h5py.h5t.py_create(VLEN_TEXT[cset])
 
 
 @functools.cache
@@ -172,6 +179,27 @@ def open_file(path: str) -> h5py.File:
     ``locking=False``: readers never block on (or are blocked by) a writer holding the lock.
     """
     return h5py.File(h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY, fapl=_read_access()))
+
+
+#: The objects of a file other than the file itself, opened through its identifier.
+_INSIDE = (
+    h5py.h5f.OBJ_LOCAL | h5py.h5f.OBJ_DATASET | h5py.h5f.OBJ_GROUP | h5py.h5f.OBJ_DATATYPE | h5py.h5f.OBJ_ATTR
+)
+
+
+def close_file(f: h5py.File) -> None:
+    """``f.close()``, at about half the cost when no object of the file is open any more.
+
+    h5py's close first closes every object still open in the file, then scans every h5py object of
+    the process for the identifiers that invalidated (~0.2 ms). With no object left open there is
+    nothing to close or invalidate: releasing the file's identifier closes the file. Otherwise (an
+    object still referenced, e.g. by a traceback) h5py's close does it all, as before.
+    """
+    fid = f.id
+    if fid.valid and h5py.h5f.get_obj_count(fid, _INSIDE) == 0:
+        fid._close()
+    else:
+        f.close()
 
 
 def classify_open_error(path: str, exc: OSError) -> ExperimentFormatError:

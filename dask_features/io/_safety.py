@@ -235,6 +235,8 @@ _PLAIN_TYPES = (h5py.h5t.TypeStringID, h5py.h5t.TypeIntegerID, h5py.h5t.TypeFloa
 #: of a variable-length string, or by the ``str`` of a NumPy dtype that carries no metadata (the
 #: only dtypes whose memory type that string determines).
 _MEMORY_TYPES: dict[int | str, tuple[np.dtype[Any], h5py.h5t.TypeID]] = {}
+#: What :func:`_scalar` answers for an attribute it leaves to h5py's generic read.
+_GENERAL = object()
 
 
 def _memory_type(tid: h5py.h5t.TypeID, vlen: bool) -> tuple[np.dtype[Any], h5py.h5t.TypeID]:
@@ -255,55 +257,68 @@ def _memory_type(tid: h5py.h5t.TypeID, vlen: bool) -> tuple[np.dtype[Any], h5py.
     return found
 
 
+def _scalar(oid: Any, key: bytes) -> Any:
+    """Attribute ``key`` of object ``oid`` as ``attrs[key]`` gives it, when it is a scalar string,
+    number or enum (nearly every root attribute), read with a few low-level calls; :data:`_GENERAL`
+    for anything else. h5py's generic path costs ~3x as much (it rebuilds the NumPy dtype and memory
+    type of every attribute). A variable-length string comes back as ``str``, as h5py gives it."""
+    aid = h5py.h5a.open(oid, key)
+    tid = aid.get_type()
+    # The dataspace must be scalar: the read below writes as many elements as the attribute has.
+    if not isinstance(tid, _PLAIN_TYPES) or aid.get_space().get_simple_extent_type() != h5py.h5s.SCALAR:
+        return _GENERAL
+    vlen = isinstance(tid, h5py.h5t.TypeStringID) and tid.is_variable_str()
+    dtype, mtype = _memory_type(tid, vlen)
+    out = np.zeros((), dtype=dtype)
+    aid.read(out, mtype=mtype)
+    value = out[()]
+    if vlen and isinstance(value, bytes):  # h5py decodes variable-length strings so
+        return value.decode("utf-8", "surrogateescape")
+    return value
+
+
 def _attribute(attrs: h5py.AttributeManager, key: str | bytes) -> Any:
-    """``attrs[key]``, exactly (same dtype, same read, same decoding).
-
-    A scalar string, number or enum (nearly every root attribute) is read with a few low-level
-    calls; h5py's generic path costs ~3x as much (it rebuilds the NumPy dtype and memory type of
-    every attribute). Anything else, or anything that fails here, goes through ``attrs[key]``.
-    """
+    """``attrs[key]``, exactly (same dtype, same read, same decoding): :func:`_scalar` where it
+    answers, else (or when it fails) ``attrs[key]``, which reads it or raises what it raises."""
     try:
-        aid = h5py.h5a.open(attrs._id, key if isinstance(key, bytes) else key.encode("utf-8"))
-        tid = aid.get_type()
-        if isinstance(tid, _PLAIN_TYPES) and aid.get_space().get_simple_extent_type() == h5py.h5s.SCALAR:
-            vlen = isinstance(tid, h5py.h5t.TypeStringID) and tid.is_variable_str()
-            dtype, mtype = _memory_type(tid, vlen)
-            out = np.zeros((), dtype=dtype)
-            aid.read(out, mtype=mtype)
-            value = out[()]
-            if vlen and isinstance(value, bytes):  # h5py decodes variable-length strings so
-                return value.decode("utf-8", "surrogateescape")
-            return value
-    except Exception:  # h5py's own path reads it, or raises what it raises
-        pass
-    return attrs[key]
+        value = _scalar(attrs._id, key if isinstance(key, bytes) else key.encode("utf-8"))
+    except Exception:
+        value = _GENERAL
+    return attrs[key] if value is _GENERAL else value
 
 
-def _names(attrs: h5py.AttributeManager) -> list[str | bytes]:
-    """``list(attrs)``, with one low-level iteration: the names in the order h5py gives them
-    (creation order when the file tracks it, else by name), each decoded from UTF-8 when it can be
-    and left as bytes otherwise, as h5py does."""
-    oid = attrs._id
+def _raw_names(oid: Any) -> list[bytes]:
+    """The attribute names of low-level object ``oid``, as stored, in the order h5py lists them
+    (creation order when the file tracks it, else by name), with one low-level iteration."""
     order = oid.get_create_plist().get_attr_creation_order()
     index = h5py.h5.INDEX_CRT_ORDER if order & h5py.h5p.CRT_ORDER_TRACKED else h5py.h5.INDEX_NAME
     raw: list[bytes] = []
     h5py.h5a.iterate(oid, raw.append, index_type=index)  # append returns None: iteration goes on
-    names: list[str | bytes] = []
-    for name in raw:
-        try:
-            names.append(name.decode("utf-8"))
-        except UnicodeDecodeError:
-            names.append(name)
-    return names
+    return raw
 
 
-def read_attributes(attrs: h5py.AttributeManager, path: str) -> tuple[dict[str, Any], list[str]]:
-    """Decode root attributes safely.
+def _h5py_name(raw: bytes) -> str | bytes:
+    """The name as h5py gives it: decoded from UTF-8 when it can be, else the bytes."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
+def _names(attrs: h5py.AttributeManager) -> list[str | bytes]:
+    """``list(attrs)``: :func:`_raw_names`, each as h5py gives it."""
+    return [_h5py_name(raw) for raw in _raw_names(attrs._id)]
+
+
+def read_attributes(
+    obj: h5py.File | h5py.Group | h5py.AttributeManager, path: str
+) -> tuple[dict[str, Any], list[str]]:
+    """Decode the attributes of ``obj`` safely.
 
     Parameters
     ----------
-    attrs : h5py.AttributeManager
-        ``f.attrs`` of an open file.
+    obj : h5py.File, h5py.Group or h5py.AttributeManager
+        The open file (its root attributes), a group, or their ``attrs``.
     path : str
         The file (for the problem lines).
 
@@ -315,19 +330,42 @@ def read_attributes(attrs: h5py.AttributeManager, path: str) -> tuple[dict[str, 
     problems : list of str
         One line per attribute that was cleaned, replaced or skipped.
     """
+    manager = obj if isinstance(obj, h5py.AttributeManager) else None
+    if manager is not None:
+        oid = manager._id
+    elif isinstance(obj, h5py.File):  # its root group, as ``f.attrs`` uses (not the file's own id)
+        oid = h5py.h5g.open(obj.id, b"/")
+    else:
+        oid = obj.id
     values: dict[str, Any] = {}
     problems: list[str] = []
-    for raw_key in _names(attrs):
-        key_notes: list[str] = []
-        # h5py gives a name that is not UTF-8 as bytes: decoded and reported as values are
-        key = _decode(raw_key, key_notes.append)
+    for raw in _raw_names(oid):
+        name = _h5py_name(raw)
+        if type(name) is str and name.isascii():  # nearly every name: nothing to decode or report
+            key: str = name
+            key_notes: list[str] = []
+        else:  # h5py gives a name that is not UTF-8 as bytes: decoded and reported as values are
+            key_notes = []
+            key = _decode(name, key_notes.append)
         notes: list[str] = []
         try:
-            value = _decode(_attribute(attrs, raw_key), notes.append)
+            try:
+                value = _scalar(oid, raw)
+            except Exception:  # h5py's own path reads it, or raises what it raises
+                value = _GENERAL
+            if value is _GENERAL:
+                if manager is None:
+                    manager = obj.attrs
+                value = manager[name]
+            if type(value) is str and value.isascii():  # nearly every value: already decoded
+                size = len(value)
+            else:
+                value = _decode(value, notes.append)
+                size = _size(value)
         except Exception as exc:  # an unreadable attribute is this attribute's problem only
             problems.append(f"{path}: attribute {key!r} cannot be read ({type(exc).__name__}); skipped")
             continue
-        if _size(value) > MAX_ATTRIBUTE_BYTES:
+        if size > MAX_ATTRIBUTE_BYTES:
             value = _digest(value)
             notes.append(f"larger than {MAX_ATTRIBUTE_BYTES} bytes, replaced by a digest")
         if key_notes or notes:

@@ -1,10 +1,12 @@
 """The handle on a raw experiment HDF5 file written by oect-infra (``2.0_*new_storage``).
 
 :func:`~dask_features.io.opening.open_experiment` checks a file once and returns an
-:class:`Experiment`: a small, picklable handle (path + metadata, never an open ``h5py`` object) that Dask tasks receive and use to read
-exactly the hyperslab of steps they need with :meth:`Experiment.read_transfer` and
-:meth:`Experiment.read_transient`. Files are opened inside those calls and closed at once, so the
-handle can cross process boundaries and no task holds a file open.
+:class:`Experiment`: a small, picklable handle (path + metadata; an open ``h5py`` file only while
+lent, never pickled) that Dask tasks receive and use to read exactly the hyperslab of steps they
+need with :meth:`Experiment.read_transfer` and :meth:`Experiment.read_transient`. Files are opened
+inside those calls and closed at once, so the handle can cross process boundaries and no task holds
+a file open; the one exception, a task that opens and checks a file itself, lends that open file to
+its first read (:meth:`Experiment.lend`) and closes it when its experiment is done.
 
 Layout (see the project's oect-infra reference, section 1)::
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +55,9 @@ _CHECKED: set[tuple[str, int, int, int, str]] = set()
 _INDEX_CHECKED: set[tuple[str, int, int, int]] = set()
 
 _TIMING_COLUMNS = ("param_topTime", "param_bottomTime", "param_timeStep")
+#: Where :meth:`Experiment.lend` keeps the lent file: an instance attribute that is no dataclass
+#: field, so it is neither pickled, compared nor hashed.
+_LENT = "_lent_file"
 
 
 @dataclass(frozen=True)
@@ -166,6 +172,37 @@ class Experiment:
 
     # --- chunk reads --------------------------------------------------------------------------
 
+    def lend(self, f: h5py.File, objects: Mapping[str, Any]) -> None:
+        """Keep ``f``, the file this handle was checked on, open for the first read in this process.
+
+        The opener checked ``f`` just before (its storage included) and opened ``objects`` in it
+        (what :func:`~dask_features.io._safety.check_storage` returns): the first read uses them
+        instead of opening and looking up the file again, and closes ``f`` when done. Never pickled
+        (a handle sent elsewhere opens the file itself); :meth:`release` closes ``f`` if no read
+        took it.
+        """
+        self.__dict__[_LENT] = (f, objects)
+
+    def release(self) -> None:
+        """Close the file lent by :meth:`lend`, if no read has taken it yet."""
+        lent = self.__dict__.pop(_LENT, None)
+        if lent is not None:
+            f = lent[0]
+            lent = None  # its objects released before the file closes (see layout.close_file)
+            layout.close_file(f)
+
+    def _take(self, *, transient: bool = False) -> tuple[h5py.File, layout.Opened]:
+        """:meth:`_open`, or the file lent by :meth:`lend` and the objects opened in it (taken:
+        the caller closes it)."""
+        lent = self.__dict__.pop(_LENT, None)
+        if lent is not None:
+            f, objects = lent
+            if f.id.valid and (not transient or self.transient_index_checked):
+                return f, objects
+            lent = objects = None  # released before the file closes (see layout.close_file)
+            layout.close_file(f)  # closed meanwhile, or transient ranges unchecked: open and check
+        return self._open(transient=transient), None
+
     def _open(self, *, transient: bool = False) -> h5py.File:
         """The file, open for reading, its storage checked; ``transient=True``: also its transient
         step ranges, when they were not checked at opening (once per process and file version)."""
@@ -209,12 +246,18 @@ class Experiment:
             their memory is reused by a later read only once they and every view of them are gone.
         """
         self._check_range("transfer", start, stop, self.n_transfer_steps)
-        with self._open() as f:
-            dsid = layout.dataset_id(f, self.path, "transfer/measurement_data")
+        f, objects = self._take()
+        try:
+            dsid = layout.dataset_id(f, self.path, "transfer/measurement_data", objects)
+            objects = None
             rows = _read.transfer_rows(dsid, start, stop)
             if rows is None:  # another stored type or shape: h5py converts, finite_or_nan copies
                 data = h5py.Dataset(dsid)[start:stop]
                 rows = layout.finite_or_nan(data[:, 0, :]), layout.finite_or_nan(data[:, 1, :])
+            dsid = None  # released before the file closes (see layout.close_file)
+        finally:
+            objects = None
+            layout.close_file(f)
         vg, cur = rows
         return TransferChunk(
             step_index=np.arange(start, stop, dtype=np.int64),
@@ -253,24 +296,12 @@ class Experiment:
         self._check_range("transient", start, stop, self.n_transient_steps)
         n = stop - start
         # One opening for the bounds and the samples: they come from the same version of the file.
-        with self._open(transient=True) as f:
-            table = layout.dataset(f, self.path, "transient/step_info_table")
-            bounds = self._bounds(table, start, stop)
-            timing_cols = [c for c in _TIMING_COLUMNS if c in (table.dtype.names or ())]
-            timing = table.fields(timing_cols)[start:stop] if timing_cols else None
-            if n and bounds.size:
-                lo, hi = int(bounds[:, 0].min()), int(bounds[:, 1].max())
-                lo = min(lo, hi)
-                dsid = layout.dataset_id(f, self.path, "transient/measurement_data")
-                # Rows 0 and 2 only: row 1 (original_time) is never used, and files chunk by row,
-                # so skipping it saves a third of the decompression.
-                t, y = _read.samples_row(dsid, 0, lo, hi), _read.samples_row(dsid, 2, lo, hi)
-                if t is None or y is None:  # another stored type or shape: h5py converts, then a copy
-                    ds = h5py.Dataset(dsid)
-                    rows = (ds[0, lo:hi], ds[2, lo:hi]) if hi > lo else (np.zeros(0), np.zeros(0))
-                    t, y = layout.finite_or_nan(rows[0]), layout.finite_or_nan(rows[1])
-            else:
-                lo, t, y = 0, np.zeros(0), np.zeros(0)
+        f, objects = self._take(transient=True)
+        try:
+            bounds, timing, lo, t, y = self._transient_samples(f, objects, start, stop)
+        finally:
+            objects = None  # released before the file closes (see layout.close_file)
+            layout.close_file(f)
         lengths = bounds[:, 1] - bounds[:, 0]
         contiguous = n == 0 or bool(np.all(bounds[1:, 0] == bounds[:-1, 1]))
         if not contiguous:  # steps listed out of file order: gather them in table order
@@ -287,6 +318,30 @@ class Experiment:
             duty=duty,
             meta=self._meta(),
         )
+
+    def _transient_samples(
+        self, f: h5py.File, objects: layout.Opened, start: int, stop: int
+    ) -> tuple[np.ndarray, np.ndarray | None, int, np.ndarray, np.ndarray]:
+        """:meth:`read_transient` in the open file ``f``: the steps' sample ranges, their timing
+        columns (None without any), the first sample read, and the time and current samples read
+        from it. Its h5py objects are released on return, before ``f`` closes."""
+        table = h5py.Dataset(layout.dataset_id(f, self.path, "transient/step_info_table", objects))
+        bounds = self._bounds(table, start, stop)
+        timing_cols = [c for c in _TIMING_COLUMNS if c in (table.dtype.names or ())]
+        timing = table.fields(timing_cols)[start:stop] if timing_cols else None
+        if not (stop > start and bounds.size):
+            return bounds, timing, 0, np.zeros(0), np.zeros(0)
+        lo, hi = int(bounds[:, 0].min()), int(bounds[:, 1].max())
+        lo = min(lo, hi)
+        dsid = layout.dataset_id(f, self.path, "transient/measurement_data", objects)
+        # Rows 0 and 2 only: row 1 (original_time) is never used, and files chunk by row,
+        # so skipping it saves a third of the decompression.
+        t, y = _read.samples_row(dsid, 0, lo, hi), _read.samples_row(dsid, 2, lo, hi)
+        if t is None or y is None:  # another stored type or shape: h5py converts, then a copy
+            ds = h5py.Dataset(dsid)
+            rows = (ds[0, lo:hi], ds[2, lo:hi]) if hi > lo else (np.zeros(0), np.zeros(0))
+            t, y = layout.finite_or_nan(rows[0]), layout.finite_or_nan(rows[1])
+        return bounds, timing, lo, t, y
 
     def _transient_timing(
         self, start: int, stop: int, timing: np.ndarray | None

@@ -12,6 +12,7 @@ import logging
 import os
 import warnings
 from collections.abc import Collection
+from stat import S_ISREG
 from typing import Any
 
 import h5py
@@ -100,28 +101,35 @@ def inspect_experiment(
     *,
     allow_external_in: str | None = None,
     sources: Collection[str] | None = None,
+    keep_open: bool = False,
 ) -> tuple[Experiment, tuple[Warning, ...]]:
     """:func:`open_experiment` (same checks, same errors) with its warnings returned, not emitted.
 
     For a task that opens a file on a worker: its client emits the warnings where the user sees them.
+    ``keep_open=True``: the handle keeps the file it checked open for its first read (see
+    :meth:`~dask_features.io.hdf5.Experiment.lend`); the caller must then call
+    :meth:`~dask_features.io.hdf5.Experiment.release` when its task ends.
     """
     path = os.path.abspath(os.fspath(path))
     try:
         stat = os.stat(path)
     except (OSError, ValueError):  # what os.path.exists answers False for, with one stat
         raise ExperimentNotFoundError(f"{path}: no such experiment file") from None
-    if stat.st_size == 0 or not h5py.is_hdf5(path):
+    if stat.st_size == 0 or not S_ISREG(stat.st_mode):  # what is_hdf5 refuses without opening it
         raise NotHDF5Error(path, "not an HDF5 file (no HDF5 signature)")
     try:
         f = layout.open_file(path)
     except OSError as exc:
+        # Asked only of a file that does not open: one that opens has the signature is_hdf5 looks for.
+        if not h5py.is_hdf5(path):
+            raise NotHDF5Error(path, "not an HDF5 file (no HDF5 signature)") from None
         raise layout.classify_open_error(path, exc) from None
     allowed = allowed_folder(allow_external_in)
-    with f:
+    try:
         # nothing outside this file may be read: refuse external data
         objects: dict[str, Any] | None = check_storage(f, path, allowed)  # read below, not looked up again
         try:
-            attrs, problems = read_attributes(f.attrs, path)
+            attrs, problems = read_attributes(f, path)
         except OSError as exc:
             raise TruncatedFileError(path, f"cannot read root attributes ({exc})") from None
         version = attrs.get("format_version")
@@ -147,44 +155,56 @@ def inspect_experiment(
             except WorkflowError as exc:
                 problems.append(str(exc))
                 logger.warning("%s: %s; workflow ignored", path, exc)
-        # Released before the file closes: h5py would otherwise look each one up to close it.
-        objects = None
-    found: list[Warning] = []
-    if n_transient and not has_index:
-        how = (
-            "inferred from original_time resets" if inferred is not None and inferred[1] else "split equally"
+        found = _boundary_warnings(path, n_transient, has_index, inferred)
+        problems.extend(str(w) for w in found)
+        experiment = Experiment(
+            path=path,
+            format_version=str(version),
+            chip_id=layout.text(attrs, "chip_id"),
+            device_id=layout.text(attrs, "device_number") or layout.text(attrs, "device_id"),
+            test_id=layout.text(attrs, "test_id"),
+            description=layout.text(attrs, "description"),
+            status=layout.optional_text(attrs, "status"),
+            created_at=layout.optional_text(attrs, "created_at"),
+            completed_at=layout.optional_text(attrs, "completed_at"),
+            device_type=layout.device_type(attrs.get("device_type")),
+            n_transfer_steps=n_transfer,
+            n_transient_steps=n_transient,
+            transfer_max_points=max_points,
+            transient_total_points=total,
+            has_transient_index=has_index,
+            attrs=attrs,
+            workflow_tree=workflow_tree,
+            file_size=int(stat.st_size),
+            file_mtime_ns=int(stat.st_mtime_ns),
+            problems=tuple(problems),
+            external_in=allowed,
+            transient_index_checked=index or not has_index,
+            _inferred_offsets=None if inferred is None else inferred[0],
         )
-        msg = (
-            f"{path}: transient step table has no start_data_index/end_data_index columns "
-            f"(file written before oect-infra 1.0.10); step boundaries {how}"
-            + ("" if how.startswith("inferred") else ", which is wrong if steps differ in length")
-        )
-        problems.append(msg)
-        found.append(StepBoundaryWarning(msg))
-    experiment = Experiment(
-        path=path,
-        format_version=str(version),
-        chip_id=layout.text(attrs, "chip_id"),
-        device_id=layout.text(attrs, "device_number") or layout.text(attrs, "device_id"),
-        test_id=layout.text(attrs, "test_id"),
-        description=layout.text(attrs, "description"),
-        status=layout.optional_text(attrs, "status"),
-        created_at=layout.optional_text(attrs, "created_at"),
-        completed_at=layout.optional_text(attrs, "completed_at"),
-        device_type=layout.device_type(attrs.get("device_type")),
-        n_transfer_steps=n_transfer,
-        n_transient_steps=n_transient,
-        transfer_max_points=max_points,
-        transient_total_points=total,
-        has_transient_index=has_index,
-        attrs=attrs,
-        workflow_tree=workflow_tree,
-        file_size=int(stat.st_size),
-        file_mtime_ns=int(stat.st_mtime_ns),
-        problems=tuple(problems),
-        external_in=allowed,
-        transient_index_checked=index or not has_index,
-        _inferred_offsets=None if inferred is None else inferred[0],
-    )
-    remember_checked(path, stat, allowed)
+        remember_checked(path, stat, allowed)
+        if keep_open:
+            experiment.lend(f, objects or {})
+            return experiment, tuple(found)
+    except BaseException:
+        objects = None  # released before the file closes (see layout.close_file)
+        layout.close_file(f)
+        raise
+    objects = None
+    layout.close_file(f)
     return experiment, tuple(found)
+
+
+def _boundary_warnings(
+    path: str, n_transient: int, has_index: bool, inferred: tuple[tuple[int, ...], bool] | None
+) -> tuple[StepBoundaryWarning, ...]:
+    """The warning (also a problem of the file) that transient step boundaries were not read."""
+    if not n_transient or has_index:
+        return ()
+    how = "inferred from original_time resets" if inferred is not None and inferred[1] else "split equally"
+    msg = (
+        f"{path}: transient step table has no start_data_index/end_data_index columns "
+        f"(file written before oect-infra 1.0.10); step boundaries {how}"
+        + ("" if how.startswith("inferred") else ", which is wrong if steps differ in length")
+    )
+    return (StepBoundaryWarning(msg),)
