@@ -1,7 +1,8 @@
-"""Compiled per-row loops of the robust transfer features (see :mod:`._robust_math` for the maths).
+"""Compiled per-row loops of the transfer features (see :mod:`._robust_math` for the robust maths).
 
-Applying the local-fit weights, refitting each peak and estimating each row's noise floor are short
-loops per row; in NumPy they cost more in temporaries than in arithmetic. Single-threaded on purpose
+Applying the local-fit weights, refitting each peak, estimating each row's noise floor and finding
+the extremes of a sweep half's derivative are short loops per row; in NumPy they cost more in
+temporaries than in arithmetic. Single-threaded on purpose
 (Dask parallelises over chunks); compiled like the tau kernels (:mod:`dask_features._compiled`).
 """
 
@@ -14,6 +15,7 @@ from dask_features._compiled import kernel
 __all__ = [
     "apply_rows",
     "extremes",
+    "half_slope_extremes",
     "noise_rows",
     "rows_equal_first",
     "signed_range",
@@ -226,4 +228,94 @@ def rows_equal_first(x: np.ndarray) -> bool:
             a, b = x[i, j], x[0, j]
             if a != b and not (a != a and b != b):
                 return False
+    return True
+
+
+@kernel()
+def _half_extreme(
+    d: np.ndarray,
+    lo: int,
+    hi: int,
+    at: int,
+    patch: float,
+    patch_first: bool,
+    reduction: int,
+    value: np.ndarray,
+    index: np.ndarray,
+    i: int,
+    h: int,
+) -> bool:
+    """The extreme of one half (``value[i, h]``) and its first column (``index[i, h]``).
+
+    The half is the derivative ``d`` over columns ``[lo, hi)`` plus ``patch`` at column ``at``, its
+    end inside the sweep, which comes before (``patch_first``, wins ties) or after them.
+    ``reduction``: 0 max, 1 min, 2 largest magnitude (an all-zero half reports its first column).
+    The minimum is the largest ``-d``: negation is exact, so the value and the first column are
+    those of the smallest ``d``. False when a value that decides is not finite.
+    """
+    best = d[lo] if reduction == 0 else -d[lo] if reduction == 1 else abs(d[lo])
+    col = lo
+    nan = best != best
+    for k in range(lo + 1, hi):
+        key = d[k] if reduction == 0 else -d[k] if reduction == 1 else abs(d[k])
+        nan |= key != key
+        if key > best:
+            best, col = key, k
+    key = patch if reduction == 0 else -patch if reduction == 1 else abs(patch)
+    if nan or not (abs(best) < np.inf and abs(key) < np.inf):
+        return False
+    if (key >= best) if patch_first else (key > best):
+        best, col = key, at
+    if reduction == 2 and best == 0.0:
+        col = min(lo, at)
+    value[i, h] = -best if reduction == 1 else best
+    index[i, h] = col
+    return True
+
+
+@kernel("b1(f8[:, ::1], f8[:, ::1], i8, b1, i8, f8, f8, f8[:, ::1], i8[:, ::1])")
+def half_slope_extremes(
+    vg: np.ndarray,
+    y: np.ndarray,
+    turn: int,
+    log: bool,
+    reduction: int,
+    dx_floor: float,
+    log_floor: float,
+    value: np.ndarray,
+    index: np.ndarray,
+) -> bool:
+    """Extreme of the derivative over each half of full sweeps that all turn at column ``turn``.
+
+    The derivative is :func:`._transfer_math.derivative`'s of ``y`` (or of ``ln max(|y|, log_floor)``
+    with ``log``) with ``|dVg| < dx_floor`` replaced by ``dx_floor``, with the half-end slopes of
+    :attr:`._transfer_math.Derivative.edges`, in the same operations, so the values are the same bit
+    for bit. ``value[i]`` and ``index[i]`` receive, for the forward (columns ``[0, turn]``) and the
+    reverse half (``[turn + 1, w)``), the maximum (``reduction`` 0), minimum (1) or largest magnitude
+    (2) and its first column, by the rules of :func:`._transfer_extremes.extreme` over a common span.
+    Needs ``1 <= turn <= w - 3`` (2 points in each half). Returns False, the outputs then being
+    partial, when a value that decides is not finite: the caller then takes the general path, which
+    has the rules for NaN and infinities.
+    """
+    n, w = vg.shape
+    ordinate, q, d = np.empty(w), np.empty(w - 1), np.empty(w)
+    for i in range(n):
+        if log:
+            for k in range(w):
+                ordinate[k] = np.log(max(abs(y[i, k]), log_floor))
+        else:
+            ordinate[:] = y[i]
+        # Slopes and the whole sweep's derivative in simple loops the compiler can vectorise.
+        for k in range(w - 1):
+            dx = vg[i, k + 1] - vg[i, k]
+            if dx < dx_floor and dx > -dx_floor:
+                dx = dx_floor
+            q[k] = (ordinate[k + 1] - ordinate[k]) / dx
+        d[0], d[w - 1] = q[0], q[w - 2]
+        for k in range(1, w - 1):
+            d[k] = (q[k - 1] + q[k]) * 0.5
+        if not _half_extreme(d, 0, turn, turn, q[turn - 1], False, reduction, value, index, i, 0):
+            return False
+        if not _half_extreme(d, turn + 2, w, turn + 1, q[turn + 1], True, reduction, value, index, i, 1):
+            return False
     return True

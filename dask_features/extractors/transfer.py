@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from dask_features.extractors import _robust_kernels as rk
 from dask_features.extractors import _transfer_math as tm
 from dask_features.extractors._transfer_extremes import extreme
 from dask_features.extractors.registry import Output, register
@@ -103,6 +104,36 @@ def derivative(chunk: TransferChunk, quantity: Literal["gm", "dlog"]) -> tm.Deri
     return chunk.cached((_KEY, "derivative", quantity), compute)
 
 
+#: The reductions :func:`_half_slope_extremes` computes, by their number in its kernel.
+_HALF_REDUCTIONS = {"max": 0, "min": 1, "absmax": 2}
+
+
+def _half_slope_extremes(
+    chunk: TransferChunk, quantity: Literal["gm", "dlog"], reduction: tm.Reduction
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A derivative's extreme over both halves in one compiled pass, when the chunk allows it (else None).
+
+    The usual chunk (full sweeps turning at one column, 2+ points per half, finite derivatives)
+    needs neither the derivative's ``(n, w)`` matrix nor that of ln|Id|: the kernel differentiates
+    row by row and reduces as it goes (``value, index`` of shape ``(n, 2)``: forward and reverse
+    half). The values are those of :func:`derivative` and :func:`~._transfer_extremes.extreme`,
+    bit for bit; any other chunk takes that general path.
+    """
+
+    def compute() -> tuple[np.ndarray, np.ndarray] | None:
+        sw = sweeps(chunk)
+        turn, (n, w) = sw.common_turn, sw.shape
+        if turn is None or not 1 <= turn <= w - 3:
+            return None
+        value, index = np.empty((n, 2)), np.empty((n, 2), dtype=np.int64)
+        vg, id_ = np.ascontiguousarray(sw.vg), np.ascontiguousarray(sw.id)
+        log, code = quantity == "dlog", _HALF_REDUCTIONS[reduction]
+        done = rk.half_slope_extremes(vg, id_, turn, log, code, tm.DX_FLOOR, tm.LOG_FLOOR, value, index)
+        return (value, index) if done else None
+
+    return chunk.cached((_KEY, "half extremes", quantity, reduction), compute)
+
+
 def _extreme(
     chunk: TransferChunk, quantity: Quantity, direction: tm.Direction, reduction: tm.Reduction
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -110,6 +141,13 @@ def _extreme(
 
     def compute() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         sw = sweeps(chunk)
+        rows = np.arange(sw.shape[0])
+        if quantity != "I" and direction != "raw" and reduction in _HALF_REDUCTIONS:
+            found = _half_slope_extremes(chunk, quantity, reduction)
+            if found is not None:
+                half = int(direction == "reverse")
+                value, index = found[0][:, half].copy(), found[1][:, half].copy()
+                return value, sw.vg[rows, index], sw.id[rows, index], np.ones(len(rows), dtype=bool)
         edge: tuple[np.ndarray, np.ndarray] | None = None
         if quantity == "I":
             values = sw.id
@@ -126,7 +164,6 @@ def _extreme(
             edge=edge,
             scratch=None if sw.common_turn is not None else _scratch(chunk),
         )
-        rows = np.arange(sw.shape[0])
         vg_at = np.where(ok, sw.vg[rows, index], np.nan)
         id_at = np.where(ok, sw.id[rows, index], np.nan)
         return value, vg_at, id_at, ok

@@ -9,12 +9,15 @@ voltages, overflowing slopes, non-contiguous inputs.
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import numpy as np
 import pytest
 
 from dask_features.extractors import _transfer_extremes as te
 from dask_features.extractors import _transfer_math as tm
+from dask_features.extractors import transfer
+from dask_features.io.chunks import TransferChunk
 
 REDUCTIONS = ["max", "min", "absmax", "absmin"]
 DIRECTIONS = ["forward", "reverse", "raw"]
@@ -185,3 +188,55 @@ def test_reused_buffers_give_the_same_derivative() -> None:
         got = tm.derivative(log_id, dx, sw, buffer=buffer).d
         np.testing.assert_array_equal(got.view(np.uint64), want.view(np.uint64))
         del buffer, log_id, got
+
+
+def _chunk(vg: np.ndarray, id_: np.ndarray) -> TransferChunk:
+    n = vg.shape[0]
+    return TransferChunk(step_index=np.arange(n), vg=vg, id=id_, lengths=np.full(n, vg.shape[1]))
+
+
+@pytest.mark.parametrize("kind", ["smooth", "ties", "zeros", "overflow", "fine"])
+@pytest.mark.parametrize("half", [1, 2, 3, 10])
+@pytest.mark.parametrize("reduction", ["max", "min", "absmax"])
+@pytest.mark.parametrize("quantity", ["gm", "dlog"])
+def test_compiled_half_extremes_match_the_general_path(
+    kind: str, half: int, reduction: tm.Reduction, quantity: Literal["gm", "dlog"]
+) -> None:
+    """The one-pass kernel (no derivative matrix) against the derivative + column-slice extremes."""
+    vg, id_ = symmetric(6, half, kind, seed=half)
+    chunk = _chunk(vg, id_)
+    found = transfer._half_slope_extremes(chunk, quantity, reduction)
+    if half < 2:  # a reverse half of 1 point: the kernel does not apply
+        assert found is None
+        return
+    if kind != "overflow":
+        assert found is not None
+    if found is None:
+        return
+    sw = transfer.sweeps(chunk)
+    deriv = transfer.derivative(chunk, quantity)
+    for h, direction in enumerate(("forward", "reverse")):
+        value, index, ok = te.extreme(
+            deriv.d, sw, direction, reduction=reduction, edge=deriv.edges[direction]
+        )  # type: ignore[arg-type]
+        assert ok.all()
+        assert_identical((found[0][:, h].copy(), found[1][:, h].copy()), (value, index))
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [[1e308, -1e308], [-1e308, 1e308], [1e308, -1e308, 1e308]],
+    ids=["inf", "-inf", "nan"],  # slopes -inf / +inf; and -inf next to +inf: a NaN derivative
+)
+@pytest.mark.parametrize("col", [2, 9])  # inside the forward, inside the reverse half
+@pytest.mark.parametrize("reduction", ["max", "min", "absmax"])
+def test_compiled_half_extremes_leave_non_finite_slopes_to_the_general_path(
+    spoil: list[float], col: int, reduction: tm.Reduction
+) -> None:
+    vg, id_ = symmetric(4, 6, "smooth")
+    assert transfer._half_slope_extremes(_chunk(vg, id_), "gm", reduction) is not None
+    id_[2, col : col + len(spoil)] = spoil
+    with np.errstate(over="ignore", invalid="ignore"):
+        chunk = _chunk(vg, id_)
+        assert transfer.sweeps(chunk).common_turn == 6
+        assert transfer._half_slope_extremes(chunk, "gm", reduction) is None
