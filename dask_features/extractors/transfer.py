@@ -17,6 +17,9 @@ purpose:
 The compacted sweeps, the gate steps, the derivatives of Id and of ln|Id|, the half masks, a
 work buffer and each extremum are computed at most once per chunk (:meth:`~dask_features.io.chunks.TransferChunk.cached`), so
 ``gm_max`` and ``gm_max_coords`` of the same half, or ``Von`` forward and reverse, share the work.
+On the usual chunk (full sweeps turning at one column) the derivative features need none of these
+matrices: one compiled pass per derivative and reduction gives both halves' extremes, bit for bit
+the same (:func:`~._transfer_extremes.half_slope_extremes`).
 
 Units: Vg in V, Id in A (as stored in the file), gm in S (A/V).
 """
@@ -28,9 +31,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dask_features.extractors import _robust_kernels as rk
 from dask_features.extractors import _transfer_math as tm
-from dask_features.extractors._transfer_extremes import extreme
+from dask_features.extractors._transfer_extremes import HALF_REDUCTIONS, extreme, half_slope_extremes
 from dask_features.extractors.registry import Output, register
 from dask_features.io.chunks import TransferChunk
 
@@ -104,34 +106,12 @@ def derivative(chunk: TransferChunk, quantity: Literal["gm", "dlog"]) -> tm.Deri
     return chunk.cached((_KEY, "derivative", quantity), compute)
 
 
-#: The reductions :func:`_half_slope_extremes` computes, by their number in its kernel.
-_HALF_REDUCTIONS = {"max": 0, "min": 1, "absmax": 2}
-
-
 def _half_slope_extremes(
     chunk: TransferChunk, quantity: Literal["gm", "dlog"], reduction: tm.Reduction
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """A derivative's extreme over both halves in one compiled pass, when the chunk allows it (else None).
-
-    The usual chunk (full sweeps turning at one column, 2+ points per half, finite derivatives)
-    needs neither the derivative's ``(n, w)`` matrix nor that of ln|Id|: the kernel differentiates
-    row by row and reduces as it goes (``value, index`` of shape ``(n, 2)``: forward and reverse
-    half). The values are those of :func:`derivative` and :func:`~._transfer_extremes.extreme`,
-    bit for bit; any other chunk takes that general path.
-    """
-
-    def compute() -> tuple[np.ndarray, np.ndarray] | None:
-        sw = sweeps(chunk)
-        turn, (n, w) = sw.common_turn, sw.shape
-        if turn is None or not 1 <= turn <= w - 3:
-            return None
-        value, index = np.empty((n, 2)), np.empty((n, 2), dtype=np.int64)
-        vg, id_ = np.ascontiguousarray(sw.vg), np.ascontiguousarray(sw.id)
-        log, code = quantity == "dlog", _HALF_REDUCTIONS[reduction]
-        done = rk.half_slope_extremes(vg, id_, turn, log, code, tm.DX_FLOOR, tm.LOG_FLOOR, value, index)
-        return (value, index) if done else None
-
-    return chunk.cached((_KEY, "half extremes", quantity, reduction), compute)
+    """:func:`~._transfer_extremes.half_slope_extremes` of the chunk, computed once per chunk."""
+    key = (_KEY, "half extremes", quantity, reduction)
+    return chunk.cached(key, lambda: half_slope_extremes(sweeps(chunk), quantity == "dlog", reduction))
 
 
 def _extreme(
@@ -142,7 +122,7 @@ def _extreme(
     def compute() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         sw = sweeps(chunk)
         rows = np.arange(sw.shape[0])
-        if quantity != "I" and direction != "raw" and reduction in _HALF_REDUCTIONS:
+        if quantity != "I" and direction != "raw" and reduction in HALF_REDUCTIONS:
             found = _half_slope_extremes(chunk, quantity, reduction)
             if found is not None:
                 half = int(direction == "reverse")

@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 import pytest
 
+from dask_features.extractors import _robust_kernels as rk
 from dask_features.extractors import _transfer_extremes as te
 from dask_features.extractors import _transfer_math as tm
 from dask_features.extractors import transfer
@@ -40,6 +41,14 @@ def symmetric(n: int, half: int, kind: str, seed: int = 0) -> tuple[np.ndarray, 
         "zeros": rng.choice([0.0, -0.0, 1e-13, -1e-13], shape),  # signed zeros, sub-clip currents
         "overflow": rng.choice([1e308, -1e308, 0.0], shape),  # inf and NaN slopes: general path
         "fine": 1e-6 + rng.normal(0, 1e-9, shape),
+        # ln|Id| linear in Vg: a flat log derivative, every column within rounding of the extreme
+        "exponential": np.exp(8.0 * vg) * 1e-9,
+        # ... then lifted by less than the rough logarithm's error: near-ties it must not decide
+        "near_ties": np.exp(8.0 * vg) * 1e-9 * (1.0 + rng.uniform(-1e-8, 1e-8, shape)),
+        "noisy": np.exp(8.0 * vg)
+        * 1e-9
+        * (1.0 + rng.normal(0, 1e-3, shape))
+        * rng.choice([1.0, -1.0], shape),
     }[kind]
     if kind == "ties":
         vg = np.round(vg * 2) / 2  # repeated Vg: the 1e-12 V floor
@@ -195,8 +204,10 @@ def _chunk(vg: np.ndarray, id_: np.ndarray) -> TransferChunk:
     return TransferChunk(step_index=np.arange(n), vg=vg, id=id_, lengths=np.full(n, vg.shape[1]))
 
 
-@pytest.mark.parametrize("kind", ["smooth", "ties", "zeros", "overflow", "fine"])
-@pytest.mark.parametrize("half", [1, 2, 3, 10])
+@pytest.mark.parametrize(
+    "kind", ["smooth", "ties", "zeros", "overflow", "fine", "exponential", "near_ties", "noisy"]
+)
+@pytest.mark.parametrize("half", [1, 2, 3, 10, 150])
 @pytest.mark.parametrize("reduction", ["max", "min", "absmax"])
 @pytest.mark.parametrize("quantity", ["gm", "dlog"])
 def test_compiled_half_extremes_match_the_general_path(
@@ -240,3 +251,20 @@ def test_compiled_half_extremes_leave_non_finite_slopes_to_the_general_path(
         chunk = _chunk(vg, id_)
         assert transfer.sweeps(chunk).common_turn == 6
         assert transfer._half_slope_extremes(chunk, "gm", reduction) is None
+
+
+def test_rough_logarithm_is_within_its_bound() -> None:
+    """The screening's rough ln against glibc's, over the whole range above the 1e-12 A clip."""
+    rng = np.random.default_rng(5)
+    x = np.concatenate(
+        [
+            np.exp(rng.uniform(np.log(1e-12), np.log(1.7e308), 20_000)),
+            [1e-12, 1.0, 2.0, 0.5, np.sqrt(2.0), np.nextafter(np.sqrt(2.0), 3.0), 1.7976931348623157e308],
+            -np.exp(rng.uniform(-30.0, 30.0, 1000)),  # |Id|
+            [0.0, -0.0, 1e-13, 5e-324],  # clipped
+        ]
+    )
+    out, work = np.empty(x.size), np.empty(x.size)
+    rk._rough_log(x[None, :], 0, int(np.full(1, tm.LOG_FLOOR).view(np.int64)[0]), out, work)
+    exact = np.log(np.maximum(np.abs(x), tm.LOG_FLOOR))
+    assert np.abs(out - exact).max() < rk._ROUGH_LOG_ERROR / 100
