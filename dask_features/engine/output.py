@@ -99,8 +99,10 @@ def _with_identity(table: pa.Table, schema: pa.Schema, ids: Mapping[str, str]) -
 
 
 def _derived_types(config: FeatureConfig, steps: pa.Table) -> dict[str, pa.DataType]:
+    schema = steps.schema
+    names = set(schema.names)
     return {
-        f.name: steps.schema.field(f.name).type if f.name in steps.column_names else DERIVED_SCALAR
+        f.name: schema.field(f.name).type if f.name in names else DERIVED_SCALAR
         for f in config.derived_features
     }
 
