@@ -430,8 +430,8 @@ def half_slope_extremes(
                     dx = abs(vg[i, k + 1] - vg[i, k])
                     if dx < step:
                         step = dx
-                # Bound of |rough - exact| on d: on each slope 2 log errors over |dVg| plus 1e-9
-                # relative (|slope| < 1420 / |dVg|: |ln| < 710), which covers every rounding.
+                # Bound of |rough - exact| on d (a slope, or the mean of two): 2 log errors over
+                # |dVg|, plus roundings of about 1e-12 / |dVg| (|ln| < 710); three times that.
                 margin = 6.0 * _ROUGH_LOG_ERROR / max(step, dx_floor)
             if not rough:
                 ok = _half_extreme(d, 0, turn, turn, q[turn - 1], False, reduction, value, index, i, 0)
