@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,25 +173,31 @@ def _derived(feature: FeatureSpec, inputs: list[np.ndarray], n_rows: int) -> tup
     return arr, None
 
 
-def _short_sources(experiment: Experiment, config: FeatureConfig, n_rows: int) -> list[ErrorRecord]:
-    """Error records for the steps a source does not have (e.g. a mixed config on a transfer-only file)."""
+def _short_sources(
+    features: Mapping[str, Sequence[FeatureSpec]], have: Mapping[str, int], n_rows: int
+) -> list[ErrorRecord]:
+    """Error records for the steps a source does not have (e.g. a mixed config on a transfer-only file).
+
+    ``features``: each source's step-level features; ``have``: each source's step count.
+    """
     errors: list[ErrorRecord] = []
-    for name in config.sources:
-        have = get_source(name).n_steps(experiment)
+    for name, specs in features.items():
         errors.extend(
-            (s, f.name, f"the file has only {have} {name} steps: no {name} data for this step")
-            for f in config.step_features(name)
-            for s in range(have, n_rows)
+            (s, f.name, f"the file has only {have[name]} {name} steps: no {name} data for this step")
+            for f in specs
+            for s in range(have[name], n_rows)
         )
     return errors
 
 
-def _joined(config: FeatureConfig, results: Sequence[ChunkResult]) -> dict[str, Value]:
+def _joined(
+    features: Mapping[str, Sequence[FeatureSpec]], results: Sequence[ChunkResult]
+) -> dict[str, Value]:
     """Each step-level feature's value over the whole experiment, chunks joined in step order."""
     values: dict[str, Value] = {}
-    for source in config.sources:
+    for source, specs in features.items():
         parts = sorted((r for r in results if r.source == source), key=lambda r: r.start)
-        for f in config.step_features(source):
+        for f in specs:
             assert f.output is not None
             values[f.name] = f.output.handler.concat(f.output, [p.values[f.name] for p in parts])
     return values
@@ -206,9 +212,12 @@ def assemble(
     """
     t0 = time.perf_counter()
     errors: list[ErrorRecord] = [e for r in results for e in r.errors]
-    values = _joined(config, results)
-    n_rows = max((get_source(s).n_steps(experiment) for s in config.sources), default=0)
-    errors.extend(_short_sources(experiment, config, n_rows))
+    # The config's source and feature listings are computed on each access: taken once here.
+    features = {source: config.step_features(source) for source in config.sources}
+    have = {source: get_source(source).n_steps(experiment) for source in features}
+    values = _joined(features, results)
+    n_rows = max(have.values(), default=0)
+    errors.extend(_short_sources(features, have, n_rows))
     per_step = {k: _to_rows(v, n_rows) for k, v in values.items() if isinstance(v, np.ndarray)}
     for f in config.derived_features:  # topological order: inputs are always ready
         per_step[f.name], problem = _derived(f, [per_step[i] for i in f.inputs], n_rows)

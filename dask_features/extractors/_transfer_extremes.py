@@ -14,9 +14,21 @@ from typing import Literal
 
 import numpy as np
 
-from dask_features.extractors._transfer_math import Direction, Reduction, Sweeps, segment, segment_mask
+from dask_features.extractors import _robust_kernels as rk
+from dask_features.extractors._transfer_math import (
+    DX_FLOOR,
+    LOG_FLOOR,
+    Direction,
+    Reduction,
+    Sweeps,
+    segment,
+    segment_mask,
+)
 
-__all__ = ["extreme"]
+__all__ = ["HALF_REDUCTIONS", "extreme", "half_slope_extremes"]
+
+#: The reductions :func:`half_slope_extremes` computes, by their number in its kernel.
+HALF_REDUCTIONS = {"max": 0, "min": 1, "absmax": 2}
 
 
 def extreme(
@@ -164,3 +176,30 @@ def _extreme_in_span(
         # As the masked path: an all-zero segment reports its first column.
         index = np.where(value == 0, a, index)
     return value, index, np.ones(n, bool)
+
+
+def half_slope_extremes(
+    sweeps: Sweeps, log: bool, reduction: Reduction
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A derivative's extreme over both halves in one compiled pass, when the sweeps allow it.
+
+    The usual chunk (full sweeps turning at one column, 2+ points per half, finite derivatives)
+    needs neither the derivative's ``(n, w)`` matrix nor that of ln|Id|: the kernel
+    (:func:`._robust_kernels.half_slope_extremes`) differentiates row by row and reduces as it goes.
+    The values are those of :func:`._transfer_math.derivative` (of Id, or of ln|Id| with ``log``)
+    and :func:`extreme` with the half-end ``edge``, bit for bit.
+
+    Returns
+    -------
+    (value, index) or None
+        Arrays of shape ``(n, 2)`` (forward, reverse half) as :func:`extreme` gives them (every row
+        has a value); None for other sweeps, which take that general path.
+    """
+    turn, (n, w) = sweeps.common_turn, sweeps.shape
+    if turn is None or not 1 <= turn <= w - 3:
+        return None
+    value, index = np.empty((n, 2)), np.empty((n, 2), dtype=np.int64)
+    vg, id_ = np.ascontiguousarray(sweeps.vg), np.ascontiguousarray(sweeps.id)
+    code = HALF_REDUCTIONS[reduction]
+    done = rk.half_slope_extremes(vg, id_, turn, log, code, DX_FLOOR, LOG_FLOOR, value, index)
+    return (value, index) if done else None

@@ -17,6 +17,9 @@ purpose:
 The compacted sweeps, the gate steps, the derivatives of Id and of ln|Id|, the half masks, a
 work buffer and each extremum are computed at most once per chunk (:meth:`~dask_features.io.chunks.TransferChunk.cached`), so
 ``gm_max`` and ``gm_max_coords`` of the same half, or ``Von`` forward and reverse, share the work.
+On the usual chunk (full sweeps turning at one column) the derivative features need none of these
+matrices: one compiled pass per derivative and reduction gives both halves' extremes, bit for bit
+the same (:func:`~._transfer_extremes.half_slope_extremes`).
 
 Units: Vg in V, Id in A (as stored in the file), gm in S (A/V).
 """
@@ -29,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from dask_features.extractors import _transfer_math as tm
-from dask_features.extractors._transfer_extremes import extreme
+from dask_features.extractors._transfer_extremes import HALF_REDUCTIONS, extreme, half_slope_extremes
 from dask_features.extractors.registry import Output, register
 from dask_features.io.chunks import TransferChunk
 
@@ -103,6 +106,14 @@ def derivative(chunk: TransferChunk, quantity: Literal["gm", "dlog"]) -> tm.Deri
     return chunk.cached((_KEY, "derivative", quantity), compute)
 
 
+def _half_slope_extremes(
+    chunk: TransferChunk, quantity: Literal["gm", "dlog"], reduction: tm.Reduction
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`~._transfer_extremes.half_slope_extremes` of the chunk, computed once per chunk."""
+    key = (_KEY, "half extremes", quantity, reduction)
+    return chunk.cached(key, lambda: half_slope_extremes(sweeps(chunk), quantity == "dlog", reduction))
+
+
 def _extreme(
     chunk: TransferChunk, quantity: Quantity, direction: tm.Direction, reduction: tm.Reduction
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -110,6 +121,13 @@ def _extreme(
 
     def compute() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         sw = sweeps(chunk)
+        rows = np.arange(sw.shape[0])
+        if quantity != "I" and direction != "raw" and reduction in HALF_REDUCTIONS:
+            found = _half_slope_extremes(chunk, quantity, reduction)
+            if found is not None:
+                half = int(direction == "reverse")
+                value, index = found[0][:, half].copy(), found[1][:, half].copy()
+                return value, sw.vg[rows, index], sw.id[rows, index], np.ones(len(rows), dtype=bool)
         edge: tuple[np.ndarray, np.ndarray] | None = None
         if quantity == "I":
             values = sw.id
@@ -126,7 +144,6 @@ def _extreme(
             edge=edge,
             scratch=None if sw.common_turn is not None else _scratch(chunk),
         )
-        rows = np.arange(sw.shape[0])
         vg_at = np.where(ok, sw.vg[rows, index], np.nan)
         id_at = np.where(ok, sw.id[rows, index], np.nan)
         return value, vg_at, id_at, ok

@@ -87,6 +87,23 @@ def test_output_layout_and_metadata(dataset: Path, tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(lazy.compute().reset_index(drop=True), frame)
 
 
+@pytest.mark.parametrize("preset", ["v2_mixed", "v2_transient_cycles"])
+def test_only_string_columns_are_dictionary_encoded(preset: str, defective: Path, tmp_path: Path) -> None:
+    """Strings repeat (identity columns, error messages); numbers are written plain, with statistics."""
+    res = dfe.extract(defective, preset, tmp_path, scheduler="sync", progress=False)
+    assert res.n_errors
+    files = list((tmp_path / preset).glob("*/*.parquet"))
+    assert {f.parent.name for f in files} >= {"steps", "errors"}
+    for path in files:
+        meta = pq.ParquetFile(path).metadata
+        schema = pq.read_schema(path)
+        for i in range(meta.num_columns):
+            column = meta.row_group(0).column(i)
+            top = column.path_in_schema.split(".")[0]
+            assert ("RLE_DICTIONARY" in column.encodings) == (schema.field(top).type == "string"), column
+            assert column.is_stats_set
+
+
 def test_vector_features_are_expanded(dataset: Path, tmp_path: Path) -> None:
     config = {
         "name": "vec",

@@ -101,6 +101,19 @@ def test_importing_the_kernel_modules_does_not_import_numba() -> None:
     assert out.stdout.strip() == "False"
 
 
+def _sweeps(log: bool, reduction: int) -> tuple[Any, ...]:
+    """Three up-down sweeps (turning at column 3) with ties, a repeated Vg and sub-clip currents."""
+    vg = np.tile([0.0, 0.5, 0.5, 1.0, 0.5, 0.0, -0.5], (3, 1))
+    id_ = np.array(
+        [
+            [0.0, 1e-13, 2e-6, 4e-6, 2e-6, 1e-6, 0.0],
+            [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+            [-3.0, 2.0, -1.0, 0.0, 1.0, -2.0, 3.0],
+        ]
+    )
+    return vg, id_, 3, log, reduction, 1e-12, 1e-12, np.zeros((3, 2)), np.zeros((3, 2), np.int64)
+
+
 def _ranges() -> tuple[Any, ...]:
     x = np.array([[1.0, -2.0, np.nan, 4.0], [np.nan, np.nan, np.nan, np.nan], [0.5, -0.0, 3.0, 1e30]])
     return x, np.array([0, 0, 1], np.int64), np.array([4, 4, 3], np.int64)
@@ -115,8 +128,20 @@ def _ranges() -> tuple[Any, ...]:
         (rk.rows_equal_first, lambda: (np.array([[1.0, np.nan], [1.0, 2.0]]),)),
         # Flat rows divide by a zero span: inf/NaN (error_model="numpy"), not ZeroDivisionError.
         (tk.group_start, lambda: (np.ones((3, 12)), np.array([0, 1, 1], np.int64))),
+        *(
+            (rk.half_slope_extremes, lambda r=r, log=log: _sweeps(log, r))
+            for log in (False, True)
+            for r in range(3)
+        ),
     ],
-    ids=["signed_range", "extremes", "rows_equal", "rows_differ", "zero_division"],
+    ids=[
+        "signed_range",
+        "extremes",
+        "rows_equal",
+        "rows_differ",
+        "zero_division",
+        *(f"half_slope_extremes-{q}-{r}" for q in ("gm", "dlog") for r in ("max", "min", "absmax")),
+    ],
 )
 def test_small_kernels_compiled_equal_jit(compiled: Path, kern: _compiled.Kernel, make: Any) -> None:
     _compare(kern, _compiled.load(compiled), make())

@@ -297,8 +297,18 @@ def test_device_type_auto_reads_metadata(meta: str | None, expected: str, report
 # --- sharing and declarations ----------------------------------------------------------------------
 
 
-def test_derivatives_are_computed_once_per_chunk() -> None:
+@pytest.mark.parametrize("general", [False, True], ids=["one-pass", "general"])
+def test_derivatives_are_computed_once_per_chunk(general: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     chunk = make_chunk([SMALL, SMALL])
+    if not general:  # clean symmetric sweeps: one compiled pass per derivative and reduction
+        transfer.gm_max(chunk, direction="both")
+        transfer.gm_max_coords(chunk)
+        transfer.Von(chunk, direction="both")
+        transfer.Von_coords(chunk, direction="reverse")
+        assert not any(k[1] == "derivative" for k in chunk.memo)
+        assert [k[2:] for k in chunk.memo if k[1] == "half extremes"] == [("gm", "absmax"), ("dlog", "max")]
+        return
+    monkeypatch.setattr(transfer, "_half_slope_extremes", lambda *args: None)
     transfer.gm_max(chunk, direction="both")
     first = chunk.memo[("transfer", "derivative", "gm")]
     transfer.gm_max_coords(chunk)

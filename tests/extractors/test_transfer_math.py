@@ -9,12 +9,16 @@ voltages, overflowing slopes, non-contiguous inputs.
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import numpy as np
 import pytest
 
+from dask_features.extractors import _robust_kernels as rk
 from dask_features.extractors import _transfer_extremes as te
 from dask_features.extractors import _transfer_math as tm
+from dask_features.extractors import transfer
+from dask_features.io.chunks import TransferChunk
 
 REDUCTIONS = ["max", "min", "absmax", "absmin"]
 DIRECTIONS = ["forward", "reverse", "raw"]
@@ -37,6 +41,14 @@ def symmetric(n: int, half: int, kind: str, seed: int = 0) -> tuple[np.ndarray, 
         "zeros": rng.choice([0.0, -0.0, 1e-13, -1e-13], shape),  # signed zeros, sub-clip currents
         "overflow": rng.choice([1e308, -1e308, 0.0], shape),  # inf and NaN slopes: general path
         "fine": 1e-6 + rng.normal(0, 1e-9, shape),
+        # ln|Id| linear in Vg: a flat log derivative, every column within rounding of the extreme
+        "exponential": np.exp(8.0 * vg) * 1e-9,
+        # ... then lifted by less than the rough logarithm's error: near-ties it must not decide
+        "near_ties": np.exp(8.0 * vg) * 1e-9 * (1.0 + rng.uniform(-1e-8, 1e-8, shape)),
+        "noisy": np.exp(8.0 * vg)
+        * 1e-9
+        * (1.0 + rng.normal(0, 1e-3, shape))
+        * rng.choice([1.0, -1.0], shape),
     }[kind]
     if kind == "ties":
         vg = np.round(vg * 2) / 2  # repeated Vg: the 1e-12 V floor
@@ -185,3 +197,74 @@ def test_reused_buffers_give_the_same_derivative() -> None:
         got = tm.derivative(log_id, dx, sw, buffer=buffer).d
         np.testing.assert_array_equal(got.view(np.uint64), want.view(np.uint64))
         del buffer, log_id, got
+
+
+def _chunk(vg: np.ndarray, id_: np.ndarray) -> TransferChunk:
+    n = vg.shape[0]
+    return TransferChunk(step_index=np.arange(n), vg=vg, id=id_, lengths=np.full(n, vg.shape[1]))
+
+
+@pytest.mark.parametrize(
+    "kind", ["smooth", "ties", "zeros", "overflow", "fine", "exponential", "near_ties", "noisy"]
+)
+@pytest.mark.parametrize("half", [1, 2, 3, 10, 150])
+@pytest.mark.parametrize("reduction", ["max", "min", "absmax"])
+@pytest.mark.parametrize("quantity", ["gm", "dlog"])
+def test_compiled_half_extremes_match_the_general_path(
+    kind: str, half: int, reduction: tm.Reduction, quantity: Literal["gm", "dlog"]
+) -> None:
+    """The one-pass kernel (no derivative matrix) against the derivative + column-slice extremes."""
+    vg, id_ = symmetric(6, half, kind, seed=half)
+    chunk = _chunk(vg, id_)
+    found = transfer._half_slope_extremes(chunk, quantity, reduction)
+    if half < 2:  # a reverse half of 1 point: the kernel does not apply
+        assert found is None
+        return
+    if kind != "overflow":
+        assert found is not None
+    if found is None:
+        return
+    sw = transfer.sweeps(chunk)
+    deriv = transfer.derivative(chunk, quantity)
+    for h, direction in enumerate(("forward", "reverse")):
+        value, index, ok = te.extreme(
+            deriv.d, sw, direction, reduction=reduction, edge=deriv.edges[direction]
+        )  # type: ignore[arg-type]
+        assert ok.all()
+        assert_identical((found[0][:, h].copy(), found[1][:, h].copy()), (value, index))
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [[1e308, -1e308], [-1e308, 1e308], [1e308, -1e308, 1e308]],
+    ids=["inf", "-inf", "nan"],  # slopes -inf / +inf; and -inf next to +inf: a NaN derivative
+)
+@pytest.mark.parametrize("col", [2, 9])  # inside the forward, inside the reverse half
+@pytest.mark.parametrize("reduction", ["max", "min", "absmax"])
+def test_compiled_half_extremes_leave_non_finite_slopes_to_the_general_path(
+    spoil: list[float], col: int, reduction: tm.Reduction
+) -> None:
+    vg, id_ = symmetric(4, 6, "smooth")
+    assert transfer._half_slope_extremes(_chunk(vg, id_), "gm", reduction) is not None
+    id_[2, col : col + len(spoil)] = spoil
+    with np.errstate(over="ignore", invalid="ignore"):
+        chunk = _chunk(vg, id_)
+        assert transfer.sweeps(chunk).common_turn == 6
+        assert transfer._half_slope_extremes(chunk, "gm", reduction) is None
+
+
+def test_rough_logarithm_is_within_its_bound() -> None:
+    """The screening's rough ln against glibc's, over the whole range above the 1e-12 A clip."""
+    rng = np.random.default_rng(5)
+    x = np.concatenate(
+        [
+            np.exp(rng.uniform(np.log(1e-12), np.log(1.7e308), 20_000)),
+            [1e-12, 1.0, 2.0, 0.5, np.sqrt(2.0), np.nextafter(np.sqrt(2.0), 3.0), 1.7976931348623157e308],
+            -np.exp(rng.uniform(-30.0, 30.0, 1000)),  # |Id|
+            [0.0, -0.0, 1e-13, 5e-324],  # clipped
+        ]
+    )
+    out, work = np.empty(x.size), np.empty(x.size)
+    rk._rough_log(x[None, :], 0, int(np.full(1, tm.LOG_FLOOR).view(np.int64)[0]), out, work)
+    exact = np.log(np.maximum(np.abs(x), tm.LOG_FLOOR))
+    assert np.abs(out - exact).max() < rk._ROUGH_LOG_ERROR / 100
