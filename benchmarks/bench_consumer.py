@@ -24,6 +24,8 @@ real results of the users' 5,000-step stability files, with no cluster in the wa
    task and per experiment. From them: the workers one client serves with one task per file, and
    with the tasks ``extract`` makes for 200 workers on a long run
    (:func:`dask_features.engine.plan.distributed_task_seconds`, :func:`~dask_features.engine.plan.bundle_size_cap`).
+   Once more with results arriving faster than the client handles them (many small experiments,
+   a deep window): the per-task cost of a saturated client, which submits and fetches in batches.
 
 Usage: ``python benchmarks/bench_consumer.py [--quick] [--presets a,b]``
 (``--quick``: 1,000-step files and fewer repetitions).
@@ -199,10 +201,13 @@ def external_cluster(n_workers: int) -> Iterator[str]:
             proc.kill()
 
 
-def client_cpu(address: str, path: Path, folder: Path, n: int, per_task: float | None) -> tuple[float, int]:
+def client_cpu(
+    address: str, path: Path, folder: Path, n: int, per_task: float | None, window: int | None = None
+) -> tuple[float, int]:
     """This process's CPU over one distributed ``extract`` of ``n`` links to ``path`` [s], and its tasks.
 
-    ``per_task``: work per task [s] to bundle for, instead of what ``extract`` picks for the cluster.
+    ``per_task``: work per task [s] to bundle for, instead of what ``extract`` picks for the cluster;
+    ``window``: bundles in flight, instead of ``extract``'s default for the cluster.
     """
     from distributed import Client
 
@@ -230,7 +235,13 @@ def client_cpu(address: str, path: Path, folder: Path, n: int, per_task: float |
             me = psutil.Process()
             before = sum(me.cpu_times()[:2])
             res = dfe.extract(
-                links, "v2_transfer_basic", folder / "out", client=client, force=True, progress=False
+                links,
+                "v2_transfer_basic",
+                folder / "out",
+                client=client,
+                force=True,
+                progress=False,
+                max_in_flight=window,
             )
             used = sum(me.cpu_times()[:2]) - before
     finally:
@@ -239,29 +250,48 @@ def client_cpu(address: str, path: Path, folder: Path, n: int, per_task: float |
     return used, tasks
 
 
+def _costs(one: tuple[float, int], few: tuple[float, int], n: int) -> tuple[float, float]:
+    """Client CPU per task and per experiment [s] from two runs over ``n`` experiments."""
+    per_task = (one[0] - few[0]) / (one[1] - few[1])
+    return per_task, (one[0] - one[1] * per_task) / n
+
+
 def whole_client(path: Path, tmp: Path, n: int, workers: dict[str, float]) -> None:
-    """Step 5: the client's CPU per task and per experiment on a real cluster, and what it serves."""
+    """Step 5: the client's CPU per task and per experiment on a real cluster, and what it serves.
+
+    Measured twice: with the 5,000-step file (the 2 workers finish a task now and then, the client
+    handles each result alone), and saturated: 400 experiments of 20 steps, 64 bundles in flight,
+    so results arrive faster than the client handles them. That is the client's state at the worker
+    count where it saturates; it then submits and fetches in batches (``engine.client_stream``).
+    """
+    small = dfe.synth.write_experiment(tmp, n_transfer=20, n_transient=0, seed=2, test_id="test_small")
     with external_cluster(2) as address:
         client_cpu(address, path, tmp / "warm", 4, None)
-        one, n_one = client_cpu(address, path, tmp / "one", n, None)
         w = workers.get("v2_transfer_basic", 0.2)
-        few, n_few = client_cpu(address, path, tmp / "few", n, 10 * w)
-    per_task = (one - few) / (n_one - n_few)
-    per_exp = (one - n_one * per_task) / n
+        one, few = (client_cpu(address, path, tmp / k, n, t) for k, t in (("one", None), ("few", 10 * w)))
+        s_one, s_few = (
+            client_cpu(address, small, tmp / k, 400, t, 64) for k, t in (("s1", 1e-4), ("s2", 10.0))
+        )
+    per_task, per_exp = _costs(one, few, n)
+    busy_task, busy_exp = _costs(s_one, s_few, 400)
     print(
         f"  whole client, {n} experiments on a 2-worker cluster (scheduler in its own process): "
-        f"{one / n * 1e3:.2f} ms/exp with {n_one} tasks, {few / n * 1e3:.2f} ms/exp with {n_few} tasks: "
-        f"{per_task * 1e3:.2f} ms per task + {per_exp * 1e3:.2f} ms per experiment"
+        f"{one[0] / n * 1e3:.2f} ms/exp with {one[1]} tasks, {few[0] / n * 1e3:.2f} ms/exp with {few[1]} tasks: "
+        f"{per_task * 1e3:.2f} ms per task + {per_exp * 1e3:.2f} ms per experiment\n"
+        f"  saturated (400 x 20 steps, {s_one[1]} and {s_few[1]} tasks, 64 in flight): "
+        f"{busy_task * 1e3:.2f} ms per task (+ {busy_exp * 1e3:.2f} ms per small experiment)"
     )
     for preset, w_cpu in workers.items():
         served = []
         for files in (10_000, 100_000):  # a longer run affords larger tasks (bundle_size_cap)
             b = min(bundle_size_cap(files, 200), max(1, int(-(-distributed_task_seconds(200) // w_cpu))))
             served.append(
-                f"{files:,} files: {b} files a task, {w_cpu / (per_task / b + per_exp):4.0f} workers"
+                f"{files:,} files: {b} files a task, {w_cpu / (per_task / b + per_exp):4.0f} workers "
+                f"({w_cpu / (busy_task / b + per_exp):4.0f} saturated)"
             )
         print(
-            f"      {preset:18s} one task per file: saturates at {w_cpu / (per_task + per_exp):4.0f} workers; "
+            f"      {preset:18s} one task per file: saturates at {w_cpu / (per_task + per_exp):4.0f} workers "
+            f"({w_cpu / (busy_task + per_exp):4.0f} counting the batches a saturated client makes); "
             f"extract's tasks for 200 workers on {'; on '.join(served)} (target >= 200)"
         )
 

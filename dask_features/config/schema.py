@@ -92,9 +92,9 @@ class FeatureConfig:
         text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
         return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
-    @property
+    @cached_property
     def sources(self) -> tuple[str, ...]:
-        """Data sources read by the step-level features, in registration order."""
+        """Data sources read by the step-level features, in registration order (computed once)."""
         used = {f.source for f in self.features if not f.is_derived}
         return tuple(s for s in source_names() if s in used)
 
@@ -110,9 +110,10 @@ class FeatureConfig:
         """Extractor features (layer 1), optionally of one source, in config order."""
         return tuple(f for f in self.features if not f.is_derived and (source is None or f.source == source))
 
-    @property
+    @cached_property
     def derived_features(self) -> tuple[FeatureSpec, ...]:
-        """Derived features in an order where every input comes first."""
+        """Derived features in an order where every input comes first (sorted once: every
+        experiment's assembly asks)."""
         return tuple(f for layer in self.layers[2:] for f in layer)
 
     @property

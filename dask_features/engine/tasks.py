@@ -242,7 +242,7 @@ def assemble(
             cycle_tables.append(pa.table(arrays, names=names))
         else:
             steps.update(zip((c.name for c in columns), arrays, strict=True))
-    err_table = _error_table(errors) if errors else _NO_ERRORS
+    err_table = _error_table(errors) if errors else NO_ERRORS
     compute_seconds = sum(r.seconds for r in results) + time.perf_counter() - t0
     return ExperimentTables(pa.table(steps), _merge_cycles(cycle_tables), err_table, compute_seconds, n_rows)
 
@@ -257,7 +257,8 @@ def _error_table(errors: Sequence[ErrorRecord]) -> pa.Table:
 
 #: The errors table of an experiment without problems (nearly every one): Arrow tables are
 #: immutable, so one is shared instead of building three empty columns per experiment.
-_NO_ERRORS = _error_table([])
+#: The errors table of an experiment without problems (shared: tables are immutable).
+NO_ERRORS = _error_table([])
 
 
 def _merge_cycles(tables: list[pa.Table]) -> pa.Table | None:

@@ -24,13 +24,21 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 from dask_features.config.schema import FeatureConfig
 from dask_features.engine.output import identity_values, write_tables
 from dask_features.engine.plan import ExperimentJob, FileJob, Job, failure_reason, make_job, missing_steps
-from dask_features.engine.tasks import ChunkResult, ExperimentTables, Failure, run_experiment, safe_assemble
+from dask_features.engine.tasks import (
+    NO_ERRORS,
+    ChunkResult,
+    ExperimentTables,
+    Failure,
+    run_experiment,
+    safe_assemble,
+)
 from dask_features.errors import DaskFeaturesError, OutputError, SourceChangedError
 from dask_features.io.opening import inspect_experiment
 
@@ -71,6 +79,24 @@ class Written:
     n_steps: int
     ids: dict[str, str] = field(default_factory=dict)
     warnings: tuple[Warning, ...] = ()
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # The client unpickles one of these per experiment: an empty Arrow table cost it ~65 us
+        # and a Path ~10 us of its ~0.2 ms per experiment (benchmarks/bench_consumer.py), and most
+        # experiments have no error rows (their table is the shared NO_ERRORS).
+        errors = None if self.errors is NO_ERRORS else self.errors
+        return _written, (
+            str(self.steps_file),
+            errors,
+            self.compute_seconds,
+            self.n_steps,
+            self.ids,
+            self.warnings,
+        )
+
+
+def _written(steps_file: str, errors: pa.Table | None, *rest: Any) -> Written:
+    return Written(Path(steps_file), NO_ERRORS if errors is None else errors, *rest)
 
 
 @dataclass

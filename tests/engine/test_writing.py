@@ -58,3 +58,25 @@ def test_a_planned_job_holds_its_file_only_when_asked(tmp_path: Path, keep_open:
     assert _open_count(path) == int(keep_open)
     job.experiment.release()
     assert _open_count(path) == 0
+
+
+@pytest.mark.parametrize("errors", ["none", "some"])
+def test_written_records_survive_pickling(errors: str) -> None:
+    import pickle
+
+    import pyarrow as pa
+
+    from dask_features.engine.tasks import NO_ERRORS
+    from dask_features.engine.writing import Written
+
+    table = (
+        NO_ERRORS if errors == "none" else pa.table({"step": [3], "feature": ["gm_max"], "error": ["boom"]})
+    )
+    record = Written(Path("/out/a.parquet"), table, 0.25, 7, {"chip_id": "c"}, (UserWarning("w"),))
+    back = pickle.loads(pickle.dumps(record))
+    assert back.steps_file == record.steps_file
+    assert isinstance(back.steps_file, Path)
+    assert back.errors.equals(table)
+    assert back.errors.schema.equals(table.schema)
+    assert (back.compute_seconds, back.n_steps, back.ids) == (0.25, 7, {"chip_id": "c"})
+    assert [str(w) for w in back.warnings] == ["w"]
