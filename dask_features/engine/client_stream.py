@@ -167,18 +167,26 @@ def _values(client: Any, futures: list[Any]) -> list[Any]:
         # Anything going wrong here (a worker lost after finishing) is sorted out one by one below.
         with contextlib.suppress(Exception):
             gathered = dict(zip([f.key for f in ready], client.gather(ready), strict=True))
-    values = []
-    for future in futures:
-        if future.key in gathered:
-            values.append(gathered[future.key])
-            continue
-        try:
-            values.append(future.result())
-        except BaseException as exc:  # task error, worker lost beyond retries, cancellation
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            values.append(Failure(f"task failed: {type(exc).__name__}: {exc}"))
-    return values
+    return [gathered[f.key] if f.key in gathered else _value(f) for f in futures]
+
+
+def _value(future: Any) -> Any:
+    """One future's result, or a Failure naming why there is none.
+
+    The error is asked for, not raised: ``distributed`` keeps a task's exception in the future's
+    state, and raising it would attach this frame (and through it the run's futures) to its
+    traceback, so the cluster would keep those results as long as the client lives.
+    """
+    try:
+        error = future.exception()
+        if error is None:
+            return future.result()
+    except BaseException as exc:  # cancelled, worker lost beyond retries
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        error = exc
+        exc.__traceback__ = None  # see above
+    return Failure(f"task failed: {type(error).__name__}: {error}")
 
 
 def stream_distributed(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,29 +30,40 @@ def _wait_all(futures: list[Any]) -> None:
     wait(futures)
 
 
-def test_values_fetches_finished_results_together_and_keeps_failures_apart(dask_client: Any) -> None:
-    futures = dask_client.map(_fail_on_three, range(6), pure=False)
+@pytest.fixture
+def client(dask_client: Any) -> Iterator[Any]:
+    """The session's cluster; the futures a test made must be released after it (other tests
+    check the cluster holds none, and a stream must not keep results alive)."""
+    yield dask_client
+    deadline = time.monotonic() + 30
+    while dask_client.futures and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not dask_client.futures
+
+
+def test_values_fetches_finished_results_together_and_keeps_failures_apart(client: Any) -> None:
+    futures = client.map(_fail_on_three, range(6), pure=False)
     _wait_all(futures)
-    values = _values(dask_client, futures)
+    values = _values(client, futures)
     assert values[:3] == [0, 1, 2]
     assert values[4:] == [4, 5]
     assert isinstance(values[3], Failure)
     assert "ValueError: three is broken" in values[3].reason
 
 
-def test_values_of_a_cancelled_future_is_a_failure(dask_client: Any) -> None:
-    done = dask_client.submit(_slow_square, 2, pure=False)
+def test_values_of_a_cancelled_future_is_a_failure(client: Any) -> None:
+    done = client.submit(_slow_square, 2, pure=False)
     _wait_all([done])
-    cancelled = dask_client.submit(_slow_square, 3, pure=False)
+    cancelled = client.submit(_slow_square, 3, pure=False)
     cancelled.cancel()
-    values = _values(dask_client, [done, cancelled])
+    values = _values(client, [done, cancelled])
     assert values[0] == 4
     assert isinstance(values[1], Failure)
 
 
 @pytest.mark.parametrize("window", [1, 3, 50])
 def test_stream_returns_every_bundle_once_whatever_the_window(
-    dask_client: Any, dataset: Path, tmp_path: Path, window: int
+    client: Any, dataset: Path, tmp_path: Path, window: int
 ) -> None:
     from dask_features.config.schema import load_config
     from dask_features.engine.identity import SourceIdentity
@@ -65,6 +77,6 @@ def test_stream_returns_every_bundle_once_whatever_the_window(
         for p in sorted(dataset.glob("*.h5"))
     ]
     bundles = [jobs[:1], jobs[1:]]  # one bundle of one experiment, one of two
-    outcomes = list(stream_distributed(dask_client, iter(bundles), config, folder, "step", window, 0))
+    outcomes = list(stream_distributed(client, iter(bundles), config, folder, "step", window, 0))
     assert sorted(job.stem for job, _, _ in outcomes) == sorted(job.stem for job in jobs)
     assert all(type(value).__name__ == "Written" for _, value, _ in outcomes)
