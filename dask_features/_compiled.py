@@ -34,7 +34,6 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
-import tempfile
 import threading
 import types
 import warnings
@@ -381,6 +380,8 @@ def build(folder: Path | None = None) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numba.pycc's pending deprecation
         from numba.pycc import CC
+
+    import tempfile  # only a build needs it (with shutil and random: ~9 ms of a first call's import)
 
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder))
     try:
