@@ -65,6 +65,7 @@ __all__ = [
 #: Modules whose kernels go into the ahead-of-time module (their source is part of its key).
 KERNEL_MODULES = (
     "dask_features.extractors._robust_kernels",
+    "dask_features.extractors._slope_kernels",
     "dask_features.extractors._peak_kernel",
     "dask_features.extractors._peaks",
     "dask_features.extractors.tau._kernels",

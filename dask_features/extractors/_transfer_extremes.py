@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from dask_features.extractors import _robust_kernels as rk
+from dask_features.extractors import _slope_kernels as sk
 from dask_features.extractors._transfer_math import (
     DX_FLOOR,
     LOG_FLOOR,
@@ -185,7 +185,7 @@ def half_slope_extremes(
 
     The usual chunk (full sweeps turning at one column, 2+ points per half, finite derivatives)
     needs neither the derivative's ``(n, w)`` matrix nor that of ln|Id|: the kernel
-    (:func:`._robust_kernels.half_slope_extremes`) differentiates row by row and reduces as it goes.
+    (:func:`._slope_kernels.half_slope_extremes`) differentiates row by row and reduces as it goes.
     The values are those of :func:`._transfer_math.derivative` (of Id, or of ln|Id| with ``log``)
     and :func:`extreme` with the half-end ``edge``, bit for bit.
 
@@ -201,5 +201,5 @@ def half_slope_extremes(
     value, index = np.empty((n, 2)), np.empty((n, 2), dtype=np.int64)
     vg, id_ = np.ascontiguousarray(sweeps.vg), np.ascontiguousarray(sweeps.id)
     code = HALF_REDUCTIONS[reduction]
-    done = rk.half_slope_extremes(vg, id_, turn, log, code, DX_FLOOR, LOG_FLOOR, value, index)
+    done = sk.half_slope_extremes(vg, id_, turn, log, code, DX_FLOOR, LOG_FLOOR, value, index)
     return (value, index) if done else None

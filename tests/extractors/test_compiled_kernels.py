@@ -18,6 +18,7 @@ import pytest
 
 from dask_features import _compiled
 from dask_features.extractors import _robust_kernels as rk
+from dask_features.extractors import _slope_kernels as sk
 from dask_features.extractors.tau import _anchored as anchored
 from dask_features.extractors.tau import _kernels as tk
 
@@ -129,7 +130,7 @@ def _ranges() -> tuple[Any, ...]:
         # Flat rows divide by a zero span: inf/NaN (error_model="numpy"), not ZeroDivisionError.
         (tk.group_start, lambda: (np.ones((3, 12)), np.array([0, 1, 1], np.int64))),
         *(
-            (rk.half_slope_extremes, lambda r=r, log=log: _sweeps(log, r))
+            (sk.half_slope_extremes, lambda r=r, log=log: _sweeps(log, r))
             for log in (False, True)
             for r in range(3)
         ),

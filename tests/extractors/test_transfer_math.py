@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 import pytest
 
-from dask_features.extractors import _robust_kernels as rk
+from dask_features.extractors import _slope_kernels as sk
 from dask_features.extractors import _transfer_extremes as te
 from dask_features.extractors import _transfer_math as tm
 from dask_features.extractors import transfer
@@ -265,6 +265,6 @@ def test_rough_logarithm_is_within_its_bound() -> None:
         ]
     )
     out, work = np.empty(x.size), np.empty(x.size)
-    rk._rough_log(x[None, :], 0, int(np.full(1, tm.LOG_FLOOR).view(np.int64)[0]), out, work)
+    sk._rough_log(x[None, :], 0, int(np.full(1, tm.LOG_FLOOR).view(np.int64)[0]), out, work)
     exact = np.log(np.maximum(np.abs(x), tm.LOG_FLOOR))
-    assert np.abs(out - exact).max() < rk._ROUGH_LOG_ERROR / 100
+    assert np.abs(out - exact).max() < sk._ROUGH_LOG_ERROR / 100
