@@ -29,10 +29,10 @@ from typing import Any
 
 from dask_features.config.schema import FeatureConfig
 from dask_features.engine.cluster import local_cluster
-from dask_features.engine.plan import Job
+from dask_features.engine.plan import ExperimentJob, Job
 from dask_features.engine.shipping import PackedConfig, call_with_config
-from dask_features.engine.streams import Outcome, chunked, per_job
-from dask_features.engine.tasks import Failure, run_chunk
+from dask_features.engine.streams import Outcome, chunked, per_job, value_of
+from dask_features.engine.tasks import run_chunk
 from dask_features.engine.writing import assemble_and_write, compute_and_write
 
 __all__ = ["resolve_client", "stream_distributed", "worker_count"]
@@ -97,8 +97,8 @@ class _Submitter:
         self.retries = retries
         self.run = uuid.uuid4().hex[:8]
 
-    def _tag(self, bundle: list[Job]) -> str:
-        return f"{bundle[0].stem.replace('/', '.')}-{self.run}"  # output stems are unique within a run
+    def _tag(self, job: Job) -> str:
+        return f"{job.stem.replace('/', '.')}-{self.run}"  # output stems are unique within a run
 
     def submit(self, bundles: Sequence[list[Job]]) -> list[Any]:
         """One future per bundle: its list of per-experiment outcomes, or a chunked experiment's value.
@@ -106,9 +106,10 @@ class _Submitter:
         Whole bundles (one task computing their experiments in turn) go in one ``Client.map``; an
         experiment cut into chunks is a task per chunk and one that assembles them on a worker.
         """
-        whole = [b for b in bundles if chunked(b, self.mode) is None]
+        jobs = [chunked(b, self.mode) for b in bundles]
+        whole = [b for b, job in zip(bundles, jobs, strict=True) if job is None]
         keys = [
-            f"experiments-{self._tag(b)}-{len(b)}" if len(b) > 1 else f"experiment-{self._tag(b)}"
+            f"experiments-{self._tag(b[0])}-{len(b)}" if len(b) > 1 else f"experiment-{self._tag(b[0])}"
             for b in whole
         ]
         mapped = iter(
@@ -125,12 +126,10 @@ class _Submitter:
             if whole
             else []
         )
-        return [next(mapped) if chunked(b, self.mode) is None else self._chunks(b) for b in bundles]
+        return [next(mapped) if job is None else self._chunks(job) for job in jobs]
 
-    def _chunks(self, bundle: list[Job]) -> Any:
-        job = chunked(bundle, self.mode)
-        assert job is not None
-        tag = self._tag(bundle)
+    def _chunks(self, job: ExperimentJob) -> Any:
+        tag = self._tag(job)
         parts = [
             self.client.submit(
                 call_with_config,
@@ -167,26 +166,7 @@ def _values(client: Any, futures: list[Any]) -> list[Any]:
         # Anything going wrong here (a worker lost after finishing) is sorted out one by one below.
         with contextlib.suppress(Exception):
             gathered = dict(zip([f.key for f in ready], client.gather(ready), strict=True))
-    return [gathered[f.key] if f.key in gathered else _value(f) for f in futures]
-
-
-def _value(future: Any) -> Any:
-    """One future's result, or a Failure naming why there is none.
-
-    The error is asked for, not raised: ``distributed`` keeps a task's exception in the future's
-    state, and raising it would attach this frame (and through it the run's futures) to its
-    traceback, so the cluster would keep those results as long as the client lives.
-    """
-    try:
-        error = future.exception()
-        if error is None:
-            return future.result()
-    except BaseException as exc:  # cancelled, worker lost beyond retries
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        error = exc
-        exc.__traceback__ = None  # see above
-    return Failure(f"task failed: {type(error).__name__}: {error}")
+    return [gathered[f.key] if f.key in gathered else value_of(f) for f in futures]
 
 
 def stream_distributed(

@@ -61,8 +61,9 @@ MAX_BUNDLE = 32
 BUNDLES_PER_WORKER = 4
 
 #: The client's CPU per task of a distributed run [s]: submitting it, following its future and
-#: fetching its result. Measured 5.6-8.2 ms on 2 cores with the scheduler in its own process
-#: (``benchmarks/bench_consumer.py``, step 5), against ~0.7 ms per experiment a task carries.
+#: fetching its result. Measured 5.6-8.2 ms on 2 cores with the scheduler in its own process,
+#: results taken one at a time (``benchmarks/bench_consumer.py``, step 5; ~4 ms once they queue up
+#: and come in batches), against ~0.3 ms per experiment a task carries.
 CLIENT_SECONDS_PER_TASK = 0.006
 #: Share of one core the client may spend on per-task costs while the workers compute.
 CLIENT_SHARE = 0.25
@@ -198,7 +199,7 @@ def _files_below(folder: str) -> list[str]:
 
     As ``Path.rglob`` would find them (symlinked folders are not entered, symlinked files are kept,
     unreadable folders are skipped) in the order of sorted ``Path`` objects (component by
-    component), at a fifth of the cost: a run over 10,000 files lists them on the client.
+    component), at about half the cost: a run over 10,000 files lists them on the client.
     """
     found: list[list[str]] = []
     base = str(Path(folder))  # normalised, as Path would print it
@@ -297,9 +298,9 @@ def distributed_task_seconds(n_workers: int) -> float:
     ``n_workers`` workers finishing a task of ``T`` seconds each send the client ``n_workers / T``
     tasks a second; at :data:`CLIENT_SECONDS_PER_TASK` each, ``T >= n_workers *
     CLIENT_SECONDS_PER_TASK / CLIENT_SHARE`` keeps it within :data:`CLIENT_SHARE` of a core: the
-    usual :data:`TARGET_TASK_SECONDS` up to 4 workers, 4.8 s for 200 (one task per 0.26 s file
-    would saturate the client at ~35 workers). :func:`bundle_size_cap` still leaves every worker
-    several tasks.
+    usual :data:`TARGET_TASK_SECONDS` up to 4 workers, 4.8 s for 200 (one task per 5,000-step
+    transfer file, 0.18 s, would saturate the client at ~20-40 workers). :func:`bundle_size_cap`
+    still leaves every worker several tasks.
     """
     return max(TARGET_TASK_SECONDS, n_workers * CLIENT_SECONDS_PER_TASK / CLIENT_SHARE)
 

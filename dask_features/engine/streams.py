@@ -45,7 +45,7 @@ from dask_features.engine.writing import (
 )
 from dask_features.io.sources import get_source
 
-__all__ = ["Outcome", "choose_local_scheduler", "chunked", "per_job", "stream_local"]
+__all__ = ["Outcome", "choose_local_scheduler", "chunked", "per_job", "stream_local", "value_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,13 +110,27 @@ def choose_local_scheduler(
     return "threads", f"{why}: {n} threads (no process start-up)"
 
 
-def _as_failure(future: Future[Any]) -> Failure | None:
-    exc = future.exception()
-    if exc is None:
-        return None
-    if isinstance(exc, KeyboardInterrupt):
-        raise exc
-    return Failure(f"task failed: {type(exc).__name__}: {exc}")
+def value_of(future: Any) -> Any:
+    """The result of a finished ``future`` (``concurrent.futures`` or ``distributed``), or a
+    :class:`Failure` naming why there is none (task error, cancelled, worker lost).
+
+    The error is asked for before the result, not caught from it: ``distributed`` keeps a task's
+    exception in the future's state, and raising it would attach the caller's frame (and through it
+    the run's futures) to its traceback, so the cluster would keep those results as long as the
+    client lives. Ctrl-C is raised again.
+    """
+    try:
+        error = future.exception()
+        if error is None:
+            return future.result()
+    except BaseException as exc:  # cancelled, or its worker lost beyond retries
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        exc.__traceback__ = None  # see above
+        error = exc
+    if isinstance(error, KeyboardInterrupt):
+        raise error
+    return Failure(f"task failed: {type(error).__name__}: {error}")
 
 
 def stream_local(
@@ -165,8 +179,8 @@ def stream_local(
         if job is None:
 
             def done(f: Future[Any]) -> list[Outcome]:
-                failure = _as_failure(f)
-                values = [failure] * len(bundle) if failure else f.result()
+                value = value_of(f)
+                values = [value] * len(bundle) if isinstance(value, Failure) else value
                 wall = time.perf_counter() - t0
                 return [(j, v, wall) for j, v in zip(bundle, values, strict=True)]
 
@@ -176,18 +190,18 @@ def stream_local(
         left = [len(job.chunks)]
 
         def assembled(f: Future[Any]) -> list[Outcome]:
-            return [(job, _as_failure(f) or f.result(), time.perf_counter() - t0)]
+            return [(job, value_of(f), time.perf_counter() - t0)]
 
         def chunk_done(i: int) -> Callable[[Future[Any]], list[Outcome]]:
             def done(f: Future[Any]) -> list[Outcome]:
                 if left[0] < 0:  # an earlier chunk failed: the experiment is already reported
                     return []
-                failure = _as_failure(f)
-                if failure is not None:
+                value = value_of(f)
+                if isinstance(value, Failure):
                     left[0] = -1
                     assembling.discard(job.stem)
-                    return [(job, failure, time.perf_counter() - t0)]
-                parts[i] = f.result()
+                    return [(job, value, time.perf_counter() - t0)]
+                parts[i] = value
                 left[0] -= 1
                 if left[0] == 0:
                     pending[pool.submit(assemble_and_write, job, config, parts, folder)] = assembled

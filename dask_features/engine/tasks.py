@@ -212,7 +212,7 @@ def assemble(
     """
     t0 = time.perf_counter()
     errors: list[ErrorRecord] = [e for r in results for e in r.errors]
-    # The config's source and feature listings are computed on each access: taken once here.
+    # step_features filters the config's features at every call: each source's list taken once here.
     features = {source: config.step_features(source) for source in config.sources}
     have = {source: get_source(source).n_steps(experiment) for source in features}
     values = _joined(features, results)
@@ -257,7 +257,6 @@ def _error_table(errors: Sequence[ErrorRecord]) -> pa.Table:
 
 #: The errors table of an experiment without problems (nearly every one): Arrow tables are
 #: immutable, so one is shared instead of building three empty columns per experiment.
-#: The errors table of an experiment without problems (shared: tables are immutable).
 NO_ERRORS = _error_table([])
 
 

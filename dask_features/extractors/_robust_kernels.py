@@ -1,8 +1,8 @@
 """Compiled per-row loops of the transfer features (see :mod:`._robust_math` for the robust maths).
 
 Applying the local-fit weights, refitting each peak, estimating each row's noise floor and finding
-a row's extremes are short loops per row; in NumPy they cost more in
-temporaries than in arithmetic. Single-threaded on purpose
+a row's extremes are short loops per row; in NumPy they cost more in temporaries than in
+arithmetic. Single-threaded on purpose
 (Dask parallelises over chunks); compiled like the tau kernels (:mod:`dask_features._compiled`).
 """
 

@@ -4,7 +4,7 @@ The general way (``h5py.Dataset`` slicing, then :func:`~dask_features.io._layout
 on each row) allocates the block read, then copies each strided row out of it into another fresh
 array. When the file stores native float64 (what oect-infra writes), HDF5 can instead write the
 stored bytes directly into the final arrays: Vg and Id of a transfer chunk each into an ``(n, m)``
-array of :func:`~dask_features.io._buffers.pooled` memory, a transient row into a flat one. The
+array of :func:`~dask_features._buffers.pooled` memory, a transient row into a flat one. The
 values are the same bytes either way; +-inf is then replaced by NaN in place, as
 :func:`~dask_features.io._layout.finite_or_nan` does on its copy.
 

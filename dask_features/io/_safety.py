@@ -14,6 +14,7 @@ reported, an attribute that cannot be read is reported and skipped, and an attri
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Callable
@@ -277,14 +278,20 @@ def _scalar(oid: Any, key: bytes) -> Any:
     return value
 
 
-def _attribute(attrs: h5py.AttributeManager, key: str | bytes) -> Any:
-    """``attrs[key]``, exactly (same dtype, same read, same decoding): :func:`_scalar` where it
-    answers, else (or when it fails) ``attrs[key]``, which reads it or raises what it raises."""
+def _attribute(oid: Any, raw: bytes, general: Callable[[], Any]) -> Any:
+    """Attribute ``raw`` of low-level object ``oid`` exactly as ``attrs[name]`` gives it (same dtype,
+    same read, same decoding): :func:`_scalar` where it answers, else (or when it fails)
+    ``general()``, h5py's own read, which reads it or raises what it raises."""
     try:
-        value = _scalar(attrs._id, key if isinstance(key, bytes) else key.encode("utf-8"))
+        value = _scalar(oid, raw)
     except Exception:
         value = _GENERAL
-    return attrs[key] if value is _GENERAL else value
+    return general() if value is _GENERAL else value
+
+
+def _h5py_read(obj: Any, manager: h5py.AttributeManager | None, name: str | bytes) -> Any:
+    """``attrs[name]`` of ``obj`` by h5py's generic read (its ``attrs`` made only when needed)."""
+    return (obj.attrs if manager is None else manager)[name]
 
 
 def _raw_names(oid: Any) -> list[bytes]:
@@ -303,11 +310,6 @@ def _h5py_name(raw: bytes) -> str | bytes:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw
-
-
-def _names(attrs: h5py.AttributeManager) -> list[str | bytes]:
-    """``list(attrs)``: :func:`_raw_names`, each as h5py gives it."""
-    return [_h5py_name(raw) for raw in _raw_names(attrs._id)]
 
 
 def read_attributes(
@@ -349,14 +351,7 @@ def read_attributes(
             key = _decode(name, key_notes.append)
         notes: list[str] = []
         try:
-            try:
-                value = _scalar(oid, raw)
-            except Exception:  # h5py's own path reads it, or raises what it raises
-                value = _GENERAL
-            if value is _GENERAL:
-                if manager is None:
-                    manager = obj.attrs
-                value = manager[name]
+            value = _attribute(oid, raw, functools.partial(_h5py_read, obj, manager, name))
             if type(value) is str and value.isascii():  # nearly every value: already decoded
                 size = len(value)
             else:

@@ -125,6 +125,7 @@ def inspect_experiment(
             raise NotHDF5Error(path, "not an HDF5 file (no HDF5 signature)") from None
         raise layout.classify_open_error(path, exc) from None
     allowed = allowed_folder(allow_external_in)
+    lent = False
     try:
         # nothing outside this file may be read: refuse external data
         objects: dict[str, Any] | None = check_storage(f, path, allowed)  # read below, not looked up again
@@ -185,13 +186,11 @@ def inspect_experiment(
         remember_checked(path, stat, allowed)
         if keep_open:
             experiment.lend(f, objects or {})
-            return experiment, tuple(found)
-    except BaseException:
-        objects = None  # released before the file closes (see layout.close_file)
-        layout.close_file(f)
-        raise
-    objects = None
-    layout.close_file(f)
+            lent = True
+    finally:
+        if not lent:
+            objects = None  # released before the file closes (see layout.close_file)
+            layout.close_file(f)
     return experiment, tuple(found)
 
 
