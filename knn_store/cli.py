@@ -53,6 +53,34 @@ def _density_range(text: str) -> list[float]:
         ) from exc
 
 
+def _param(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` of ``--param``: VALUE read as JSON where it is JSON, else kept as text."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return name.strip(), value
+
+
+def _weights(text: str) -> dict[str, float]:
+    """``--l2-weights``: ``silhouette=3,separation=0``, or ``none`` for no L2 term."""
+    if text.strip().lower() == "none":
+        return {}
+    weights: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, raw = part.partition("=")
+        try:
+            weights[name.strip()] = float(raw)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(f"expected NAME=W[,NAME=W] or 'none', got {text!r}")
+    return weights
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -96,7 +124,42 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="recompute the kNN of these features (not needed after retraining: keys follow content)",
     )
-    g.add_argument("--select-by", default="acc_all", help="column maximised for the best configuration")
+    how = g.add_argument_group("clustering, loss and selection (default: the users' variant B)")
+    how.add_argument(
+        "--algorithm",
+        default="reference",
+        help="'reference' (the users' own SS-DDBC, default) or 'ours' (this project's variant)",
+    )
+    how.add_argument(
+        "--variant",
+        default=None,
+        help="the users' package copy to reproduce: A (dense_method=0, assign_model=2, no L2 term) or B "
+        "(dense_method=1, assign_model=3, L2 = 3 x silhouette); --param and --l2-weights override it",
+    )
+    how.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        type=_param,
+        metavar="NAME=VALUE",
+        help="an algorithm parameter, e.g. co_mode=1, co_manual=0.5, voting_k=7, cutoff=mean; VALUE is "
+        "read as JSON (numbers, true/false, null), else as text; repeat for several",
+    )
+    how.add_argument(
+        "--l2-weights",
+        type=_weights,
+        default=None,
+        metavar="NAME=W[,NAME=W]",
+        help="weights of the loss's L2 components (silhouette, separation), or 'none' for L2 = 0",
+    )
+    how.add_argument("--no-loss", action="store_true", help="skip the loss columns (l1, l2, loss, score)")
+    how.add_argument("--select-by", default="acc_all", help="column maximised for the best configuration")
+    how.add_argument(
+        "--select-rule",
+        default="ours",
+        choices=["ours", "first"],
+        help="tie rule of the best configuration: 'first' is the users' (first best in k-major order)",
+    )
     g.add_argument("--out", required=True, help="output directory (results.parquet, best.parquet)")
 
     i = sub.add_parser("info", parents=[common], help="list entries")
@@ -172,6 +235,27 @@ def _load_inputs(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], np.nd
     return sets, np.asarray(labels), np.asarray(mask, dtype=bool)
 
 
+def _clustering_options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, float] | None]:
+    """The algorithm parameters and L2 weights of ``--variant``, ``--param`` and ``--l2-weights``
+    (the explicit options win over the variant's values)."""
+    from knn_store.cluster.jobs import VARIANTS
+
+    params: dict[str, Any] = {}
+    l2_weights: dict[str, float] | None = None
+    if args.variant is not None:
+        if args.variant not in VARIANTS:
+            raise InvalidParameterError(f"--variant must be one of {sorted(VARIANTS)}, got {args.variant!r}")
+        variant_params, variant_weights = VARIANTS[args.variant]
+        # The variant's parameters are the reference algorithm's; 'ours' takes only its loss weights.
+        params = dict(variant_params) if args.algorithm == "reference" else {}
+        l2_weights = dict(variant_weights)
+    for name, value in args.param:
+        params[name] = value
+    if args.l2_weights is not None:
+        l2_weights = args.l2_weights
+    return params, l2_weights
+
+
 def _grid_search(args: argparse.Namespace, store: KNNStore) -> int:
     import pandas as pd
 
@@ -179,6 +263,7 @@ def _grid_search(args: argparse.Namespace, store: KNNStore) -> int:
 
     if args.k_min < 1 or args.k_max < args.k_min:
         raise InvalidParameterError(f"need 1 <= --k-min <= --k-max, got {args.k_min} and {args.k_max}")
+    params, l2_weights = _clustering_options(args)
     sets, labels, mask = _load_inputs(args)
     t0 = time.perf_counter()
     with _client(args.workers, args.address, args.verbose) as client:
@@ -195,6 +280,11 @@ def _grid_search(args: argparse.Namespace, store: KNNStore) -> int:
             refresh=args.clear_knn_cache,
             out=args.out,
             select_by=args.select_by,
+            select_rule=args.select_rule,
+            algorithm=args.algorithm,
+            cluster_params=params,
+            loss=not args.no_loss,
+            l2_weights=l2_weights,
         )
     print(
         f"{len(df)} jobs in {time.perf_counter() - t0:.1f} s; results in {Path(args.out) / 'results.parquet'}"

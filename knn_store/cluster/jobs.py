@@ -17,11 +17,11 @@ import numpy as np
 
 from knn_store.cluster._reference_distances import Points
 from knn_store.cluster.api import check_algorithm, sweep
-from knn_store.cluster.loss import LOSS_COLUMNS, UsersLoss
+from knn_store.cluster.loss import DEFAULT_WEIGHTS, LOSS_COLUMNS, UsersLoss, check_weights
 from knn_store.cluster.metrics import gcd_scores
 from knn_store.errors import InvalidParameterError
 
-__all__ = ["ClusterFn", "JobSpec", "clear_shared_points", "run_jobs", "shared_points"]
+__all__ = ["VARIANTS", "ClusterFn", "JobSpec", "clear_shared_points", "run_jobs", "shared_points"]
 
 # One feature set's distance matrix per process: the tasks of a grid are grouped by feature set, so a
 # worker computes it once for all its tasks instead of once per k.
@@ -53,6 +53,15 @@ ClusterFn = Callable[
 ]
 
 
+#: The two copies of the users' package as their batch runners run them (hollegjx/final: A is
+#: ``clustering/``, B is ``ssddbc/``, the one their pseudo-label pipeline imports): name ->
+#: (parameters of the reference algorithm, L2 weights of the loss). B is what the defaults give.
+VARIANTS: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
+    "A": ({"dense_method": 0, "assign_model": 2}, {}),
+    "B": ({"dense_method": 1, "assign_model": 3}, dict(DEFAULT_WEIGHTS)),
+}
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """What every job of a grid runs: an algorithm (or ``cluster_fn``), its parameters, and the loss."""
@@ -69,6 +78,8 @@ class JobSpec:
             check_algorithm(self.algorithm, self.params)
         elif not callable(self.cluster_fn):
             raise InvalidParameterError(f"cluster_fn must be callable, got {type(self.cluster_fn).__name__}")
+        if self.loss:
+            check_weights(self.l2_weights)
 
     @property
     def shares_distances(self) -> bool:

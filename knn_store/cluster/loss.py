@@ -27,7 +27,7 @@ import numpy as np
 from knn_store.cluster._reference_distances import Points, distance_blocks
 from knn_store.errors import InvalidParameterError
 
-__all__ = ["COMPONENTS", "LOSS_COLUMNS", "UsersLoss", "l1_cross_entropy"]
+__all__ = ["COMPONENTS", "DEFAULT_WEIGHTS", "LOSS_COLUMNS", "UsersLoss", "check_weights", "l1_cross_entropy"]
 
 #: Columns produced by :meth:`UsersLoss.__call__`.
 LOSS_COLUMNS = ("l1", "l2", "loss", "score")
@@ -35,6 +35,19 @@ LOSS_COLUMNS = ("l1", "l2", "loss", "score")
 COMPONENTS = ("silhouette", "separation")
 #: Their variant B's weights (the batch runner's ``l2_component_weights`` with ``separation_weight=0``).
 DEFAULT_WEIGHTS = {"silhouette": 3.0, "separation": 0.0}
+
+
+def check_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
+    """``weights`` (default :data:`DEFAULT_WEIGHTS`) as a dict, or :class:`~knn_store.InvalidParameterError`
+    naming the first unknown component or non-finite weight."""
+    checked = dict(DEFAULT_WEIGHTS if weights is None else weights)
+    for name, w in checked.items():
+        number = isinstance(w, (int, float, np.integer, np.floating)) and not isinstance(w, bool)
+        if name not in COMPONENTS or not number or not np.isfinite(w):
+            raise InvalidParameterError(
+                f"l2_weights: unknown component {name!r} or non-finite weight {w!r}; components are {COMPONENTS}"
+            )
+    return checked
 
 
 def l1_cross_entropy(pred: np.ndarray, y: np.ndarray, labeled: np.ndarray) -> float:
@@ -74,12 +87,7 @@ class UsersLoss:
         *,
         max_bytes: int = 256 << 20,
     ) -> None:
-        self.weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
-        for name, w in self.weights.items():
-            if name not in COMPONENTS or not np.isfinite(w):
-                raise InvalidParameterError(
-                    f"l2_weights: unknown component {name!r} or non-finite weight; components are {COMPONENTS}"
-                )
+        self.weights = check_weights(weights)
         self.points = features if isinstance(features, Points) else Points(features)
         self.labels = labels
         self.mask = labeled_mask

@@ -100,3 +100,81 @@ def test_bad_density_range_is_a_usage_error(capsys) -> None:
         main(["grid-search", "--features", "x.npy", "--density-range", "40:90:0", "--out", "o"])
     assert exc.value.code == 2
     assert "density-range" in capsys.readouterr().err
+
+
+def _grid(inputs: dict[str, Path], tmp_path: Path, *flags: str) -> tuple[int, Path]:
+    out = tmp_path / "out"
+    argv = ["grid-search", "--store", str(tmp_path / "s"), "--features", str(inputs["npy"])]
+    argv += ["--labels", str(inputs["labels"]), "--k-min", "4", "--k-max", "5", "--density-range", "50,70"]
+    return main([*argv, "--out", str(out), *flags]), out
+
+
+@pytest.mark.parametrize(
+    ("flags", "kwargs"),
+    [
+        (["--variant", "A"], {"dense_method": 0, "assign_model": 2, "l2_weights": {}}),
+        (
+            ["--variant", "A", "--param", "voting_k=7", "--l2-weights", "silhouette=1,separation=2"],
+            {
+                "dense_method": 0,
+                "assign_model": 2,
+                "voting_k": 7,
+                "l2_weights": {"silhouette": 1, "separation": 2},
+            },
+        ),
+        (
+            ["--param", "co_mode=1", "--param", "co_manual=30.5", "--select-rule", "first"],
+            {"co_mode": 1, "co_manual": 30.5, "select_rule": "first"},
+        ),
+        (
+            ["--algorithm", "ours", "--variant", "A", "--no-loss", "--param", "relative=false"],
+            {"algorithm": "ours", "loss": False, "relative": False},
+        ),
+    ],
+    ids=["variant-A", "variant-A-overridden", "reference-params", "ours-no-loss"],
+)
+def test_clustering_options_run_what_the_python_call_runs(inputs, tmp_path: Path, flags, kwargs) -> None:
+    from knn_store import grid_search
+
+    code, out = _grid(inputs, tmp_path, *flags)
+    assert code == 0
+    got = pd.read_parquet(out / "results.parquet")
+    x, lab = np.load(inputs["npy"]), np.load(inputs["labels"])
+    want = grid_search(
+        {"raw": x}, lab["labels"], lab["labeled_mask"], range(4, 6), [50, 70], progress=False, **kwargs
+    )
+    pd.testing.assert_frame_equal(got.drop(columns="seconds"), want.drop(columns="seconds"))
+    best = pd.read_parquet(out / "best.parquet")
+    assert best[["k", "density_percentile"]].values.tolist() == [
+        [b["k"], b["density_percentile"]] for b in want.attrs["best"]
+    ]
+    if flags[:2] == ["--variant", "A"] and len(flags) == 2:
+        assert (got.l2 == 0).all()  # their variant A has no L2 term; the default (B) has
+    if "--no-loss" in flags:
+        assert got.loss.isna().all()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--variant", "C"], "--variant must be one of ['A', 'B']"),
+        (["--algorithm", "kmeans"], "algorithm"),
+        (["--param", "bogus=1"], "bogus"),
+        (["--param", "co_mode=1"], "co_manual"),
+        (["--l2-weights", "dbcv=1"], "dbcv"),
+    ],
+)
+def test_bad_clustering_options_fail_before_any_work(inputs, tmp_path: Path, capsys, flags, message) -> None:
+    code, out = _grid(inputs, tmp_path, *flags)
+    assert code == 1
+    assert message in capsys.readouterr().err
+    assert not list((tmp_path / "s").rglob("*.zarr"))  # no kNN computed
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flags", [["--param", "novalue"], ["--l2-weights", "silhouette"]])
+def test_malformed_clustering_options_are_usage_errors(flags, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["grid-search", "--features", "x.npy", "--out", "o", *flags])
+    assert exc.value.code == 2
+    assert flags[0] in capsys.readouterr().err

@@ -122,3 +122,17 @@ def test_bad_options_fail_before_any_work(gcd300, kwargs, word) -> None:
     x, y, labeled = gcd300
     with pytest.raises(InvalidParameterError, match=word):
         grid_search(x, y, labeled, [4], [50], progress=False, **kwargs)
+
+
+def test_variant_b_is_what_the_defaults_give() -> None:
+    import inspect
+
+    from knn_store.cluster.jobs import VARIANTS
+    from knn_store.cluster.loss import DEFAULT_WEIGHTS
+    from knn_store.cluster.reference import reference_sweep
+
+    params, weights = VARIANTS["B"]
+    defaults = inspect.signature(reference_sweep).parameters
+    assert {name: defaults[name].default for name in params} == params
+    assert weights == DEFAULT_WEIGHTS
+    assert set(VARIANTS["A"][0]) == set(params)  # the copies differ only in these parameters
