@@ -26,7 +26,8 @@ from dask_features.errors import (
     TruncatedFileError,
 )
 from dask_features.io import _layout as layout
-from dask_features.io._safety import allowed_folder, check_storage, read_attributes
+from dask_features.io._attributes import read_attributes
+from dask_features.io._safety import allowed_folder, check_storage
 from dask_features.io.hdf5 import Experiment, remember_checked
 from dask_features.io.workflow import WorkflowError, parse_workflow
 
