@@ -18,10 +18,11 @@ from typing import Any
 
 import h5py
 
-from dask_features.errors import ExperimentFormatError
+from dask_features.errors import ExperimentFormatError, MissingGroupError
 
 __all__ = [
     "ALLOW_ENV",
+    "OPTIONAL_PATHS",
     "READ_PATHS",
     "allowed_folder",
     "check_storage",
@@ -54,6 +55,11 @@ READ_PATHS = (
     "transient/step_info_table",
     "raw/workflow",
 )
+#: Of :data:`READ_PATHS`, those a file may lack: a soft link to them that cannot be followed is a
+#: problem of the file (the object is not read), not a failure of it.
+OPTIONAL_PATHS = frozenset({"raw/workflow"})
+#: Most soft links the walk to one object follows (HDF5 itself follows up to 16, unchecked beyond
+#: this: a longer chain is refused).
 _MAX_SOFT_LINKS = 8
 
 
@@ -79,19 +85,37 @@ def _exists(links: Any, key: bytes) -> bool:
         return False
 
 
+def _dangling(path: str, followed: list[tuple[str, str, int]], i: int, n: int) -> None:
+    """Raise MissingGroupError when component ``i`` (of ``n``), found absent, lies in the target of
+    a soft link followed: innermost first, a link's target is all but the ``tail`` components that
+    came after it."""
+    for link, value, tail in reversed(followed):
+        if i <= n - tail:
+            raise MissingGroupError(path, f"soft link '{link}' -> '{value}' points at nothing")
+
+
 def _check_path(
-    f: h5py.File, name: str, refuse: Callable[[str, str, str], None], kinds: dict[str, int | None]
+    f: h5py.File,
+    path: str,
+    name: str,
+    refuse: Callable[[str, str, str], None],
+    kinds: dict[str, int | None],
 ) -> Any:
     """Walk ``name`` one link at a time with low-level calls, so no external link is ever followed.
 
     ``kinds`` caches each link's type (None: no such link) for the walks of one check: the read
     paths share their groups, so each group link is looked up once. Returns the object opened at
-    the end of the walk, or None when the walk stopped before it (no such object, an external link,
-    too many soft links).
+    the end of the walk, or None when the walk stopped before it (no such object, an external link).
+    Raises MissingGroupError for a soft link that points at nothing, ExperimentFormatError for
+    soft links that loop or more than :data:`_MAX_SOFT_LINKS` of them (``path`` names the file):
+    HDF5 would answer these with a bare KeyError or RuntimeError naming neither the file nor the
+    link, and a chain longer than the walk follows would be read unchecked.
     """
     parts = [p for p in name.split("/") if p]
     links = f.id.links
-    i, hops = 1, 0
+    i = 1
+    followed: list[tuple[str, str, int]] = []  # (link, its value, components after it)
+    seen: set[tuple[int, tuple[str, ...]]] = set()  # states of the walk at a soft link
     while i <= len(parts):
         here = "/".join(parts[:i])
         if here not in kinds:
@@ -102,15 +126,25 @@ def _check_path(
                 kinds[here] = links.get_info(key).type if _exists(links, key) else None
         kind = kinds[here]
         if kind is None:
+            _dangling(path, followed, i, len(parts))
             return None
         if kind == h5py.h5l.TYPE_EXTERNAL:
             refuse(here, "an external link", str(f.get(here, getlink=True).filename))
             return None
         if kind == h5py.h5l.TYPE_SOFT:
-            hops += 1
-            if hops > _MAX_SOFT_LINKS:
-                return None
+            # The walk from here depends only on this state: meeting it again, it never ends.
+            state = (i, tuple(parts))
+            if state in seen:
+                raise ExperimentFormatError(path, f"soft links loop at '{here}'")
+            seen.add(state)
+            if len(followed) == _MAX_SOFT_LINKS:
+                first, target, _ = followed[0]
+                raise ExperimentFormatError(
+                    path,
+                    f"soft link '{first}' -> '{target}' leads through more than {_MAX_SOFT_LINKS} soft links",
+                )
             value = os.fsdecode(links.get_val(here.encode()))
+            followed.append((here, value, len(parts) - i))
             base = [] if value.startswith("/") else parts[: i - 1]
             parts = base + [p for p in value.split("/") if p] + parts[i:]
             i = len(base) + 1
@@ -130,9 +164,15 @@ def allowed_folder(allow_in: str | None = None) -> str:
 
 
 def check_storage(
-    f: h5py.File, path: str, allow_in: str | None = None, names: tuple[str, ...] = READ_PATHS
+    f: h5py.File,
+    path: str,
+    allow_in: str | None = None,
+    names: tuple[str, ...] = READ_PATHS,
+    *,
+    skipped: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Refuse external links, virtual datasets and external raw storage (unless inside ``allow_in``).
+    """Refuse external links, virtual datasets and external raw storage (unless inside ``allow_in``),
+    and soft links that cannot be followed.
 
     Parameters
     ----------
@@ -145,18 +185,27 @@ def check_storage(
         environment variable, else no external target at all.
     names : tuple of str, default :data:`READ_PATHS`
         The objects that will be read.
+    skipped : dict, optional
+        Filled with name -> problem for each of :data:`OPTIONAL_PATHS` left out because a soft
+        link on its way cannot be followed (its problem names the file); without it they are
+        left out silently.
 
     Returns
     -------
     dict
         Name -> low-level object (``h5py.h5d.DatasetID``, ``h5py.h5g.GroupID``...) of each of
         ``names`` that the check opened: the caller reads them without looking them up again.
-        Names the check did not open (absent, behind an allowed external link) are left out.
+        Names the check did not open (absent, behind an allowed external link, behind a broken
+        soft link) are left out.
 
     Raises
     ------
     ExperimentFormatError
-        Naming the object, the kind of reference and the target.
+        Naming the object, the kind of reference and the target; or soft links that loop or
+        that chain more than :data:`_MAX_SOFT_LINKS` deep, naming the link.
+    MissingGroupError
+        A soft link where a required object should be points at nothing (naming the link and
+        its target).
     """
     allow_in = allowed_folder(allow_in) or None
     problems: list[str] = []
@@ -166,7 +215,13 @@ def check_storage(
             problems.append(f"'{name}' is {kind} to {target!r}")
 
     kinds: dict[str, int | None] = {}
-    opened = {name: _check_path(f, name, refuse, kinds) for name in names}
+    opened: dict[str, Any] = {}
+    broken: dict[str, ExperimentFormatError] = {}
+    for name in names:
+        try:
+            opened[name] = _check_path(f, path, name, refuse, kinds)
+        except ExperimentFormatError as exc:  # a soft link that cannot be followed
+            broken[name] = exc
     if problems:
         where = f"inside {allow_in}" if allow_in else "outside the file"
         raise ExperimentFormatError(
@@ -174,4 +229,9 @@ def check_storage(
             f"refused: reads data {where}: {'; '.join(dict.fromkeys(problems))}"
             + ("" if allow_in else f"; to allow targets inside one folder set {ALLOW_ENV}=FOLDER"),
         )
+    fatal = [exc for name, exc in broken.items() if name not in OPTIONAL_PATHS]
+    if fatal:  # the objects of one group share its broken link: each problem said once
+        raise type(fatal[0])(path, "; ".join(dict.fromkeys(exc.problem for exc in fatal)))
+    if skipped is not None:
+        skipped.update({name: str(exc) for name, exc in broken.items()})
     return {name: obj for name, obj in opened.items() if obj is not None}
