@@ -58,7 +58,7 @@ def main() -> None:
         for _ in range(repeat * 10):
             opening.check_storage = check
             with_check.append(best_of(lambda: opening.open_experiment(path), 5))
-            opening.check_storage = lambda *args: None
+            opening.check_storage = lambda *args, **kwargs: None
             without.append(best_of(lambda: opening.open_experiment(path), 5))
         opening.check_storage = check
         a, b = min(with_check), min(without)

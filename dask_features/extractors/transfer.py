@@ -40,17 +40,14 @@ __all__ = [
     "I_max",
     "I_min",
     "Von",
-    "Von_coords",
     "absI_max",
     "absI_min",
     "gm_max",
-    "gm_max_coords",
     "gm_min",
 ]
 
 DeviceType = Literal["N", "P", "auto"]
 HalfOrBoth = Literal["forward", "reverse", "both"]
-Half = Literal["forward", "reverse"]
 AnyDirection = Literal["raw", "forward", "reverse", "both"]
 Quantity = Literal["gm", "dlog", "I"]
 
@@ -211,14 +208,15 @@ def _no_onset_below_clip(chunk: TransferChunk, values: np.ndarray) -> np.ndarray
     return values
 
 
-def _feature(
+def extreme_feature(
     chunk: TransferChunk,
     quantity: Quantity,
     direction: str,
     reduction: tm.Reduction,
     what: Literal["value", "vg", "id", "coords"] = "value",
 ) -> np.ndarray:
-    """Stack the requested part of :func:`_extreme` for one direction or ``both`` halves."""
+    """Stack the requested part of :func:`_extreme` for one direction or ``both`` halves (``coords``:
+    Vg and Id columns, per half)."""
     halves: tuple[tm.Direction, ...] = ("forward", "reverse") if direction == "both" else (direction,)  # type: ignore[assignment]
     cols = []
     for half in halves:
@@ -231,26 +229,23 @@ def _feature(
     return cols[0].copy() if len(cols) == 1 else np.column_stack(cols)
 
 
-# --- output declarations and checks ----------------------------------------------------------
+def onset(
+    chunk: TransferChunk,
+    direction: str,
+    device_type: DeviceType,
+    what: Literal["vg", "id", "coords"] = "vg",
+) -> np.ndarray:
+    """The requested part of :func:`extreme_feature` at the onset of a half (see :func:`Von`): the
+    extreme of the log-slope that ``device_type`` gives, NaN where |Id| stays under the log clip."""
+    reduction: tm.Reduction = "max" if _device_type(chunk, device_type) == "N" else "min"
+    return _no_onset_below_clip(chunk, extreme_feature(chunk, "dlog", direction, reduction, what))
+
+
+# --- output declarations -----------------------------------------------------------------------
 
 
 def _scalar_or_pair(params: Mapping[str, Any]) -> Output:
     return Output.vector(2) if params.get("direction") == "both" else Output.scalar()
-
-
-def _coords_output(params: Mapping[str, Any]) -> Output:
-    return (
-        Output.scalar() if params.get("return_vg_only") or params.get("return_id_only") else Output.vector(2)
-    )
-
-
-def _check_coords(params: Mapping[str, Any]) -> None:
-    if params["return_vg_only"] and params["return_id_only"]:
-        raise ValueError("return_vg_only and return_id_only cannot both be true")
-
-
-def _coords_part(return_vg_only: bool, return_id_only: bool) -> Literal["vg", "id", "coords"]:
-    return "vg" if return_vg_only else "id" if return_id_only else "coords"
 
 
 # --- extractors -------------------------------------------------------------------------------
@@ -279,7 +274,7 @@ def gm_max(
     ndarray of float64, shape (n,) or (n, 2)
         NaN (and a report) for a half with fewer than 2 points.
     """
-    return _feature(chunk, "gm", direction, "absmax")
+    return extreme_feature(chunk, "gm", direction, "absmax")
 
 
 @register("transfer.gm_min", source="transfer", output=_scalar_or_pair, unit="S")
@@ -301,7 +296,7 @@ def gm_min(
     -------
     ndarray of float64, shape (n,) or (n, 2)
     """
-    return _feature(chunk, "gm", direction, "min")
+    return extreme_feature(chunk, "gm", direction, "min")
 
 
 @register("transfer.Von", source="transfer", output=_scalar_or_pair, unit="V")
@@ -328,12 +323,11 @@ def Von(
     -------
     ndarray of float64, shape (n,) or (n, 2)
     """
-    reduction: tm.Reduction = "max" if _device_type(chunk, device_type) == "N" else "min"
-    return _no_onset_below_clip(chunk, _feature(chunk, "dlog", direction, reduction, "vg"))
+    return onset(chunk, direction, device_type)
 
 
 def _current(chunk: TransferChunk, direction: AnyDirection, reduction: tm.Reduction) -> np.ndarray:
-    return _feature(chunk, "I", direction, reduction)
+    return extreme_feature(chunk, "I", direction, reduction)
 
 
 @register("transfer.absI_max", source="transfer", output=_scalar_or_pair, unit="A")
@@ -390,64 +384,3 @@ def I_min(
     Parameters are those of :func:`absI_max`.
     """
     return _current(chunk, direction, "min")
-
-
-@register("transfer.gm_max_coords", source="transfer", output=_coords_output, check=_check_coords)
-def gm_max_coords(
-    chunk: TransferChunk,
-    *,
-    direction: Half = "forward",
-    device_type: DeviceType = "N",
-    return_vg_only: bool = False,
-    return_id_only: bool = False,
-) -> np.ndarray:
-    """``(Vg [V], Id [A])`` at the first point of maximum ``|gm|`` of a half (see :func:`gm_max`).
-
-    Parameters
-    ----------
-    chunk : TransferChunk
-        Steps to process.
-    direction : {"forward", "reverse"}, default "forward"
-        Half of the sweep.
-    device_type : {"N", "P", "auto"}, default "N"
-        Accepted for config compatibility; unused.
-    return_vg_only, return_id_only : bool, default False
-        Return only the Vg or only the Id column (not both at once).
-
-    Returns
-    -------
-    ndarray of float64, shape (n, 2) or (n,)
-    """
-    return _feature(chunk, "gm", direction, "absmax", _coords_part(return_vg_only, return_id_only))
-
-
-@register("transfer.Von_coords", source="transfer", output=_coords_output, check=_check_coords)
-def Von_coords(
-    chunk: TransferChunk,
-    *,
-    direction: Half = "forward",
-    device_type: DeviceType = "N",
-    return_vg_only: bool = False,
-    return_id_only: bool = False,
-) -> np.ndarray:
-    """``(Vg [V], Id [A])`` at :func:`Von` of a half.
-
-    Parameters
-    ----------
-    chunk : TransferChunk
-        Steps to process.
-    direction : {"forward", "reverse"}, default "forward"
-        Half of the sweep.
-    device_type : {"N", "P", "auto"}, default "N"
-        As for :func:`Von`.
-    return_vg_only, return_id_only : bool, default False
-        Return only the Vg or only the Id column (not both at once).
-
-    Returns
-    -------
-    ndarray of float64, shape (n, 2) or (n,)
-    """
-    reduction: tm.Reduction = "max" if _device_type(chunk, device_type) == "N" else "min"
-    return _no_onset_below_clip(
-        chunk, _feature(chunk, "dlog", direction, reduction, _coords_part(return_vg_only, return_id_only))
-    )

@@ -26,7 +26,8 @@ from dask_features.errors import (
     TruncatedFileError,
 )
 from dask_features.io import _layout as layout
-from dask_features.io._safety import allowed_folder, check_storage, read_attributes
+from dask_features.io._attributes import read_attributes
+from dask_features.io._safety import allowed_folder, check_storage
 from dask_features.io.hdf5 import Experiment, remember_checked
 from dask_features.io.workflow import WorkflowError, parse_workflow
 
@@ -84,9 +85,11 @@ def open_experiment(
     FormatVersionError
         ``format_version`` is missing or not one of :data:`SUPPORTED_FORMATS`.
     MissingGroupError
-        Neither ``transfer/`` nor ``transient/`` data, or a group without its datasets.
+        Neither ``transfer/`` nor ``transient/`` data, a group without its datasets, or a soft link
+        where one should be that points at nothing.
     ExperimentFormatError
-        A dataset has the wrong shape or dtype.
+        A dataset has the wrong shape or dtype, or soft links on the way to it loop or chain more
+        than 8 deep (behind the optional ``raw/workflow``: a problem of the file, not an error).
     IndexTableError
         A step table disagrees with the data it indexes.
     """
@@ -127,8 +130,10 @@ def inspect_experiment(
     allowed = allowed_folder(allow_external_in)
     lent = False
     try:
-        # nothing outside this file may be read: refuse external data
-        objects: dict[str, Any] | None = check_storage(f, path, allowed)  # read below, not looked up again
+        # Nothing outside this file may be read: refuse external data. The objects it opens are read
+        # below, not looked up again; optional ones behind a broken soft link are skipped.
+        skipped: dict[str, str] = {}
+        objects: dict[str, Any] | None = check_storage(f, path, allowed, skipped=skipped)
         try:
             attrs, problems = read_attributes(f, path)
         except OSError as exc:
@@ -150,7 +155,10 @@ def inspect_experiment(
             f, path, index=index, objects=objects
         )
         workflow_tree = None
-        if layout.contains(f, "raw/workflow", objects):
+        if "raw/workflow" in skipped:  # optional, as an unparsable one: the file's data is still read
+            problems.append(skipped["raw/workflow"])
+            logger.warning("%s; workflow ignored", skipped["raw/workflow"])
+        elif layout.contains(f, "raw/workflow", objects):
             try:
                 workflow_tree = parse_workflow(layout.stored_value(f, "raw/workflow", objects))
             except WorkflowError as exc:

@@ -30,13 +30,14 @@ def _split_sweep(vg: np.ndarray, id_: np.ndarray) -> dict[str, tuple[np.ndarray,
 def _markers(experiment: Experiment, step: int) -> dict[tuple[str, str], tuple[float, float, float]]:
     """``(kind, direction) -> (value, Vg at it, Id at it)`` recomputed with the registered extractors."""
     from dask_features.extractors import transfer as tr
+    from dask_features.extractors import transfer_coords as tc
 
     chunk = experiment.read_transfer(step, step + 1)
     out: dict[tuple[str, str], tuple[float, float, float]] = {}
     for direction in _DIRECTIONS:
         gm = float(tr.gm_max(chunk, direction=direction)[0])
-        vg_gm, id_gm = tr.gm_max_coords(chunk, direction=direction)[0]
-        vg_on, id_on = tr.Von_coords(chunk, direction=direction, device_type="auto")[0]
+        vg_gm, id_gm = tc.gm_max_coords(chunk, direction=direction)[0]
+        vg_on, id_on = tc.Von_coords(chunk, direction=direction, device_type="auto")[0]
         out["gm_max", direction] = (gm, float(vg_gm), float(id_gm))
         out["Von", direction] = (float(vg_on), float(vg_on), float(id_on))
     return out

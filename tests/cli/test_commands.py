@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ import pytest
 from dask_features import read_features, synth
 from dask_features.cli import main
 from dask_features.extractors.registry import REGISTRY
-from tests.cli.conftest import cli_env
+from tests.cli.conftest import cli_env, run_cli
 
 
 def test_help_exits_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
@@ -420,3 +421,52 @@ def test_external_data_only_inside_an_allowed_folder(
     assert main([*args, "--allow-external-in", str(data)]) == 0
     assert "1 written" in capsys.readouterr().out
     assert "DASK_FEATURES_ALLOW_EXTERNAL_IN" not in os.environ  # an option of that run only
+
+
+@pytest.mark.parametrize(
+    ("link", "target", "problem", "failed"),
+    [
+        ("transient", "/transient", "soft links loop at 'transient'", True),
+        (
+            "transfer/measurement_data",
+            "/nowhere",
+            "soft link 'transfer/measurement_data' -> '/nowhere' points at nothing",
+            True,
+        ),
+        ("raw/workflow", "/nowhere", "soft link 'raw/workflow' -> '/nowhere' points at nothing", False),
+    ],
+    ids=["loop", "dangling", "dangling-optional-workflow"],
+)
+def test_a_soft_link_that_cannot_be_followed_is_named(
+    tiny_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    link: str,
+    target: str,
+    problem: str,
+    failed: bool,
+) -> None:
+    import h5py
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    path = synth.write_experiment(
+        data / "linked-test_9.h5", n_transfer=4, n_transient=4, sweep_points=21, seed=9
+    )
+    with h5py.File(path, "r+") as f:
+        del f[link]
+        f[link] = h5py.SoftLink(target)
+    args = ["extract", str(data), "-c", "v2_transfer_basic", "-o", str(tmp_path / "o"), "--scheduler", "sync"]
+    done = run_cli(*args)
+    assert done.returncode == int(failed), done.stderr
+    message = f"{path}: {problem}"
+    assert f"{4 + (not failed)} written, 0 skipped (up to date), {int(failed)} failed" in done.stdout
+    assert (f"FAILED {message}" in done.stdout) == failed
+    assert f"{message}; workflow ignored" in done.stderr or failed
+    assert "cannot be opened" not in done.stdout + done.stderr
+    assert main(args) == int(failed)  # a rerun resumes: only the failed file is tried again
+    assert (
+        f"0 written, {4 + (not failed)} skipped (up to date), {int(failed)} failed" in capsys.readouterr().out
+    )
+    assert main(["info", str(path)]) == int(failed)
+    assert (f"unreadable: {message}" if failed else f"problem: {message}") in capsys.readouterr().out

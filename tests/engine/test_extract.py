@@ -146,6 +146,40 @@ def test_resume_force_and_config_change(dataset: Path, tmp_path: Path) -> None:
     assert list(dfe.read_features(out, "v2_transfer_basic").columns)[-1] == "gm_max_forward"
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{"scheduler": "sync"}, {"scheduler": "processes", "workers": 2, "mode": "experiment"}],
+    ids=["client-opens", "tasks-open"],
+)
+def test_files_behind_broken_soft_links_fail_alone_and_a_rerun_resumes(
+    dataset: Path, tmp_path: Path, options: dict[str, object]
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    small = {"n_transfer": 4, "n_transient": 4, "sweep_points": 21, "transient_samples": 200}
+    loop = dfe.synth.write_experiment(data / "loop-test_1.h5", seed=1, **small)
+    dangling = dfe.synth.write_experiment(data / "dangling-test_2.h5", seed=2, **small)
+    with h5py.File(loop, "r+") as f:
+        f.move("transient", "stored")
+        f["transient"] = h5py.SoftLink("/transient")
+    _soft_link(dangling, "raw/workflow", "/nowhere")
+    out = tmp_path / "out"
+
+    def run() -> dfe.ExtractionResult:
+        return dfe.extract(data, "v2_transfer_basic", out, progress=False, **options)  # type: ignore[arg-type]
+
+    first = run()
+    assert first.failed == {str(loop): f"{loop}: soft links loop at 'transient'"}
+    assert len(first.successful) == 4  # the others, the one without its (optional) workflow included
+    again = run()
+    assert (again.failed, len(again.successful), len(again.skipped)) == (first.failed, 0, 4)
+    with h5py.File(loop, "r+") as f:  # mended: only it is computed
+        del f["transient"]
+        f.move("stored", "transient")
+    mended = run()
+    assert (mended.failed, list(mended.successful), len(mended.skipped)) == ({}, [str(loop)], 4)
+
+
 @pytest.mark.cluster
 def test_bad_steps_cost_only_themselves(defective: Path, tmp_path: Path, dask_client: object) -> None:
     res = dfe.extract(defective, "v2_mixed", tmp_path, client=dask_client, progress=False)
@@ -274,7 +308,26 @@ def _mixed_inputs(dataset: Path, folder: Path, elsewhere: Path) -> Path:
         g["data"] = f["transfer/measurement_data"][()]
         del f["transfer/measurement_data"]
         f["transfer/measurement_data"] = h5py.ExternalLink(str(elsewhere / "target.h5"), "/data")
+    for (
+        name,
+        link,
+        target,
+    ) in (  # soft links that cannot be followed: HDF5 raises a bare KeyError or RuntimeError
+        ("z-loop-test_671.h5", "transient", "/transient"),
+        ("z-dangling-test_672.h5", "transfer/measurement_data", "/nowhere"),
+        ("z-no-workflow-test_673.h5", "raw/workflow", "/nowhere"),  # optional: a problem, not a failure
+    ):
+        _soft_link(
+            dfe.synth.write_experiment(folder / name, n_transfer=4, n_transient=6, **small), link, target
+        )
     return folder
+
+
+def _soft_link(path: Path, name: str, target: str) -> None:
+    """Replace object ``name`` of file ``path`` by a soft link to ``target``."""
+    with h5py.File(path, "r+") as f:
+        del f[name]
+        f[name] = h5py.SoftLink(target)
 
 
 #: Runs whose tasks open their files (whole-file tasks), by name: extract() options.
@@ -328,7 +381,16 @@ def test_files_opened_by_tasks_are_checked_and_reported_as_by_the_client(
             "a-broken-test_666.h5",
             "z-notes-test_667.h5",
             "z-no-transient-test_668.h5",
+            "z-loop-test_671.h5",
+            "z-dangling-test_672.h5",
         } | (set() if allowed else {"z-linked-test_670.h5"})
+        assert (
+            failed["z-loop-test_671.h5"] == f"{data / 'z-loop-test_671.h5'}: soft links loop at 'transient'"
+        )
+        assert failed["z-dangling-test_672.h5"] == (
+            f"{data / 'z-dangling-test_672.h5'}: soft link 'transfer/measurement_data' -> '/nowhere' points at nothing"
+        )
+        assert str(data / "z-no-workflow-test_673.h5") in reference[1]
         assert (
             "no transient steps, which config 'transient_tau' needs" in failed["z-no-transient-test_668.h5"]
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dask_features.extractors import transfer
+from dask_features.extractors import transfer, transfer_coords
 from dask_features.extractors.registry import REGISTRY, Output
 from dask_features.io.chunks import ChunkMeta, TransferChunk
 
@@ -91,11 +91,11 @@ def test_small_sweep_Von(device_type: str, direction: str, expected: float) -> N
 
 def test_small_sweep_coordinates() -> None:
     chunk = make_chunk([SMALL])
-    np.testing.assert_array_equal(transfer.gm_max_coords(chunk), [[2.0, 4.0]])
-    np.testing.assert_array_equal(transfer.gm_max_coords(chunk, direction="reverse"), [[1.0, 2.0]])
-    np.testing.assert_array_equal(transfer.gm_max_coords(chunk, return_vg_only=True), [2.0])
-    np.testing.assert_array_equal(transfer.gm_max_coords(chunk, return_id_only=True), [4.0])
-    np.testing.assert_array_equal(transfer.Von_coords(chunk, device_type="P"), [[2.0, 4.0]])
+    np.testing.assert_array_equal(transfer_coords.gm_max_coords(chunk), [[2.0, 4.0]])
+    np.testing.assert_array_equal(transfer_coords.gm_max_coords(chunk, direction="reverse"), [[1.0, 2.0]])
+    np.testing.assert_array_equal(transfer_coords.gm_max_coords(chunk, return_vg_only=True), [2.0])
+    np.testing.assert_array_equal(transfer_coords.gm_max_coords(chunk, return_id_only=True), [4.0])
+    np.testing.assert_array_equal(transfer_coords.Von_coords(chunk, device_type="P"), [[2.0, 4.0]])
 
 
 def test_non_uniform_grid_averages_one_sided_slopes() -> None:
@@ -145,7 +145,7 @@ def test_against_model_ground_truth(polarity: str) -> None:
     # (sqrt(2) * 5e-10 A / (2 h) over 5e-5 S), a few sigma at most over the points near the peak.
     gm = transfer.gm_max(chunk, direction="both")
     np.testing.assert_allclose(gm, 5e-5, rtol=0.01)
-    np.testing.assert_allclose(transfer.gm_max_coords(chunk, return_vg_only=True), -0.1, atol=h + 1e-9)
+    np.testing.assert_allclose(transfer_coords.gm_max_coords(chunk, return_vg_only=True), -0.1, atol=h + 1e-9)
     # Von is quantised to the grid (± h/2) and the averaged derivative shifts it by at most one more
     # point; the noise (4e-5 decades over 0.01 V) is far below the 8 decades/V peak slope.
     von = transfer.Von(chunk, direction="both", device_type=polarity)
@@ -250,7 +250,7 @@ def test_asymmetric_sweep_turns_at_the_extremum() -> None:
     chunk = make_chunk([(vg.tolist(), id_.tolist())])
     assert transfer.I_max(chunk, direction="forward")[0] == 1.0
     np.testing.assert_allclose(transfer.I_max(chunk, direction="reverse"), [0.81])
-    np.testing.assert_allclose(transfer.gm_max_coords(chunk, return_vg_only=True), [1.0])
+    np.testing.assert_allclose(transfer_coords.gm_max_coords(chunk, return_vg_only=True), [1.0])
 
 
 def test_steps_below_the_log_clip_have_no_onset_and_a_report() -> None:
@@ -275,7 +275,7 @@ def test_all_empty_chunk() -> None:
     chunk = make_chunk([([], []), ([], [])])
     for feature in FEATURES:
         assert np.isnan(getattr(transfer, feature)(chunk)).all()
-    assert np.isnan(transfer.Von_coords(chunk)).all()
+    assert np.isnan(transfer_coords.Von_coords(chunk)).all()
 
 
 # --- device type -------------------------------------------------------------------------------
@@ -302,20 +302,20 @@ def test_derivatives_are_computed_once_per_chunk(general: bool, monkeypatch: pyt
     chunk = make_chunk([SMALL, SMALL])
     if not general:  # clean symmetric sweeps: one compiled pass per derivative and reduction
         transfer.gm_max(chunk, direction="both")
-        transfer.gm_max_coords(chunk)
+        transfer_coords.gm_max_coords(chunk)
         transfer.Von(chunk, direction="both")
-        transfer.Von_coords(chunk, direction="reverse")
+        transfer_coords.Von_coords(chunk, direction="reverse")
         assert not any(k[1] == "derivative" for k in chunk.memo)
         assert [k[2:] for k in chunk.memo if k[1] == "half extremes"] == [("gm", "absmax"), ("dlog", "max")]
         return
     monkeypatch.setattr(transfer, "_half_slope_extremes", lambda *args: None)
     transfer.gm_max(chunk, direction="both")
     first = chunk.memo[("transfer", "derivative", "gm")]
-    transfer.gm_max_coords(chunk)
+    transfer_coords.gm_max_coords(chunk)
     transfer.gm_min(chunk, direction="reverse")
     assert chunk.memo[("transfer", "derivative", "gm")] is first
     transfer.Von(chunk, direction="both")
-    transfer.Von_coords(chunk, direction="reverse")
+    transfer_coords.Von_coords(chunk, direction="reverse")
     assert [k[2] for k in chunk.memo if k[1] == "derivative"] == ["gm", "dlog"]
 
 
@@ -375,8 +375,8 @@ def test_parity_with_oect_infra(polarity: str, tmp_path: object, monkeypatch: py
         (transfer.absI_min(chunk), [ref.absI_min.raw]),
         (transfer.I_max(chunk), [ref.I_max.raw]),
         (transfer.I_min(chunk, direction="both"), [ref.I_min.forward, ref.I_min.reverse]),
-        (transfer.gm_max_coords(chunk, direction="reverse"), [ref.absgm_max.reverse_coords]),
-        (transfer.Von_coords(chunk, device_type=polarity), [ref.Von.forward_coords]),
+        (transfer_coords.gm_max_coords(chunk, direction="reverse"), [ref.absgm_max.reverse_coords]),
+        (transfer_coords.Von_coords(chunk, device_type=polarity), [ref.Von.forward_coords]),
     ]
     for ours, theirs in pairs:
         np.testing.assert_allclose(ours.reshape(n, -1), np.column_stack(theirs), rtol=1e-5, atol=0)

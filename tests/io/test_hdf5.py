@@ -291,7 +291,7 @@ def _odd_attributes(f: h5py.File) -> None:
 
 
 def test_attributes_read_as_h5py_reads_them(tmp_path: Path) -> None:
-    from dask_features.io._safety import _attribute, read_attributes
+    from dask_features.io._attributes import _attribute, read_attributes
 
     def attribute(attrs: h5py.AttributeManager, key: str | bytes) -> object:
         raw = key if isinstance(key, bytes) else key.encode()
@@ -322,7 +322,7 @@ def test_attributes_read_as_h5py_reads_them(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("track_order", [False, True])
 def test_attribute_names_in_h5pys_order(tmp_path: Path, track_order: bool) -> None:
-    from dask_features.io._safety import _h5py_name, _raw_names, read_attributes
+    from dask_features.io._attributes import _h5py_name, _raw_names, read_attributes
 
     path = tmp_path / "order-test_1.h5"
     with h5py.File(path, "w", track_order=track_order) as f:

@@ -13,7 +13,7 @@ import pytest
 from dask_features import synth
 from dask_features.errors import IndexTableError
 from dask_features.io import _layout as layout
-from dask_features.io._safety import read_attributes
+from dask_features.io._attributes import read_attributes
 from dask_features.io.opening import inspect_experiment, open_experiment
 
 
