@@ -38,6 +38,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from dask_features._buffers import pooled
 from dask_features.io import _raw_kernels as kernels
 
 
@@ -58,6 +59,8 @@ __all__ = ["PIECE_BYTES", "read_into"]
 PIECE_BYTES = 8 << 20
 #: Stored chunks further apart in the file than this are read by separate calls, not one span.
 _GAP = 64 << 10
+#: Granularity of the scratch memory of a read [B] (see :func:`_scratch`).
+_SCRATCH_UNIT = 64 << 10
 
 _SHUFFLE = h5py.h5z.FILTER_SHUFFLE
 _DEFLATE = h5py.h5z.FILTER_DEFLATE
@@ -226,15 +229,14 @@ def _read_stored(fd: int, offsets: np.ndarray, sizes: np.ndarray) -> tuple[np.nd
     last = np.concatenate([breaks, [len(offsets)]]) - 1
     span = ends[last] - offsets[first]
     base = np.concatenate([[0], np.cumsum(span)[:-1]])
-    buffer = bytearray(int(span.sum()))
-    view = memoryview(buffer)
+    raw = _scratch(int(span.sum()))
+    view = memoryview(raw.data)
     for f, s, b in zip(first.tolist(), span.tolist(), base.tolist(), strict=True):
         try:
             if os.preadv(fd, [view[b : b + s]], int(offsets[f])) != s:
                 return None
         except OSError:
             return None
-    raw = np.frombuffer(buffer, dtype=np.uint8)
     at = np.repeat(base - offsets[first], last - first + 1) + offsets
     return raw, at
 
@@ -242,16 +244,21 @@ def _read_stored(fd: int, offsets: np.ndarray, sizes: np.ndarray) -> tuple[np.nd
 def _inflate(raw: np.ndarray, at: np.ndarray, lengths: np.ndarray, decoded: int) -> np.ndarray | None:
     """The zlib streams ``raw[at[k]:at[k] + lengths[k]]`` inflated one after the other (uint8), or
     None if one fails (libdeflate checks its Adler-32) or is not ``decoded`` bytes long."""
-    view = memoryview(raw.data)
+    source = memoryview(raw.data)
+    out = _scratch(decoded * len(at))
+    target = memoryview(out.data)
     inflate = _libdeflate.zlib_decompress
     try:
-        parts = [
-            inflate(view[p : p + n], decoded) for p, n in zip(at.tolist(), lengths.tolist(), strict=True)
-        ]
-    except _libdeflate.DeflateError:
+        for k, (p, n) in enumerate(zip(at.tolist(), lengths.tolist(), strict=True)):
+            # A stream inflating to fewer bytes makes the sizes differ: ValueError.
+            target[k * decoded : (k + 1) * decoded] = inflate(source[p : p + n], decoded)
+    except (_libdeflate.DeflateError, ValueError):
         return None
-    joined = bytearray().join(parts)
-    # No stream inflates to more than `decoded` (libdeflate fails): the total checks every length.
-    if len(joined) != decoded * len(parts):
-        return None
-    return np.frombuffer(joined, dtype=np.uint8)
+    return out
+
+
+def _scratch(nbytes: int) -> np.ndarray:
+    """``nbytes`` of pooled memory (:func:`~dask_features._buffers.pooled`) as uint8: read into
+    with no page faults. Sizes are rounded up to 64 kB, so reads of similar size share blocks."""
+    blocks = -(-nbytes // _SCRATCH_UNIT) * (_SCRATCH_UNIT // 8)
+    return pooled((blocks,)).view(np.uint8)[:nbytes]
