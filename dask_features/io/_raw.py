@@ -59,6 +59,8 @@ __all__ = ["PIECE_BYTES", "read_into"]
 PIECE_BYTES = 8 << 20
 #: Stored chunks further apart in the file than this are read by separate calls, not one span.
 _GAP = 64 << 10
+#: Most bytes between stored chunks a piece reads along with them (then: separate calls).
+_GAPS_READ = 1 << 20
 #: Granularity of the scratch memory of a read [B] (see :func:`_scratch`).
 _SCRATCH_UNIT = 64 << 10
 
@@ -85,22 +87,25 @@ def _pipeline(dcpl: h5py.h5p.PropDCID) -> tuple[bool, bool] | None:
     return _PIPELINES.get(tuple(ids))
 
 
-@dataclass(frozen=True)
+#: A chunk list: origins (chunks, rank), file offsets [B], stored sizes [B], filter masks.
+_Chunks = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+@dataclass
 class _Plan:
-    """How to read a dataset's chunks: what :func:`_plan` found once for one dataset identifier."""
+    """How to read one dataset identifier's chunks (see :func:`_plan`)."""
 
     fd: int
     chunk: np.ndarray  # chunk shape (rank,)
     shuffled: bool
     checksummed: bool
-    origins: np.ndarray  # (chunks, rank): first element of each allocated chunk
-    offsets: np.ndarray  # file offset of each stored chunk [B]
-    sizes: np.ndarray  # stored size of each chunk [B]
-    masks: np.ndarray  # filter mask of each chunk (0: every filter applied)
+    allocated: int  # chunks stored
+    every: _Chunks | None = None  # all of them, listed by chunk_iter once a read needed many
+    offsets_checked: bool = False  # one chunk's listed offset was found to be the descriptor's
 
 
 #: The plan of the dataset identifier read last (a weak reference to it, and the plan), so reads
-#: of several hyperslabs of one dataset (Vg and Id, time and current) list its chunks once.
+#: of several hyperslabs of one dataset (Vg and Id, time and current) look it up once.
 _LAST: tuple[weakref.ref[h5py.h5d.DatasetID], _Plan] | None = None
 
 
@@ -120,25 +125,52 @@ def _plan(dsid: h5py.h5d.DatasetID) -> _Plan | None:
     # Read-only: no chunk modified in HDF5's cache and not yet on disk. sec2: a plain descriptor.
     if fid.get_intent() != h5py.h5f.ACC_RDONLY or fid.get_access_plist().get_driver() != h5py.h5fd.SEC2:
         return None
-    found: list[Any] = []
-    dsid.chunk_iter(found.append)
-    if not found:
-        return None
     plan = _Plan(
         fd=fid.get_vfd_handle(),
         chunk=np.array(dcpl.get_chunk(), dtype=np.int64),
         shuffled=pipeline[0],
         checksummed=pipeline[1],
-        origins=np.array([s.chunk_offset for s in found], dtype=np.int64),
-        offsets=np.array([s.byte_offset for s in found], dtype=np.int64),
-        sizes=np.array([s.size for s in found], dtype=np.int64),
-        masks=np.array([s.filter_mask for s in found], dtype=np.int64),
+        allocated=dsid.get_num_chunks(),
     )
-    # The listed offsets must be the descriptor's (a user block would shift them): one chunk shows it.
-    if not _first_chunk_matches(dsid, plan.fd, plan.origins[0], int(plan.offsets[0]), int(plan.sizes[0])):
-        return None
     _LAST = (weakref.ref(dsid), plan)
     return plan
+
+
+def _chunks(dsid: h5py.h5d.DatasetID, plan: _Plan, lo: np.ndarray, hi: np.ndarray) -> _Chunks | None:
+    """The chunks the selection ``[lo, hi)`` touches, None if one of them is not allocated.
+
+    A read that needs most chunks lists them all with one ``chunk_iter`` (kept in the plan for the
+    next read); one that needs a few (a slice of a large file) looks each up by its coordinates.
+    """
+    first, stop = lo // plan.chunk, -(-hi // plan.chunk)
+    needed = int(np.prod(stop - first))
+    if plan.every is None and 4 * needed < plan.allocated:
+        found = []
+        for cell in np.ndindex(*(stop - first).tolist()):
+            info = dsid.get_chunk_info_by_coord(tuple(((first + cell) * plan.chunk).tolist()))
+            if info.byte_offset is None:
+                return None
+            found.append(info)
+        return _listed(found)
+    if plan.every is None:
+        listed: list[Any] = []
+        dsid.chunk_iter(listed.append)
+        plan.every = _listed(listed)
+    origins, offsets, sizes, masks = plan.every
+    hit = np.all((origins < hi) & (origins + plan.chunk > lo), axis=1)
+    if np.count_nonzero(hit) != needed:  # one is not allocated: HDF5 gives the fill value
+        return None
+    return origins[hit], offsets[hit], sizes[hit], masks[hit]
+
+
+def _listed(found: list[Any]) -> _Chunks:
+    """:data:`_Chunks` of h5py's ``StoreInfo`` records."""
+    return (
+        np.array([s.chunk_offset for s in found], dtype=np.int64),
+        np.array([s.byte_offset for s in found], dtype=np.int64),
+        np.array([s.size for s in found], dtype=np.int64),
+        np.array([s.filter_mask for s in found], dtype=np.int64),
+    )
 
 
 def _as_rank3(values: tuple[int, ...] | np.ndarray, pad: int) -> np.ndarray:
@@ -173,21 +205,26 @@ def read_into(dsid: h5py.h5d.DatasetID, out: np.ndarray, start: tuple[int, ...])
     plan = _plan(dsid)
     if plan is None:
         return False
+    chunks = _chunks(dsid, plan, lo, hi)
+    if chunks is None or np.any(chunks[3]):  # a filter skipped: HDF5 knows what to do
+        return False
+    order = np.argsort(chunks[1], kind="stable")
+    origins, offsets, sizes = chunks[0][order], chunks[1][order], chunks[2][order]
     chunk = plan.chunk
-    hit = np.all((plan.origins < hi) & (plan.origins + chunk > lo), axis=1)
-    # Every chunk of the grid the selection touches must be allocated (else: the fill value).
-    expected = np.prod(-(-hi // chunk) - lo // chunk)
-    if np.count_nonzero(hit) != expected or np.any(plan.masks[hit]):
-        return False
-    offsets = plan.offsets[hit]
-    order = np.argsort(offsets, kind="stable")
-    origins, offsets, sizes = plan.origins[hit][order], offsets[order], plan.sizes[hit][order]
-    if np.any(offsets[1:] < offsets[:-1] + sizes[:-1]):
-        return False
     decoded = int(np.prod(chunk)) * 8
     per_piece = PIECE_BYTES // decoded
-    if per_piece == 0:
+    # Overlapping chunks, or a chunk stored larger than zlib can make it: not what HDF5 wrote.
+    if (
+        per_piece == 0
+        or np.any(offsets[1:] < offsets[:-1] + sizes[:-1])
+        or np.any(sizes > _stored_bound(decoded))
+    ):
         return False
+    if not plan.offsets_checked:
+        # The listed offsets must be the descriptor's (a user block would shift them): one chunk shows it.
+        if not _first_chunk_matches(dsid, plan.fd, origins[0], int(offsets[0]), int(sizes[0])):
+            return False
+        plan.offsets_checked = True
     out3 = out.reshape(_as_rank3(out.shape, 1).tolist())
     chunk3, lo3, origins3 = _as_rank3(chunk, 1), _as_rank3(lo, 0), _as_rank3(origins, 0)
     trailer = 4 if plan.checksummed else 0
@@ -201,6 +238,13 @@ def read_into(dsid: h5py.h5d.DatasetID, out: np.ndarray, start: tuple[int, ...])
             return False
         kernels.place(parts, np.ascontiguousarray(origins3[a:b]), chunk3, lo3, out3, plan.shuffled)
     return True
+
+
+def _stored_bound(decoded: int) -> int:
+    """Most bytes zlib makes of ``decoded`` bytes (its ``compressBound``, with room to spare), plus
+    the 4-byte checksum: a larger stored chunk is declined, so a damaged index never makes a read
+    allocate more than its selection needs."""
+    return decoded + (decoded >> 10) + 64
 
 
 def _first_chunk_matches(
@@ -224,7 +268,10 @@ def _read_stored(fd: int, offsets: np.ndarray, sizes: np.ndarray) -> tuple[np.nd
         The bytes read and where each chunk starts in them; None after a short read or an error.
     """
     ends = offsets + sizes
-    breaks = np.flatnonzero(offsets[1:] - ends[:-1] > _GAP) + 1
+    gaps = offsets[1:] - ends[:-1]
+    near = gaps <= _GAP
+    near &= np.cumsum(np.where(near, gaps, 0)) <= _GAPS_READ  # bytes read in vain stay bounded
+    breaks = np.flatnonzero(~near) + 1
     first = np.concatenate([[0], breaks])
     last = np.concatenate([breaks, [len(offsets)]]) - 1
     span = ends[last] - offsets[first]

@@ -154,6 +154,79 @@ def test_a_large_selection_is_read_in_pieces(lab_file: Path, monkeypatch: pytest
         assert _raw_read(dsid, (0, 0, 0), (60, 2, 45)) is None
 
 
+@pytest.mark.parametrize(
+    ("start", "shape", "listed"),
+    [
+        ((7, 1, 0), (30, 1, 45), False),  # a few of many chunks: looked up by coordinates
+        ((0, 0, 0), (120, 2, 45), True),  # most: listed at once
+    ],
+)
+def test_chunks_are_looked_up_or_listed(
+    tmp_path: Path, start: tuple[int, ...], shape: tuple[int, ...], listed: bool
+) -> None:
+    path = tmp_path / "f.h5"
+    _write(path, _data((120, 2, 45)), chunks=(8, 1, 10), compression="gzip", shuffle=True, fletcher32=True)
+    with h5py.File(path, "r") as f:
+        dsid = f["d"].id
+        got = _raw_read(dsid, start, shape)
+        assert got is not None
+        _same(got, _hdf5(dsid, start, shape))
+        plan = _raw._plan(dsid)
+        assert plan is not None
+        assert (plan.every is not None) == listed
+
+
+def _stored_chunk(path: Path, tail: int) -> None:
+    """Chunk (5, 10) rewritten as a zlib stream followed by ``tail`` bytes (zlib stops at the
+    stream's end, so HDF5 reads the same values)."""
+    data = _data((20, 30))
+    _write(path, data, chunks=(5, 10), compression="gzip")
+    import zlib
+
+    stream = zlib.compress(data[5:10, 10:20].tobytes(), 4) + b"\x00" * tail
+    with h5py.File(path, "r+") as f:
+        f["d"].id.write_direct_chunk((5, 10), stream)
+
+
+@pytest.mark.parametrize(("tail", "read"), [(3, True), (5000, False)])
+def test_trailing_bytes_after_a_stream(tmp_path: Path, tail: int, read: bool) -> None:
+    """A few are ignored as HDF5 does; a chunk stored larger than zlib could make it is left to HDF5."""
+    _stored_chunk(tmp_path / "f.h5", tail)
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        dsid = f["d"].id
+        got = _raw_read(dsid, (0, 0), (20, 30))
+        assert (got is not None) == read
+        out = np.empty((20, 30))
+        _read._read(dsid, out, (0, 0))
+        _same(out, _hdf5(dsid, (0, 0), (20, 30)))
+
+
+@pytest.mark.parametrize(("gap", "gaps_read"), [(64 << 10, 1 << 20), (64 << 10, 0), (-1, 0), (10, 1 << 20)])
+def test_chunks_between_other_data_are_read_in_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gap: int, gaps_read: int
+) -> None:
+    """Chunks of two datasets written in turn lie between each other's: runs of nearby chunks are
+    read at once, the bytes between them read along only up to a bound."""
+    monkeypatch.setattr(_raw, "_GAP", gap)
+    monkeypatch.setattr(_raw, "_GAPS_READ", gaps_read)
+    data = _data((2, 12, 300))
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        a, b = (
+            f.create_dataset(n, shape=(12, 300), dtype="<f8", chunks=(1, 100), compression="gzip")
+            for n in "ab"
+        )
+        for i in range(12):
+            a[i], b[i] = data[0, i], data[1, i]
+            f.flush()
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        dsid = f["a"].id
+        offsets = sorted(dsid.get_chunk_info(i).byte_offset for i in range(dsid.get_num_chunks()))
+        assert max(np.diff(offsets)) > 1000  # interleaved indeed
+        got = _raw_read(dsid, (1, 50), (10, 250))
+        assert got is not None
+        _same(got, data[0, 1:11, 50:])
+
+
 def _pipeline_out_of_order(path: Path) -> None:
     data = _data((20, 30))
     with h5py.File(path, "w") as f:
@@ -224,6 +297,18 @@ def test_allocated_chunks_of_a_partly_written_dataset_are_read(tmp_path: Path) -
         got = _raw_read(f["d"].id, (1, 3), (4, 20))
         assert got is not None
         _same(got, f["d"][1:5, 3:23])
+
+
+def test_an_unallocated_chunk_looked_up_by_coordinates(tmp_path: Path) -> None:
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        ds = f.create_dataset("d", shape=(100, 30), dtype="<f8", chunks=(5, 10), compression="gzip")
+        ds[:90] = _data((90, 30))
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        dsid = f["d"].id
+        assert _raw_read(dsid, (88, 0), (4, 10)) is None  # rows 90-91: never written
+        got = _raw_read(dsid, (80, 0), (10, 10))
+        assert got is not None
+        _same(got, f["d"][80:90, 0:10])
 
 
 @pytest.mark.parametrize("how", ["r+", "core-driver"])
