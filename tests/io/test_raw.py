@@ -155,6 +155,37 @@ def test_a_large_selection_is_read_in_pieces(lab_file: Path, monkeypatch: pytest
 
 
 @pytest.mark.parametrize(
+    ("maxshape", "chunks"),
+    [
+        ((40, 2, 45), (8, 1, 10)),  # fixed array index
+        ((None, 2, 45), (8, 1, 10)),  # extensible array
+        ((None, None, 45), (8, 1, 10)),  # version 2 B-tree
+        ((40, 2, 45), (40, 2, 45)),  # a single chunk
+    ],
+)
+def test_every_chunk_index_of_the_latest_format(
+    tmp_path: Path, maxshape: tuple[int | None, ...], chunks: tuple[int, ...]
+) -> None:
+    data = _data((40, 2, 45))
+    with h5py.File(tmp_path / "f.h5", "w", libver="latest") as f:
+        f.create_dataset(
+            "d",
+            data=data,
+            maxshape=maxshape,
+            chunks=chunks,
+            compression="gzip",
+            shuffle=True,
+            fletcher32=True,
+        )
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        dsid = f["d"].id
+        for start, shape in [((0, 0, 0), (40, 2, 45)), ((3, 1, 9), (30, 1, 2))]:
+            got = _raw_read(dsid, start, shape)
+            assert got is not None
+            _same(got, _hdf5(dsid, start, shape))
+
+
+@pytest.mark.parametrize(
     ("start", "shape", "listed"),
     [
         ((7, 1, 0), (30, 1, 45), False),  # a few of many chunks: looked up by coordinates
