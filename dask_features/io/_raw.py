@@ -141,28 +141,36 @@ def _plan(dsid: h5py.h5d.DatasetID) -> _Plan | None:
 
 
 def _chunks(dsid: h5py.h5d.DatasetID, plan: _Plan, lo: np.ndarray, hi: np.ndarray) -> _Chunks | None:
-    """The chunks the selection ``[lo, hi)`` touches, None if one of them is not allocated.
+    """The chunks the selection ``[lo, hi)`` touches, each once; None if one of them is not
+    allocated (HDF5 gives the fill value) or the index lists something else.
 
     A read that needs most chunks lists them all with one ``chunk_iter`` (kept in the plan for the
     next read); one that needs a few (a slice of a large file) looks each up by its coordinates.
     """
-    first, stop = lo // plan.chunk, -(-hi // plan.chunk)
+    chunk = plan.chunk
+    first, stop = lo // chunk, -(-hi // chunk)
     needed = int(np.prod(stop - first))
     if plan.every is None and 4 * needed < plan.allocated:
-        found = []
-        for cell in np.ndindex(*(stop - first).tolist()):
-            info = dsid.get_chunk_info_by_coord(tuple(((first + cell) * plan.chunk).tolist()))
-            if info.byte_offset is None:
-                return None
-            found.append(info)
+        cells = [tuple(((first + cell) * chunk).tolist()) for cell in np.ndindex(*(stop - first).tolist())]
+        found = [dsid.get_chunk_info_by_coord(cell) for cell in cells]
+        if any(
+            info.byte_offset is None or info.chunk_offset != cell
+            for info, cell in zip(found, cells, strict=True)
+        ):
+            return None
         return _listed(found)
     if plan.every is None:
         listed: list[Any] = []
         dsid.chunk_iter(listed.append)
         plan.every = _listed(listed)
     origins, offsets, sizes, masks = plan.every
-    hit = np.all((origins < hi) & (origins + plan.chunk > lo), axis=1)
-    if np.count_nonzero(hit) != needed:  # one is not allocated: HDF5 gives the fill value
+    hit = np.all((origins < hi) & (origins + chunk > lo), axis=1)
+    # Exactly the needed cells of the chunk grid, each once (every element of the selection is
+    # then written), whatever a damaged index may list.
+    if np.count_nonzero(hit) != needed or np.any(origins[hit] % chunk):
+        return None
+    grid = (origins[hit] // chunk - first).T
+    if np.unique(np.ravel_multi_index(tuple(grid), tuple((stop - first).tolist()))).size != needed:
         return None
     return origins[hit], offsets[hit], sizes[hit], masks[hit]
 
@@ -206,11 +214,12 @@ def read_into(dsid: h5py.h5d.DatasetID, out: np.ndarray, start: tuple[int, ...])
     hi = lo + np.array(out.shape, dtype=np.int64)
     if lo.shape != (rank,) or np.any(lo < 0) or np.any(hi > np.array(shape)):
         return False
-    plan = _plan(dsid)
-    if plan is None:
+    try:
+        plan = _plan(dsid)
+        chunks = None if plan is None else _chunks(dsid, plan, lo, hi)
+    except Exception:  # e.g. a damaged chunk index: dsid.read raises HDF5's own error
         return False
-    chunks = _chunks(dsid, plan, lo, hi)
-    if chunks is None or np.any(chunks[3]):  # a filter skipped: HDF5 knows what to do
+    if plan is None or chunks is None or np.any(chunks[3]):  # a filter skipped: HDF5 knows how
         return False
     order = np.argsort(chunks[1], kind="stable")
     origins, offsets, sizes = chunks[0][order], chunks[1][order], chunks[2][order]
@@ -259,7 +268,7 @@ def _first_chunk_matches(
     try:
         mask, stored = dsid.read_direct_chunk(tuple(int(x) for x in origin))
         return mask == 0 and len(stored) == size and os.pread(fd, size, offset) == stored
-    except (OSError, ValueError):
+    except Exception:  # HDF5 cannot read it: dsid.read raises HDF5's own error
         return False
 
 
