@@ -3,16 +3,17 @@
 ``dsid.read`` inflates each chunk with zlib and un-shuffles and copies it through HDF5's generic
 machinery: for the files oect-infra writes (float64, gzip + shuffle + fletcher32, small chunks)
 that is about twice what reading the file needs. :func:`read_into` gives the same bytes another
-way: it lists the chunks once (``chunk_iter``), reads their stored bytes with a few ``preadv``
-calls on the file's descriptor, checks them all in one compiled pass (the zlib header and HDF5's
-Fletcher-32, :mod:`._raw_kernels`), inflates each with libdeflate (the ``deflate`` package, which
-checks each stream's Adler-32) and un-shuffles and places them into the output in one more pass.
+way: it finds the chunks the selection needs (one ``chunk_iter`` listing, or a lookup per chunk when
+it needs few of many), reads their stored bytes with a few ``preadv`` calls on the file's
+descriptor, checks them all in one compiled pass (the zlib header and HDF5's Fletcher-32,
+:mod:`._raw_kernels`), inflates each with libdeflate (the ``deflate`` package, which checks each
+stream's Adler-32) and un-shuffles and places them into the output in one more pass.
 
 Nothing is trusted that HDF5 would check: a chunk that fails a check, inflates with an error or to
-another size, an offset that does not point at what HDF5 reads (compared on one chunk per read), a
-short read, all make :func:`read_into` return False, and the caller reads with ``dsid.read``, which
-raises HDF5's own error for a damaged file. It also returns False, before reading anything, for any
-dataset HDF5 would decode otherwise:
+another size, an offset that does not point at what HDF5 reads (compared on one chunk per dataset
+identifier), a short read, any error listing the chunks, all make :func:`read_into` return False,
+and the caller reads with ``dsid.read``, which raises HDF5's own error for a damaged file. It also
+returns False, before reading any data, for any dataset HDF5 would decode otherwise:
 
 - not chunked, not little-endian IEEE float64, or of rank above 3;
 - a filter pipeline other than ``[deflate]``, ``[shuffle(8), deflate]``, ``[deflate, fletcher32]``
@@ -20,8 +21,9 @@ dataset HDF5 would decode otherwise:
 - a chunk the selection needs that is not allocated (HDF5 would give the fill value) or was stored
   with a filter skipped (non-zero filter mask);
 - a file not opened read-only, or with a driver other than sec2 (no plain descriptor);
-- a chunk of more than :data:`PIECE_BYTES` decoded bytes, or overlapping stored chunks;
-- the ``deflate`` package not importable, or a big-endian machine.
+- a chunk of more than :data:`PIECE_BYTES` decoded bytes, a chunk stored larger than zlib makes
+  one, overlapping stored chunks, or an index listing other chunks than the selection's;
+- the ``deflate`` package not importable, no ``os.preadv``, or a big-endian machine.
 
 A large selection is read in pieces of at most :data:`PIECE_BYTES` decoded bytes, so memory stays
 bounded whatever its size.
@@ -40,6 +42,8 @@ import numpy as np
 from dask_features._buffers import pooled
 from dask_features.io import _raw_kernels as kernels
 
+__all__ = ["PIECE_BYTES", "read_into"]
+
 
 def _import_libdeflate() -> Any:
     """The ``deflate`` module (libdeflate), or None: without it every read takes ``dsid.read``."""
@@ -52,14 +56,14 @@ def _import_libdeflate() -> Any:
 
 _libdeflate = _import_libdeflate()
 
-__all__ = ["PIECE_BYTES", "read_into"]
-
 #: Decoded bytes of the chunks handled at once (stored bytes are fewer): bounds the memory of a read.
 PIECE_BYTES = 8 << 20
 #: Stored chunks further apart in the file than this are read by separate calls, not one span.
 _GAP = 64 << 10
 #: Most bytes between stored chunks a piece reads along with them (then: separate calls).
 _GAPS_READ = 1 << 20
+#: Whether this system has ``os.preadv`` (not every one Python runs on does).
+_PREADV = hasattr(os, "preadv")
 #: Granularity of the scratch memory of a read [B] (see :func:`_scratch`).
 _SCRATCH_UNIT = 64 << 10
 
@@ -206,7 +210,7 @@ def read_into(dsid: h5py.h5d.DatasetID, out: np.ndarray, start: tuple[int, ...])
     """
     shape = dsid.shape
     rank = len(shape)
-    if _libdeflate is None or sys.byteorder != "little" or not 1 <= rank <= 3 or out.size == 0:
+    if _libdeflate is None or not _PREADV or sys.byteorder != "little" or not 1 <= rank <= 3 or out.size == 0:
         return False
     if out.dtype != np.float64 or not out.flags.c_contiguous or out.ndim != rank:
         return False

@@ -11,7 +11,8 @@ the high byte of a word whose low byte is 0) and keeps two running sums, ``sum1`
 words and twice at the end. A fold keeps ``x`` modulo 65535 and is 0 only for 0, and the final value
 fits in 16 bits, so each sum ends as the true (unbounded) sum ``S`` reduced to ``1..65535``: 0 when
 ``S`` is 0, i.e. when every byte is 0, else ``(S - 1) % 65535 + 1`` (65535, not 0, for a non-zero
-multiple). :func:`fletcher32` computes that closed form, block by block (:data:`_BLOCK`). The stored checksum is little-endian ``(sum2 << 16) | sum1``.
+multiple). :func:`fletcher32` computes that closed form, block by block (:data:`_BLOCK`). The
+stored checksum is ``(sum2 << 16) | sum1``, little-endian.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from dask_features._compiled import kernel
 
-__all__ = ["first_bad_chunk", "fletcher32", "place"]
+__all__ = ["first_bad_chunk", "place"]
 
 #: Words per block of :func:`fletcher32`: a block's sums of w_j and j * w_j (w_j < 2**16) fit in
 #: 32 bits (sum(j for j < 256) * 65535 < 2**32).
@@ -32,7 +33,7 @@ _ZLIB_CMF = 0x78
 _ZLIB_FDICT = 0x20
 
 
-@kernel("i8(u1[::1], i8, i8)")
+@kernel()
 def fletcher32(raw: np.ndarray, start: int, size: int) -> int:
     """HDF5's Fletcher-32 of bytes ``raw[start:start + size]`` (see the module docstring)."""
     words = size // 2
@@ -140,7 +141,8 @@ def place(
 
 @kernel()
 def _unshuffle_run(decoded: np.ndarray, e: int, n: int, dst: np.ndarray) -> None:
-    """``dst[j]`` = element ``e + j`` of shuffled chunk bytes whose byte planes are ``n`` apart.
+    """``dst[j]`` = the element whose byte ``b`` is ``decoded[e + j + b * n]``: a run of a shuffled
+    chunk of ``n`` elements (``e``: where its first element's lowest byte is).
 
     One contiguous slice per byte plane: the loop reads eight streams and vectorises."""
     run = dst.size

@@ -53,17 +53,26 @@ def _bytes(kind: str, n: int) -> bytes:
 SIZES = [0, 1, 2, 3, 719, 720, 721, 722, 4097, 131_071, 131_072, 300_001]
 
 
+def _checked(data: bytes, checksum: int) -> int:
+    """:func:`first_bad_chunk` of one stored chunk: a zlib header, ``data``, then ``checksum``."""
+    stored = b"\x78\x9c" + data
+    raw = np.frombuffer(b"pad" + stored + checksum.to_bytes(4, "little"), dtype=np.uint8).copy()
+    return kernels.first_bad_chunk(raw, np.array([3]), np.array([len(stored) + 4]), True)
+
+
 @pytest.mark.parametrize("kind", ["random", "zeros", "ones", "zero-tail"])
 @pytest.mark.parametrize("n", SIZES)
 def test_fletcher32_is_hdf5s_definition(kind: str, n: int) -> None:
     data = _bytes(kind, n)
-    raw = np.frombuffer(b"pad" + data + b"pad", dtype=np.uint8).copy()
-    assert kernels.fletcher32(raw, 3, n) == _hdf5_fletcher32(data)
+    expected = _hdf5_fletcher32(b"\x78\x9c" + data)
+    assert _checked(data, expected) == -1
+    assert _checked(data, expected ^ 1) == 0
+    assert _checked(data, expected ^ 0x10000) == 0
 
 
 @pytest.mark.parametrize("kind", ["random", "zeros", "ones"])
 @pytest.mark.parametrize("n", [1, 7, 8, 721, 5000])
-def test_fletcher32_matches_what_hdf5_stored(kind: str, n: int, tmp_path: Path) -> None:
+def test_the_definition_is_what_hdf5_stores(kind: str, n: int, tmp_path: Path) -> None:
     """HDF5 appends the checksum little-endian to each chunk (fletcher32 alone: the chunk is the data)."""
     with h5py.File(tmp_path / "f.h5", "w") as f:
         ds = f.create_dataset(
@@ -71,8 +80,7 @@ def test_fletcher32_matches_what_hdf5_stored(kind: str, n: int, tmp_path: Path) 
         )
         _mask, stored = ds.id.read_direct_chunk((0,))
     assert len(stored) == n + 4
-    raw = np.frombuffer(stored, dtype=np.uint8).copy()
-    assert kernels.fletcher32(raw, 0, n) == int.from_bytes(stored[n:], "little")
+    assert _hdf5_fletcher32(stored[:n]) == int.from_bytes(stored[n:], "little")
 
 
 def _stored(chunks: list[bytes], checksum: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
