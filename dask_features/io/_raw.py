@@ -173,8 +173,8 @@ def _chunks(dsid: h5py.h5d.DatasetID, plan: _Plan, lo: np.ndarray, hi: np.ndarra
     # then written), whatever a damaged index may list.
     if np.count_nonzero(hit) != needed or np.any(origins[hit] % chunk):
         return None
-    grid = (origins[hit] // chunk - first).T
-    if np.unique(np.ravel_multi_index(tuple(grid), tuple((stop - first).tolist()))).size != needed:
+    cells = np.ravel_multi_index(tuple((origins[hit] // chunk - first).T), tuple((stop - first).tolist()))
+    if not np.array_equal(np.sort(cells), np.arange(needed)):  # (np.unique imports numpy.ma: 20 ms)
         return None
     return origins[hit], offsets[hit], sizes[hit], masks[hit]
 
