@@ -424,6 +424,35 @@ def test_a_damaged_chunk_raises_hdf5s_error(
         assert _error(dsid, True, monkeypatch) == expected
 
 
+@pytest.mark.parametrize(
+    ("transfer_chunks", "places"),
+    [((3, 1, 7), 2), ((4, 2, 21), 1)],  # Vg and Id in chunks of their own (two reads), or together
+)
+def test_the_chunk_readers_read_raw(tmp_path: Path, transfer_chunks: tuple[int, ...], places: int) -> None:
+    """``transfer_rows`` (both ways) and ``samples_row`` place the chunks they read themselves."""
+    from dask_features import _compiled
+    from dask_features.io import _raw_kernels
+
+    path = tmp_path / "f.h5"
+    transfer, transient = _data((13, 2, 21)), _data((3, 500), seed=1)
+    with h5py.File(path, "w") as f:
+        lab = {"compression": "gzip", "shuffle": True, "fletcher32": True}
+        f.create_dataset("transfer", data=transfer, chunks=transfer_chunks, **lab)
+        f.create_dataset("transient", data=transient, chunks=(1, 64), **lab)
+    with h5py.File(path, "r") as f, _compiled.recording() as calls:
+        vg, cur = _read.transfer_rows(f["transfer"].id, 2, 11) or (None, None)
+        placed_rows = sum(k is _raw_kernels.place for k, _ in calls)
+        samples = _read.samples_row(f["transient"].id, 2, 30, 470)
+        placed_samples = sum(k is _raw_kernels.place for k, _ in calls) - placed_rows
+    assert (placed_rows, placed_samples) == (places, 1)
+    assert vg is not None
+    assert cur is not None
+    assert samples is not None
+    _same(vg, _read.inf_to_nan(transfer[2:11, 0].copy()))
+    _same(cur, _read.inf_to_nan(transfer[2:11, 1].copy()))
+    _same(samples, _read.inf_to_nan(transient[2, 30:470].copy()))
+
+
 @pytest.mark.parametrize("preset", ["v2_transfer_basic", "v2_mixed"])
 def test_extract_writes_the_same_tables_either_way(
     preset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
