@@ -6,7 +6,10 @@ array. When the file stores native float64 (what oect-infra writes), HDF5 can in
 stored bytes directly into the final arrays: Vg and Id of a transfer chunk each into an ``(n, m)``
 array of :func:`~dask_features._buffers.pooled` memory, a transient row into a flat one. The
 values are the same bytes either way; +-inf is then replaced by NaN in place, as
-:func:`~dask_features.io._layout.finite_or_nan` does on its copy.
+:func:`~dask_features.io._layout.finite_or_nan` does on its copy. Where the storage allows (gzip,
+with or without shuffle and fletcher32: what oect-infra writes), the bytes come from the stored
+chunks decoded by :mod:`dask_features.io._raw` rather than by HDF5, the same bytes faster; any
+other storage, and any chunk failing a check, is read by HDF5.
 
 Each function returns None when the dataset is not one it reads this way (another stored type, an
 unexpected shape, a range outside the data): the caller then takes the general way, which keeps its
