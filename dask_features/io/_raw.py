@@ -198,8 +198,8 @@ def _as_rank3(values: tuple[int, ...] | np.ndarray, pad: int) -> np.ndarray:
 
 
 def read_into(dsid: h5py.h5d.DatasetID, out: np.ndarray, start: tuple[int, ...]) -> bool:
-    """Fill ``out`` (float64, C-contiguous) from the hyperslab of its shape at ``start``, as
-    ``dsid.read`` would, byte for byte.
+    """Fill ``out`` (native float64, C-contiguous, writable) from the hyperslab of its shape at
+    ``start``, as ``dsid.read`` would, byte for byte.
 
     Returns
     -------
@@ -212,7 +212,12 @@ def read_into(dsid: h5py.h5d.DatasetID, out: np.ndarray, start: tuple[int, ...])
     rank = len(shape)
     if _libdeflate is None or not _PREADV or sys.byteorder != "little" or not 1 <= rank <= 3 or out.size == 0:
         return False
-    if out.dtype != np.float64 or not out.flags.c_contiguous or out.ndim != rank:
+    flags = out.flags
+    if (
+        out.dtype != np.float64
+        or out.ndim != rank
+        or not (flags.c_contiguous and flags.writeable and flags.aligned)
+    ):
         return False
     lo = np.array(start, dtype=np.int64)
     hi = lo + np.array(out.shape, dtype=np.int64)

@@ -371,6 +371,34 @@ def test_a_user_block_never_misplaces_offsets(tmp_path: Path) -> None:
             _same(got, data)
 
 
+def _readonly(shape: tuple[int, ...]) -> np.ndarray:
+    out = np.zeros(shape)
+    out.flags.writeable = False
+    return out
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        _readonly,
+        lambda shape: np.zeros(shape, np.float32),
+        lambda shape: np.zeros(shape, ">f8"),
+        lambda shape: np.zeros(shape[::-1]).T,
+        lambda shape: np.zeros((2, *shape))[0],  # a view: fine when contiguous
+        lambda shape: np.zeros((*shape, 1)),
+        lambda shape: np.zeros((0, *shape[1:])),
+    ],
+)
+def test_outputs_it_cannot_fill_are_declined(lab_file: Path, make: Any) -> None:
+    out = make((60, 2, 45))
+    fillable = out.dtype == np.dtype("<f8") and out.ndim == 3 and out.size and out.flags.c_contiguous
+    fillable = fillable and out.flags.writeable
+    with h5py.File(lab_file, "r") as f:
+        assert _raw.read_into(f["d"].id, out, (0, 0, 0, 0)[: out.ndim]) == bool(fillable)
+        if fillable:
+            _same(out, f["d"][...])
+
+
 @pytest.fixture
 def without_libdeflate(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setitem(sys.modules, "deflate", None)  # import deflate raises ImportError
