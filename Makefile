@@ -21,7 +21,7 @@ KERNELS := dask_features/_compiled.py dask_features/_kernel_types.py \
 	dask_features/extractors/_peak_kernel.py \
 	dask_features/extractors/_peaks.py \
 	dask_features/extractors/tau/_kernels.py dask_features/extractors/tau/_locate.py \
-	dask_features/extractors/tau/_anchored.py
+	dask_features/extractors/tau/_anchored.py dask_features/io/_raw_kernels.py
 $(VENV)/.warm: $(VENV)/.installed $(KERNELS)
 	$(BIN)/python -m dask_features.warmup
 	touch $@

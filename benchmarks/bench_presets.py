@@ -16,13 +16,18 @@ oect-infra's batch with its worker pool).
 
 The package's bytecode is compiled first, as an installed package has it (see ``bench_startup.py``).
 
-Usage: ``python benchmarks/bench_presets.py [--quick] [--rounds N] [--only transfer,mixed]``
-(``--quick``: a quarter of the steps, one round of oect-infra).
+``--before TREE`` adds a contender: our ``extract`` from another source tree (e.g. a checkout of the
+previous commit, its compiled kernels built), interleaved with the others, so a change is measured
+under the same machine load as the floor.
+
+Usage: ``python benchmarks/bench_presets.py [--quick] [--rounds N] [--only transfer,mixed]
+[--before TREE]`` (``--quick``: a quarter of the steps, one round of oect-infra).
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import shutil
 import subprocess
 import sys
@@ -42,6 +47,13 @@ assert res.ok, res.summary()
 print(res.summary())
 print("CALL", call)
 """
+
+#: OURS from the source tree in argv[4] (imported first; its worker processes inherit it).
+BEFORE = (
+    "import os, sys\n"
+    "sys.path.insert(0, sys.argv[4])\n"
+    "os.environ['PYTHONPATH'] = os.pathsep.join([sys.argv[4], os.environ.get('PYTHONPATH', '')])\n" + OURS
+)
 
 FLOOR = """
 import glob, sys, time
@@ -125,6 +137,13 @@ def compare(
     return whole, call
 
 
+def _before(
+    tree: Path | None, data: Path, preset: str, out: Path
+) -> dict[str, tuple[str, tuple[object, ...]]]:
+    """The ``before: extract`` contender when ``--before`` names a tree, else none."""
+    return {} if tree is None else {"before: extract": (BEFORE, (data, preset, out, tree.resolve()))}
+
+
 def report(times: tuple[dict[str, float], dict[str, float]], slow: str, fast: str, target: str) -> None:
     """Print ``slow / fast`` for the whole processes and for the calls alone."""
     whole, call = times
@@ -139,9 +158,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default="transfer,mixed")
+    parser.add_argument("--before", type=Path, default=None, help="another source tree to compare")
     args = parser.parse_args()
     only = set(args.only.split(","))
     compile_package()
+    if args.before is not None:
+        compileall.compile_dir(args.before / "dask_features", quiet=1)
     scale = 4 if args.quick else 1
     infra_rounds = 1 if args.quick else 2
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -153,6 +175,7 @@ def main() -> None:
                 {
                     "h5py read+decode (floor)": (FLOOR, (data, "transfer/measurement_data")),
                     "ours: extract": (OURS, (data, "v2_transfer_basic", tmp / "ours_t")),
+                    **_before(args.before, data, "v2_transfer_basic", tmp / "before_t"),
                     "oect-infra: ProcessPool, 2 workers": (
                         INFRA,
                         (data, "v2_transfer_basic", tmp / "infra_t", 2),
@@ -161,11 +184,14 @@ def main() -> None:
                 {
                     "h5py read+decode (floor)": args.rounds,
                     "ours: extract": args.rounds,
+                    "before: extract": args.rounds,
                     "oect-infra: ProcessPool, 2 workers": infra_rounds,
                 },
                 tmp,
             )
             report(times, "ours: extract", "h5py read+decode (floor)", "<= 1.5")
+            if args.before is not None:
+                report(times, "before: extract", "h5py read+decode (floor)", "<= 1.5")
             report(times, "oect-infra: ProcessPool, 2 workers", "ours: extract", ">= 40")
         if "mixed" in only:
             data = make_data(tmp / "mixed", 2, 500 // scale, 500 // scale)
@@ -173,9 +199,14 @@ def main() -> None:
                 f"v2_mixed, 2 x ({500 // scale} transfer + {500 // scale} transient steps)",
                 {
                     "ours: extract": (OURS, (data, "v2_mixed", tmp / "ours_m")),
+                    **_before(args.before, data, "v2_mixed", tmp / "before_m"),
                     "oect-infra: serial loop": (INFRA, (data, "v2_mixed", tmp / "infra_m", 1)),
                 },
-                {"ours: extract": args.rounds, "oect-infra: serial loop": infra_rounds},
+                {
+                    "ours: extract": args.rounds,
+                    "before: extract": args.rounds,
+                    "oect-infra: serial loop": infra_rounds,
+                },
                 tmp,
             )
             report(times, "oect-infra: serial loop", "ours: extract", ">= 10")

@@ -71,6 +71,7 @@ KERNEL_MODULES = (
     "dask_features.extractors.tau._kernels",
     "dask_features.extractors.tau._locate",
     "dask_features.extractors.tau._anchored",
+    "dask_features.io._raw_kernels",
 )
 #: numba options of every kernel, in both modes. error_model="numpy": a division by zero gives
 #: inf/NaN (handled by the callers) instead of raising.

@@ -20,8 +20,13 @@ __all__ = ["ArgCheck", "parse_signature"]
 
 ArgCheck = Callable[[Any], bool]
 
-_DTYPES = {"f8": np.dtype(np.float64), "i8": np.dtype(np.int64), "b1": np.dtype(np.bool_)}
-_ARRAY = re.compile(r"^(f8|i8|b1)\[(.*)\]$")
+_DTYPES = {
+    "f8": np.dtype(np.float64),
+    "i8": np.dtype(np.int64),
+    "b1": np.dtype(np.bool_),
+    "u1": np.dtype(np.uint8),
+}
+_ARRAY = re.compile(r"^(f8|i8|b1|u1)\[(.*)\]$")
 
 
 def _scalar(code: str) -> ArgCheck:
@@ -77,7 +82,7 @@ def parse_signature(signature: str) -> tuple[ArgCheck, ...]:
     Raises
     ------
     ValueError
-        A type other than f8, i8, b1 or arrays of them (C-contiguous or any layout) as argument.
+        A type other than f8, i8, b1, arrays of them or of u1 (bytes) (C-contiguous or any layout) as argument.
     """
     text = signature.strip()
     if not text.endswith(")"):

@@ -6,7 +6,10 @@ array. When the file stores native float64 (what oect-infra writes), HDF5 can in
 stored bytes directly into the final arrays: Vg and Id of a transfer chunk each into an ``(n, m)``
 array of :func:`~dask_features._buffers.pooled` memory, a transient row into a flat one. The
 values are the same bytes either way; +-inf is then replaced by NaN in place, as
-:func:`~dask_features.io._layout.finite_or_nan` does on its copy.
+:func:`~dask_features.io._layout.finite_or_nan` does on its copy. Where the storage allows (gzip,
+with or without shuffle and fletcher32: what oect-infra writes), the bytes come from the stored
+chunks decoded by :mod:`dask_features.io._raw` rather than by HDF5, the same bytes faster; any
+other storage, and any chunk failing a check, is read by HDF5.
 
 Each function returns None when the dataset is not one it reads this way (another stored type, an
 unexpected shape, a range outside the data): the caller then takes the general way, which keeps its
@@ -20,7 +23,11 @@ import numpy as np
 
 from dask_features._buffers import pooled
 
-__all__ = ["inf_to_nan", "samples_row", "transfer_rows"]
+__all__ = ["RAW_CHUNKS", "inf_to_nan", "samples_row", "transfer_rows"]
+
+#: Whether reads try the raw chunk reader (:func:`dask_features.io._raw.read_into`) first; False
+#: leaves every read to HDF5 (for comparisons; the values are the same either way).
+RAW_CHUNKS = True
 
 
 def inf_to_nan(values: np.ndarray) -> np.ndarray:
@@ -37,7 +44,13 @@ def _native_double(dsid: h5py.h5d.DatasetID) -> bool:
 
 
 def _read(dsid: h5py.h5d.DatasetID, out: np.ndarray, start: tuple[int, ...]) -> None:
-    """Fill ``out`` from the hyperslab of its shape at ``start`` (same rank as the dataset)."""
+    """Fill ``out`` from the hyperslab of its shape at ``start`` (same rank as the dataset): from
+    the stored chunks (:mod:`._raw`) when :data:`RAW_CHUNKS` and that reader can, else by HDF5."""
+    if RAW_CHUNKS:
+        from dask_features.io import _raw  # its kernels and libdeflate load on the first read only
+
+        if _raw.read_into(dsid, out, start):
+            return
     fspace = dsid.get_space()
     fspace.select_hyperslab(start, out.shape)
     dsid.read(h5py.h5s.create_simple(out.shape), fspace, out, mtype=h5py.h5t.NATIVE_DOUBLE)

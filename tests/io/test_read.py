@@ -9,11 +9,15 @@ from typing import Any
 
 import h5py
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+import dask_features as dfe
 from dask_features import synth
 from dask_features.io import _read, open_experiment
 from dask_features.io._layout import finite_or_nan
+from tests.io._chunked import same, values
 
 #: How ``measurement_data`` is stored: dtype and chunk shape (None: contiguous, no filters); a
 #: callable chunk shape gets the dataset's shape.
@@ -144,3 +148,75 @@ def test_threads_reading_at_once_get_arrays_of_their_own(stored: tuple[str, Path
     for r, chunk in zip(ranges, chunks, strict=True):
         _same(chunk.vg, expected[r].vg)
         _same(chunk.id, expected[r].id)
+
+
+@pytest.mark.parametrize(
+    ("transfer_chunks", "places"),
+    [((3, 1, 7), 2), ((4, 2, 21), 1)],  # Vg and Id in chunks of their own (two reads), or together
+)
+def test_the_chunk_readers_read_raw(tmp_path: Path, transfer_chunks: tuple[int, ...], places: int) -> None:
+    """``transfer_rows`` (both ways) and ``samples_row`` place the chunks they read themselves."""
+    from dask_features import _compiled
+    from dask_features.io import _raw_kernels
+
+    path = tmp_path / "f.h5"
+    transfer, transient = values((13, 2, 21)), values((3, 500), seed=1)
+    with h5py.File(path, "w") as f:
+        lab = {"compression": "gzip", "shuffle": True, "fletcher32": True}
+        f.create_dataset("transfer", data=transfer, chunks=transfer_chunks, **lab)
+        f.create_dataset("transient", data=transient, chunks=(1, 64), **lab)
+    with h5py.File(path, "r") as f, _compiled.recording() as calls:
+        vg, cur = _read.transfer_rows(f["transfer"].id, 2, 11) or (None, None)
+        placed_rows = sum(k is _raw_kernels.place for k, _ in calls)
+        samples = _read.samples_row(f["transient"].id, 2, 30, 470)
+        placed_samples = sum(k is _raw_kernels.place for k, _ in calls) - placed_rows
+    assert (placed_rows, placed_samples) == (places, 1)
+    assert vg is not None
+    assert cur is not None
+    assert samples is not None
+    same(vg, _read.inf_to_nan(transfer[2:11, 0].copy()))
+    same(cur, _read.inf_to_nan(transfer[2:11, 1].copy()))
+    same(samples, _read.inf_to_nan(transient[2, 30:470].copy()))
+
+
+@pytest.mark.parametrize("preset", ["v2_transfer_basic", "v2_mixed"])
+def test_extract_writes_the_same_tables_either_way(
+    preset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for seed in range(2):
+        synth.write_experiment(
+            data,
+            n_transfer=120,
+            n_transient=30,
+            seed=seed,
+            test_id=f"t{seed}",
+            defects={"ragged": 0.2, "nan_samples": 0.2, "empty_steps": 0.05},
+        )
+    tables = {}
+    for raw in (False, True):
+        monkeypatch.setattr(_read, "RAW_CHUNKS", raw)
+        out = tmp_path / f"out-{raw}"
+        res = dfe.extract(data, preset, out, scheduler="sync", progress=False)
+        assert res.ok
+        assert len(res.successful) == 2
+        files = sorted((out / preset).glob("*/*.parquet"))
+        assert files
+        tables[raw] = {f.relative_to(out).as_posix(): pq.read_table(f) for f in files}
+    assert tables[False].keys() == tables[True].keys()
+    for name, table in tables[True].items():
+        _same_table(table, tables[False][name])
+
+
+def _same_table(a: pa.Table, b: pa.Table) -> None:
+    """Same schema, nulls and values, floats bit for bit (``Table.equals`` finds NaN unequal)."""
+    assert a.schema.equals(b.schema)
+    for name in a.column_names:
+        x, y = a[name].combine_chunks(), b[name].combine_chunks()
+        if pa.types.is_floating(x.type):
+            assert x.is_null().equals(y.is_null()), name
+            xs, ys = x.fill_null(0).to_numpy(), y.fill_null(0).to_numpy()
+            assert np.array_equal(xs.view(f"u{xs.itemsize}"), ys.view(f"u{ys.itemsize}")), name
+        else:
+            assert x.equals(y), name
