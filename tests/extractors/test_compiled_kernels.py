@@ -23,7 +23,7 @@ from dask_features.extractors.tau import _anchored as anchored
 from dask_features.extractors.tau import _kernels as tk
 
 #: Presets whose extractors call the compiled kernels.
-PRESETS = ("transient_tau", "transfer_robust", "v2_transient_cycles")
+PRESETS = ("transient_tau", "transfer_robust", "v2_transient_cycles", "v2_transfer_basic")
 
 #: Run in a fresh interpreter: extract PRESETS from one generated experiment and print what was used.
 _EXTRACT = """
