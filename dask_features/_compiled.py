@@ -58,6 +58,7 @@ __all__ = [
     "kernels",
     "key",
     "load",
+    "preload",
     "recording",
     "search_dirs",
 ]
@@ -110,7 +111,7 @@ class Kernel:
             _RECORDS.append((self, tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)))
         compiled = self._compiled
         if compiled is _UNRESOLVED:
-            compiled = self._compiled = self.compiled()
+            compiled = self.resolve()
         if compiled is not None and not kwargs and self.accepts(args):
             return compiled(*args)
         self.used_jit = True
@@ -124,6 +125,12 @@ class Kernel:
             and len(args) == len(checks)
             and all(c(a) for c, a in zip(checks, args, strict=True))
         )
+
+    def resolve(self) -> Any:
+        """:meth:`compiled`, looked up once: what every later call runs (None: the JIT)."""
+        if self._compiled is _UNRESOLVED:
+            self._compiled = self.compiled()
+        return self._compiled
 
     def compiled(self) -> Any:
         """The ahead-of-time compiled function, or None (no signature, no module, or not in it)."""
@@ -308,6 +315,13 @@ def kernels() -> list[Kernel]:
 def jit_fallbacks() -> list[str]:
     """Kernels called from Python that ran numba's JIT in this process (``module:function``)."""
     return sorted(k.name for k in _KERNELS.values() if k.used_jit)
+
+
+def preload() -> None:
+    """Load the compiled module and look up every declared kernel in it now, not at each kernel's
+    first call: a process about to fork workers does it once for all of them."""
+    for k in kernels():
+        k.resolve()
 
 
 @contextlib.contextmanager

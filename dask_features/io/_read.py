@@ -23,7 +23,7 @@ import numpy as np
 
 from dask_features._buffers import pooled
 
-__all__ = ["RAW_CHUNKS", "inf_to_nan", "samples_row", "transfer_rows"]
+__all__ = ["RAW_CHUNKS", "inf_to_nan", "preload", "samples_row", "transfer_rows"]
 
 #: Whether reads try the raw chunk reader (:func:`dask_features.io._raw.read_into`) first; False
 #: leaves every read to HDF5 (for comparisons; the values are the same either way).
@@ -41,6 +41,12 @@ def inf_to_nan(values: np.ndarray) -> np.ndarray:
 def _native_double(dsid: h5py.h5d.DatasetID) -> bool:
     """Whether the dataset stores native float64: read with no conversion, byte for byte."""
     return bool(dsid.get_type().equal(h5py.h5t.NATIVE_DOUBLE))
+
+
+def preload() -> None:
+    """Import the raw chunk reader (libdeflate, its kernels) now instead of at the first read."""
+    if RAW_CHUNKS:
+        from dask_features.io import _raw  # noqa: F401
 
 
 def _read(dsid: h5py.h5d.DatasetID, out: np.ndarray, start: tuple[int, ...]) -> None:

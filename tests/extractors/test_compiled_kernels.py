@@ -285,3 +285,21 @@ def test_every_kernel_compiled_equals_jit_on_the_calls_of_real_extractions(
         seen.add(kern.name)
     exported = {k.name for k in _compiled.kernels() if k.signature is not None}
     assert seen == exported
+
+
+def test_preload_looks_up_every_kernel_before_any_call(compiled: Path) -> None:
+    # What a run does before forking workers (engine.streams): afterwards no kernel resolves lazily.
+    code = (
+        "import sys\n"
+        "from dask_features import _compiled\n"
+        "from dask_features.io import _read\n"
+        "import dask_features.extractors.transfer\n"
+        "_read.preload()\n"
+        "assert 'dask_features.io._raw' in sys.modules\n"
+        "_compiled.preload()\n"
+        "ks = [k for k in _compiled.kernels() if k.signature]\n"
+        "print(len(ks) > 0, all(k._compiled is not None and k._compiled is not _compiled._UNRESOLVED for k in ks))"
+    )
+    env = {**os.environ, _compiled.DIR_ENV: str(compiled.parent)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"]
