@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 
 # Compile the numba kernels ahead of time (dask_features/warmup.py); again whenever a kernel changes,
 # since a module built from other sources is never loaded (the JIT would then run, correct but slow).
-KERNELS := dask_features/_compiled.py dask_features/_kernel_types.py \
+KERNELS := dask_features/_compiled.py dask_features/_build.py dask_features/_kernel_types.py \
 	dask_features/extractors/_robust_kernels.py dask_features/extractors/_slope_kernels.py \
 	dask_features/extractors/_peak_kernel.py \
 	dask_features/extractors/_peaks.py \

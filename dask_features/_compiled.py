@@ -4,7 +4,7 @@ Kernel modules declare each loop with :func:`kernel` and, for the kernels Python
 argument and return types (a numba signature string). Importing a kernel module imports no numba.
 On its first call a kernel resolves to:
 
-1. the ahead-of-time compiled function, if a module built by :func:`build` from exactly these
+1. the ahead-of-time compiled function, if a module built by :func:`~dask_features._build.build` from exactly these
    kernel sources is present (its name carries :func:`key`: a hash of the kernel modules' source,
    of this file, of the Python, NumPy, numba and llvmlite versions and of the CPU's features; a
    module with another key is never loaded), and the call's arguments have exactly the declared
@@ -44,12 +44,11 @@ from typing import Any
 import numpy as np
 
 from dask_features._kernel_types import ArgCheck, parse_signature
-from dask_features.errors import DaskFeaturesWarning, OutputError
+from dask_features.errors import DaskFeaturesWarning
 
 __all__ = [
     "KERNEL_MODULES",
     "Kernel",
-    "build",
     "cpu_features",
     "find",
     "find_module",
@@ -199,13 +198,14 @@ def _dist_infos(entry: str) -> tuple[str, ...]:
 
 @functools.cache
 def key() -> str:
-    """Hash of the kernel sources, this file and the versions the compiled code depends on.
+    """Hash of the kernel sources, this file, the build's and the versions the compiled code depends on.
 
     Computed once per process, from the sources as they are when first asked (at the first kernel
     call or build).
     """
     h = hashlib.sha256()
-    for path in [_source_file(m) for m in KERNEL_MODULES] + [Path(__file__), _PACKAGE / "_kernel_types.py"]:
+    own = [Path(__file__), _PACKAGE / "_kernel_types.py", _PACKAGE / "_build.py"]
+    for path in [_source_file(m) for m in KERNEL_MODULES] + own:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     versions = [sys.version, np.__version__] + [_version(d) for d in ("numba", "llvmlite")]
@@ -338,86 +338,3 @@ def recording() -> Iterator[list[tuple[Kernel, tuple[Any, ...]]]]:
         yield records
     finally:
         _RECORDS = None
-
-
-def _writable(folder: Path) -> bool:
-    with contextlib.suppress(OSError):
-        folder.mkdir(parents=True, exist_ok=True)
-    return folder.is_dir() and os.access(folder, os.W_OK)
-
-
-@contextlib.contextmanager
-def _kernel_flags() -> Iterator[None]:
-    """Compile the exported functions with the kernels' options (numba.pycc compiles with the defaults)."""
-    import numba.pycc.compiler as pycc_compiler
-
-    default = pycc_compiler.Flags
-
-    def flags() -> Any:
-        f: Any = default()
-        f.release_gil = True
-        f.error_model = JIT_OPTIONS["error_model"]
-        return f
-
-    pycc_compiler.Flags = flags  # type: ignore[misc,assignment]
-    try:
-        yield
-    finally:
-        pycc_compiler.Flags = default  # type: ignore[misc]
-
-
-def build(folder: Path | None = None) -> Path:
-    """Compile every kernel with a signature into one extension module; return its path.
-
-    Written to ``folder`` (default: the first writable of :func:`search_dirs`) under a temporary
-    name, then renamed, so concurrent builds and readers never see a partial file. An existing
-    module of the same key is kept. Older modules (other keys) in the package folder are removed.
-
-    Raises
-    ------
-    ImportError
-        numba.pycc is not available.
-    OutputError
-        No writable folder.
-    Exception
-        Whatever numba or the C compiler raise when compilation fails.
-    """
-    for module in KERNEL_MODULES:
-        importlib.import_module(module)
-    if folder is None:
-        folder = next((d for d in search_dirs() if _writable(d)), None)
-        if folder is None:
-            raise OutputError(f"no writable folder for the compiled kernels among {search_dirs()}")
-    folder.mkdir(parents=True, exist_ok=True)
-    name = module_name()
-    target = folder / (name + importlib.machinery.EXTENSION_SUFFIXES[0])
-    if target.is_file():
-        return target
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # numba.pycc's pending deprecation
-        from numba.pycc import CC
-
-    import tempfile  # only a build needs it (with shutil and random: ~9 ms of a first call's import)
-
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder))
-    try:
-        cc = CC(name)
-        cc.target_cpu = "host" if cpu_features() else ""
-        cc.output_dir = str(tmp)
-        for k in _KERNELS.values():
-            if k.signature is not None and k.name.split(":")[0] in KERNEL_MODULES:
-                cc.export(export_name(k.name), k.signature)(k.numba_source())
-        with _kernel_flags(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cc.compile()
-        os.replace(tmp / cc.output_file, target)
-    finally:
-        import shutil  # only a build needs it (it loads bz2, lzma and fnmatch)
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    if folder == _PACKAGE:  # a user cache folder may serve other installs: keep their modules
-        for old in folder.glob(_PREFIX + "*"):
-            if old.name != target.name:
-                with contextlib.suppress(OSError):
-                    old.unlink()
-    return target

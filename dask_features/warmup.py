@@ -6,7 +6,7 @@
 
 ``make`` runs it after installing. It
 
-1. compiles every kernel ahead of time into one extension module (:func:`dask_features._compiled.build`,
+1. compiles every kernel ahead of time into one extension module (:func:`dask_features._build.build`,
    about half a minute): a fresh process, or a freshly started Dask worker, then runs the tau and
    robust transfer kernels without importing numba (which alone takes ~0.5 s) or loading any cached
    machine code. The module is written to the package folder if writable, else to
@@ -37,10 +37,10 @@ __all__ = ["build_kernels", "warm_up"]
 
 def build_kernels() -> Path | None:
     """Build the ahead-of-time kernel module (kept if already built); None with a warning if impossible."""
-    from dask_features import _compiled
+    from dask_features import _build
 
     try:
-        return _compiled.build()
+        return _build.build()
     except Exception as exc:  # any failure (no numba.pycc, no C compiler) leaves the JIT path
         warnings.warn(
             f"the numba kernels could not be compiled ahead of time ({type(exc).__name__}: {exc}); "

@@ -37,7 +37,11 @@ def test_make_rebuilds_the_kernels_when_any_kernel_module_changes() -> None:
     line = next(ln for ln in text.splitlines() if ln.startswith("KERNELS :="))
     listed = set(line.removeprefix("KERNELS :=").split())
     modules = {m.replace(".", "/") + ".py" for m in _compiled.KERNEL_MODULES}
-    assert listed == modules | {"dask_features/_compiled.py", "dask_features/_kernel_types.py"}
+    assert listed == modules | {
+        "dask_features/_compiled.py",
+        "dask_features/_build.py",
+        "dask_features/_kernel_types.py",
+    }
 
 
 @pytest.mark.parametrize("dist", ["numba", "llvmlite", "numpy", "no-such-distribution"])

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dask_features import _compiled
+from dask_features import _build, _compiled
 from dask_features.extractors import _robust_kernels as rk
 from dask_features.extractors import _slope_kernels as sk
 from dask_features.extractors.tau import _anchored as anchored
@@ -57,7 +57,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("numba.pycc", reason="numba.pycc is not available: no ahead-of-time compilation")
     if not any(shutil.which(c) for c in ("cc", "gcc", "clang")):
         pytest.skip("no C compiler: numba.pycc cannot build the kernel module")
-    return _compiled.build(tmp_path_factory.mktemp("kernels"))
+    return _build.build(tmp_path_factory.mktemp("kernels"))
 
 
 def _extract(kernel_dir: Path, tmp: Path) -> dict[str, Any]:
