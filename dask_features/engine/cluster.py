@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 __all__ = ["CLUSTER_SETTINGS", "local_cluster"]
@@ -29,6 +30,9 @@ CLUSTER_SETTINGS = {
     "distributed.admin.tick.interval": "500ms",  # blocked-loop warnings still fire (limit 3 s)
     "distributed.admin.system-monitor.interval": "5s",  # dashboard host graphs: a point per 5 s
 }
+#: Preload file of every worker: no pause for memory (see its docstring; a restarted worker does not
+#: get the cluster's configuration, so it is not a setting above).
+WORKER_PRELOAD = str(Path(__file__).with_name("_worker_memory.py"))
 
 
 def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Any:
@@ -63,6 +67,9 @@ def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Any:
         "dashboard_address": ":0",
     }
     options.update(kwargs)
+    # After the configuration's preloads (the command line's), as distributed would list them.
+    preload = options.get("preload") or dask.config.get("distributed.worker.preload", [])
+    options["preload"] = [*([preload] if isinstance(preload, str) else preload), WORKER_PRELOAD]
     # glibc reads these only when a process starts, so they must reach the workers through the
     # nanny's pre-spawn environment; distributed lets a value already in os.environ (which it writes
     # there itself when it spawns workers) override that config, so clear it while starting.
