@@ -73,11 +73,11 @@ def _weights(text: str) -> dict[str, float]:
     for part in text.split(","):
         name, sep, raw = part.partition("=")
         try:
+            if not sep or not name.strip():
+                raise ValueError
             weights[name.strip()] = float(raw)
         except ValueError:
-            sep = ""
-        if not sep or not name.strip():
-            raise argparse.ArgumentTypeError(f"expected NAME=W[,NAME=W] or 'none', got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected NAME=W[,NAME=W] or 'none', got {text!r}") from None
     return weights
 
 
