@@ -392,9 +392,18 @@ def test_a_memory_limit_no_worker_can_start_with_is_refused(
         main(["extract", str(tiny_data), "-c", "v2_mixed", "-o", str(tmp_path), "--memory-limit", "60MB"])
         == 1
     )
-    assert (
-        "--memory-limit 60MB is below the 128 MB a worker process needs to start" in capsys.readouterr().err
-    )
+    assert "--memory-limit 60MB is below the 96 MB a worker process needs to start" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("limit", "warned"), [("110MB", True), ("1GB", False)])
+def test_a_memory_limit_below_the_packages_is_warned(limit: str, warned: bool, caplog) -> None:
+    import logging
+
+    from dask_features.cli._cluster import check_memory_limit
+
+    with caplog.at_level(logging.WARNING, logger="dask_features.cli._cluster"):
+        assert check_memory_limit(limit) > 0
+    assert ("a worker needs to import the packages" in caplog.text) is warned
 
 
 def test_external_data_only_inside_an_allowed_folder(
