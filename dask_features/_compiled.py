@@ -32,6 +32,7 @@ import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
+import itertools
 import os
 import sys
 import threading
@@ -186,6 +187,17 @@ def _source_file(module: str) -> Path:
     return _PACKAGE.joinpath(*module.split(".")[1:]).with_suffix(".py")
 
 
+def _package_folder(name: str) -> list[str]:
+    """The folder holding top-level package ``name`` (found, not imported), or none."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return []
+    if spec is None or not spec.origin or not spec.submodule_search_locations:
+        return []
+    return [os.path.dirname(os.path.dirname(spec.origin))]
+
+
 @functools.cache
 def _dist_infos(entry: str) -> tuple[str, ...]:
     """Names of the ``.dist-info`` folders in ``sys.path`` entry ``entry``, listed once per process
@@ -233,12 +245,15 @@ def cpu_features() -> str:
 def _version(dist: str) -> str:
     """Version of installed distribution ``dist`` ('-' when not installed).
 
-    Read from the name of its ``.dist-info`` folder, first on ``sys.path`` as imports search:
-    importing ``importlib.metadata`` alone takes 0.1-0.2 s in a fresh process, more than loading the
-    compiled kernels it keys. Other installation formats ask ``importlib.metadata``.
+    Read from the name of its ``.dist-info`` folder: first the one beside the package of that name
+    (located without importing it), else the first on ``sys.path`` as imports search. Importing
+    ``importlib.metadata`` alone takes 0.1-0.2 s in a fresh process, more than loading the compiled
+    kernels it keys; listing every ``sys.path`` entry would list the working folder too (the first
+    entry of a notebook or ``python -c``, which may hold thousands of data files). Other
+    installation formats ask ``importlib.metadata``.
     """
     prefix, suffix = dist.lower() + "-", ".dist-info"
-    for entry in sys.path:
+    for entry in itertools.chain(_package_folder(dist), sys.path):
         for name in _dist_infos(entry):
             if name.lower().startswith(prefix):
                 return name[len(prefix) : -len(suffix)]

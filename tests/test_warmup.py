@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,31 @@ def test_make_rebuilds_the_kernels_when_any_kernel_module_changes() -> None:
         "dask_features/_build.py",
         "dask_features/_kernel_types.py",
     }
+
+
+def test_key_versions_come_from_beside_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``.dist-info`` in an earlier ``sys.path`` entry that does not hold the package (the working
+    folder of a notebook) is neither listed nor believed."""
+    import importlib.metadata
+
+    expected = importlib.metadata.version("numba")
+    (tmp_path / "numba-0.0.1.dist-info").mkdir()
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    listed: list[str] = []
+    real = os.listdir
+
+    def spy(path: str = ".") -> list[str]:
+        listed.append(os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "listdir", spy)
+    _compiled._dist_infos.cache_clear()
+    try:
+        assert _compiled._version("numba") == expected
+        assert listed
+        assert str(tmp_path) not in listed
+    finally:
+        _compiled._dist_infos.cache_clear()
 
 
 @pytest.mark.parametrize("dist", ["numba", "llvmlite", "numpy", "no-such-distribution"])

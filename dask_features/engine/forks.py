@@ -25,13 +25,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import io
 import os
 import pickle
 import signal
 import struct
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,11 +119,33 @@ def _read(fd: int) -> bytes | None:
     return None if header is None else _read_exactly(fd, _LENGTH.unpack(header)[0])
 
 
-def _serve(tasks: int, results: int) -> None:
+class _TaskPickler(pickle.Pickler):
+    """Pickles the pool's shared objects as their index: the worker has them since it was forked."""
+
+    def __init__(self, file: io.BytesIO, shared: dict[int, int]) -> None:
+        super().__init__(file, pickle.HIGHEST_PROTOCOL)
+        self._shared = shared
+
+    def persistent_id(self, obj: Any) -> int | None:
+        return self._shared.get(id(obj))
+
+
+class _TaskUnpickler(pickle.Unpickler):
+    """Unpickles what :class:`_TaskPickler` made, in a worker holding the same shared objects."""
+
+    def __init__(self, data: bytes, shared: tuple[Any, ...]) -> None:
+        super().__init__(io.BytesIO(data))
+        self._shared = shared
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self._shared[pid]
+
+
+def _serve(tasks: int, results: int, shared: tuple[Any, ...]) -> None:
     """A worker's loop: run tasks until the parent closes the pipe or the run is interrupted."""
     while (data := _read(tasks)) is not None:
         try:
-            func, args, kwargs = pickle.loads(data)
+            func, args, kwargs = _TaskUnpickler(data, shared).load()
             value: tuple[bool, Any] = (True, func(*args, **kwargs))
         except BaseException as exc:  # sent back, as a process pool does
             value = (False, exc)
@@ -165,9 +188,15 @@ class ForkPool(Executor):
     ----------
     n : int
         Worker processes, forked now.
+    shared : sequence, optional
+        Objects the workers inherit, which tasks may refer to (by identity) without sending them
+        again: the run's configuration, for one (a task's pickle shrinks from ~3.5 kB to ~0.5 kB,
+        and the worker does not rebuild it per task). They must not change once the pool exists.
     """
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, shared: Sequence[Any] = ()) -> None:
+        self._shared = tuple(shared)  # held: their ids stay theirs while the pool lives
+        self._shared_ids = {id(obj): i for i, obj in enumerate(self._shared)}
         self._lock = threading.RLock()  # a future's callbacks may submit
         self._queue: collections.deque[_Task] = collections.deque()
         self._closed = False
@@ -198,7 +227,7 @@ class ForkPool(Executor):
                 _keep_freed_memory()
                 for fd in (task_w, result_r, *(fd for w in self._workers for fd in (w.tasks, w.results))):
                     os.close(fd)
-                _serve(task_r, result_w)
+                _serve(task_r, result_w, self._shared)
             except BaseException:
                 code = 1
             finally:
@@ -219,7 +248,9 @@ class ForkPool(Executor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """``fn(*args, **kwargs)`` in a worker; all must pickle (``fn`` by reference)."""
         future: Future[Any] = Future()
-        data = pickle.dumps((fn, args, kwargs), pickle.HIGHEST_PROTOCOL)
+        buffer = io.BytesIO()
+        _TaskPickler(buffer, self._shared_ids).dump((fn, args, kwargs))
+        data = buffer.getvalue()
         with self._lock:
             if self._closed:
                 raise PoolClosedError("cannot submit to a pool that was shut down")

@@ -176,7 +176,7 @@ def stream_local(
         pool: Executor = ThreadPoolExecutor(n)
     elif can_fork():  # forked here, before the plan opens more files: nothing to import
         _preload()
-        pool = ForkPool(n)
+        pool = ForkPool(n, shared=(config,))
     else:
         from concurrent.futures import ProcessPoolExecutor  # loads multiprocessing: only when used
 

@@ -67,6 +67,27 @@ def test_a_task_error_comes_back_as_raised(
     assert pool.submit(abs, -3).result(timeout=60) == 3  # the worker goes on
 
 
+def _holds_lock(obj: object) -> bool:
+    return bool(obj.locked())  # type: ignore[attr-defined]
+
+
+def test_shared_objects_reach_workers_without_being_pickled() -> None:
+    """A lock cannot be pickled: a task refers to the shared one by identity, wherever it is in its
+    arguments; any other lock is still an error."""
+    lock = threading.Lock()
+    lock.acquire()  # its state as forked is what the worker sees
+    p = ForkPool(2, shared=(lock, "unused"))
+    try:
+        assert p.submit(_holds_lock, lock).result(timeout=60) is True
+        assert p.submit(_holds_lock, obj=lock).result(timeout=60) is True
+        assert p.submit(len, [lock, lock, 3]).result(timeout=60) == 3
+        with pytest.raises(TypeError, match="lock"):
+            p.submit(_holds_lock, threading.Lock())
+    finally:
+        p.shutdown(wait=True, cancel_futures=True)
+        lock.release()
+
+
 def test_a_result_that_cannot_be_sent_back_is_an_error_not_a_hang(pool: ForkPool) -> None:
     with pytest.raises(TypeError, match="cannot send the task's result"):
         pool.submit(_a_lock).result(timeout=60)
