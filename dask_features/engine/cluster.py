@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import copy
 import os
-from pathlib import Path
 from typing import Any
 
 __all__ = ["CLUSTER_SETTINGS", "local_cluster"]
@@ -25,14 +25,18 @@ _MALLOC_VARIABLES = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
 #: while computing; the event-loop health check every 20 ms and the system monitor every 0.5 s
 #: cost the client process (scheduler and nannies) ~0.04 CPU-s/s. The memory monitors keep their
 #: defaults: they enforce ``memory_limit`` (and at 200 ms instead of 100 ms saved nothing measurable).
+#:
+#: Workers never pause for memory: a worker over ``distributed.worker.memory.pause`` (80 % of its
+#: limit) stops running tasks until spilling frees memory, but a task's memory here is its own
+#: arrays, not data Dask could spill, so under a limit close to what the packages take a paused
+#: worker waited forever and the run hung. Without the pause, a worker over the terminate fraction
+#: (95 %) is restarted by its nanny, and the run reports the experiments it could not compute.
 CLUSTER_SETTINGS = {
     "distributed.worker.profile.enabled": False,  # the dashboard's profile page stays empty
     "distributed.admin.tick.interval": "500ms",  # blocked-loop warnings still fire (limit 3 s)
     "distributed.admin.system-monitor.interval": "5s",  # dashboard host graphs: a point per 5 s
+    "distributed.worker.memory.pause": False,
 }
-#: Preload file of every worker: no pause for memory (see its docstring; a restarted worker does not
-#: get the cluster's configuration, so it is not a setting above).
-WORKER_PRELOAD = str(Path(__file__).with_name("_worker_memory.py"))
 
 
 def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Any:
@@ -41,8 +45,9 @@ def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Any:
     One single-threaded worker process per core (HDF5 reads are serialised by a global lock in
     threads, and NumPy code here gains nothing from threads), a dashboard on a free port, glibc
     malloc thresholds of :data:`MALLOC_THRESHOLD` instead of distributed's 64 KiB trim threshold,
-    and fewer periodic chores (:data:`CLUSTER_SETTINGS`: no worker profiler). A cluster started
-    with ``distributed.LocalCluster`` itself works with :func:`~dask_features.extract` too.
+    fewer periodic chores and no pause for memory (:data:`CLUSTER_SETTINGS`, kept by the workers
+    its nannies restart). A cluster started with ``distributed.LocalCluster`` itself works with
+    :func:`~dask_features.extract` too.
 
     Parameters
     ----------
@@ -67,15 +72,17 @@ def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Any:
         "dashboard_address": ":0",
     }
     options.update(kwargs)
-    # After the configuration's preloads (the command line's), as distributed would list them.
-    preload = options.get("preload") or dask.config.get("distributed.worker.preload", [])
-    options["preload"] = [*([preload] if isinstance(preload, str) else preload), WORKER_PRELOAD]
     # glibc reads these only when a process starts, so they must reach the workers through the
     # nanny's pre-spawn environment; distributed lets a value already in os.environ (which it writes
     # there itself when it spawns workers) override that config, so clear it while starting.
     saved = {name: os.environ.pop(name) for name in _MALLOC_VARIABLES if name in os.environ}
     try:
         with dask.config.set({**CLUSTER_SETTINGS, "distributed.nanny.pre-spawn-environ": pre_spawn}):
+            # A nanny hands each worker it starts, restarts included, a top-level merge of the
+            # configuration as it was when the nanny was made: its sections are dask's own dicts,
+            # which dask restores in place when this block ends, so a restarted worker got the
+            # defaults again (profiler on, measured). A deep copy keeps the settings above.
+            options.setdefault("config", copy.deepcopy(dask.config.config))
             return LocalCluster(**options)
     finally:
         for name in _MALLOC_VARIABLES:
