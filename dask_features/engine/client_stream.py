@@ -30,9 +30,9 @@ from typing import Any
 from dask_features.config.schema import FeatureConfig
 from dask_features.engine.cluster import local_cluster
 from dask_features.engine.plan import ExperimentJob, Job
-from dask_features.engine.shipping import PackedConfig, call_with_config
+from dask_features.engine.shipping import PackedConfig, call_packed, call_with_config, unpacked
 from dask_features.engine.streams import Outcome, chunked, per_job, value_of
-from dask_features.engine.tasks import run_chunk
+from dask_features.engine.tasks import Failure, run_chunk
 from dask_features.engine.writing import assemble_and_write, compute_and_write
 
 __all__ = ["resolve_client", "stream_distributed", "worker_count"]
@@ -114,7 +114,7 @@ class _Submitter:
         ]
         mapped = iter(
             self.client.map(
-                call_with_config,
+                call_packed,
                 [compute_and_write] * len(whole),
                 whole,
                 [self.config] * len(whole),
@@ -146,7 +146,7 @@ class _Submitter:
             for source, start, stop in job.chunks
         ]
         return self.client.submit(
-            call_with_config,
+            call_packed,
             assemble_and_write,
             job,
             self.config,
@@ -166,7 +166,16 @@ def _values(client: Any, futures: list[Any]) -> list[Any]:
         # Anything going wrong here (a worker lost after finishing) is sorted out one by one below.
         with contextlib.suppress(Exception):
             gathered = dict(zip([f.key for f in ready], client.gather(ready), strict=True))
-    return [gathered[f.key] if f.key in gathered else value_of(f) for f in futures]
+    return [_unpack(gathered[f.key] if f.key in gathered else value_of(f)) for f in futures]
+
+
+def _unpack(value: Any) -> Any:
+    """A task's value as computed (see :func:`~dask_features.engine.shipping.call_packed`); one the
+    client cannot read is that task's failure, as when ``distributed`` cannot deserialize it."""
+    try:
+        return unpacked(value)
+    except Exception as exc:
+        return Failure(f"cannot read the task's result: {type(exc).__name__}: {exc}")
 
 
 def stream_distributed(

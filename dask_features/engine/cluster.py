@@ -81,8 +81,10 @@ def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Any:
             # A nanny hands each worker it starts, restarts included, a top-level merge of the
             # configuration as it was when the nanny was made: its sections are dask's own dicts,
             # which dask restores in place when this block ends, so a restarted worker got the
-            # defaults again (profiler on, measured). A deep copy keeps the settings above.
-            options.setdefault("config", copy.deepcopy(dask.config.config))
+            # defaults again (profiler on, measured). A copy of the section set above keeps them
+            # (only that one: others may hold objects, e.g. a client as ``scheduler``).
+            config = {**dask.config.config, "distributed": copy.deepcopy(dask.config.get("distributed"))}
+            options.setdefault("config", config)
             return LocalCluster(**options)
     finally:
         for name in _MALLOC_VARIABLES:
