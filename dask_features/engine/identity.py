@@ -9,27 +9,61 @@ the workers rather than on the client's serial path. Resume compares content: ou
 only when the recorded digest matches, so a file replaced by another of the same size with its
 mtime restored is recomputed. The digest is only computed when the cheap stat signature (which
 includes the inode change time, which no user tool can restore) differs.
+
+The digest is XXH3-128 (:data:`DIGEST`): it detects changed content, not tampering, and hashes at
+memory speed. SHA-1 cost ~13 % of a transfer task's time (7 ms for a 13 MB file of 5,000 sweeps,
+against 0.5 ms). Digests recorded by earlier versions (SHA-1, written without a prefix) are
+still checked with SHA-1, so their outputs stay up to date.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from dask_features.errors import InvalidArgumentError
 
-__all__ = ["SourceIdentity", "file_digest", "same_content"]
-
-_BLOCK = 1 << 20
+__all__ = ["DIGEST", "SourceIdentity", "file_digest", "same_content"]
 
 
-def file_digest(path: str | os.PathLike[str]) -> str:
-    """SHA-1 of the file's bytes (change detection, not security; hashed at disk speed)."""
+def _xxh3_128() -> Any:
+    import xxhash  # only the tasks that write outputs hash files
+
+    return xxhash.xxh3_128()
+
+
+#: Digest algorithms by the prefix of a recorded digest (``"<name>:<hex>"``); "sha1" is what a
+#: digest without a prefix was hashed with (versions before XXH3).
+_HASHERS: dict[str, Callable[[], Any]] = {
+    "xxh3_128": _xxh3_128,
+    "sha1": lambda: hashlib.sha1(usedforsecurity=False),
+}
+#: The algorithm of the digests written now.
+DIGEST = "xxh3_128"
+
+
+def file_digest(path: str | os.PathLike[str], algorithm: str = DIGEST) -> str:
+    """Digest of the file's bytes, as recorded: ``"<algorithm>:<hex>"`` (bare hex for SHA-1).
+
+    Parameters
+    ----------
+    path : str or path
+        The file.
+    algorithm : {"xxh3_128", "sha1"}
+        See :data:`DIGEST`; "sha1" checks digests recorded by earlier versions.
+    """
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, lambda: hashlib.sha1(usedforsecurity=False)).hexdigest()
+        hexdigest = hashlib.file_digest(f, _HASHERS[algorithm]).hexdigest()
+    return hexdigest if algorithm == "sha1" else f"{algorithm}:{hexdigest}"
+
+
+def _algorithm(digest: str) -> str:
+    """The algorithm a recorded digest was hashed with (an unknown one matches no file)."""
+    name, sep, _ = digest.partition(":")
+    return name if sep else "sha1"
 
 
 @dataclass(frozen=True)
@@ -95,7 +129,10 @@ class SourceIdentity:
             return False
         if _signature(now) == self._signature:
             return True
-        return self.digest is not None and now.st_size == self.size and file_digest(path) == self.digest
+        if self.digest is None or now.st_size != self.size:
+            return False
+        algorithm = _algorithm(self.digest)
+        return algorithm in _HASHERS and file_digest(path, algorithm) == self.digest
 
     @property
     def _signature(self) -> tuple[int, int, int, int]:

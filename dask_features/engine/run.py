@@ -28,7 +28,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from dask_features.config.schema import FeatureConfig, load_config
-from dask_features.engine.client_stream import resolve_client, stream_distributed, worker_count
+from dask_features.engine.client_stream import (
+    cluster_window,
+    resolve_client,
+    stream_distributed,
+    worker_count,
+)
 from dask_features.engine.identity import SourceIdentity
 from dask_features.engine.names import output_stems
 from dask_features.engine.output import is_complete
@@ -161,13 +166,14 @@ def _stream(
     most = bundle_size_cap(options["n_items"], n_workers)
     target = distributed_task_seconds(n_workers) if client is not None else TARGET_TASK_SECONDS
     bundles = bundle_jobs(jobs, target, most) if settings.mode == "step" else ([job] for job in jobs)
-    window = options["max_in_flight"] or max(4, 2 * n_workers)
     if client is not None:
+        window = options["max_in_flight"] or cluster_window(n_workers, settings.split)
         yield from stream_distributed(
             client, bundles, settings.config, settings.folder, settings.split, window, options["retries"]
         )
         return
     assert scheduler is not None  # chosen above when not given
+    window = options["max_in_flight"] or max(4, 2 * n_workers)
     yield from stream_local(
         bundles,
         settings.config,
@@ -306,8 +312,9 @@ def extract(
     catalog : Catalog or path, optional
         Record every extraction (output path, time, status) in this catalog.
     max_in_flight : int, optional
-        Tasks (a chunked experiment, or a bundle of small ones) computed at once; bounds memory.
-        Default: twice the worker count, at least 4.
+        Tasks (a chunked experiment, or a bundle of small ones) in flight at once; bounds memory.
+        Default: twice the worker count, at least 4; on a cluster running whole files (one task
+        per file or bundle), four times.
     retries : int, default 2
         Task retries on a distributed cluster (e.g. after a worker was killed).
     progress : bool, optional

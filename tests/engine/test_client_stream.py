@@ -80,3 +80,52 @@ def test_stream_returns_every_bundle_once_whatever_the_window(
     outcomes = list(stream_distributed(client, iter(bundles), config, folder, "step", window, 0))
     assert sorted(job.stem for job, _, _ in outcomes) == sorted(job.stem for job in jobs)
     assert all(type(value).__name__ == "Written" for _, value, _ in outcomes)
+
+
+class _CountingClient:
+    """The real client, recording how many bundles each ``Client.map`` call submits."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.batches: list[int] = []
+
+    def map(self, *args: Any, **kwargs: Any) -> Any:
+        self.batches.append(len(args[1]))
+        return self._client.map(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+@pytest.mark.parametrize("window", [4, 8])
+def test_window_is_topped_up_in_batches_of_a_quarter(
+    client: Any, dataset: Path, tmp_path: Path, window: int
+) -> None:
+    from dask_features.config.schema import load_config
+    from dask_features.engine.identity import SourceIdentity
+    from dask_features.engine.plan import FileJob
+
+    config = load_config("v2_transfer_basic")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    paths = sorted(dataset.glob("*.h5"))
+    bundles = [
+        [FileJob(str(p), f"{p.stem}-{i}", 0.01, SourceIdentity.planned(str(p)), "auto", "")]
+        for i in range(5)
+        for p in paths
+    ]
+    counting = _CountingClient(client)
+    outcomes = list(stream_distributed(counting, iter(bundles), config, folder, "experiment", window, 0))
+    assert len(outcomes) == len(bundles)
+    assert counting.batches[0] == window
+    assert sum(counting.batches) == len(bundles)
+    refills = counting.batches[1:-1]  # the last one may be what was left
+    assert all(n >= window // 4 for n in refills), counting.batches
+
+
+def test_whole_file_tasks_get_a_deeper_window_than_chunked_ones() -> None:
+    from dask_features.engine.client_stream import cluster_window
+
+    assert cluster_window(1, "step") == cluster_window(1, "experiment") == 4
+    assert cluster_window(200, "step") == 400
+    assert cluster_window(200, "experiment") == 800

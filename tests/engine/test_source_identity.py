@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -94,3 +95,26 @@ def test_plan_records_stat_and_the_writer_records_the_digest(tmp_path: Path) -> 
     os.utime(source)
     assert planned.confirmed(source) is None
     assert not planned.unchanged(source)
+
+
+def test_digests_are_xxh3_and_sha1_digests_of_earlier_versions_still_count(tmp_path: Path) -> None:
+    import hashlib
+
+    import xxhash
+
+    source = synth.write_experiment(tmp_path / "data" / "exp.h5", seed=7, **SMALL)
+    data = source.read_bytes()
+    assert file_digest(source) == "xxh3_128:" + xxhash.xxh3_128(data).hexdigest()
+    assert file_digest(source, "sha1") == hashlib.sha1(data).hexdigest()
+    current = SourceIdentity.planned(source).confirmed(source)
+    assert current is not None
+    # An output of an earlier version recorded a bare SHA-1; unknown algorithms never match.
+    earlier = replace(current, digest=hashlib.sha1(data).hexdigest())
+    unknown = replace(current, digest="md5:" + hashlib.md5(data).hexdigest())
+    os.utime(source, ns=(current.mtime_ns + 10**9, current.mtime_ns + 10**9))  # signature moves, content not
+    assert current.unchanged(source)
+    assert earlier.unchanged(source)
+    assert not unknown.unchanged(source)
+    _scale_in_place(source, 2.0)
+    assert not current.unchanged(source)
+    assert not earlier.unchanged(source)
