@@ -19,9 +19,10 @@ real results of the users' 5,000-step stability files, with no cluster in the wa
 
 5. The whole client on a real cluster: the steps above leave out what ``distributed`` itself costs
    the client per task (submitting it, following its future, fetching its result). A scheduler and
-   2 workers run in their own processes; ``extract`` runs over links to the file once with its own
-   tasks and once with ~10 experiments per task, and this process's CPU gives the client's cost per
-   task and per experiment. From them: the workers one client serves with one task per file, and
+   2 workers run in their own processes; ``extract`` runs over 400 links to the file with its own
+   tasks (one file each), with ~4 and with ~40 experiments per task, and a straight line through
+   this process's CPU against the number of tasks gives the client's cost per task (slope) and per
+   experiment (intercept). From them: the workers one client serves with one task per file, and
    with the tasks ``extract`` makes for 200 workers on a long run
    (:func:`dask_features.engine.plan.distributed_task_seconds`, :func:`~dask_features.engine.plan.bundle_size_cap`).
    Once more with results arriving faster than the client handles them (many small experiments,
@@ -47,6 +48,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 
 import dask_features as dfe
@@ -250,35 +252,41 @@ def client_cpu(
     return used, tasks
 
 
-def _costs(one: tuple[float, int], few: tuple[float, int], n: int) -> tuple[float, float]:
-    """Client CPU per task and per experiment [s] from two runs over ``n`` experiments."""
-    per_task = (one[0] - few[0]) / (one[1] - few[1])
-    return per_task, (one[0] - one[1] * per_task) / n
+def _costs(runs: list[tuple[float, int]], n: int) -> tuple[float, float]:
+    """Client CPU per task and per experiment [s] from runs over ``n`` experiments in different
+    numbers of tasks: the slope and intercept of a straight line through (tasks, CPU).
+
+    A run with few tasks pins the per-experiment cost (there it is most of the CPU); the difference
+    from one with a task per file alone would be a small difference of large numbers.
+    """
+    tasks = np.array([t for _, t in runs], dtype=float)
+    cpu = np.array([c for c, _ in runs])
+    per_task, fixed = np.polyfit(tasks, cpu, 1)
+    return float(per_task), float(fixed) / n
 
 
 def whole_client(path: Path, tmp: Path, n: int, workers: dict[str, float]) -> None:
     """Step 5: the client's CPU per task and per experiment on a real cluster, and what it serves.
 
     Measured twice: with the 5,000-step file (the 2 workers finish a task now and then, the client
-    handles each result alone), and saturated: 400 experiments of 20 steps, 64 bundles in flight,
-    so results arrive faster than the client handles them. That is the client's state at the worker
-    count where it saturates; it then submits and fetches in batches (``engine.client_stream``).
+    handles each result alone), in runs of one, four and ~40 files a task; and saturated: 400
+    experiments of 20 steps, 64 bundles in flight, so results arrive faster than the client handles
+    them. That is the client's state at the worker count where it saturates; it then submits and
+    fetches in batches (``engine.client_stream``).
     """
     small = dfe.synth.write_experiment(tmp, n_transfer=20, n_transient=0, seed=2, test_id="test_small")
     with external_cluster(2) as address:
         client_cpu(address, path, tmp / "warm", 4, None)
         w = workers.get("v2_transfer_basic", 0.2)
-        one, few = (client_cpu(address, path, tmp / k, n, t) for k, t in (("one", None), ("few", 10 * w)))
-        s_one, s_few = (
-            client_cpu(address, small, tmp / k, 400, t, 64) for k, t in (("s1", 1e-4), ("s2", 10.0))
-        )
-    per_task, per_exp = _costs(one, few, n)
-    busy_task, busy_exp = _costs(s_one, s_few, 400)
+        runs = [client_cpu(address, path, tmp / f"b{f}", n, f and f * w) for f in (None, 4, 40)]
+        busy = [client_cpu(address, small, tmp / k, 400, t, 64) for k, t in (("s1", 1e-4), ("s2", 10.0))]
+    per_task, per_exp = _costs(runs, n)
+    busy_task, busy_exp = _costs(busy, 400)
+    measured = ", ".join(f"{cpu / n * 1e3:.2f} ms/exp with {tasks} tasks" for cpu, tasks in runs)
     print(
         f"  whole client, {n} experiments on a 2-worker cluster (scheduler in its own process): "
-        f"{one[0] / n * 1e3:.2f} ms/exp with {one[1]} tasks, {few[0] / n * 1e3:.2f} ms/exp with {few[1]} tasks: "
-        f"{per_task * 1e3:.2f} ms per task + {per_exp * 1e3:.2f} ms per experiment\n"
-        f"  saturated (400 x 20 steps, {s_one[1]} and {s_few[1]} tasks, 64 in flight): "
+        f"{measured}: {per_task * 1e3:.2f} ms per task + {per_exp * 1e3:.3f} ms per experiment\n"
+        f"  saturated (400 x 20 steps, {busy[0][1]} and {busy[1][1]} tasks, 64 in flight): "
         f"{busy_task * 1e3:.2f} ms per task (+ {busy_exp * 1e3:.2f} ms per small experiment)"
     )
     for preset, w_cpu in workers.items():
@@ -345,7 +353,7 @@ def main() -> None:
         transfer_only = dfe.synth.write_experiment(
             tmp / "cluster", n_transfer=steps, n_transient=0, seed=1, test_id="test_transfer"
         )
-        whole_client(transfer_only, tmp / "cluster", 40 if args.quick else 100, workers)
+        whole_client(transfer_only, tmp / "cluster", 100 if args.quick else 400, workers)
 
 
 if __name__ == "__main__":

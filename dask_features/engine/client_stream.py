@@ -13,8 +13,8 @@ A busy client therefore pays less per task the more work is waiting for it: it c
 the way a one-result-at-a-time loop does. A result that cannot be fetched together with the others
 (its task failed, its worker died) is fetched alone and reported as that bundle's failure.
 
-The window is topped up once a quarter of it has finished, not after every result, so even a
-client that keeps up submits in batches. When every task computes whole files the window is
+The window is topped up once a quarter of it has finished (:func:`refill_size`), not after every
+result, so even a client that keeps up submits in batches. When every task computes whole files the window is
 deeper (:func:`cluster_window`): such a task holds nothing until a worker runs it (the scheduler
 queues it) and returns a small record, so the depth costs the workers nothing and the client
 submits and fetches in larger batches (measured: v2_transfer_basic, 8 x 5,000 steps, 2 workers:
@@ -42,7 +42,7 @@ from dask_features.engine.streams import Outcome, chunked, per_job, value_of
 from dask_features.engine.tasks import Failure, run_chunk
 from dask_features.engine.writing import assemble_and_write, compute_and_write
 
-__all__ = ["cluster_window", "resolve_client", "stream_distributed", "worker_count"]
+__all__ = ["cluster_window", "refill_size", "resolve_client", "stream_distributed", "worker_count"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,12 @@ def cluster_window(n_workers: int, mode: str) -> int:
     a chunked experiment wait on the workers for their assembly, so the window bounds their memory.
     """
     return max(4, WINDOW_PER_WORKER[mode] * n_workers)
+
+
+def refill_size(window: int, workers: int) -> int:
+    """Free places in the window from which it is topped up: a quarter of it, but never so many
+    that fewer bundles than workers remain in flight (a worker would wait for the client)."""
+    return max(1, min(window // 4, window - workers))
 
 
 class _Submitter:
@@ -205,11 +211,13 @@ def stream_distributed(
     mode: str,
     window: int,
     retries: int,
+    *,
+    workers: int = 1,
 ) -> Iterator[Outcome]:
     """Outcomes of ``bundles`` computed on a distributed cluster, at most ``window`` bundles in flight.
 
     ``mode`` is how a chunked experiment runs: ``"step"`` (a task per chunk) or ``"experiment"``
-    (one task for the whole file).
+    (one task for the whole file). ``workers``: the cluster's workers (see :func:`refill_size`).
     """
     from distributed import as_completed
 
@@ -229,7 +237,7 @@ def stream_distributed(
             in_flight[future.key] = (bundle, t0)
         completed.update(futures)
 
-    refill = max(1, window // 4)
+    refill = refill_size(window, workers)
     submit(window)
     for finished in completed.batches():
         values = _values(client, finished)

@@ -169,7 +169,14 @@ def _stream(
     if client is not None:
         window = options["max_in_flight"] or cluster_window(n_workers, settings.split)
         yield from stream_distributed(
-            client, bundles, settings.config, settings.folder, settings.split, window, options["retries"]
+            client,
+            bundles,
+            settings.config,
+            settings.folder,
+            settings.split,
+            window,
+            options["retries"],
+            workers=n_workers,
         )
         return
     assert scheduler is not None  # chosen above when not given

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dask_features.engine.client_stream import _values, stream_distributed
+from dask_features.engine.client_stream import _values, cluster_window, refill_size, stream_distributed
 from dask_features.engine.tasks import Failure
 
 
@@ -115,17 +115,24 @@ def test_window_is_topped_up_in_batches_of_a_quarter(
         for p in paths
     ]
     counting = _CountingClient(client)
-    outcomes = list(stream_distributed(counting, iter(bundles), config, folder, "experiment", window, 0))
+    stream = stream_distributed(counting, iter(bundles), config, folder, "experiment", window, 0, workers=2)
+    outcomes = list(stream)
     assert len(outcomes) == len(bundles)
     assert counting.batches[0] == window
     assert sum(counting.batches) == len(bundles)
     refills = counting.batches[1:-1]  # the last one may be what was left
-    assert all(n >= window // 4 for n in refills), counting.batches
+    assert all(n >= refill_size(window, 2) for n in refills), counting.batches
+
+
+@pytest.mark.parametrize(
+    ("window", "workers", "refill"),
+    [(8, 2, 2), (800, 200, 200), (400, 200, 100), (4, 4, 1), (3, 8, 1), (1, 1, 1)],
+)
+def test_refills_leave_every_worker_a_bundle(window: int, workers: int, refill: int) -> None:
+    assert refill_size(window, workers) == refill
 
 
 def test_whole_file_tasks_get_a_deeper_window_than_chunked_ones() -> None:
-    from dask_features.engine.client_stream import cluster_window
-
     assert cluster_window(1, "step") == cluster_window(1, "experiment") == 4
     assert cluster_window(200, "step") == 400
     assert cluster_window(200, "experiment") == 800
