@@ -14,11 +14,12 @@ the way a one-result-at-a-time loop does. A result that cannot be fetched togeth
 (its task failed, its worker died) is fetched alone and reported as that bundle's failure.
 
 The window is topped up once a quarter of it has finished (:func:`refill_size`), not after every
-result, so even a client that keeps up submits in batches. When every task computes whole files the window is
-deeper (:func:`cluster_window`): such a task holds nothing until a worker runs it (the scheduler
-queues it) and returns a small record, so the depth costs the workers nothing and the client
-submits and fetches in larger batches (measured: v2_transfer_basic, 8 x 5,000 steps, 2 workers:
-~20 % less client CPU per run).
+result, so even a client that keeps up submits in batches. When every task computes whole files,
+the window is deeper (:func:`cluster_window`): such a task holds nothing until a worker runs it
+(the scheduler queues it) and returns a small record, so the depth costs the workers nothing and
+the client submits and fetches in larger batches. Measured on 2 workers, 5,000-step transfer files
+one per task: 15-20 % less client CPU (8 files on a LocalCluster: 45 vs 53 ms a run; 100 files,
+scheduler in its own process: 2.9 vs 3.5 ms a file).
 """
 
 from __future__ import annotations
