@@ -17,7 +17,8 @@ the pipe of the worker with the fewest outstanding tasks. A worker holds at most
 tasks); the others wait here and go to the first worker that frees a place, so slow tasks do not
 pile up behind one worker. One thread per worker reads its results and resolves their futures.
 A worker that dies fails only the task it was running (:class:`WorkerLostError`); its waiting task
-goes to another worker. Closing the pipes ends the workers (also when this process dies).
+goes to another worker. Closing the pipes ends the workers (also when this process dies). The
+caller may run a task no worker holds yet itself (:meth:`ForkPool.take`).
 """
 
 from __future__ import annotations
@@ -160,8 +161,9 @@ def _serve(tasks: int, results: int, shared: tuple[Any, ...]) -> None:
             return  # Ctrl-C, SIGTERM (the CLI raises it like Ctrl-C): no next task
 
 
-#: A task: its future and its pickled ``(func, args, kwargs)``.
-_Task = tuple[Future[Any], bytes]
+#: A task: its future, its pickled ``(func, args, kwargs)`` and the same unpickled (for
+#: :meth:`ForkPool.take`).
+_Task = tuple[Future[Any], bytes, tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]
 
 
 @dataclass
@@ -254,9 +256,20 @@ class ForkPool(Executor):
         with self._lock:
             if self._closed:
                 raise PoolClosedError("cannot submit to a pool that was shut down")
-            self._queue.append((future, data))
+            self._queue.append((future, data, (fn, args, kwargs)))
             self._dispatch()
         return future
+
+    def take(self) -> tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None:
+        """A submitted task no worker holds yet, for the caller to run itself (its future is then
+        the caller's to resolve), or None when every task is with a worker."""
+        with self._lock:
+            while self._queue:
+                future, _, (fn, args, kwargs) = self._queue.popleft()
+                if future.running() or future.set_running_or_notify_cancel():
+                    self._dispatch()  # closes the pipes of a pool shut down with nothing left
+                    return future, fn, args, kwargs
+            return None
 
     def _dispatch(self) -> None:
         """Send waiting tasks to workers with a free place (lock held)."""
@@ -286,7 +299,7 @@ class ForkPool(Executor):
 
     def _fail_queued(self) -> None:
         while self._queue:
-            future, _ = self._queue.popleft()
+            future, *_ = self._queue.popleft()
             if future.running() or future.set_running_or_notify_cancel():
                 future.set_exception(WorkerLostError("every worker process of the pool ended"))
 
@@ -294,7 +307,7 @@ class ForkPool(Executor):
         """Resolve ``worker``'s futures as its results come, until it ends."""
         while (data := _read(worker.results)) is not None:
             with self._lock:
-                future, _ = worker.sent.popleft()
+                future, *_ = worker.sent.popleft()
                 self._dispatch()
             try:
                 ok, value = pickle.loads(data)
@@ -327,7 +340,7 @@ class ForkPool(Executor):
             self._closed = True
             if cancel_futures:
                 while self._queue:
-                    future, _ = self._queue.popleft()
+                    future, *_ = self._queue.popleft()
                     if not future.cancel():  # taken back from a worker that died: not run
                         future.set_exception(WorkerLostError("the pool was shut down before it ran"))
             self._dispatch()

@@ -146,6 +146,7 @@ def _stream(
     book: Bookkeeper,
 ) -> Iterator[Outcome]:
     """Outcomes of ``jobs`` from the distributed ``client`` or a local scheduler."""
+    caller_runs = False  # this process computes too: only where the automatic choice says so
     if client is not None:
         book.result.scheduler = "distributed client"
     elif scheduler is None:
@@ -154,10 +155,9 @@ def _stream(
             return
         jobs = itertools.chain([first], jobs)
         assert isinstance(first, ExperimentJob)  # the plan opens the first file itself
-        scheduler, why = choose_local_scheduler(
-            first, settings.config, options["n_items"], options["workers"]
-        )
-        book.result.scheduler = f"{scheduler} ({why})"
+        choice = choose_local_scheduler(first, settings.config, options["n_items"], options["workers"])
+        scheduler, caller_runs = choice.scheduler, choice.caller_runs
+        book.result.scheduler = f"{scheduler} ({choice.why})"
         logger.info("local scheduler: %s", book.result.scheduler)
     else:
         book.result.scheduler = f"{scheduler} (asked for)"
@@ -189,6 +189,7 @@ def _stream(
         window,
         scheduler,
         options["workers"],
+        caller_runs=caller_runs,
     )
 
 

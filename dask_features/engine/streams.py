@@ -12,7 +12,8 @@ work. No Dask graph is built (a graph per bundle cost more than the submits); at
 bundles are in flight, and the next ones are submitted as finished ones come back, so memory stays
 flat however many experiments there are. This module runs them in this machine's threads or
 processes (``sync`` runs everything in this thread; on Linux the processes are a
-:class:`~dask_features.engine.forks.ForkPool`), without importing Dask or ``distributed``;
+:class:`~dask_features.engine.forks.ForkPool`, which this process joins on short runs), without
+importing Dask or ``distributed``;
 :mod:`dask_features.engine.client_stream` does the same on a cluster.
 """
 
@@ -30,7 +31,7 @@ from concurrent.futures import (
     wait,
 )
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from dask_features.config.schema import FeatureConfig
 from dask_features.engine.forks import ForkPool, can_fork
@@ -45,7 +46,15 @@ from dask_features.engine.writing import (
 )
 from dask_features.io.sources import get_source
 
-__all__ = ["Outcome", "choose_local_scheduler", "chunked", "per_job", "stream_local", "value_of"]
+__all__ = [
+    "LocalChoice",
+    "Outcome",
+    "choose_local_scheduler",
+    "chunked",
+    "per_job",
+    "stream_local",
+    "value_of",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -86,12 +95,29 @@ FILE_SECONDS = 0.0075
 #: the GIL) 0.64 s vs 0.61 s. The old reading-only estimate chose threads for all of these, and
 #: for 64 files of 5 steps, where processes took 0.34 s and threads 0.84 s.
 PROCESSES_SECONDS = 0.08
+#: Estimated GIL-bound time of a run [s] below which ``processes`` forks one worker less and this
+#: process computes too (:class:`LocalChoice`). It is warm (modules, config, the plan's first
+#: file): a short run saves a fork and that worker's first-task page faults, and runs ``n`` busy
+#: processes instead of ``n + 1``. A long run loses by it: this process records outcomes between
+#: its tasks and keeps glibc's default malloc (page faults on large arrays that the workers avoid).
+#: Measured on 2 cores, first call of fresh processes, interleaved pairs, v2_transfer_basic on
+#: 8 files (estimate in brackets): 400 steps (0.12 s) 0.90 of the time with 2 workers forked;
+#: 2,000 steps (0.37 s) 1.00; 5,000 steps (0.9 s) 1.06.
+CALLER_RUNS_SECONDS = 0.25
+
+
+class LocalChoice(NamedTuple):
+    """A run's local scheduler: its name, why, and whether this process is one of its workers."""
+
+    scheduler: str
+    why: str
+    caller_runs: bool = False
 
 
 def choose_local_scheduler(
     first: ExperimentJob, config: FeatureConfig, n_items: int, workers: int | None
-) -> tuple[str, str]:
-    """``(scheduler, why)`` for a run without a client: threads, or processes for GIL-bound runs.
+) -> LocalChoice:
+    """The scheduler of a run without a client: threads, or processes for GIL-bound runs.
 
     The run's GIL-bound time is estimated from its first experiment (reading) times the number of
     inputs. A LocalCluster is never chosen by default: a process pool starts in milliseconds where
@@ -105,9 +131,12 @@ def choose_local_scheduler(
     serial = (points * READ_COST_NS * 1e-9 + FILE_SECONDS) * n_items
     what = f"~{serial:.2f} s of HDF5 reading and file handling"
     if n > 1 and serial >= PROCESSES_SECONDS:
-        return "processes", f"{what} >= {PROCESSES_SECONDS} s: {n} processes work in parallel"
+        why = f"{what} >= {PROCESSES_SECONDS} s: {n} processes work in parallel"
+        if serial < CALLER_RUNS_SECONDS:
+            return LocalChoice("processes", f"{why}, this one included", caller_runs=True)
+        return LocalChoice("processes", why)
     why = "one core" if n == 1 else f"{what} < {PROCESSES_SECONDS} s"
-    return "threads", f"{why}: {n} threads (no process start-up)"
+    return LocalChoice("threads", f"{why}: {n} threads (no process start-up)")
 
 
 def _preload() -> None:
@@ -121,6 +150,19 @@ def _preload() -> None:
 
     _read.preload()
     _compiled.preload()
+
+
+def _run_here(
+    future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """Run a task taken back from the pool in this process and resolve its future (Ctrl-C is
+    raised again: the run stops)."""
+    try:
+        future.set_result(fn(*args, **kwargs))
+    except BaseException as exc:
+        future.set_exception(exc)
+        if not isinstance(exc, Exception):
+            raise
 
 
 def value_of(future: Any) -> Any:
@@ -154,13 +196,17 @@ def stream_local(
     window: int,
     scheduler: str,
     workers: int | None,
+    *,
+    caller_runs: bool = False,
 ) -> Iterator[Outcome]:
     """Outcomes of ``bundles`` computed in this machine's threads or processes, as each finishes.
 
     Plain ``submit`` on a thread or process pool, no Dask graph: a bundle of small experiments is one
     call, a chunked experiment one call per chunk plus one to assemble them once its last chunk is in.
     At most ``window`` bundles are in flight. Threads overlap one task's HDF5 read (h5py allows one
-    per process) with other tasks' NumPy kernels (which release the GIL).
+    per process) with other tasks' NumPy kernels (which release the GIL). ``caller_runs``: with a
+    fork pool, ``workers - 1`` processes are forked and this one runs a task whenever every worker
+    holds its next one (see :data:`CALLER_RUNS_SECONDS`).
     """
     if scheduler == "sync":
         for bundle in bundles:
@@ -169,6 +215,7 @@ def stream_local(
             yield from ((job, v, time.perf_counter() - t0) for job, v in zip(bundle, values, strict=True))
         return
     n = workers or os.cpu_count() or 1
+    fork_pool: ForkPool | None = None
     if scheduler == "threads":
         # A thread's task costs microseconds, not a bundle's worth of scheduling: one task per
         # experiment keeps every thread busy to the end (a bundle of four would finish alone).
@@ -176,7 +223,8 @@ def stream_local(
         pool: Executor = ThreadPoolExecutor(n)
     elif can_fork():  # forked here, before the plan opens more files: nothing to import
         _preload()
-        pool = ForkPool(n, shared=(config,))
+        pool = ForkPool(n - 1 if caller_runs and n > 1 else n, shared=(config,))
+        fork_pool = pool if caller_runs and n > 1 else None
     else:
         from concurrent.futures import ProcessPoolExecutor  # loads multiprocessing: only when used
 
@@ -245,7 +293,12 @@ def stream_local(
     try:
         fill()
         while pending:
-            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            taken = fork_pool.take() if fork_pool is not None else None
+            if taken is not None:
+                _run_here(*taken)  # the workers meanwhile run the tasks they hold
+                done = {f for f in pending if f.done()}
+            else:
+                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
             for future in done:
                 outcomes = pending.pop(future)(future)
                 if outcomes:  # a bundle's outcomes all come at once

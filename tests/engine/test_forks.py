@@ -16,8 +16,9 @@ import pandas as pd
 import pytest
 
 import dask_features as dfe
-from dask_features.engine import forks, streams
+from dask_features.engine import forks, run, streams
 from dask_features.engine.forks import ForkPool, WorkerLostError
+from dask_features.engine.identity import SourceIdentity
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the fork pool is used on Linux only")
 
@@ -209,3 +210,60 @@ def _refault_pages(n_bytes: int) -> int:
 def test_workers_reuse_freed_arrays(pool: ForkPool) -> None:
     # 8 MiB is 2,048 pages; with glibc's defaults the second array faults again on ~500 of them.
     assert pool.submit(_refault_pages, 8 * 2**20).result(timeout=60) < 200
+
+
+def test_the_caller_takes_only_what_no_worker_holds() -> None:
+    pool = ForkPool(1)
+    try:
+        held = [pool.submit(pow, 2, 10) for _ in range(forks.PER_WORKER)]
+        waiting = pool.submit(os.getpid)
+        taken = pool.take()
+        assert taken is not None
+        assert taken[0] is waiting  # the worker holds PER_WORKER already
+        future, fn, args, kwargs = taken
+        assert future.running()
+        assert pool.take() is None
+        future.set_result(fn(*args, **kwargs))
+        assert waiting.result(timeout=0) == os.getpid()
+        assert [f.result(timeout=60) for f in held] == [1024] * forks.PER_WORKER
+    finally:
+        pool.shutdown(wait=True)
+
+
+@pytest.mark.parametrize("chunk_steps", ["auto", 5], ids=["whole-files", "chunks"])
+def test_a_process_run_this_process_joins_forks_one_worker_less(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_steps: int | str
+) -> None:
+    made: list[int] = []
+    taken: list[object] = []
+
+    class Recording(ForkPool):
+        def __init__(self, n: int, shared: tuple[object, ...] = ()) -> None:
+            made.append(n)
+            super().__init__(n, shared)
+
+        def take(self) -> object:
+            task = super().take()
+            if task is not None:
+                taken.append(task)
+            return task
+
+    monkeypatch.setattr(streams, "ForkPool", Recording)
+    monkeypatch.setattr(streams, "can_fork", lambda: True)  # other tests' clusters run threads here
+    config = dfe.load_config("v2_transfer_basic")
+    jobs = [
+        run.make_job(dfe.open_experiment(p), config, p.stem, chunk_steps, SourceIdentity.planned(p))
+        for p in sorted(dataset.glob("*.h5"))
+    ]
+    folder = tmp_path / "out"
+    folder.mkdir()
+    outcomes = list(
+        streams.stream_local(
+            iter([[j] for j in jobs]), config, folder, "step", 4, "processes", 2, caller_runs=True
+        )
+    )
+    assert made == [1]
+    assert taken  # this process ran some of the tasks
+    assert sorted(job.stem for job, value, _ in outcomes if type(value).__name__ == "Written") == sorted(
+        j.stem for j in jobs
+    )

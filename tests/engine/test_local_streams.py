@@ -102,9 +102,25 @@ def test_local_scheduler_follows_the_estimated_gil_bound_work(
 ) -> None:
     cfg = dfe.load_config("v2_transfer_basic")
     job = make_job(dfe.open_experiment(sorted(dataset.glob("*.h5"))[0]), cfg, "x", "auto")
-    scheduler, why = streams.choose_local_scheduler(job, cfg, n_items, workers)
-    assert scheduler == expected
-    assert "reading and file handling" in why or "one core" in why
+    choice = streams.choose_local_scheduler(job, cfg, n_items, workers)
+    assert choice.scheduler == expected
+    assert "reading and file handling" in choice.why or "one core" in choice.why
+    assert not choice.caller_runs or expected == "processes"
+
+
+def test_short_process_runs_compute_in_this_process_too(dataset: Path) -> None:
+    cfg = dfe.load_config("v2_transfer_basic")
+    job = make_job(dfe.open_experiment(sorted(dataset.glob("*.h5"))[0]), cfg, "x", "auto")
+    # The fewest inputs that make processes worth it: a short run, which this process joins.
+    n = next(
+        n for n in range(2, 10_000) if streams.choose_local_scheduler(job, cfg, n, 2).scheduler == "processes"
+    )
+    short = streams.choose_local_scheduler(job, cfg, n, 2)
+    assert short.caller_runs
+    assert short.why.endswith("this one included")
+    long = streams.choose_local_scheduler(job, cfg, 10**6, 2)
+    assert long.scheduler == "processes"
+    assert not long.caller_runs
 
 
 @pytest.mark.parametrize(
