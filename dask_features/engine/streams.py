@@ -223,8 +223,9 @@ def stream_local(
         pool: Executor = ThreadPoolExecutor(n)
     elif can_fork():  # forked here, before the plan opens more files: nothing to import
         _preload()
-        pool = ForkPool(n - 1 if caller_runs and n > 1 else n, shared=(config,))
-        fork_pool = pool if caller_runs and n > 1 else None
+        joins = caller_runs and n > 1  # this process is one of the n
+        pool = ForkPool(n - 1 if joins else n, shared=(config,))
+        fork_pool = pool if joins else None
     else:
         from concurrent.futures import ProcessPoolExecutor  # loads multiprocessing: only when used
 

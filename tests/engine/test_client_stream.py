@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 
+from dask_features.config.schema import load_config
 from dask_features.engine.client_stream import _values, cluster_window, refill_size, stream_distributed
+from dask_features.engine.identity import SourceIdentity
+from dask_features.engine.plan import FileJob
 from dask_features.engine.tasks import Failure
 
 
@@ -61,23 +64,31 @@ def test_values_of_a_cancelled_future_is_a_failure(client: Any) -> None:
     assert isinstance(values[1], Failure)
 
 
+CONFIG = load_config("v2_transfer_basic")
+
+
+def _file_jobs(dataset: Path, copies: int = 1) -> list[FileJob]:
+    """A whole-file job per file of ``dataset`` (``copies`` of each, under distinct output names)."""
+    return [
+        FileJob(str(p), f"{p.stem}-{i}", 0.01, SourceIdentity.planned(str(p)), "auto", "")
+        for i in range(copies)
+        for p in sorted(dataset.glob("*.h5"))
+    ]
+
+
+def _folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    return folder
+
+
 @pytest.mark.parametrize("window", [1, 3, 50])
 def test_stream_returns_every_bundle_once_whatever_the_window(
     client: Any, dataset: Path, tmp_path: Path, window: int
 ) -> None:
-    from dask_features.config.schema import load_config
-    from dask_features.engine.identity import SourceIdentity
-    from dask_features.engine.plan import FileJob
-
-    config = load_config("v2_transfer_basic")
-    folder = tmp_path / "out"
-    folder.mkdir()
-    jobs = [
-        FileJob(str(p), p.stem, 0.01, SourceIdentity.planned(str(p)), "auto", "")
-        for p in sorted(dataset.glob("*.h5"))
-    ]
+    jobs = _file_jobs(dataset)
     bundles = [jobs[:1], jobs[1:]]  # one bundle of one experiment, one of two
-    outcomes = list(stream_distributed(client, iter(bundles), config, folder, "step", window, 0))
+    outcomes = list(stream_distributed(client, iter(bundles), CONFIG, _folder(tmp_path), "step", window, 0))
     assert sorted(job.stem for job, _, _ in outcomes) == sorted(job.stem for job in jobs)
     assert all(type(value).__name__ == "Written" for _, value, _ in outcomes)
 
@@ -101,21 +112,10 @@ class _CountingClient:
 def test_window_is_topped_up_in_batches_of_a_quarter(
     client: Any, dataset: Path, tmp_path: Path, window: int
 ) -> None:
-    from dask_features.config.schema import load_config
-    from dask_features.engine.identity import SourceIdentity
-    from dask_features.engine.plan import FileJob
-
-    config = load_config("v2_transfer_basic")
-    folder = tmp_path / "out"
-    folder.mkdir()
-    paths = sorted(dataset.glob("*.h5"))
-    bundles = [
-        [FileJob(str(p), f"{p.stem}-{i}", 0.01, SourceIdentity.planned(str(p)), "auto", "")]
-        for i in range(5)
-        for p in paths
-    ]
+    bundles = [[job] for job in _file_jobs(dataset, copies=5)]
     counting = _CountingClient(client)
-    stream = stream_distributed(counting, iter(bundles), config, folder, "experiment", window, 0, workers=2)
+    folder = _folder(tmp_path)
+    stream = stream_distributed(counting, iter(bundles), CONFIG, folder, "experiment", window, 0, workers=2)
     outcomes = list(stream)
     assert len(outcomes) == len(bundles)
     assert counting.batches[0] == window
