@@ -206,7 +206,8 @@ def grid_search(
     density_percentiles : iterable of float, default 40, 45, ..., 90
         Core-point percentiles in [0, 100].
     client : distributed.Client, optional
-        Run tasks on this cluster; ``None`` runs serially in this process (same results).
+        Run tasks on this cluster, the exact kNN of a feature set missing from the store included
+        (blockwise, see :meth:`KNNStore.ensure`); ``None`` runs serially in this process (same results).
     store : KNNStore or path, optional
         Where entries live; ``None`` uses a temporary store removed at the end of the call.
     metric, backend : str
@@ -288,8 +289,10 @@ def grid_search(
             raise InvalidFeaturesError(
                 f"feature set {name!r} has {n} rows but labels/labeled_mask have shapes {y.shape}/{mask.shape}"
             )
+        # A missing exact kNN is computed on the cluster too (blockwise, the same bits as here):
+        # it is the costliest step of a large grid, and the client may be a laptop.
         refs[name] = store.ensure(
-            x, k_list[-1], metric, backend=backend, refresh=refresh, source={"name": name}
+            x, k_list[-1], metric, backend=backend, refresh=refresh, source={"name": name}, client=client
         )
         if spec.needs_features:
             feats[name] = prepare_features(x, metric)

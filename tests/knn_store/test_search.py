@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from distributed import get_task_stream
 
 from knn_store import (
     InvalidFeaturesError,
@@ -48,6 +49,22 @@ def test_cluster_gives_the_same_table_as_serial(small_gcd, dask_client, tmp_path
     pd.testing.assert_frame_equal(serial[same], on_cluster[same])
     assert (on_cluster["seconds"] > 0).all()
     assert not dask_client.futures  # nothing left behind on the shared cluster
+
+
+def test_a_missing_knn_is_computed_on_the_cluster(small_gcd, dask_client, tmp_path: Path) -> None:
+    sets, y, labeled = small_gcd
+    serial = grid_search(sets, y, labeled, KS, PERCENTILES, store=tmp_path / "a", progress=False)
+    with get_task_stream(client=dask_client) as stream:
+        on_cluster = grid_search(
+            sets, y, labeled, KS, PERCENTILES, client=dask_client, store=tmp_path / "b", progress=False
+        )
+    tiles = {t["key"] for t in stream.data if str(t["key"]).startswith("knn-tile-")}
+    assert tiles  # the kNN ran on the workers, not in this process
+    same = [c for c in COLUMNS if c != "seconds"]
+    pd.testing.assert_frame_equal(serial[same], on_cluster[same])
+    keys = [sorted(e.key for e in KNNStore(tmp_path / s).info()) for s in "ab"]
+    assert keys[0] == keys[1]  # one exact answer, one key, wherever it was computed
+    assert not dask_client.futures
 
 
 def test_second_run_computes_no_knn_and_writes_parquet(small_gcd, tmp_path: Path, caplog) -> None:
