@@ -39,7 +39,7 @@ def _digest(text: str) -> str:
 @functools.cache
 def _parsed() -> dict[str, Any]:
     try:
-        return json.loads(_PARSED.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+        return json.loads(_PARSED.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}  # missing or damaged: every preset is parsed from its YAML
 
@@ -57,7 +57,7 @@ def preset_data(name: str) -> Mapping[str, Any]:
     text = (PRESETS / f"{name}.yaml").read_text(encoding="utf-8")
     entry = _parsed().get(name)
     if isinstance(entry, dict) and entry.get("digest") == _digest(text):
-        return copy.deepcopy(entry["data"])  # type: ignore[no-any-return]  # a caller may change its copy
+        return copy.deepcopy(entry["data"])  # a caller may change its copy
     return parse(text, name)
 
 

@@ -43,7 +43,7 @@ def _yaml() -> Any:
 
 def _loader() -> type[Any]:
     yaml = _yaml()
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # type: ignore[no-any-return]
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def read_yaml_text(path: str | os.PathLike[str], source: str) -> str:

@@ -116,7 +116,7 @@ def fit(chunk: TransferChunk, window: int, order: int) -> Fit:
         n = sw.shape[0]
         halves = {}
         for d in ("forward", "reverse", "raw"):
-            start, stop = tm.segment(sw, d)  # type: ignore[arg-type]
+            start, stop = tm.segment(sw, d)
             ext, cols = np.empty((n, 2)), np.empty((n, 2), np.int64)
             rk.extremes(id0, start, stop, ext, cols)
             halves[d] = (start, stop, ext, cols)

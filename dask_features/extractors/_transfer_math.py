@@ -81,7 +81,7 @@ class Sweeps:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.vg.shape  # type: ignore[return-value]
+        return self.vg.shape
 
 
 def prepare(vg: np.ndarray, id_: np.ndarray, lengths: np.ndarray) -> Sweeps:

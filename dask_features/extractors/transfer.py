@@ -178,7 +178,7 @@ def _device_type(chunk: TransferChunk, device_type: DeviceType) -> Literal["N", 
                 f"config device_type {device_type!r} but the file says {chunk.meta.device_type!r}: "
                 f"Von follows the {device_type} rule (use device_type: auto)",
             )
-        return device_type  # type: ignore[return-value]
+        return device_type
     if raw in ("N", "P"):
         return raw  # type: ignore[return-value]
     if chunk.n_steps:  # one record per chunk: it holds for every step of the file alike
