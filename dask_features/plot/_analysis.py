@@ -8,7 +8,7 @@ marks the steps the ``errors`` table flagged. Re-exported by :mod:`dask_features
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -22,10 +22,11 @@ if TYPE_CHECKING:
 
 __all__ = ["plot_drift", "plot_transfer_analysis"]
 
-_HALVES = ("forward", "reverse")
+Half = Literal["forward", "reverse"]
+_HALVES: tuple[Half, ...] = ("forward", "reverse")
 
 
-def _marks(chunk: Any, half: str, params: Mapping[str, Any]) -> dict[str, Any]:
+def _marks(chunk: Any, half: Half, params: Mapping[str, Any]) -> dict[str, Any]:
     """Curves and markers of one half of a one-step chunk, from the registered extractors."""
     from dask_features.extractors import _robust_core as core
     from dask_features.extractors import transfer, transfer_robust
@@ -93,7 +94,8 @@ def plot_transfer_analysis(
     if axes is None:
         import matplotlib.pyplot as plt
 
-        _, axes = plt.subplots(1, 2, figsize=(12.0, 4.5), layout="constrained")
+        fig, _ = plt.subplots(1, 2, figsize=(12.0, 4.5), layout="constrained")
+        axes = fig.axes  # the same two panels, left to right, typed (plt.subplots gives Any for them)
     ax_lin, ax_log = axes
     chunk = experiment.read_transfer(step, step + 1)
     params = {"window": window, "order": order, "device_type": device_type, "floor_factor": floor_factor}
@@ -101,6 +103,7 @@ def plot_transfer_analysis(
     factor, unit = si_scale(np.abs(chunk.id[0]), "A")
     gm_factor, gm_unit = si_scale(np.concatenate([m["gm"] for m in marks.values()]), "S")
     ax_gm = ax_lin.twinx()
+    # An attribute of our own on a matplotlib object (pandas' name for a twin axis): no typed alternative.
     ax_lin.right_ax = ax_gm  # type: ignore[attr-defined]
     for i, (half, m) in enumerate(marks.items()):
         color = f"C{i}"
