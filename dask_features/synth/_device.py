@@ -156,14 +156,14 @@ def step_params(dev: DeviceParams, n_steps: int, rng: np.random.Generator) -> St
     return StepParams(vth=vth, k=k, tau_on=tau_on, tau_off=tau_off)
 
 
-def overdrive(vg: np.ndarray, vth: np.ndarray, dev: DeviceParams) -> tuple[np.ndarray, np.ndarray]:
+def overdrive(vg: np.ndarray | float, vth: np.ndarray, dev: DeviceParams) -> tuple[np.ndarray, np.ndarray]:
     """``(x, u)``: the scaled gate drive ``x = polarity (vg - vth) / width`` [-] and the effective
     overdrive ``u = width * softplus(x)`` [V] of :func:`drain_current`."""
     x = dev.polarity * (vg - vth) / dev.width
     return x, dev.width * np.logaddexp(0.0, x)
 
 
-def drain_current(vg: np.ndarray, vth: np.ndarray, k: np.ndarray, dev: DeviceParams) -> np.ndarray:
+def drain_current(vg: np.ndarray | float, vth: np.ndarray, k: np.ndarray, dev: DeviceParams) -> np.ndarray:
     """Noise-free drain current of the device [A].
 
     ``I = polarity * (k u² / (1 + (theta u)²) + i_floor)`` with the effective overdrive
@@ -172,7 +172,7 @@ def drain_current(vg: np.ndarray, vth: np.ndarray, k: np.ndarray, dev: DevicePar
 
     Parameters
     ----------
-    vg : ndarray
+    vg : ndarray or float
         Gate voltage [V].
     vth, k : ndarray
         Threshold [V] and current factor [A/V²], broadcasting against ``vg``.

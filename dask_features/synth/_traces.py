@@ -200,7 +200,7 @@ def transient_arrays(
     data : ndarray
     truth : TransientTruth
     """
-    n_steps = sp.vth.shape[0]
+    n_steps: int = sp.vth.shape[0]
     dt, period = pulse.time_step, pulse.period
     i_low = np.abs(drain_current(np.float64(_on_off_voltage(pulse, on=False)), sp.vth, sp.k, dev))
     i_high = np.abs(drain_current(np.float64(_on_off_voltage(pulse, on=True)), sp.vth, sp.k, dev))
