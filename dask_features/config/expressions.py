@@ -89,7 +89,8 @@ class SafeExpression:
         at = f" (at column {col + 1})" if col is not None else ""
         return UnsafeExpressionError([f"{self._where}{message}{at} in {self.text!r}"])
 
-    def _parse(self, text: str) -> tuple[ast.expr, tuple[str, ...], dict[str, Any]]:
+    def _parse(self, text: object) -> tuple[ast.expr, tuple[str, ...], dict[str, Any]]:
+        # ``object``: a public caller (or a dict config) may hand over anything, which is refused here.
         if not isinstance(text, str) or not text.strip():
             raise self._fail("func must be a non-empty string")
         if len(text) > MAX_LENGTH:
@@ -125,9 +126,9 @@ class SafeExpression:
         pos_defaults = args.defaults
         for a, d in zip(args.args[len(args.args) - len(pos_defaults) :], pos_defaults, strict=True):
             defaults[a.arg] = self._constant(d)
-        for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True):
-            if d is not None:
-                defaults[a.arg] = self._constant(d)
+        for a, kw_default in zip(args.kwonlyargs, args.kw_defaults, strict=True):
+            if kw_default is not None:  # None: a keyword-only parameter without a default
+                defaults[a.arg] = self._constant(kw_default)
         self._check(node.body, set(names))
         return node.body, names, defaults
 
@@ -181,12 +182,12 @@ class SafeExpression:
                     raise self._fail(f"operator {type(op).__name__} not allowed", node)
                 self._check(operand, names)
             case ast.BoolOp(values=values):
-                for v in values:
-                    self._check(v, names)
+                for operand in values:
+                    self._check(operand, names)
             case ast.Compare(left=left, ops=ops, comparators=comps):
-                for op in ops:
-                    if type(op) not in CMPOPS:
-                        raise self._fail(f"comparison {type(op).__name__} not allowed", node)
+                for cmp in ops:
+                    if type(cmp) not in CMPOPS:
+                        raise self._fail(f"comparison {type(cmp).__name__} not allowed", node)
                 self._check(left, names)
                 for c in comps:
                     self._check(c, names)
@@ -197,9 +198,9 @@ class SafeExpression:
                 self._check(value, names)
                 self._check(sl, names)
             case ast.Slice(lower=lo, upper=up, step=st):
-                for sub in (lo, up, st):
-                    if sub is not None:
-                        self._check(sub, names)
+                for bound in (lo, up, st):
+                    if bound is not None:
+                        self._check(bound, names)
             case ast.Tuple(elts=elts) | ast.List(elts=elts):
                 for e in elts:
                     if isinstance(e, ast.Starred):
@@ -304,22 +305,22 @@ class SafeExpression:
             case ast.UnaryOp(op=op, operand=operand):
                 return UNARYOPS[type(op)](self._eval(operand, env))
             case ast.BoolOp(op=op, values=values):
-                result = self._eval(values[0], env)
-                for v in values[1:]:
+                outcome = self._eval(values[0], env)
+                for operand in values[1:]:
                     if isinstance(op, ast.And):
-                        if not result:
-                            return result
-                    elif result:
-                        return result
-                    result = self._eval(v, env)
-                return result
+                        if not outcome:
+                            return outcome
+                    elif outcome:
+                        return outcome
+                    outcome = self._eval(operand, env)
+                return outcome
             case ast.Compare(left=left, ops=ops, comparators=comps):
                 lhs = self._eval(left, env)
                 result: Any = True
-                for op, c in zip(ops, comps, strict=True):
+                for cmp, c in zip(ops, comps, strict=True):
                     rhs = self._eval(c, env)
                     self._guard(env, node, lhs, rhs)
-                    part = CMPOPS[type(op)](lhs, rhs)
+                    part = CMPOPS[type(cmp)](lhs, rhs)
                     result = part if result is True else result & part
                     lhs = rhs
                 return result
@@ -353,9 +354,9 @@ class SafeExpression:
                 name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
                 if name in BOUNDED_ARGS:
                     key, position, limit = BOUNDED_ARGS[name]
-                    value = kws.get(key, pos[position] if len(pos) > position else None)
-                    if isinstance(value, int | np.integer) and abs(int(value)) > limit:
-                        raise ValueError(f"{name}: {key}={value} is larger than the allowed {limit}")
+                    given = kws.get(key, pos[position] if len(pos) > position else None)
+                    if isinstance(given, int | np.integer) and abs(int(given)) > limit:
+                        raise ValueError(f"{name}: {key}={given} is larger than the allowed {limit}")
                 if "dtype" in kws:
                     _check_dtype(self, kws["dtype"], node)
                 self._guard(env, node, *pos, *kws.values())
