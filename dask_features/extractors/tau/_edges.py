@@ -190,8 +190,9 @@ def _fold(
     S = starts.size
     if abs(L - round(L)) < 1e-9:
         # Whole samples per period: a reshape and one sum per step; NaN-aware only when needed.
-        tot = np.empty((S, nb))
-        cnt = np.empty((S, nb))
+        # Plain ndarray: the other branch's np.bincount with weights is float64 too, which its stub does not say.
+        tot: np.ndarray = np.empty((S, nb))
+        cnt: np.ndarray = np.empty((S, nb))
         for r, (a, n, k) in enumerate(zip(starts.tolist(), lengths.tolist(), skip.tolist(), strict=True)):
             seg = z[a + k : a + n]
             full = seg.size // nb
@@ -282,18 +283,12 @@ def _detect_group(
         if not strong[s]:
             out.append(StepEdges(int(TauStatus.NO_EDGES), *profile))
             continue
-        per_dir = []
-        for j in range(2):
-            dep, cp, h, steep = (int(x) for x in pos[j, s])
-            delayed = steep - dep >= 2
-            # A delayed (S-shaped) edge is anchored at its steepest point, where a single exponential
-            # starts to hold; any other at the least-squares change point.
-            per_dir += [h, float(dep), float(dep), float(steep if delayed else cp), delayed]
         out.append(
             StepEdges(
                 int(TauStatus.OK),
                 *profile,
-                *per_dir,
+                *_edge(pos[0, s]),
+                *_edge(pos[1, s]),
                 source=int(source[s]),
                 k_rise=float(fit[0, s, 0]),
                 k_fall=float(fit[1, s, 0]),
@@ -306,6 +301,15 @@ def _detect_group(
             )
         )
     return out
+
+
+def _edge(located: np.ndarray) -> tuple[int, float, float, float, bool]:
+    """``(h, lo, first, steep, delayed)`` of one edge from its ``(departure, change point, h, steepest)``."""
+    dep, cp, h, steep = (int(x) for x in located)
+    delayed = steep - dep >= 2
+    # A delayed (S-shaped) edge is anchored at its steepest point, where a single exponential
+    # starts to hold; any other at the least-squares change point.
+    return h, float(dep), float(dep), float(steep if delayed else cp), delayed
 
 
 def detect_step_edges(current: np.ndarray, samples_per_period: float, duty: float = np.nan) -> StepEdges:
