@@ -225,16 +225,15 @@ def cycles(
             values = _peaks(current, k, min_distance, prominence)
             if len(values) == 0:
                 values = _fixed_interval(current, k if k is not None else 1)
-        elif method == "fixed_interval":
-            values = _fixed_interval(current, k)  # type: ignore[arg-type]
         else:
-            values = _percentile(current, k)  # type: ignore[arg-type]
+            assert k is not None  # an unknown period was reported and skipped above for these methods
+            values = _fixed_interval(current, k) if method == "fixed_interval" else _percentile(current, k)
         rows.append(values)
     width = int(n_cycles) if n_cycles != "auto" else max((len(r) for r in rows if r is not None), default=0)
     out = np.full((chunk.n_steps, width), np.nan)
-    for i, values in enumerate(rows):
-        if values is not None:
-            out[i, : min(len(values), width)] = values[:width]
+    for i, row in enumerate(rows):
+        if row is not None:
+            out[i, : min(len(row), width)] = row[:width]
     empty = [i for i, r in enumerate(rows) if r is None and i not in no_period]
     if empty:
         chunk.report(np.array(empty), "no finite current sample")
