@@ -296,15 +296,15 @@ def fit_chunk(
     start_idx = np.zeros((total, 2), np.int64)
     m_row = np.zeros((total, 2), np.int64)
     pos = 0
-    for _, st, nr, seg in parts:
+    for _, st, nr, part in parts:
         sl = slice(pos, pos + nr)
-        if seg is None:
+        if part is None:
             status[sl] = st
         else:
-            out["cycle"][sl] = seg.cycle
-            status[sl, 0], status[sl, 1] = seg.on_status, seg.off_status
-            start_idx[sl, 0], start_idx[sl, 1] = seg.on_start, seg.off_start
-            m_row[sl] = seg.m_on, seg.m_off
+            out["cycle"][sl] = part.cycle
+            status[sl, 0], status[sl, 1] = part.on_status, part.off_status
+            start_idx[sl, 0], start_idx[sl, 1] = part.on_start, part.off_start
+            m_row[sl] = part.m_on, part.m_off
         pos += nr
 
     sign = np.array([e.sign for e in edges])
