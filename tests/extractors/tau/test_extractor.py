@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -491,6 +492,17 @@ def test_real_trace_delayed_turn_off_is_anchored_at_the_steepest_point(
 def test_invalid_parameters_are_rejected(params: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         SPEC.resolve_params(params)
+
+
+def test_numbers_numpy_cannot_hold_are_judged_by_value() -> None:
+    # A Python int beyond int64 or a Fraction used to reach np.isfinite, whose TypeError was the whole
+    # message (no parameter named) and refused valid values alike.
+    with pytest.raises(ValueError, match="sample_rate must be 'auto' or a positive finite number"):
+        SPEC.resolve_params({"sample_rate": 10**400})
+    with pytest.raises(ValueError, match="period must be 'auto' or a positive finite number"):
+        SPEC.resolve_params({"period": -(10**20)})
+    merged = SPEC.resolve_params({"period": Fraction(1, 5), "sample_rate": 10**20})
+    assert merged["period"] == Fraction(1, 5)
 
 
 def test_valid_parameters_and_declared_output() -> None:
