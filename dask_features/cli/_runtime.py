@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 __all__ = [
     "Terminated",
@@ -32,6 +32,12 @@ on_interrupt: list[Callable[[], str]] = []
 _state: dict[str, Any] = {"quiet": False, "debug": False}
 
 
+class _DefaultOption(TypedDict, total=False):
+    """The keyword arguments ``add_common_options`` passes on: at most a ``default``."""
+
+    default: str
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so every ``finally`` (cluster shutdown, temporary files) runs."""
 
@@ -42,7 +48,7 @@ def add_common_options(p: argparse.ArgumentParser, *, top: bool = False) -> None
     Subcommand copies default to ``SUPPRESS`` so that ``dask-features -v extract`` and
     ``dask-features extract -v`` mean the same and neither overwrites the other.
     """
-    none = {} if top else {"default": argparse.SUPPRESS}
+    none: _DefaultOption = {} if top else {"default": argparse.SUPPRESS}
     g = p.add_argument_group("output")
     g.add_argument(
         "-v", "--verbose", action="count", help="more log output (-vv: debug, cluster chatter)", **none
