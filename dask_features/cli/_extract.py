@@ -7,7 +7,7 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dask_features.cli._cluster import (
     IMPORT_BYTES,
@@ -55,9 +55,9 @@ def add_demo(p: argparse.ArgumentParser) -> None:
     add_cluster_options(p)
 
 
-def _chunk_steps(text: str) -> int | str:
+def _chunk_steps(text: str) -> int | Literal["auto"]:
     if text == "auto":
-        return text
+        return "auto"
     if not text.isdigit() or int(text) < 1:
         raise ValueError(f"--chunk-steps must be a positive integer or 'auto', got {text!r}")
     return int(text)

@@ -15,7 +15,7 @@ import os
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 from dask_features.config.schema import FeatureConfig
 from dask_features.engine.identity import SourceIdentity
@@ -137,6 +137,8 @@ class FileJob:
 
 #: What a task computes: an experiment planned on the client, or a file the task opens itself.
 Job: TypeAlias = ExperimentJob | FileJob
+#: A kind of job: the bundles of :func:`bundle_jobs` hold the kind it was given.
+J = TypeVar("J", bound=Job)
 
 
 def seconds_per_step(experiment: Experiment, config: FeatureConfig, source: str) -> float:
@@ -313,15 +315,15 @@ def _fills_tasks(job: Job, target: float) -> bool:
 
 
 def bundle_jobs(
-    jobs: Iterable[Job], target: float = TARGET_TASK_SECONDS, most: int = MAX_BUNDLE
-) -> Iterator[list[Job]]:
+    jobs: Iterable[J], target: float = TARGET_TASK_SECONDS, most: int = MAX_BUNDLE
+) -> Iterator[list[J]]:
     """Group single-chunk experiments so one task carries about ``target`` seconds of work.
 
     An experiment cut into several chunks is its own bundle (its chunks already fill tasks); small
     experiments are bundled, in order, until their estimated work reaches ``target`` (at most
     ``most`` per task), so many small files do not drown in per-task overhead.
     """
-    bundle: list[Job] = []
+    bundle: list[J] = []
     work = 0.0
     # The first bundles are smaller so workers start while the client still opens files.
     goal = target / 4
