@@ -6,6 +6,10 @@ noise-free model (:func:`dask_features.synth.robust_truth.elr_truth`): median an
 absolute error of gm_max [%], Vth [mV] and hysteresis [mV], the share of flagged (NaN) values, and,
 for contrast, the error of the oect-infra-compatible ``transfer.gm_max`` (point derivative).
 
+Hard regimes: fine sampling (1,201 and 2,401 points per sweep), strong noise (3 %, 10 %) and a gm
+peak at or beyond the sweep's end: the share of values reported and how many reported values are off
+the truth (gm_max by more than 5 %, its Vg by 50 mV, Vth by 20 mV); the rest must be flagged.
+
 Speed: one generated experiment file is extracted with the ``v2_transfer_basic`` and
 ``transfer_robust`` presets, alternately in the same process (synchronous scheduler, whole pipeline:
 HDF5 read, features, Parquet write), and the best time of each is compared per step.
@@ -37,21 +41,24 @@ from dask_features.synth.robust_truth import elr_truth
 POINTS = 301
 
 
-def _noisy_run(device_type: str, noise: float, n_steps: int, seed: int) -> tuple[TransferChunk, dict]:
+def _noisy_run(
+    device_type: str, noise: float, n_steps: int, seed: int, points: int = POINTS, vth_shift: float = 0.0
+) -> tuple[TransferChunk, dict]:
     rng = np.random.default_rng(seed)
     dev = dataclasses.replace(draw_device(rng, device_type), noise_rel=noise)
+    dev = dataclasses.replace(dev, vth0=dev.vth0 + dev.polarity * vth_shift)
     sp = step_params(dev, n_steps, rng)
     sweep = (-0.6, 0.6) if device_type == "N" else (0.6, -0.6)
-    vg = sweep_voltages(*sweep, POINTS)
-    turn = (POINTS - 1) // 2
-    shift = np.where(np.arange(POINTS) <= turn, 0.5, -0.5) * dev.polarity * dev.hysteresis
+    vg = sweep_voltages(*sweep, points)
+    turn = (points - 1) // 2
+    shift = np.where(np.arange(points) <= turn, 0.5, -0.5) * dev.polarity * dev.hysteresis
     clean = drain_current(vg, sp.vth[:, None] + shift, sp.k[:, None], dev)
     noisy = clean + (dev.noise_rel * np.abs(clean) + dev.noise_abs) * rng.standard_normal(clean.shape)
     chunk = TransferChunk(
         step_index=np.arange(n_steps),
         vg=np.tile(vg, (n_steps, 1)),
         id=noisy,
-        lengths=np.full(n_steps, POINTS),
+        lengths=np.full(n_steps, points),
         meta=ChunkMeta(device_type=device_type),
     )
     half = 0.5 * dev.polarity * dev.hysteresis
@@ -80,6 +87,40 @@ def accuracy(noise: float, devices: int, n_steps: int) -> dict[str, np.ndarray]:
             errors["hyst"].append((hyst - (true_vth[:, 1] - true_vth[:, 0])) * 1e3)
             errors["flag"].append(np.isnan(np.column_stack([gm, vth, hyst])).ravel())
     return {k: np.concatenate(v) for k, v in errors.items()}
+
+
+#: (points per sweep, relative noise, threshold shift towards the on end [V]) of the hard regimes.
+HARD_REGIMES = [
+    (1201, 0.005, 0.0),
+    (2401, 0.01, 0.0),
+    (301, 0.03, 0.0),
+    (301, 0.10, 0.0),
+    (301, 0.005, 0.25),
+    (301, 0.005, 0.35),
+    (41, 0.005, 0.0),
+]
+
+
+def hard_regime(points: int, noise: float, shift: float, devices: int, n_steps: int) -> dict[str, float]:
+    """Share of gm_max values reported, and counts of reported values off the truth by more than
+    5 % (gm_max), 50 mV (its Vg) or 20 mV (Vth), over ``devices`` N and as many P devices."""
+    counts = {"values": 0, "reported": 0, "gm": 0, "vg": 0, "vth": 0}
+    for device_type in ("N", "P"):
+        for seed in range(devices):
+            chunk, truth = _noisy_run(device_type, noise, n_steps, seed, points, shift)
+            both = {
+                k: np.column_stack([truth[d][k] for d in ("forward", "reverse")]) for k in truth["forward"]
+            }
+            gm = transfer_robust.gm(chunk, direction="both")
+            vg = transfer_robust.gm(chunk, direction="both", value="vg_at_gm_max")
+            vth = transfer_robust.Vth(chunk, direction="both")
+            with np.errstate(invalid="ignore"):
+                counts["gm"] += int((np.abs(gm / both["gm_max"] - 1) > 0.05).sum())
+                counts["vg"] += int((np.abs(vg - both["vg_gm_max"]) > 0.05).sum())
+                counts["vth"] += int((np.abs(vth - both["vth_elr"]) > 0.02).sum())
+            counts["values"] += gm.size
+            counts["reported"] += int(np.isfinite(gm).sum())
+    return counts
 
 
 def speed(n_steps: int, repeat: int, workdir: Path) -> tuple[float, float]:
@@ -133,6 +174,18 @@ def main() -> None:
         print(_row("hysteresis", err["hyst"], "mV", t_hyst))
         print(_row("gm_max (v2, point)", err["gm_v2"], "%", None))
         print(f"  flagged share          {err['flag'].mean():.2%}  (target <= 2 %)")
+
+    if not args.speed_only:
+        print(
+            f"hard regimes ({args.devices} N + {args.devices} P devices x {args.device_steps // 4} steps): "
+            "reported values off the truth (target: <= 1 % of the values)"
+        )
+        for points, noise, shift in HARD_REGIMES:
+            c = hard_regime(points, noise, shift, args.devices, args.device_steps // 4)
+            print(
+                f"  {points:5d} points, noise {noise:4.1%}, gm peak {shift:+.2f} V: reported {c['reported'] / c['values']:6.1%}; "
+                f"wrong: gm_max {c['gm']}, its Vg {c['vg']}, Vth {c['vth']} of {c['values']}"
+            )
 
     with tempfile.TemporaryDirectory() as tmp:
         basic, robust = speed(args.steps, args.repeat, Path(tmp))

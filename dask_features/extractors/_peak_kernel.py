@@ -52,6 +52,36 @@ def _slope_at(coef: np.ndarray, order: int, z: float) -> float:
     return d
 
 
+@kernel()
+def _variance(moments: np.ndarray, order: int, g: np.ndarray, a: np.ndarray, u: np.ndarray) -> float:
+    """``g' M^-1 g`` for the normal matrix ``M`` of the moments: the variance of the linear
+    functional ``g`` of the fitted coefficients per unit residual variance (inf if singular)."""
+    p1 = order + 1
+    for r in range(p1):
+        u[r] = g[r]
+        for cc in range(p1):
+            a[r, cc] = moments[r + cc]
+    if not _solve(a, u):
+        return np.inf
+    q = 0.0
+    for r in range(p1):
+        q += g[r] * u[r]
+    return max(q, 0.0)
+
+
+@kernel()
+def _derivative_basis(order: int, z: float, nth: int, g: np.ndarray) -> None:
+    """``g[p]`` = the ``nth`` derivative of ``z**p`` at ``z``."""
+    for p in range(order + 1):
+        if p < nth:
+            g[p] = 0.0
+            continue
+        f = 1.0
+        for q in range(nth):
+            f *= p - q
+        g[p] = f * z ** (p - nth)
+
+
 @kernel(
     "void(f8[:, ::1], f8[:, ::1], f8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8, i8, i8, f8, f8[:, ::1], b1[:, ::1])"
 )
@@ -73,18 +103,24 @@ def peak_fit_rows(
     """Wide polynomial fit around each row's peak, re-centred; see :func:`._robust_math.peak_fit`.
 
     With ``log_clip > 0`` the fit is to ``ln max(|y|, log_clip)`` (computed on the fly, only for the
-    points fitted). ``out[i] = (x*, y(x*), oriented slope at x*)`` (NaN when the half is too short or the fit is
-    singular); ``flags[i] = (window pinned to an end of the half, maximum at the zone edge)``.
+    points fitted). ``out[i] = (x*, y(x*), oriented slope at x*, standard error of that slope, of x*,
+    of y(x*), and the excess of that slope over the slope at an end of the half the window reaches in
+    standard errors (inf when it reaches none))`` (NaN when the half is too short or the fit is
+    singular; the standard error of x* is inf where the fitted slope has no curvature of a maximum
+    there); ``flags[i] = (window pinned to
+    an end of the half, maximum at the zone edge)``. The standard errors come from the scatter of the
+    points about the fit (residual variance over ``size - order - 1`` degrees of freedom).
     """
     n = x.shape[0]
     p1 = order + 1
     a = np.empty((p1, p1))
     b = np.empty(p1)
+    g = np.empty(p1)
+    u = np.empty(p1)
     moments = np.empty(2 * order + 1)
     for i in range(n):
-        out[i, 0] = np.nan
-        out[i, 1] = np.nan
-        out[i, 2] = np.nan
+        for c in range(out.shape[1]):
+            out[i, c] = np.nan
         flags[i, 0] = False
         flags[i, 1] = False
         s, e = start[i], stop[i]
@@ -139,7 +175,8 @@ def peak_fit_rows(
                     best_t, best_d, best_z = t, d, z
             if best_t < 0:
                 break
-            if best_d - low_d <= 1e-9 * abs(best_d):
+            flat = best_d - low_d <= 1e-9 * abs(best_d)
+            if flat:
                 # A flat slope (a straight line) has no peak: every point is the maximum; take the
                 # middle of the zone rather than an arbitrary edge.
                 best_t = zone_points // 2
@@ -163,6 +200,52 @@ def peak_fit_rows(
             out[i, 0] = x_best
             out[i, 1] = value
             out[i, 2] = best_d / scale
+            rss = 0.0
+            for j in range(lo, lo + size):
+                z = (x[i, j] - xc) / scale
+                yj = np.log(max(abs(y[i, j]), log_clip)) if log_clip > 0.0 else y[i, j]
+                fj = 0.0
+                zp = 1.0
+                for p in range(p1):
+                    fj += b[p] * zp
+                    zp *= z
+                rss += (yj - fj) ** 2
+            s2 = rss / (size - p1)
+            _derivative_basis(order, best_z, 1, g)
+            out[i, 3] = np.sqrt(s2 * _variance(moments, order, g, a, u)) / scale
+            _derivative_basis(order, best_z, 0, g)
+            out[i, 5] = np.sqrt(s2 * _variance(moments, order, g, a, u))
+            # x* is where the slope's derivative d1 is zero: its error is that of d1 over |d2|.
+            _derivative_basis(order, best_z, 3, g)
+            d2 = 0.0
+            for p in range(p1):
+                d2 += g[p] * b[p]
+            d2 *= orient[i]
+            _derivative_basis(order, best_z, 2, g)
+            se_d1 = np.sqrt(s2 * _variance(moments, order, g, a, u))
+            out[i, 4] = se_d1 / -d2 * scale if d2 < 0.0 else np.inf
+            # On a window pinned to an end of the half: how many standard errors the slope at x*
+            # exceeds the slope at that end (a rise to the end with the true maximum beyond it
+            # can leave a fitted maximum just inside).
+            excess = np.inf  # also for a flat slope: the same at x* as at the end, nothing beyond
+            for j_end in (lo, lo + size - 1):
+                if flat:
+                    break
+                if (j_end == lo and lo != s) or (j_end == lo + size - 1 and lo + size != e):
+                    continue
+                z_end = (x[i, j_end] - xc) / scale
+                _derivative_basis(order, best_z, 1, g)
+                _derivative_basis(order, z_end, 1, u)
+                rise = 0.0
+                for p in range(p1):
+                    g[p] -= u[p]
+                    rise += g[p] * b[p]
+                se_rise = np.sqrt(s2 * _variance(moments, order, g, a, u))
+                t_rise = (
+                    rise * orient[i] / se_rise if se_rise > 0.0 else (np.inf if rise * orient[i] > 0 else 0.0)
+                )
+                excess = min(excess, t_rise)
+            out[i, 6] = excess
             flags[i, 0] = lo == s or lo + size == e
             flags[i, 1] = best_t == 0 or best_t == zone_points - 1
             k_new = lo

@@ -26,6 +26,7 @@ __all__ = [
     "NO_TURN_ON",
     "OUT_OF_RANGE",
     "TOO_FEW",
+    "UNCERTAIN",
     "UNRESOLVED",
     "Curve",
     "Elr",
@@ -38,6 +39,8 @@ __all__ = [
     "report",
     "swing",
     "turn_on",
+    "uncertain",
+    "windows",
 ]
 
 DeviceType = Literal["N", "P", "auto"]
@@ -45,7 +48,7 @@ Half = Literal["forward", "reverse"]
 Form = Literal["linear", "saturation"]
 
 # Status codes, most fundamental first (a row gets the first that applies).
-OK, TOO_FEW, NOISE, NO_TURN_ON, AT_END, NO_PEAK, OUT_OF_RANGE, UNRESOLVED = range(8)
+OK, TOO_FEW, NOISE, NO_TURN_ON, AT_END, NO_PEAK, OUT_OF_RANGE, UNRESOLVED, UNCERTAIN = range(9)
 
 _MESSAGES = {
     TOO_FEW: "{what}: the {direction} sweep has too few points for a {window}-point order-{order} fit "
@@ -53,21 +56,59 @@ _MESSAGES = {
     NOISE: "{what}: the {direction} sweep does not rise above its noise floor",
     NO_TURN_ON: "{what}: |Id| never increases in the turn-on direction of a {device} device on the "
     "{direction} sweep (wrong device_type?)",
-    AT_END: "{what}: its defining point is the end of the {direction} sweep, so the true extreme "
-    "may lie outside the swept range",
+    AT_END: "{what}: its defining point is at (or, within the noise, no higher than at) the end of "
+    "the {direction} sweep, so the true extreme may lie outside the swept range",
     NO_PEAK: "{what}: the wide fit around the gm peak of the {direction} sweep has no maximum inside "
     "its window (no clear peak)",
     UNRESOLVED: "{what}: the off current is within {sigmas:g} standard errors of zero (not resolved "
     "from the noise)",
     OUT_OF_RANGE: "{what}: the value lies outside the swept Vg range of the {direction} sweep "
     "(an extrapolation, not a measurement)",
+    UNCERTAIN: "{what}: its standard error on the {direction} sweep is above {limit} (noise; a wider "
+    "window or peak_window averages more points)",
 }
 _KEY = "transfer_robust"
 OFF_SIGMAS = 2.0
 """An off current below this many standard errors of its fitted value is not resolved from zero."""
+END_SIGMAS = 2.0
+"""A peak next to a sweep end must exceed the slope at that end by this many standard errors."""
 PEAK_SHARE = 0.8
 """Points of the wide peak fit as a share of the gm peak's full width at half maximum."""
 _NOISE_RISE = 20.0  # a half whose smoothed |Id| rises less than this many noise sigmas is noise
+REFERENCE_POINTS = 301
+"""Points per sweep (both halves) the automatic windows are sized for: :data:`AUTO_WINDOW` and
+:data:`AUTO_PEAK_WINDOW` points there, proportionally more on a finer sweep."""
+AUTO_WINDOW, AUTO_PEAK_WINDOW = 11, 41
+MAX_WINDOW, MAX_PEAK_WINDOW = 101, 401
+
+
+def _odd(points: float) -> int:
+    n = round(points)
+    return n if n % 2 else n + 1
+
+
+def windows(chunk: TransferChunk, window: int | str, peak_window: int | str) -> tuple[int, int]:
+    """The fit windows [points], ``"auto"`` ones resolved for the chunk's sampling.
+
+    An automatic window spans the same share of the sweep as :data:`AUTO_WINDOW` (gm curve) and
+    :data:`AUTO_PEAK_WINDOW` (wide peak fit) points of a :data:`REFERENCE_POINTS`-point sweep, never
+    fewer points (at most :data:`MAX_WINDOW` and :data:`MAX_PEAK_WINDOW`). A fixed number of points
+    spans less and less voltage as a sweep is sampled more finely, and the slope of a fit over a
+    narrow span is mostly noise. The sweep's points are the file's (the width of its transfer
+    dataset, the same for every chunk), so the windows, and the values, do not depend on chunking.
+    """
+    scale = max(1.0, chunk.vg.shape[1] / REFERENCE_POINTS)
+    w = min(_odd(AUTO_WINDOW * scale), MAX_WINDOW) if window == "auto" else int(window)
+    pw = min(_odd(AUTO_PEAK_WINDOW * scale), MAX_PEAK_WINDOW) if peak_window == "auto" else int(peak_window)
+    return w, pw
+
+
+def uncertain(status: np.ndarray, se: np.ndarray, limit: float | np.ndarray) -> np.ndarray:
+    """``status`` with ``UNCERTAIN`` where it is OK and the standard error ``se`` is not within ``limit``."""
+    out = status.copy()
+    with np.errstate(invalid="ignore"):
+        out[(out == OK) & ~(se <= limit)] = UNCERTAIN
+    return out
 
 
 def report(chunk: TransferChunk, status: np.ndarray, what: str, **context: object) -> None:
@@ -235,6 +276,10 @@ class Elr:
         Vg [V] of the peak.
     vth : ndarray, shape (n,)
         Threshold voltage [V]: zero of the tangent at the peak.
+    se_slope, se_vg, se_vth : ndarray, shape (n,)
+        Standard errors of ``slope_max``, ``vg_at`` [V] and ``vth`` [V], from the scatter of the
+        points about the wide fit (the extractors flag values whose error is above their limit,
+        :func:`uncertain`).
     status, vth_status : ndarray of int8, shape (n,)
         Status of the peak values and of ``vth`` (which may also be ``OUT_OF_RANGE``).
     """
@@ -242,6 +287,9 @@ class Elr:
     slope_max: np.ndarray
     vg_at: np.ndarray
     vth: np.ndarray
+    se_slope: np.ndarray
+    se_vg: np.ndarray
+    se_vth: np.ndarray
     status: np.ndarray
     vth_status: np.ndarray
 
@@ -270,10 +318,15 @@ def elr(
         )
         with np.errstate(divide="ignore", invalid="ignore"):
             vth = pf.x - c.on * (f.sign * pf.y) / pf.slope
+            # First order: x* moves Vth only through the curvature of the slope, zero at its maximum.
+            se_vth = np.hypot(pf.se_y, pf.y * pf.se_slope / pf.slope) / np.abs(pf.slope)
         status = c.status.copy()
         refit = status == OK
         status[refit & pf.at_edge & ~pf.pinned] = NO_PEAK
         status[refit & pf.at_edge & pf.pinned] = AT_END
+        # A maximum just inside a window pinned to a sweep end, no higher than the slope at that end
+        # within the noise: the slope may go on rising beyond the swept range.
+        status[refit & pf.pinned & ~(pf.end_excess >= END_SIGMAS)] = AT_END
         status[refit & ~(pf.slope > 0)] = NO_TURN_ON
         vg_range = np.empty((len(vth), 2))
         rk.signed_range(sw.vg, c.start, c.stop, vg_range)
@@ -286,6 +339,9 @@ def elr(
             slope_max=np.where(bad, np.nan, pf.slope),
             vg_at=np.where(bad, np.nan, pf.x),
             vth=np.where(vth_bad, np.nan, vth),
+            se_slope=pf.se_slope,
+            se_vg=pf.se_x,
+            se_vth=se_vth,
             status=status,
             vth_status=vth_status,
         )

@@ -225,6 +225,12 @@ class PeakFit:
         Vg [V] of the maximum.
     y, slope : ndarray, shape (n,)
         Fitted ordinate and its (oriented) slope there.
+    se_slope, se_x, se_y : ndarray, shape (n,)
+        Standard errors of ``slope``, ``x`` [V] and ``y`` from the scatter of the fitted points
+        (``se_x`` is inf where the fit has no curvature of a maximum at ``x``).
+    end_excess : ndarray, shape (n,)
+        Standard errors by which ``slope`` exceeds the fitted slope at the end of the half the window
+        is pinned to (inf when it is pinned to none).
     pinned, at_edge : ndarray of bool, shape (n,)
         The window hit an end of the half / the maximum is at the edge of the searched zone.
     """
@@ -232,6 +238,10 @@ class PeakFit:
     x: np.ndarray
     y: np.ndarray
     slope: np.ndarray
+    se_slope: np.ndarray
+    se_x: np.ndarray
+    se_y: np.ndarray
+    end_excess: np.ndarray
     pinned: np.ndarray
     at_edge: np.ndarray
 
@@ -278,7 +288,7 @@ def peak_fit(
         Fit ``ln max(|y|, LOG_CLIP)`` instead of ``y`` (the log is taken of the fitted points only).
     """
     n = x.shape[0]
-    out = np.empty((n, 3))
+    out = np.empty((n, 7))
     flags = np.empty((n, 2), dtype=np.bool_)
     pk.peak_fit_rows(
         x,
@@ -295,4 +305,14 @@ def peak_fit(
         out,
         flags,
     )
-    return PeakFit(x=out[:, 0], y=out[:, 1], slope=out[:, 2], pinned=flags[:, 0], at_edge=flags[:, 1])
+    return PeakFit(
+        x=out[:, 0],
+        y=out[:, 1],
+        slope=out[:, 2],
+        se_slope=out[:, 3],
+        se_x=out[:, 4],
+        se_y=out[:, 5],
+        end_excess=out[:, 6],
+        pinned=flags[:, 0],
+        at_edge=flags[:, 1],
+    )

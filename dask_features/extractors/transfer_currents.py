@@ -15,7 +15,7 @@ import numpy as np
 
 from dask_features.extractors import _robust_core as core
 from dask_features.extractors.registry import register
-from dask_features.extractors.transfer_robust import COST, check_fit, context
+from dask_features.extractors.transfer_robust import COST, Window, check_fit, context
 from dask_features.io.chunks import TransferChunk
 
 __all__ = ["Ioff", "Ion", "on_off_ratio"]
@@ -80,8 +80,9 @@ def _check_vg(params: Mapping[str, Any]) -> None:
 
 
 def _current(
-    chunk: TransferChunk, name: str, direction: Span, window: int, order: int, vg: float | None, pick: str
+    chunk: TransferChunk, name: str, direction: Span, window: Window, order: int, vg: float | None, pick: str
 ) -> np.ndarray:
+    window, _ = core.windows(chunk, window, "auto")
     value, status = _fitted_current(chunk, direction, window, order, vg, pick)  # type: ignore[arg-type]
     core.report(chunk, status, name, **context(direction, window, order, chunk, "auto"))
     return value
@@ -93,7 +94,7 @@ def Ion(
     *,
     direction: Span = "raw",
     vg: float | None = None,
-    window: int = 11,
+    window: Window = "auto",
     order: int = 3,
 ) -> np.ndarray:
     """On current [A]: fitted |Id| at gate voltage ``vg``, or its maximum over the span when ``vg`` is None.
@@ -106,8 +107,11 @@ def Ion(
         Whole sweep or one half (a given ``vg`` needs a half).
     vg : float, optional
         Gate voltage [V]; the fitted |Id| is interpolated linearly between the two nearest points.
-    window, order : int, default 11, 3
-        Fit window (odd, points) and polynomial order.
+    window : int or "auto", default "auto"
+        Fit window (odd, points; ``"auto"``: sized for the sweep's sampling, as for
+        :func:`~dask_features.extractors.transfer_robust.gm`).
+    order : int, default 3
+        Polynomial order of the fit.
 
     Returns
     -------
@@ -123,7 +127,7 @@ def Ioff(
     *,
     direction: Span = "raw",
     vg: float | None = None,
-    window: int = 11,
+    window: Window = "auto",
     order: int = 3,
 ) -> np.ndarray:
     """Off current [A]: fitted |Id| at gate voltage ``vg``, or its minimum over the span when ``vg`` is None.
@@ -141,7 +145,7 @@ def on_off_ratio(
     direction: Span = "raw",
     vg_on: float | None = None,
     vg_off: float | None = None,
-    window: int = 11,
+    window: Window = "auto",
     order: int = 3,
 ) -> np.ndarray:
     """On/off current ratio ``Ion / Ioff`` [-] of :func:`Ion` and :func:`Ioff`.
@@ -154,8 +158,11 @@ def on_off_ratio(
         Whole sweep or one half (given voltages need a half).
     vg_on, vg_off : float, optional
         Gate voltages [V] of the on and off current; None = maximum and minimum of the fitted |Id|.
-    window, order : int, default 11, 3
-        Fit window (odd, points) and polynomial order.
+    window : int or "auto", default "auto"
+        Fit window (odd, points; ``"auto"``: sized for the sweep's sampling, as for
+        :func:`~dask_features.extractors.transfer_robust.gm`).
+    order : int, default 3
+        Polynomial order of the fit.
 
     Returns
     -------

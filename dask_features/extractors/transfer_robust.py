@@ -16,9 +16,15 @@ cannot be trusted: the value is NaN and the errors table gets one record saying 
 * *sweep end*: the maximum of the wide fit around the gm peak (or of the log slope) lies at the end
   of the half, so the true one may lie outside the swept range;
 * *no clear peak*: the wide fit has its maximum at the edge of its window away from any sweep end;
-* *out of range*: an extrapolated voltage (Vth) or a requested Vg lies outside the swept range.
+* *out of range*: an extrapolated voltage (Vth) or a requested Vg lies outside the swept range;
+* *uncertain*: the standard error of the value (from the scatter of the points about the wide fit
+  around the peak) is above its limit: ``max_rel_se`` of gm_max (2 %), ``max_se_vg`` (25 mV) of its
+  Vg, ``max_se_vth`` (10 mV) of Vth. Strong noise makes the peak a noise spike: its value is then
+  flagged, not reported.
 
-Common parameters: ``window`` (odd, default 11) and ``order`` (default 3) of the fit;
+Common parameters: ``window`` (odd, default ``"auto"``: 11 points on a sweep of 301 points or
+fewer, proportionally more on a finer sweep, so the fit spans the same share of the sweep) and
+``order`` (default 3) of the fit;
 ``device_type`` N (turns on with increasing Vg), P (decreasing) or ``auto`` (the file's metadata,
 else per step from the data: the Vg end with the larger |Id| is the on side). Current may be stored
 signed or as magnitudes; both give the same values.
@@ -39,6 +45,15 @@ __all__ = ["COST", "Vth", "gm", "gm_norm", "hysteresis", "subthreshold_swing"]
 
 DeviceType = core.DeviceType
 HalfOrBoth = Literal["forward", "reverse", "both"]
+#: A fit window [points], or "auto" (sized for the sweep's sampling, :func:`._robust_core.windows`).
+Window = int | Literal["auto"]
+
+MAX_REL_SE = 0.02
+"""Default largest standard error of gm_max relative to it (``max_rel_se``)."""
+MAX_SE_VG = 0.025
+"""Default largest standard error of the gate voltage of the gm peak [V] (``max_se_vg``)."""
+MAX_SE_VTH = 0.01
+"""Default largest standard error of Vth [V] (``max_se_vth``)."""
 
 COST = 3.0
 """Declared cost [ns per point] of each robust feature, for chunk sizing. The features of a chunk
@@ -49,21 +64,39 @@ GEOMETRY_ATTRS = ("channel_width", "channel_length", "channel_thickness")
 """File (root) attributes read by :func:`gm_norm` when its parameters are not given [m]."""
 
 
+def _is_positive(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0 and np.isfinite(value)
+
+
 def check_fit(params: Mapping[str, Any]) -> None:
     window, order = params["window"], params["order"]
-    if not (isinstance(window, int) and isinstance(order, int)):
-        raise TypeError(f"window and order must be integers, got {window!r}, {order!r}")
-    if order < 1 or window % 2 == 0 or window < order + 2 or window > 101:
-        raise ValueError(f"need order >= 1 and an odd window in [order + 2, 101]; got {window=}, {order=}")
-    peak_window, peak_order = params.get("peak_window", 41), params.get("peak_order", 4)
-    if not (isinstance(peak_window, int) and isinstance(peak_order, int)):
-        raise TypeError(f"peak_window and peak_order must be integers, got {peak_window!r}, {peak_order!r}")
-    if peak_order < 2 or not peak_order + 2 <= peak_window <= 401:
+    if not isinstance(order, int) or not (window == "auto" or isinstance(window, int)):
+        raise TypeError(
+            f"window must be an integer or 'auto' and order an integer, got {window!r}, {order!r}"
+        )
+    if order < 1 or (
+        window != "auto" and (window % 2 == 0 or window < order + 2 or window > core.MAX_WINDOW)
+    ):
         raise ValueError(
-            f"need peak_order >= 2 and peak_window in [peak_order + 2, 401]; got {peak_window=}, {peak_order=}"
+            f"need order >= 1 and window 'auto' or odd in [order + 2, {core.MAX_WINDOW}]; got {window=}, {order=}"
+        )
+    peak_window, peak_order = params.get("peak_window", "auto"), params.get("peak_order", 4)
+    if not isinstance(peak_order, int) or not (peak_window == "auto" or isinstance(peak_window, int)):
+        raise TypeError(
+            f"peak_window must be an integer or 'auto' and peak_order an integer, got {peak_window!r}, {peak_order!r}"
+        )
+    if peak_order < 2 or (
+        peak_window != "auto" and not peak_order + 2 <= peak_window <= core.MAX_PEAK_WINDOW
+    ):
+        raise ValueError(
+            f"need peak_order >= 2 and peak_window 'auto' or in [peak_order + 2, {core.MAX_PEAK_WINDOW}]; "
+            f"got {peak_window=}, {peak_order=}"
         )
     if params.get("floor_factor", 1.0) < 1.0:
         raise ValueError(f"floor_factor must be >= 1, got {params['floor_factor']!r}")
+    for name in ("max_rel_se", "max_se_vg", "max_se_vth"):
+        if name in params and not _is_positive(params[name]):
+            raise ValueError(f"{name} must be a positive number, got {params[name]!r}")
 
 
 def _per_half(params: Mapping[str, Any]) -> Output:
@@ -79,7 +112,7 @@ def _stack(cols: list[np.ndarray]) -> np.ndarray:
 
 
 def context(
-    direction: str, window: int, order: int, chunk: TransferChunk, device_type: str
+    direction: str, window: int, order: int, chunk: TransferChunk, device_type: str, limit: str = ""
 ) -> dict[str, Any]:
     declared = device_type if device_type != "auto" else (chunk.meta.device_type or "auto-detected")
     return {
@@ -89,7 +122,27 @@ def context(
         "min_points": order + 2,
         "device": declared,
         "sigmas": core.OFF_SIGMAS,
+        "limit": limit,
     }
+
+
+def _gm_status(res: core.Elr, value: str, max_rel_se: float, max_se_vg: float) -> tuple[np.ndarray, str]:
+    """Status of gm_max or of its Vg, with ``UNCERTAIN`` above its limit, and the limit as text."""
+    peak = core.uncertain(res.status, res.se_slope, max_rel_se * np.abs(res.slope_max))
+    if value == "gm_max":
+        return peak, f"{max_rel_se:.3g} of the value"
+    # Where gm_max itself is uncertain, the peak may be a noise spike: its Vg is no better.
+    return core.uncertain(
+        peak, res.se_vg, max_se_vg
+    ), f"{max_se_vg:.3g} V (or that of gm_max above {max_rel_se:.3g} of it)"
+
+
+def _vth_status(res: core.Elr, max_se_vth: float, max_rel_se: float) -> tuple[np.ndarray, str]:
+    """Status of Vth: flagged above its own limit, and where the gm peak defining it is uncertain
+    (the error of Vth is then no longer that of a tangent at a true maximum)."""
+    status = core.uncertain(res.vth_status, res.se_vth, max_se_vth)
+    status = core.uncertain(status, res.se_slope, max_rel_se * np.abs(res.slope_max))
+    return status, f"{max_se_vth:.3g} V (or that of gm_max above {max_rel_se:.3g} of it)"
 
 
 @register("transfer.gm", source="transfer", output=_per_half, check=check_fit, unit="S", cost=COST)
@@ -98,11 +151,13 @@ def gm(
     *,
     direction: HalfOrBoth = "forward",
     value: Literal["gm_max", "vg_at_gm_max"] = "gm_max",
-    window: int = 11,
+    window: Window = "auto",
     order: int = 3,
-    peak_window: int = 41,
+    peak_window: Window = "auto",
     peak_order: int = 4,
     device_type: DeviceType = "auto",
+    max_rel_se: float = MAX_REL_SE,
+    max_se_vg: float = MAX_SE_VG,
 ) -> np.ndarray:
     """Peak transconductance of the smoothed sweep: ``gm_max`` [S] or its gate voltage [V].
 
@@ -119,24 +174,43 @@ def gm(
         Sweep half; ``both`` gives ``[forward, reverse]`` columns.
     value : {"gm_max", "vg_at_gm_max"}, default "gm_max"
         Which quantity to return: gm_max [S] or Vg at it [V].
-    window, order : int, default 11, 3
-        Fit window (odd, points) and polynomial order of the gm curve.
+    window : int or "auto", default "auto"
+        Fit window of the gm curve (odd, points); ``"auto"``: 11 points on a sweep of 301 points
+        (both halves) or fewer, proportionally more on a finer one (see
+        :func:`~dask_features.extractors._robust_core.windows`).
+    order : int, default 3
+        Polynomial order of the gm curve.
     device_type : {"N", "P", "auto"}, default "auto"
         Turn-on direction (see the module docstring).
-    peak_window, peak_order : int, default 41, 4
-        Wide fit around the peak: at most ``peak_window`` points (0.8 x the number of points above
-        half the peak gm, so a sharp peak is not flattened) and its polynomial order.
+    peak_window : int or "auto", default "auto"
+        Most points of the wide fit around the peak (it takes 0.8 x the number of points above half
+        the peak gm, so a sharp peak is not flattened); ``"auto"``: 41 on a 301-point sweep, scaled
+        like ``window``.
+    peak_order : int, default 4
+        Polynomial order of the wide fit.
+    max_rel_se : float, default 0.02
+        Largest standard error of ``gm_max`` relative to it (from the scatter of the points about
+        the wide fit); a noisier value is flagged.
+    max_se_vg : float, default 0.025
+        Largest standard error of ``vg_at_gm_max`` [V].
 
     Returns
     -------
     ndarray of float64, shape (n,) or (n, 2)
-        NaN where flagged: too few points, noise floor, no turn-on, maximum at a sweep end.
+        NaN where flagged: too few points, noise floor, no turn-on, maximum at a sweep end, standard
+        error above its limit.
     """
+    window, peak_window = core.windows(chunk, window, peak_window)
     cols = []
     for half in _halves(direction):
         res = core.elr(chunk, half, "linear", window, order, device_type, peak_window, peak_order)
-        core.report(chunk, res.status, f"gm_max ({half})", **context(half, window, order, chunk, device_type))
-        cols.append(res.slope_max if value == "gm_max" else res.vg_at)
+        status, limit = _gm_status(res, value, max_rel_se, max_se_vg)
+        what = "gm_max" if value == "gm_max" else "Vg at gm_max"
+        core.report(
+            chunk, status, f"{what} ({half})", **context(half, window, order, chunk, device_type, limit)
+        )
+        values = res.slope_max if value == "gm_max" else res.vg_at
+        cols.append(np.where(status == core.OK, values, np.nan))
     return _stack(cols)
 
 
@@ -146,11 +220,13 @@ def Vth(
     *,
     direction: HalfOrBoth = "forward",
     form: core.Form = "linear",
-    window: int = 11,
+    window: Window = "auto",
     order: int = 3,
-    peak_window: int = 41,
+    peak_window: Window = "auto",
     peak_order: int = 4,
     device_type: DeviceType = "auto",
+    max_se_vth: float = MAX_SE_VTH,
+    max_rel_se: float = MAX_REL_SE,
 ) -> np.ndarray:
     """Threshold voltage [V] by linear extrapolation at the transconductance maximum (ELR).
 
@@ -169,19 +245,25 @@ def Vth(
         Extrapolate Id (linear regime) or sqrt|Id| (saturation regime).
     window, order, device_type, peak_window, peak_order
         As for :func:`gm`.
+    max_se_vth : float, default 0.01
+        Largest standard error of Vth [V] (from those of the fitted current and slope at the peak).
+    max_rel_se : float, default 0.02
+        Largest relative standard error of the gm peak that defines Vth (see :func:`gm`).
 
     Returns
     -------
     ndarray of float64, shape (n,) or (n, 2)
-        NaN where flagged: as :func:`gm`, and where Vth falls outside the swept Vg range.
+        NaN where flagged: as :func:`gm` (but for the error of gm_max and of its Vg, which Vth does
+        not inherit), where Vth falls outside the swept Vg range, and where its own standard error
+        is above ``max_se_vth``.
     """
+    window, peak_window = core.windows(chunk, window, peak_window)
     cols = []
     for half in _halves(direction):
         res = core.elr(chunk, half, form, window, order, device_type, peak_window, peak_order)
-        core.report(
-            chunk, res.vth_status, f"Vth ({half})", **context(half, window, order, chunk, device_type)
-        )
-        cols.append(res.vth)
+        status, limit = _vth_status(res, max_se_vth, max_rel_se)
+        core.report(chunk, status, f"Vth ({half})", **context(half, window, order, chunk, device_type, limit))
+        cols.append(np.where(status == core.OK, res.vth, np.nan))
     return _stack(cols)
 
 
@@ -190,23 +272,27 @@ def hysteresis(
     chunk: TransferChunk,
     *,
     form: core.Form = "linear",
-    window: int = 11,
+    window: Window = "auto",
     order: int = 3,
-    peak_window: int = 41,
+    peak_window: Window = "auto",
     peak_order: int = 4,
     device_type: DeviceType = "auto",
+    max_se_vth: float = MAX_SE_VTH,
+    max_rel_se: float = MAX_REL_SE,
 ) -> np.ndarray:
     """Threshold hysteresis ``Vth_reverse - Vth_forward`` [V] (ELR thresholds of :func:`Vth`).
 
     Parameters are those of :func:`Vth`. NaN (with the reason of each flagged half) where either
     threshold is flagged.
     """
+    window, peak_window = core.windows(chunk, window, peak_window)
     values = []
     for half in ("forward", "reverse"):
         res = core.elr(chunk, half, form, window, order, device_type, peak_window, peak_order)
+        status, limit = _vth_status(res, max_se_vth, max_rel_se)
         what = f"hysteresis (Vth {half})"
-        core.report(chunk, res.vth_status, what, **context(half, window, order, chunk, device_type))
-        values.append(res.vth)
+        core.report(chunk, status, what, **context(half, window, order, chunk, device_type, limit))
+        values.append(np.where(status == core.OK, res.vth, np.nan))
     return values[1] - values[0]
 
 
@@ -222,10 +308,10 @@ def subthreshold_swing(
     chunk: TransferChunk,
     *,
     direction: HalfOrBoth = "forward",
-    window: int = 11,
+    window: Window = "auto",
     order: int = 3,
     floor_factor: float = 10.0,
-    peak_window: int = 41,
+    peak_window: Window = "auto",
     peak_order: int = 4,
     device_type: DeviceType = "auto",
 ) -> np.ndarray:
@@ -253,6 +339,7 @@ def subthreshold_swing(
         NaN where flagged: fewer than ``window`` region points, steepest point at a sweep end, or
         the gm analysis of the half flagged as too short, noise or no turn-on.
     """
+    window, peak_window = core.windows(chunk, window, peak_window)
     cols = []
     for half in _halves(direction):
         res = core.swing(
@@ -288,11 +375,12 @@ def gm_norm(
     width: float | None = None,
     length: float | None = None,
     thickness: float | None = None,
-    window: int = 11,
+    window: Window = "auto",
     order: int = 3,
-    peak_window: int = 41,
+    peak_window: Window = "auto",
     peak_order: int = 4,
     device_type: DeviceType = "auto",
+    max_rel_se: float = MAX_REL_SE,
 ) -> np.ndarray:
     """Geometry-normalised transconductance ``gm_max / (W d / L)`` [S/m] (gm_max of :func:`gm`).
 
@@ -308,7 +396,7 @@ def gm_norm(
     width, length, thickness : float, optional
         Channel width W, length L and thickness d [m]; each one not given is read from the file's
         root attribute ``channel_width``, ``channel_length`` or ``channel_thickness`` [m].
-    window, order, device_type, peak_window, peak_order
+    window, order, device_type, peak_window, peak_order, max_rel_se
         As for :func:`gm`.
 
     Returns
@@ -324,6 +412,7 @@ def gm_norm(
         device_type=device_type,
         peak_window=peak_window,
         peak_order=peak_order,
+        max_rel_se=max_rel_se,
     )
     geometry = _geometry(chunk, (width, length, thickness))
     if geometry is None:

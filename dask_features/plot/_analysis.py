@@ -31,12 +31,13 @@ def _marks(chunk: Any, half: Half, params: Mapping[str, Any]) -> dict[str, Any]:
     from dask_features.extractors import _robust_core as core
     from dask_features.extractors import transfer, transfer_robust
 
-    window, order, device_type = params["window"], params["order"], params["device_type"]
+    window, peak_window = core.windows(chunk, params["window"], "auto")
+    order, device_type = params["order"], params["device_type"]
     f = core.fit(chunk, window, order)
     on = core.turn_on(chunk, f, device_type)[0]
     start, stop, _, _ = f.halves[half]
     part = slice(int(start[0]), int(stop[0]))
-    swing = core.swing(chunk, half, window, order, device_type, params["floor_factor"], 41, 4)
+    swing = core.swing(chunk, half, window, order, device_type, params["floor_factor"], peak_window, 4)
     first, last, _ = swing.bounds[0]
     return {
         "vg": f.sweeps.vg[0, part],
@@ -57,7 +58,7 @@ def plot_transfer_analysis(
     experiment: Experiment,
     step: int,
     *,
-    window: int = 11,
+    window: int | Literal["auto"] = "auto",
     order: int = 3,
     device_type: str = "auto",
     floor_factor: float = 10.0,

@@ -85,9 +85,12 @@ def test_logistic_sweep_subthreshold_swing_and_currents() -> None:
     dlog = np.gradient(np.log10(logistic(fine)), fine)
     np.testing.assert_allclose(tr.subthreshold_swing(chunk, direction="both"), 1e3 / dlog.max(), rtol=5e-3)
     np.testing.assert_allclose(tc.Ion(chunk), logistic(0.6), rtol=1e-6)
-    np.testing.assert_allclose(tc.Ioff(chunk), logistic(-0.6), rtol=1e-3)
+    # The automatic window (19 of these 481 points: as wide a share of the sweep as 11 of 301)
+    # smooths the curved off end a little: -0.3 % (11 points: -0.03 %).
+    np.testing.assert_allclose(tc.Ioff(chunk), logistic(-0.6), rtol=5e-3)
+    np.testing.assert_allclose(tc.Ioff(chunk, window=11), logistic(-0.6), rtol=1e-3)
     np.testing.assert_allclose(tc.Ion(chunk, direction="forward", vg=0.0), logistic(0.0), rtol=1e-4)
-    np.testing.assert_allclose(tc.on_off_ratio(chunk), logistic(0.6) / logistic(-0.6), rtol=1e-3)
+    np.testing.assert_allclose(tc.on_off_ratio(chunk), logistic(0.6) / logistic(-0.6), rtol=5e-3)
     assert chunk.issues == []
 
 
@@ -205,30 +208,108 @@ def test_saturation_form_on_a_square_law_device() -> None:
 # --- noise: accuracy against the generator's noise-free truth --------------------------------------
 
 
-@pytest.mark.parametrize("device_type", ["N", "P"])
-def test_accuracy_on_noisy_generated_sweeps(device_type: str) -> None:
+def generated(
+    device_type: str, *, noise: float, steps: int, seed: int, points: int = 301, vth_shift: float = 0.0
+) -> tuple[TransferChunk, dict[str, dict[str, np.ndarray]]]:
+    """Noisy double sweeps of a generated device (the demo data's model) and the noise-free truth
+    of each half (``vth_shift`` [V] moves the threshold, and the gm peak, towards the on end)."""
     from dask_features.synth._device import drain_current, draw_device, step_params
     from dask_features.synth._traces import sweep_voltages
     from dask_features.synth.robust_truth import elr_truth
 
-    rng = np.random.default_rng(11)
-    dev = dataclasses.replace(draw_device(rng, device_type), noise_rel=0.005)
-    sp = step_params(dev, 200, rng)
-    vg = sweep_voltages(*((-0.6, 0.6) if device_type == "N" else (0.6, -0.6)), 301)
-    shift = np.where(np.arange(301) <= 150, 0.5, -0.5) * dev.polarity * dev.hysteresis
+    rng = np.random.default_rng(seed)
+    dev = dataclasses.replace(draw_device(rng, device_type), noise_rel=noise)
+    dev = dataclasses.replace(dev, vth0=dev.vth0 + dev.polarity * vth_shift)
+    sp = step_params(dev, steps, rng)
+    vg = sweep_voltages(*((-0.6, 0.6) if device_type == "N" else (0.6, -0.6)), points)
+    shift = np.where(np.arange(points) <= (points - 1) // 2, 0.5, -0.5) * dev.polarity * dev.hysteresis
     clean = drain_current(vg, sp.vth[:, None] + shift, sp.k[:, None], dev)
     noisy = clean + (dev.noise_rel * np.abs(clean) + dev.noise_abs) * rng.standard_normal(clean.shape)
-    chunk = chunk_of(vg, noisy, device_type)
     half = 0.5 * dev.polarity * dev.hysteresis
-    fwd = elr_truth(sp.vth + half, sp.k, dev, -0.6, 0.6)
-    rev = elr_truth(sp.vth - half, sp.k, dev, -0.6, 0.6)
-    gm_err = tr.gm(chunk, direction="both") / np.column_stack([fwd["gm_max"], rev["gm_max"]]) - 1
-    vth_err = tr.Vth(chunk, direction="both") - np.column_stack([fwd["vth_elr"], rev["vth_elr"]])
-    hyst_err = tr.hysteresis(chunk) - (rev["vth_elr"] - fwd["vth_elr"])
+    truth = {
+        "forward": elr_truth(sp.vth + half, sp.k, dev, -0.6, 0.6),
+        "reverse": elr_truth(sp.vth - half, sp.k, dev, -0.6, 0.6),
+    }
+    return chunk_of(vg, noisy, device_type), truth
+
+
+def _both(truth: dict[str, dict[str, np.ndarray]], name: str) -> np.ndarray:
+    return np.column_stack([truth["forward"][name], truth["reverse"][name]])
+
+
+@pytest.mark.parametrize("device_type", ["N", "P"])
+def test_accuracy_on_noisy_generated_sweeps(device_type: str) -> None:
+    chunk, truth = generated(device_type, noise=0.005, steps=200, seed=11)
+    gm_err = tr.gm(chunk, direction="both") / _both(truth, "gm_max") - 1
+    vth_err = tr.Vth(chunk, direction="both") - _both(truth, "vth_elr")
+    hyst_err = tr.hysteresis(chunk) - (truth["reverse"]["vth_elr"] - truth["forward"]["vth_elr"])
     assert np.median(np.abs(gm_err)) <= 0.015
     assert np.median(np.abs(vth_err)) <= 2e-3
     assert np.median(np.abs(hyst_err)) <= 2e-3
     assert chunk.issues == []
+
+
+@pytest.mark.parametrize(
+    ("points", "noise", "vth_shift", "least_reported"),
+    [
+        (1201, 0.005, 0.0, 0.99),  # 2 mV steps: a fit over 11 points (20 mV) was mostly noise
+        (2401, 0.01, 0.0, 0.99),
+        (301, 0.03, 0.0, 0.0),  # strong noise: the peak is a noise spike unless flagged
+        (301, 0.10, 0.0, 0.0),
+        (301, 0.005, 0.35, 0.0),  # the gm peak beyond the sweep's end, the slope rising to it
+        (41, 0.005, 0.0, 0.85),  # coarse: 41 points for both halves
+    ],
+)
+@pytest.mark.parametrize("device_type", ["N", "P"])
+def test_hard_regimes_give_right_values_or_flags(
+    device_type: str, points: int, noise: float, vth_shift: float, least_reported: float
+) -> None:
+    """Against the noise-free truth, every reported gm_max, Vg of the peak and Vth is right (within 5 %,
+    50 mV and 20 mV; at most one value in a hundred beyond), every other one is NaN with a record,
+    and on finely sampled sweeps nearly every value is reported."""
+    chunk, truth = generated(device_type, noise=noise, steps=40, seed=3, points=points, vth_shift=vth_shift)
+    gm = tr.gm(chunk, direction="both")
+    vg_at = tr.gm(chunk, direction="both", value="vg_at_gm_max")
+    vth = tr.Vth(chunk, direction="both")
+    with np.errstate(invalid="ignore"):
+        wrong = {
+            "gm_max": np.abs(gm / _both(truth, "gm_max") - 1) > 0.05,
+            "vg_at_gm_max": np.abs(vg_at - _both(truth, "vg_gm_max")) > 0.05,
+            "Vth": np.abs(vth - _both(truth, "vth_elr")) > 0.02,
+        }
+    for name, bad in wrong.items():
+        assert bad.sum() <= 0.01 * bad.size, f"{name}: {bad.sum()} of {bad.size} wrong and not flagged"
+    assert np.isfinite(gm).mean() >= least_reported
+    flagged_rows = {int(s) for s in np.flatnonzero(~np.isfinite(gm).all(axis=1))}
+    recorded = {int(s) for s, m in chunk.issues if "gm_max" in m}
+    assert flagged_rows <= recorded
+
+
+def test_strong_noise_is_flagged_as_uncertain_with_the_limit() -> None:
+    chunk, _ = generated("N", noise=0.03, steps=10, seed=3)
+    gm = tr.gm(chunk, direction="both")
+    assert np.isnan(gm).mean() > 0.5
+    assert any("standard error" in m and "0.02 of the value" in m for m in messages(chunk))
+    # A looser limit is the user's choice: then (nearly) everything is reported, as precise as it is.
+    again = generated("N", noise=0.03, steps=10, seed=3)[0]
+    loose = tr.gm(again, direction="both", max_rel_se=0.2)
+    assert np.isfinite(loose).mean() >= 0.9
+    assert not any("standard error" in m for m in messages(again))
+
+
+def test_automatic_windows_follow_the_files_points_per_sweep() -> None:
+    from dask_features.extractors import _robust_core as core
+
+    def chunk_with(points: int) -> TransferChunk:
+        return chunk_of(np.zeros((2, points)), np.zeros((2, points)))
+
+    assert core.windows(chunk_with(41), "auto", "auto") == (11, 41)
+    assert core.windows(chunk_with(301), "auto", "auto") == (11, 41)
+    assert core.windows(chunk_with(1201), "auto", "auto") == (45, 165)
+    assert core.windows(chunk_with(20_001), "auto", "auto") == (core.MAX_WINDOW, core.MAX_PEAK_WINDOW)
+    assert core.windows(chunk_with(1201), 15, 61) == (15, 61)
+    # A one-step slice of a chunk keeps the file's width: the same windows in every chunk.
+    assert core.windows(chunk_with(1201).take(np.array([1])), "auto", "auto") == (45, 165)
 
 
 # --- parameters, geometry, registry ------------------------------------------------------------------
@@ -236,12 +317,22 @@ def test_accuracy_on_noisy_generated_sweeps(device_type: str) -> None:
 
 @pytest.mark.parametrize(
     "params",
-    [{"window": 10}, {"window": 3, "order": 3}, {"order": 0}, {"peak_window": 4}, {"floor_factor": 0.5}],
+    [
+        {"window": 10},
+        {"window": 3, "order": 3},
+        {"order": 0},
+        {"peak_window": 4},
+        {"floor_factor": 0.5},
+        {"window": "wide"},
+        {"max_rel_se": 0},
+        {"max_rel_se": -0.1},
+        {"max_se_vg": float("nan")},
+    ],
 )
 def test_bad_parameters_are_rejected(params: dict[str, object]) -> None:
-    spec = REGISTRY["transfer.subthreshold_swing"]
-    with pytest.raises(ValueError):
-        spec.resolve_params(params)
+    name = "transfer.gm" if any(k.startswith("max_") for k in params) else "transfer.subthreshold_swing"
+    with pytest.raises((ValueError, TypeError)):
+        REGISTRY[name].resolve_params(params)
 
 
 def test_gm_norm_needs_a_geometry() -> None:
