@@ -20,6 +20,7 @@ reported in one :class:`~dask_features.errors.ConfigError` before any work start
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -50,6 +51,10 @@ RESERVED_NAMES = frozenset(
 )
 #: Bumped when the meaning of a config changes in a way old outputs cannot reflect.
 HASH_SCHEMA = 1
+# Keys of a feature entry (oect-infra's FeatureSpec). Other keys are ignored as oect-infra ignores
+# them, except one that is a near miss of these: a misspelled `params` would run the extractor with
+# its defaults under the feature's name, a plausible wrong number.
+FEATURE_KEYS = ("name", "extractor", "func", "input", "params", "output_shape", "description", "unit")
 
 
 @dataclass(frozen=True)
@@ -238,6 +243,12 @@ def _build_feature(i: int, item: Any, reg: Registry, problems: list[str]) -> Fea
     elif name in RESERVED_NAMES:
         problems.append(f"{label}: name {name!r} is reserved")
         ok = False
+    for key in item:
+        if isinstance(key, str) and key not in FEATURE_KEYS:
+            near = difflib.get_close_matches(key, FEATURE_KEYS, n=1, cutoff=0.7)
+            if near:
+                problems.append(f"{label}: unknown key {key!r} (did you mean {near[0]!r}?)")
+                ok = False
     has_ext, has_func = item.get("extractor") is not None, item.get("func") is not None
     if has_ext == has_func:
         problems.append(f"{label}: give exactly one of 'extractor' or 'func'")
@@ -301,6 +312,13 @@ def _build_feature(i: int, item: Any, reg: Registry, problems: list[str]) -> Fea
             )
         except UnsafeExpressionError as exc:
             problems.extend(exc.problems)
+            return None
+        unbound = [a for a in func.arg_names[len(inputs) :] if a not in func.defaults and a not in params]
+        if unbound:
+            problems.append(
+                f"{label}: the lambda's parameter(s) {unbound} get no value: the feature has "
+                f"{len(inputs)} input(s) {list(inputs)} (passed positionally) and no default or param for them"
+            )
             return None
     elif not callable(func):
         problems.append(f"{label}: 'func' must be an expression string or (in a dict config) a callable")

@@ -183,3 +183,70 @@ def test_hash_is_content_based(tmp_path: Path) -> None:
         ],
     }
     assert load_config(same_defaults).hash == h  # spelling out a default is the same config
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("param", "params"),
+        ("parms", "params"),
+        ("extracter", "extractor"),
+        ("inputs", "input"),
+        ("unti", "unit"),
+    ],
+)
+def test_misspelled_feature_key_is_a_problem(typo: str, meant: str) -> None:
+    # A misspelled `params` would silently run the extractor with its defaults: a feature named
+    # gm_rev computed on the forward sweep. Keys close to a known one are reported, not ignored.
+    feature = {"name": "gm_rev", "extractor": "transfer.gm_max", "input": "transfer", "unit": "S"}
+    value = feature.pop(meant, {"direction": "reverse"} if meant == "params" else "transfer")
+    feature[typo] = value
+    with pytest.raises(ConfigError) as info:
+        load_config({"name": "k", "features": [feature]})
+    assert f"unknown key {typo!r} (did you mean {meant!r}?)" in str(info.value)
+
+
+def test_other_feature_keys_still_ignored() -> None:
+    # oect-infra's keys (output_shape, description, unit) and unrelated extras stay accepted.
+    cfg = load_config(
+        {
+            "name": "k",
+            "features": [
+                {
+                    "name": "g",
+                    "extractor": "transfer.gm_max",
+                    "input": "transfer",
+                    "output_shape": ["n_steps"],
+                    "description": "x",
+                    "unit": "S",
+                    "comment": "lab notebook p. 12",
+                }
+            ],
+        }
+    )
+    assert cfg["g"].unit == "S"
+
+
+def test_lambda_with_more_parameters_than_inputs_is_a_problem() -> None:
+    # Reported before any work starts, not as a NaN column with a TypeError per experiment.
+    with pytest.raises(ConfigError, match=r"feature 'r'.*\['b'\].*1 input"):
+        load_config(
+            {
+                "name": "k",
+                "features": [
+                    {"name": "g", "extractor": "transfer.gm_max", "input": "transfer"},
+                    {"name": "r", "func": "lambda a, b: a / b", "input": "g"},
+                ],
+            }
+        )
+    # A default or a param supplies the extra parameter: fine.
+    for item in (
+        {"name": "r", "func": "lambda a, b=2: a / b", "input": "g"},
+        {"name": "r", "func": "lambda a, b: a / b", "input": "g", "params": {"b": 2}},
+    ):
+        load_config(
+            {
+                "name": "k",
+                "features": [{"name": "g", "extractor": "transfer.gm_max", "input": "transfer"}, item],
+            }
+        )
