@@ -194,9 +194,10 @@ def explain(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError) and "scheduler" in str(exc).lower():
         return f"the Dask scheduler did not answer in time ({exc}); check --address, or drop it"
     text = str(exc) or type(exc).__name__
+    from dask_features.cli._plugins import PluginError
     from dask_features.errors import DaskFeaturesError
 
-    if isinstance(exc, DaskFeaturesError | OSError | ValueError | KeyError):
+    if isinstance(exc, DaskFeaturesError | PluginError | OSError | ValueError | KeyError):
         return text.strip("'\"") if isinstance(exc, KeyError) else text
     return f"unexpected {type(exc).__name__}: {text} (run with --debug for the traceback)"
 

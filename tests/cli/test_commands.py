@@ -479,3 +479,10 @@ def test_a_soft_link_that_cannot_be_followed_is_named(
     )
     assert main(["info", str(path)]) == int(failed)
     assert (f"unreadable: {message}" if failed else f"problem: {message}") in capsys.readouterr().out
+
+
+def test_a_missing_import_is_a_plain_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A user's mistake, not a bug: no "unexpected PluginError ... run with --debug for the traceback".
+    assert main(["extractors", "--import", str(tmp_path / "nope.py")]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: --import {tmp_path / 'nope.py'}: no such file"
