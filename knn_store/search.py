@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from knn_store._names import check_name
 from knn_store.cluster.jobs import ClusterFn, JobSpec, clear_shared_points, run_jobs, shared_points
-from knn_store.errors import InvalidFeaturesError, InvalidParameterError
+from knn_store.errors import InvalidFeaturesError, InvalidLabelsError, InvalidParameterError
 from knn_store.neighbors import prepare_features
 from knn_store.store.cache import KNNStore
 from knn_store.store.entry import EntryRef
@@ -96,6 +96,24 @@ def _check_grid(ks: Iterable[int], percentiles: Iterable[float]) -> tuple[list[i
             f"density percentiles must be a non-empty set within [0, 100], got {p_list}"
         )
     return k_list, p_list
+
+
+def _as_mask(labeled_mask: Any) -> np.ndarray:
+    """``labeled_mask`` as booleans: a boolean array, or numbers that are all 0 or 1.
+
+    Anything else (the labels vector passed by mistake, fractions, NaN) would become a plausible-looking
+    mask under ``astype(bool)`` and a wrong table, so it is refused.
+    """
+    mask = np.asarray(labeled_mask)
+    if mask.dtype == bool:
+        return mask
+    if mask.dtype.kind in "iuf" and np.isin(mask, (0, 1)).all():
+        return mask.astype(bool)
+    values = list(dict.fromkeys(mask.ravel()[:1000].tolist()))[:5]
+    raise InvalidLabelsError(
+        f"labeled_mask must be boolean (or 0/1), got dtype {mask.dtype} with values such as {values}; "
+        "were labels and labeled_mask swapped?"
+    )
 
 
 def best_configurations(table: pd.DataFrame, by: str = "acc_all", rule: str = "ours") -> pd.DataFrame:
@@ -280,7 +298,7 @@ def grid_search(
             f"metric={metric!r} only works with algorithm='ours' and loss=False; the reference algorithm, "
             "cluster_fn and the loss use Euclidean distances (L2-normalise the features for cosine)"
         )
-    y, mask = np.asarray(labels), np.asarray(labeled_mask, dtype=bool)
+    y, mask = np.asarray(labels), _as_mask(labeled_mask)
     refs: dict[str, EntryRef] = {}
     feats: dict[str, np.ndarray] = {}
     for name, x in sets.items():

@@ -129,3 +129,29 @@ def test_label_shape_mismatch(small_gcd) -> None:
     sets, y, labeled = small_gcd
     with pytest.raises(InvalidFeaturesError, match="'raw' has 600 rows"):
         grid_search(sets, y[:-1], labeled[:-1], [3], [50], progress=False)
+
+
+@pytest.mark.parametrize(
+    "bad_mask",
+    [
+        lambda y, m: y,  # the labels vector passed as the mask (swapped arguments)
+        lambda y, m: m.astype(float) * 0.5,  # fractions
+        lambda y, m: np.where(m, 1.0, np.nan),  # NaN for "unknown"
+    ],
+    ids=["labels-as-mask", "fractions", "nan"],
+)
+def test_a_mask_that_is_not_boolean_is_refused(small_gcd, bad_mask) -> None:
+    # np.asarray(mask, dtype=bool) would turn any of these into a plausible-looking mask and a wrong table.
+    from knn_store.errors import InvalidLabelsError
+
+    sets, y, labeled = small_gcd
+    with pytest.raises(InvalidLabelsError, match="labeled_mask"):
+        grid_search(sets["raw"], y, bad_mask(y, labeled), [3], [50], progress=False)
+
+
+def test_a_zero_one_mask_is_the_boolean_mask(small_gcd) -> None:
+    sets, y, labeled = small_gcd
+    as_bool = grid_search(sets["raw"], y, labeled, [3], [50], progress=False, loss=False)
+    as_int = grid_search(sets["raw"], y, labeled.astype(np.int64), [3], [50], progress=False, loss=False)
+    cols = [c for c in COLUMNS if c != "seconds"]
+    pd.testing.assert_frame_equal(as_bool[cols], as_int[cols])
