@@ -24,7 +24,7 @@ import numpy as np
 
 from knn_store._names import check_name
 from knn_store.errors import InvalidFeaturesError, InvalidParameterError, KnnStoreError
-from knn_store.input_files import read_features, read_labels
+from knn_store.input_files import read_features, read_labels, read_mask
 from knn_store.neighbors import BACKENDS
 from knn_store.store.cache import KNNStore
 from knn_store.store.temporary import cleanup_temporary
@@ -38,15 +38,25 @@ def _default_root() -> str:
     return os.environ.get("KNN_STORE_DIR") or str(Path("~/.cache/knn_store").expanduser())
 
 
+_MAX_PERCENTILES = 10_001  # a step of 0.01 over [0, 100]; more is a typo, not a grid
+
+
 def _density_range(text: str) -> list[float]:
     """``START:STOP:STEP`` with STOP included (``40:90:5`` -> 40, 45, ..., 90) or a comma list."""
     try:
         if ":" in text:
             start, stop, step = (float(v) for v in text.split(":"))
-            if step <= 0:
+            if not step > 0:
                 raise ValueError("STEP must be > 0")
+            if not 0 <= start <= stop <= 100:
+                raise ValueError("need 0 <= START <= STOP <= 100 (percentiles)")
+            if (stop - start) / step + 1 > _MAX_PERCENTILES:
+                raise ValueError(f"more than {_MAX_PERCENTILES:,} percentiles; is STEP {step:g} a typo?")
             return [float(v) for v in np.round(np.arange(start, stop + step / 2, step), 6)]
-        return [float(v) for v in text.split(",")]
+        values = [float(v) for v in text.split(",")]
+        if not all(0 <= v <= 100 for v in values):
+            raise ValueError("percentiles must be within [0, 100]")
+        return values
     except ValueError as exc:
         raise argparse.ArgumentTypeError(
             f"bad --density-range {text!r}: {exc}; use e.g. 40:90:5 or 50,70"
@@ -226,13 +236,14 @@ def _load_inputs(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], np.nd
         labels, m = read_labels(args.labels)
         mask = m if m is not None else mask
     if args.labeled_mask:
-        mask = np.load(args.labeled_mask, allow_pickle=False)
+        mask = read_mask(args.labeled_mask)
     if labels is None or mask is None:
         raise InvalidFeaturesError(
             "grid-search needs labels and a labeled mask: pass --labels (and --labeled-mask), or put "
             "'labels'/'labeled_mask' arrays (or 'label'/'labeled' columns) in the features file"
         )
-    return sets, np.asarray(labels), np.asarray(mask, dtype=bool)
+    # grid_search checks the mask is boolean (or 0/1): a swapped labels file must not become a mask.
+    return sets, np.asarray(labels), np.asarray(mask)
 
 
 def _clustering_options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, float] | None]:
@@ -256,6 +267,16 @@ def _clustering_options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[
     return params, l2_weights
 
 
+def _check_out(out: Path) -> None:
+    """Fail before the grid runs, not after it, when its results could not be written to ``out``."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        problem = "is not a directory" if not existing.is_dir() else "is not writable"
+        raise InvalidParameterError(f"--out {out}: cannot write results there ({existing} {problem})")
+
+
 def _grid_search(args: argparse.Namespace, store: KNNStore) -> int:
     import pandas as pd
 
@@ -264,6 +285,7 @@ def _grid_search(args: argparse.Namespace, store: KNNStore) -> int:
     if args.k_min < 1 or args.k_max < args.k_min:
         raise InvalidParameterError(f"need 1 <= --k-min <= --k-max, got {args.k_min} and {args.k_max}")
     params, l2_weights = _clustering_options(args)
+    _check_out(Path(args.out))
     sets, labels, mask = _load_inputs(args)
     t0 = time.perf_counter()
     with _client(args.workers, args.address, args.verbose) as client:
@@ -365,6 +387,12 @@ def _main(args: argparse.Namespace) -> int:
         return 0
     except KnnStoreError as exc:
         if args.debug:
+            raise
+        print(f"knn-store: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # A read-only or misplaced store, an unreachable --address: one line naming the path or address.
+        if args.debug or isinstance(exc, BrokenPipeError):
             raise
         print(f"knn-store: error: {exc}", file=sys.stderr)
         return 1

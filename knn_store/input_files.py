@@ -9,7 +9,7 @@ import numpy as np
 
 from knn_store.errors import InvalidFeaturesError
 
-__all__ = ["read_features", "read_labels"]
+__all__ = ["read_features", "read_labels", "read_mask"]
 
 _LABEL_COLUMNS = ("label", "labels")
 _MASK_COLUMNS = ("labeled", "labeled_mask")
@@ -86,3 +86,16 @@ def read_labels(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray | 
             f"{path} holds no 'labels' array or 'label' column (found {sorted(table)})"
         )
     return labels, _pick(table, _MASK_COLUMNS)
+
+
+def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a labeled mask; a ``.npy`` file is the mask vector alone."""
+    table = _read_table(Path(path))
+    if Path(path).suffix == ".npy":
+        return table["features"]
+    mask = _pick(table, _MASK_COLUMNS)
+    if mask is None:
+        raise InvalidFeaturesError(
+            f"{path} holds no 'labeled_mask' array or 'labeled' column (found {sorted(table)})"
+        )
+    return mask

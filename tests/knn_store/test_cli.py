@@ -178,3 +178,63 @@ def test_malformed_clustering_options_are_usage_errors(flags, capsys) -> None:
         main(["grid-search", "--features", "x.npy", "--out", "o", *flags])
     assert exc.value.code == 2
     assert flags[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("mask_file", "message"),
+    [("missing.npy", "missing.npy does not exist"), ("garbage.npy", "cannot read garbage.npy")],
+    ids=["missing", "unreadable"],
+)
+def test_bad_labeled_mask_file_is_one_error_line(inputs, tmp_path, capsys, monkeypatch, mask_file, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "garbage.npy").write_text("not an array")
+    np.save(tmp_path / "y.npy", np.load(inputs["labels"])["labels"])
+    argv = ["grid-search", "--store", str(tmp_path / "s"), "--features", str(inputs["npy"])]
+    argv += ["--labels", "y.npy", "--labeled-mask", mask_file, "--out", str(tmp_path / "o")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_swapped_labels_and_mask_files_are_refused(inputs, tmp_path, capsys) -> None:
+    z = np.load(inputs["labels"])
+    np.save(tmp_path / "y.npy", z["labels"])
+    np.save(tmp_path / "m.npy", z["labeled_mask"])
+    argv = ["grid-search", "--store", str(tmp_path / "s"), "--features", str(inputs["npy"])]
+    argv += ["--labels", str(tmp_path / "m.npy"), "--labeled-mask", str(tmp_path / "y.npy")]
+    assert (
+        main([*argv, "--k-min", "3", "--k-max", "3", "--density-range", "50", "--out", str(tmp_path / "o")])
+        == 1
+    )
+    assert "labeled_mask" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("text", ["40:90:1e-9", "40:900:5", "90:40:5", "40,500"])
+def test_density_range_out_of_bounds_or_too_long_is_a_usage_error(text, capsys) -> None:
+    # 40:90:1e-9 used to allocate 373 GiB (MemoryError traceback); 1e-4 ran 500,001 percentiles per k.
+    with pytest.raises(SystemExit) as exc:
+        main(["grid-search", "--features", "x.npy", "--density-range", text, "--out", "o"])
+    assert exc.value.code == 2
+    assert "--density-range" in capsys.readouterr().err
+
+
+def test_unwritable_out_fails_before_the_grid_runs(inputs, tmp_path: Path, capsys) -> None:
+    (tmp_path / "file").write_text("")
+    argv = ["grid-search", "--store", str(tmp_path / "s"), "--features", str(inputs["npy"])]
+    argv += ["--labels", str(inputs["labels"]), "--out", str(tmp_path / "file" / "out")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "--out" in err
+    assert "Traceback" not in err
+    assert not list((tmp_path / "s").glob("v*/*"))  # nothing was computed
+
+
+def test_a_store_that_cannot_be_created_is_one_error_line(inputs, tmp_path: Path, capsys) -> None:
+    (tmp_path / "file").write_text("")
+    assert main(["info", "--store", str(tmp_path / "file")]) == 1
+    err = capsys.readouterr().err
+    assert "knn-store: error:" in err
+    assert str(tmp_path / "file") in err
+    assert "Traceback" not in err
