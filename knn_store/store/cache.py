@@ -181,6 +181,13 @@ class KNNStore:
             try:
                 _, _, attrs = self._backend.read(group)
             except FileNotFoundError:
+                if group in suspect:
+                    # Listed again yet still unreadable: a group directory without its metadata (half
+                    # deleted or half copied), which would also block publishing a new one under its name.
+                    logger.warning("discarding kNN group %s: it has no metadata (zarr.json)", group)
+                    self._backend.discard_group(entry, k_max)
+                    continue
+                suspect.add(group)
                 continue  # superseded between listing and reading: list again
             except CorruptEntryError as exc:
                 if group not in suspect:

@@ -208,3 +208,18 @@ def test_errors_are_both_package_and_builtin_types(tmp_path: Path, features: np.
     store.clear()
     with pytest.raises(FileNotFoundError):
         load(ref, 2)
+
+
+def test_a_group_that_lost_its_metadata_is_recomputed(tmp_path: Path, features: np.ndarray) -> None:
+    # A group directory without zarr.json (a half-deleted or half-copied entry) used to make every
+    # ensure() at that k_max fail with "vanished or failed verification after publishing": the lookup
+    # took it for a group being superseded, and the publish for a racing writer's group.
+    store = KNNStore(tmp_path)
+    ref = store.ensure(features, 7)
+    good = [a.copy() for a in load(ref, 7)]
+    (Path(ref.group) / "zarr.json").unlink()
+    clear_memo()
+    ref2 = store.ensure(features, 7)
+    assert ref2.group == ref.group
+    for a, b in zip(load(ref2, 7), good, strict=True):
+        np.testing.assert_array_equal(a, b)
