@@ -24,6 +24,7 @@ exact or ~1e-7 ties.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -84,10 +85,27 @@ CO_MODES: dict[int, Callable[[np.ndarray, np.ndarray, np.ndarray, float | None],
 }
 
 
+def _number(value: object) -> float | None:
+    """``value`` as a float if it is an int, float or NumPy number other than a bool, else None.
+
+    Judged by value, not through NumPy: ``np.isfinite`` refuses a Python int beyond uint64 with a
+    ``TypeError``; an int beyond float range is ``±inf`` here.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an int too large for a float
+        return math.inf if value > 0 else -math.inf
+
+
 def check_reference_params(
-    dense_method: int, assign_model: int, co_mode: int, co_manual: float | None, voting_k: int
+    dense_method: object, assign_model: object, co_mode: object, co_manual: object, voting_k: object
 ) -> None:
-    """Raise :class:`~knn_store.InvalidParameterError` naming the first bad reference parameter."""
+    """Raise :class:`~knn_store.InvalidParameterError` naming the first bad reference parameter.
+
+    The parameters are the user's, unchecked: any object may arrive here.
+    """
     for name, value, allowed in (
         ("dense_method", dense_method, DENSITIES),
         ("assign_model", assign_model, ASSIGN_MODELS),
@@ -95,8 +113,8 @@ def check_reference_params(
     ):
         if isinstance(value, bool) or value not in allowed:
             raise InvalidParameterError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
-    number = isinstance(co_manual, (int, float, np.integer, np.floating)) and not isinstance(co_manual, bool)
-    if co_mode == 1 and (not number or not np.isfinite(co_manual) or co_manual < 0):  # type: ignore[arg-type]
+    manual = _number(co_manual)
+    if co_mode == 1 and (manual is None or not math.isfinite(manual) or manual < 0):
         raise InvalidParameterError(f"co_mode=1 needs co_manual, a finite distance >= 0; got {co_manual!r}")
     if isinstance(voting_k, bool) or not isinstance(voting_k, (int, np.integer)) or voting_k < 1:
         raise InvalidParameterError(f"voting_k must be an integer >= 1, got {voting_k!r}")

@@ -45,6 +45,10 @@ BAD: list[tuple[str, Any, type[KnnStoreError], str]] = [
     ("co-mode", lambda x, y, m: {"co_mode": 5}, InvalidParameterError, "co_mode"),
     ("co-manual-missing", lambda x, y, m: {"co_mode": 1}, InvalidParameterError, "co_manual"),
     ("co-manual-text", lambda x, y, m: {"co_mode": 1, "co_manual": "0.3"}, InvalidParameterError, "co_manual"),
+    # Python ints beyond float range: judged by value (np.isfinite raised a TypeError naming no parameter).
+    ("co-manual-huge", lambda x, y, m: {"co_mode": 1, "co_manual": 10**400}, InvalidParameterError, "co_manual"),
+    ("co-manual-huge-negative", lambda x, y, m: {"co_mode": 1, "co_manual": -(10**400)}, InvalidParameterError,
+     "co_manual"),
     ("ours-with-reference-param", lambda x, y, m: {"algorithm": "ours", "voting_k": 3}, InvalidParameterError,
      "voting_k"),
     ("voting-k", lambda x, y, m: {"voting_k": 0}, InvalidParameterError, "voting_k"),
@@ -78,3 +82,11 @@ def test_estimator_validates_in_fit_not_init(tiny) -> None:
 def test_good_input_still_works(tiny) -> None:
     x, y, m = tiny
     assert ssddbc(x, y, m, k=5, density_percentile=50).labels.shape == (40,)
+
+
+def test_co_manual_beyond_int64_is_a_distance(tiny) -> None:
+    """A Python int beyond int64 but within float range is a valid cut-off (np.isfinite refused it)."""
+    x, y, m = tiny
+    got = ssddbc(x, y, m, k=5, density_percentile=50, co_mode=1, co_manual=2**64)
+    want = ssddbc(x, y, m, k=5, density_percentile=50, co_mode=1, co_manual=float(2**64))
+    np.testing.assert_array_equal(got.labels, want.labels)
