@@ -99,6 +99,13 @@ def _number(value: object) -> float | None:
         return math.inf if value > 0 else -math.inf
 
 
+def _is_percentile(p: object) -> bool:
+    """Whether ``p`` (the user's, whatever its annotation says) is a number in [0, 100], not a bool."""
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
+        return False
+    return bool(0 <= p <= 100)
+
+
 def check_reference_params(
     dense_method: object, assign_model: object, co_mode: object, co_manual: object, voting_k: object
 ) -> None:
@@ -202,11 +209,7 @@ def reference_sweep(
     """
     check_reference_params(dense_method, assign_model, co_mode, co_manual, voting_k)
     for p in density_percentiles:
-        if (
-            isinstance(p, bool)
-            or not isinstance(p, (int, float, np.integer, np.floating))
-            or not 0 <= p <= 100
-        ):
+        if not _is_percentile(p):
             raise InvalidParameterError(f"density_percentile must be a number in [0, 100], got {p!r}")
     x, y, mask, knn = _check_inputs(features, labels, labeled_mask, k, precomputed_knn)
     points = Points(x) if points is None else points
