@@ -52,6 +52,20 @@ class StorageBackend(abc.ABC):
     schemes: ClassVar[tuple[str, ...]] = ()
     root: str
 
+    @abc.abstractmethod
+    def __init__(self, root: str) -> None:
+        """Open the store at ``root`` (a path or URL).
+
+        :func:`~knn_store.store.backends.make_backend` constructs every backend from its root alone, so no
+        implementation may require another argument.
+
+        Raises
+        ------
+        ImportError, ValueError
+            The location's scheme has no usable filesystem (``make_backend`` reports it as an
+            :class:`~knn_store.errors.InvalidParameterError`).
+        """
+
     # -- naming --------------------------------------------------------------------------------------
     @abc.abstractmethod
     def entry(self, key: str) -> str:
