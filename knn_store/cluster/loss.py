@@ -20,10 +20,12 @@ labels, so :class:`UsersLoss` keeps them once (when they fit in ``max_bytes``) f
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from knn_store._numbers import real_number
 from knn_store.cluster._reference_distances import Points, distance_blocks
 from knn_store.errors import InvalidParameterError
 
@@ -42,8 +44,8 @@ def check_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
     naming the first unknown component or non-finite weight."""
     checked = dict(DEFAULT_WEIGHTS if weights is None else weights)
     for name, w in checked.items():
-        number = isinstance(w, (int, float, np.integer, np.floating)) and not isinstance(w, bool)
-        if name not in COMPONENTS or not number or not np.isfinite(w):
+        number = real_number(w)  # the user's value, whatever the annotation says
+        if name not in COMPONENTS or number is None or not math.isfinite(number):
             raise InvalidParameterError(
                 f"l2_weights: unknown component {name!r} or non-finite weight {w!r}; components are {COMPONENTS}"
             )

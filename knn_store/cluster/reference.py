@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from knn_store._numbers import real_number
 from knn_store.cluster._reference_assign import ASSIGN_MODELS, assign_non_core
 from knn_store.cluster._reference_distances import Points
 from knn_store.cluster._reference_grow import (
@@ -85,20 +86,6 @@ CO_MODES: dict[int, Callable[[np.ndarray, np.ndarray, np.ndarray, float | None],
 }
 
 
-def _number(value: object) -> float | None:
-    """``value`` as a float if it is an int, float or NumPy number other than a bool, else None.
-
-    Judged by value, not through NumPy: ``np.isfinite`` refuses a Python int beyond uint64 with a
-    ``TypeError``; an int beyond float range is ``±inf`` here.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        return None
-    try:
-        return float(value)
-    except OverflowError:  # an int too large for a float
-        return math.inf if value > 0 else -math.inf
-
-
 def _is_percentile(p: object) -> bool:
     """Whether ``p`` (the user's, whatever its annotation says) is a number in [0, 100], not a bool."""
     if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
@@ -120,7 +107,7 @@ def check_reference_params(
     ):
         if isinstance(value, bool) or value not in allowed:
             raise InvalidParameterError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
-    manual = _number(co_manual)
+    manual = real_number(co_manual)
     if co_mode == 1 and (manual is None or not math.isfinite(manual) or manual < 0):
         raise InvalidParameterError(f"co_mode=1 needs co_manual, a finite distance >= 0; got {co_manual!r}")
     if isinstance(voting_k, bool) or not isinstance(voting_k, (int, np.integer)) or voting_k < 1:
