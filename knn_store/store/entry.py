@@ -211,7 +211,9 @@ def _read_checked(path: Path, verify: bool) -> tuple[np.ndarray, np.ndarray, dic
             f"expected int32/float32 {shape}"
         )
     if verify:
-        sums = attrs.get("checksums", {})
+        sums = attrs.get("checksums")
+        if not isinstance(sums, dict):
+            raise CorruptEntryError(f"kNN group {path} has no checksums record (checksums={sums!r})")
         if sums.get("neighbors") != _checksum(nb) or sums.get("distances") != _checksum(ds):
             raise CorruptEntryError(f"kNN group {path} fails its checksum (truncated or modified chunk)")
     return nb, ds, attrs

@@ -121,9 +121,20 @@ def _corrupt(group: Path, how: str) -> None:
         import zarr
 
         zarr.open_group(group, mode="r+").attrs["complete"] = False
+    elif how == "checksums-not-a-record":
+        import zarr
+
+        zarr.open_group(group, mode="r+").attrs["checksums"] = ["not", "a", "record"]
 
 
-CORRUPTIONS = ["truncated-chunk", "deleted-chunk", "flipped-byte", "truncated-metadata", "incomplete"]
+CORRUPTIONS = [
+    "truncated-chunk",
+    "deleted-chunk",
+    "flipped-byte",
+    "truncated-metadata",
+    "incomplete",
+    "checksums-not-a-record",
+]
 
 
 @pytest.mark.parametrize("how", CORRUPTIONS)
