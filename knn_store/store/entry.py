@@ -104,7 +104,8 @@ def list_groups(entry_dir: str | os.PathLike[str]) -> dict[int, Path]:
 
 
 def _checksum(arr: np.ndarray) -> str:
-    return hashlib.blake2b(memoryview(np.ascontiguousarray(arr)).cast("B"), digest_size=16).hexdigest()
+    # .data is memoryview(array); numpy declares the buffer protocol for Python >= 3.12 only (mypy: 3.11).
+    return hashlib.blake2b(np.ascontiguousarray(arr).data.cast("B"), digest_size=16).hexdigest()
 
 
 def write_group(path: Path, neighbors: np.ndarray, distances: np.ndarray, attrs: dict[str, Any]) -> None:

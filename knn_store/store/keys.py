@@ -43,8 +43,9 @@ def feature_digest(features: np.ndarray) -> str:
         return h.hexdigest()
     row_bytes = max(1, arr.itemsize * int(np.prod(arr.shape[1:], dtype=np.int64)))
     step = max(1, _BLOCK_BYTES // row_bytes)
+    # .data is memoryview(block); numpy declares the buffer protocol for Python >= 3.12 only (mypy: 3.11).
     for start in range(0, arr.shape[0], step):
-        h.update(memoryview(np.ascontiguousarray(arr[start : start + step])).cast("B"))
+        h.update(np.ascontiguousarray(arr[start : start + step]).data.cast("B"))
     return h.hexdigest()
 
 
