@@ -199,8 +199,13 @@ def _read_checked(path: Path, verify: bool) -> tuple[np.ndarray, np.ndarray, dic
             raise CorruptEntryError(
                 f"kNN group {path} has layout {attrs.get('layout')!r}, expected {LAYOUT_VERSION}"
             )
-        nb = np.asarray(g["neighbors"][...])
-        ds = np.asarray(g["distances"][...])
+        data = []
+        for name in ("neighbors", "distances"):
+            node = g[name]
+            if not isinstance(node, zarr.Array):
+                raise CorruptEntryError(f"kNN group {path}: {name} is a {type(node).__name__}, not an array")
+            data.append(np.asarray(node[...]))
+        nb, ds = data
     except CorruptEntryError:
         raise
     except Exception as exc:  # zarr raises a variety of types for truncated or missing keys

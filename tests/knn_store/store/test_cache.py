@@ -4,6 +4,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,11 @@ def _corrupt(group: Path, how: str) -> None:
         import zarr
 
         zarr.open_group(group, mode="r+").attrs["complete"] = False
+    elif how == "neighbors-a-group":
+        import zarr
+
+        shutil.rmtree(group / "neighbors")
+        zarr.open_group(group, mode="r+").create_group("neighbors")
     elif how == "checksums-not-a-record":
         import zarr
 
@@ -134,6 +140,7 @@ CORRUPTIONS = [
     "truncated-metadata",
     "incomplete",
     "checksums-not-a-record",
+    "neighbors-a-group",
 ]
 
 
