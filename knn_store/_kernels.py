@@ -84,7 +84,9 @@ def _pairwise_sum(a: np.ndarray) -> float:  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def pair_d2(vq, vr, cand, out):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+def pair_d2(
+    vq: np.ndarray, vr: np.ndarray, cand: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
     """``out[r, c] = sum((vr[j] - vq[r]) ** 2)`` in float64, ``j = cand[r, c]`` (``-1``: inf).
 
     ``vq`` is float64; ``vr`` float32 or float64 (converted exactly per element).
@@ -111,7 +113,7 @@ def pair_d2(vq, vr, cand, out):  # type: ignore[no-untyped-def]  # pragma: no co
 
 
 @njit(cache=True, nogil=True)
-def smallest(a, m, idx, val):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+def smallest(a: np.ndarray, m: int, idx: np.ndarray, val: np.ndarray) -> None:  # pragma: no cover - compiled
     """Per row of ``a`` (float32, shape (b, n), n >= m), the ``m`` smallest values ascending.
 
     ``idx[r]`` and ``val[r]`` (shape (b, m)) receive columns and values; among equal values the order is
