@@ -127,6 +127,7 @@ def run_jobs(
     # One distance matrix serves the reference's assignment and the loss's silhouette in every job.
     if points is None and x is not None and spec.shares_distances:
         points = Points(x).share()
+    results: list[tuple[np.ndarray, np.ndarray | None]]  # (labels, core points; None: a cluster_fn's)
     if spec.cluster_fn is not None:
         results = [(_user_labels(spec, x, labels, labeled_mask, k, p, sliced), None) for p in percentiles]
     else:
