@@ -1,12 +1,13 @@
-"""Validation of user-supplied numbers (cut-offs, weights), judged by value."""
+"""Validation of user-supplied numbers (k, cut-offs, weights), judged by value."""
 
 from __future__ import annotations
 
 import math
+from typing import TypeGuard
 
 import numpy as np
 
-__all__ = ["real_number"]
+__all__ = ["is_integer", "real_number"]
 
 
 def real_number(value: object) -> float | None:
@@ -22,3 +23,11 @@ def real_number(value: object) -> float | None:
         return float(value)
     except OverflowError:  # an int too large for a float
         return math.inf if value > 0 else -math.inf
+
+
+def is_integer(value: object) -> TypeGuard[int | np.integer]:
+    """Whether ``value`` is an int or NumPy integer other than a bool.
+
+    For the user's values, whatever their annotation says (a ``k: int`` may arrive as ``3.0`` or ``True``).
+    """
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from knn_store._numbers import is_integer
 from knn_store.errors import CorruptEntryError, InvalidParameterError
 from knn_store.neighbors import backend_id, is_exact, key_backend, knn, prepare_features, resolve_backend
 from knn_store.store.backends import LocalBackend, make_backend
@@ -239,7 +240,7 @@ class KNNStore:
         """
         x, key, concrete = self._prepare(features, metric, backend)
         n = x.shape[0]
-        if not isinstance(k_max, (int, np.integer)) or isinstance(k_max, bool) or not 1 <= k_max <= n - 1:
+        if not is_integer(k_max) or not 1 <= k_max <= n - 1:
             raise InvalidParameterError(
                 f"k_max must be an integer in [1, n - 1] = [1, {n - 1}], got {k_max!r}"
             )

@@ -14,6 +14,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from knn_store._numbers import is_integer
 from knn_store.errors import EntryNotFoundError, InvalidParameterError
 from knn_store.store.backends import make_backend
 from knn_store.store.entry import EntryRef
@@ -82,7 +83,7 @@ def load(ref: EntryRef, k: int) -> tuple[np.ndarray, np.ndarray]:
     CorruptEntryError
         The group exists but fails its checks.
     """
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k <= ref.k_max:
+    if not is_integer(k) or not 1 <= k <= ref.k_max:
         raise InvalidParameterError(
             f"k must be an integer in [1, {ref.k_max}] for entry {ref.group}, got {k!r}"
         )

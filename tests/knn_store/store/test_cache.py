@@ -241,3 +241,17 @@ def test_a_group_that_lost_its_metadata_is_recomputed(tmp_path: Path, features: 
     assert ref2.group == ref.group
     for a, b in zip(load(ref2, 7), good, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "bad", [0, -1, True, 3.0, "3", None, 10**400], ids=["0", "-1", "bool", "float", "text", "none", "huge"]
+)
+def test_k_and_k_max_must_be_integers_in_range(tmp_path: Path, features: np.ndarray, bad: object) -> None:
+    store = KNNStore(tmp_path)
+    with pytest.raises(InvalidParameterError, match="k_max must be an integer"):
+        store.ensure(features, bad)  # type: ignore[arg-type]
+    ref = store.ensure(features, 7)
+    for k in (bad, 8):
+        with pytest.raises(InvalidParameterError, match="k must be an integer"):
+            load(ref, k)  # type: ignore[arg-type]
+    assert load(ref, np.int64(7))[0].shape == (features.shape[0], 7)
