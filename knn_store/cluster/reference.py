@@ -105,7 +105,10 @@ def check_reference_params(
         ("assign_model", assign_model, ASSIGN_MODELS),
         ("co_mode", co_mode, CO_MODES),
     ):
-        if isinstance(value, bool) or value not in allowed:
+        # Numbers only reach the lookup: `in` hashes the value, and an unhashable one (a list) would
+        # raise a TypeError naming no parameter.
+        number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+        if not number or value not in allowed:
             raise InvalidParameterError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
     manual = real_number(co_manual)
     if co_mode == 1 and (manual is None or not math.isfinite(manual) or manual < 0):

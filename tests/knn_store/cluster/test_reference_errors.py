@@ -41,6 +41,8 @@ BAD: list[tuple[str, Any, type[KnnStoreError], str]] = [
     ("percentile-low", lambda x, y, m: {"density_percentile": -1}, InvalidParameterError, "density_percentile"),
     ("percentile-high", lambda x, y, m: {"density_percentile": 100.5}, InvalidParameterError, "density_percentile"),
     ("dense-method", lambda x, y, m: {"dense_method": 4}, InvalidParameterError, "dense_method"),
+    ("dense-method-list", lambda x, y, m: {"dense_method": [1]}, InvalidParameterError, "dense_method"),
+    ("co-mode-array", lambda x, y, m: {"co_mode": np.array([1, 2])}, InvalidParameterError, "co_mode"),
     ("assign-model", lambda x, y, m: {"assign_model": 0}, InvalidParameterError, "assign_model"),
     ("co-mode", lambda x, y, m: {"co_mode": 5}, InvalidParameterError, "co_mode"),
     ("co-manual-missing", lambda x, y, m: {"co_mode": 1}, InvalidParameterError, "co_manual"),
