@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from dask_features.cli._runtime import say, worker_log_level
+from dask_features.cli._runtime import positive_int, say, worker_log_level
 
 __all__ = ["add_cluster_options", "check_address", "check_inputs", "scheduler_for"]
 
@@ -44,7 +44,7 @@ def add_cluster_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="a local scheduler, or 'distributed' (a LocalCluster with a dashboard)",
     )
-    g.add_argument("--workers", "-w", type=int, default=None, help="worker processes or threads")
+    g.add_argument("--workers", "-w", type=positive_int, default=None, help="worker processes or threads")
     g.add_argument(
         "--memory-limit", default=None, help="per worker of a LocalCluster, e.g. 2GB (implies distributed)"
     )

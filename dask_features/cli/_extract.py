@@ -18,7 +18,7 @@ from dask_features.cli._cluster import (
     memory_limits,
     scheduler_for,
 )
-from dask_features.cli._runtime import on_interrupt, say
+from dask_features.cli._runtime import on_interrupt, positive_int, say
 
 __all__ = ["add_demo", "add_extract", "run_demo", "run_extract"]
 
@@ -50,8 +50,10 @@ def add_extract(p: argparse.ArgumentParser) -> None:
 def add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", nargs="?", help="folder of experiment files (default: generate demo data)")
     p.add_argument("--out", default=None, help="output folder (default: ./dask-features-demo)")
-    p.add_argument("--experiments", type=int, default=4, help="demo experiments to generate (default 4)")
-    p.add_argument("--steps", type=int, default=100, help="steps per demo experiment (default 100)")
+    p.add_argument(
+        "--experiments", type=positive_int, default=4, help="demo experiments to generate (default 4)"
+    )
+    p.add_argument("--steps", type=positive_int, default=100, help="steps per demo experiment (default 100)")
     add_cluster_options(p)
 
 

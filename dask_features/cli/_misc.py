@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dask_features.cli._runtime import positive_int
+
 __all__ = [
     "add_catalog",
     "add_extractors",
@@ -17,10 +19,12 @@ __all__ = [
 
 def add_synth(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", help="output folder")
-    p.add_argument("--experiments", type=int, default=4)
-    p.add_argument("--steps", type=int, default=50, help="transfer and transient steps per experiment")
-    p.add_argument("--points", type=int, default=301, help="points per transfer sweep")
-    p.add_argument("--samples", type=int, default=2000, help="samples per transient step")
+    p.add_argument("--experiments", type=positive_int, default=4)
+    p.add_argument(
+        "--steps", type=positive_int, default=50, help="transfer and transient steps per experiment"
+    )
+    p.add_argument("--points", type=positive_int, default=301, help="points per transfer sweep")
+    p.add_argument("--samples", type=positive_int, default=2000, help="samples per transient step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--defects",
@@ -36,7 +40,12 @@ def run_synth(args: argparse.Namespace) -> int:
     defects: dict[str, float] = {}
     for item in filter(None, (s.strip() for s in args.defects.split(","))):
         kind, _, frac = item.partition("=")
-        defects[kind.strip()] = float(frac or 0.05)
+        try:
+            defects[kind.strip()] = float(frac or 0.05)
+        except ValueError:
+            raise ValueError(
+                f"--defects {item!r}: the fraction must be a number, e.g. {kind.strip()}=0.05"
+            ) from None
     paths = synth.generate_dataset(
         args.out,
         n_experiments=args.experiments,

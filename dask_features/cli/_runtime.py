@@ -21,6 +21,7 @@ __all__ = [
     "explain",
     "install_signal_handlers",
     "on_interrupt",
+    "positive_int",
     "say",
     "setup_logging",
 ]
@@ -36,6 +37,17 @@ class _DefaultOption(TypedDict, total=False):
     """The keyword arguments ``add_common_options`` passes on: at most a ``default``."""
 
     default: str
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 1 (argparse names the option in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 class Terminated(KeyboardInterrupt):

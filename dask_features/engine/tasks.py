@@ -173,6 +173,17 @@ def _derived(feature: FeatureSpec, inputs: list[np.ndarray], n_rows: int) -> tup
     return arr, None
 
 
+def _undefined_rows(value: np.ndarray, inputs: list[np.ndarray]) -> np.ndarray:
+    """Rows where a derived value is ±inf, or NaN although every input of that row is finite (a
+    division by zero, a log of a negative number): no value there, and the record says why."""
+    n_rows = value.shape[0]
+    rows = value.reshape(n_rows, -1)
+    finite_inputs = np.ones(n_rows, dtype=bool)
+    for x in inputs:
+        finite_inputs &= np.isfinite(np.asarray(x, dtype=np.float64).reshape(n_rows, -1)).all(axis=1)
+    return np.isinf(rows).any(axis=1) | (np.isnan(rows).any(axis=1) & finite_inputs)
+
+
 def _short_sources(
     features: Mapping[str, Sequence[FeatureSpec]], have: Mapping[str, int], n_rows: int
 ) -> list[ErrorRecord]:
@@ -220,9 +231,24 @@ def assemble(
     errors.extend(_short_sources(features, have, n_rows))
     per_step = {k: _to_rows(v, n_rows) for k, v in values.items() if isinstance(v, np.ndarray)}
     for f in config.derived_features:  # topological order: inputs are always ready
-        per_step[f.name], problem = _derived(f, [per_step[i] for i in f.inputs], n_rows)
+        inputs = [per_step[i] for i in f.inputs]
+        value, problem = _derived(f, inputs, n_rows)
         if problem is not None:
             errors.append((None, f.name, problem))
+        elif n_rows:
+            undefined = _undefined_rows(value, inputs)
+            if undefined.any():
+                value = value.copy()
+                value[np.isinf(value)] = np.nan
+                errors.extend(
+                    (
+                        int(s),
+                        f.name,
+                        "not defined here: ±inf, or NaN from finite inputs (a division by zero?)",
+                    )
+                    for s in np.flatnonzero(undefined)
+                )
+        per_step[f.name] = value
     steps: dict[str, pa.Array] = {"step_index": from_numpy(np.arange(n_rows, dtype=np.int64))}
     cycle_tables: list[pa.Table] = []
     for f in config.features:  # column order = config order

@@ -141,6 +141,31 @@ def test_bad_inputs_fail_before_any_cluster(
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["synth", "{tmp}/d", "--steps", "0"], "argument --steps: must be at least 1, got 0"),
+        (["synth", "{tmp}/d", "--points", "x"], "argument --points: 'x' is not an integer"),
+        (["demo", "--experiments", "-3"], "argument --experiments: must be at least 1"),
+        (["extract", "{tmp}", "-c", "v2_mixed", "-o", "{tmp}/o", "--workers", "0"], "argument --workers/-w"),
+        (["synth", "{tmp}/d", "--steps", "2", "--defects", "nan_samples=abc"], "--defects 'nan_samples=abc'"),
+    ],
+    ids=["steps-0", "points-text", "experiments-negative", "workers-0", "defects-fraction"],
+)
+def test_bad_numbers_name_their_option(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's usage error
+        code = exc.code
+    assert code not in (0, None)
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+    assert not (tmp_path / "o").exists()
+
+
 def test_unreachable_address_is_reported_quickly(
     tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

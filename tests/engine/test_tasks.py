@@ -100,3 +100,37 @@ def test_ragged_features_on_a_file_without_their_source(tmp_path: Path) -> None:
     assert isinstance(errors, pd.DataFrame)
     assert len(errors) == 12 == res.n_errors
     assert np.array_equal(np.sort(errors["step_index"].unique()), np.arange(6))
+
+
+@pytest.mark.parametrize(
+    ("func", "bad_steps"),
+    [
+        ("lambda g: g / 0", "all"),  # +inf everywhere
+        ("lambda g: np.log(g - np.nanmedian(g))", "half"),  # NaN (log of a negative) from finite inputs
+        ("lambda g: g * 2", "none"),
+    ],
+    ids=["inf", "nan-from-finite", "fine"],
+)
+def test_a_derived_value_that_is_not_defined_is_nan_with_a_record(
+    func: str, bad_steps: str, tmp_path: Path
+) -> None:
+    path = dfe.synth.write_experiment(tmp_path, n_transfer=8, n_transient=0, sweep_points=41, seed=3)
+    config = {
+        "name": "derived_edges",
+        "features": [
+            {"name": "gm", "extractor": "transfer.gm_max", "params": {"direction": "forward"}},
+            {"name": "d", "func": func, "input": "gm"},
+        ],
+    }
+    res = dfe.extract(path, config, tmp_path / "out", progress=False, scheduler="sync")
+    frame = dfe.read_features(tmp_path / "out", "derived_edges")
+    assert frame["gm"].notna().all()
+    assert not np.isinf(frame["d"]).any()  # never written as a number
+    records = res.errors[res.errors.feature == "d"] if res.n_errors else pd.DataFrame({"step_index": []})
+    missing = set(frame.loc[frame["d"].isna(), "step_index"])
+    assert set(records["step_index"]) == missing  # every NaN has its record, no record without a NaN
+    expected = {"all": 8, "none": 0}.get(bad_steps)
+    if expected is not None:
+        assert len(missing) == expected
+    else:
+        assert 0 < len(missing) < 8
