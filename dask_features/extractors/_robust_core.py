@@ -393,7 +393,11 @@ def swing(
         half = 0 if direction == "forward" else 1
         rows = np.arange(sw.shape[0])
         floor = np.maximum(ext[:, 0], 3.0 * f.sigma[:, half])
-        x_peak = sw.vg[rows, gm.index]  # also where the gm peak is flagged: it bounds the region
+        # Also where the gm peak is flagged: it bounds the region. An empty half (a one-way sweep, a
+        # row cut before its turning point) has its index one past the compacted sweeps' last column.
+        x_peak = np.full(len(rows), np.nan)
+        has = gm.index < sw.shape[1]
+        x_peak[has] = sw.vg[rows[has], gm.index[has]]
         bounds = np.empty((len(rows), 3), np.int64)
         col = rk.steepest_region(
             sw.vg, f.id0, f.id1, gm.on, start, stop, x_peak, floor_factor * floor, bounds

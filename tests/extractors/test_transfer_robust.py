@@ -162,6 +162,21 @@ def test_too_few_points_and_noise_are_flagged() -> None:
     assert "noise floor" in steps[8]
 
 
+@pytest.mark.parametrize("vg", [np.linspace(-0.6, 0.6, 151), np.array([-0.6, 0.0, 0.6])], ids=["one-way", "3-point"])
+def test_a_sweep_without_a_reverse_half_is_flagged_not_an_exception(vg: np.ndarray) -> None:
+    """A single-direction sweep (or a ragged row cut before its turning point, alone in its chunk)
+    has an empty reverse half: its swing is NaN with a 'too few points' record (it raised IndexError
+    indexing the compacted sweeps one column past their end)."""
+    chunk = chunk_of(vg, logistic(vg), "N")
+    ss = tr.subthreshold_swing(chunk, direction="both")
+    assert np.isnan(ss[:, 1]).all()
+    assert any("subthreshold swing (reverse)" in m and "too few points" in m for m in messages(chunk))
+    if len(vg) > 3:
+        fine = np.linspace(-0.6, V0, 200_001)
+        expected = 1e3 / np.gradient(np.log10(logistic(fine)), fine).max()
+        np.testing.assert_allclose(ss[:, 0], expected, rtol=5e-3)
+
+
 def test_rows_are_independent_of_their_chunk() -> None:
     """A chunk of mixed rows (ragged, NaN inside, other Vg grid) gives each row its own answer."""
     rng = np.random.default_rng(3)
