@@ -216,6 +216,7 @@ def stream_local(
         return
     n = workers or os.cpu_count() or 1
     fork_pool: ForkPool | None = None
+    ends_early = True  # shut the pool down once the last bundle is submitted (see fill)
     if scheduler == "threads":
         # A thread's task costs microseconds, not a bundle's worth of scheduling: one task per
         # experiment keeps every thread busy to the end (a bundle of four would finish alone).
@@ -230,6 +231,9 @@ def stream_local(
         from concurrent.futures import ProcessPoolExecutor  # loads multiprocessing: only when used
 
         pool = ProcessPoolExecutor(n)
+        # Its first shutdown forgets its processes: after an early shutdown(wait=False) the final
+        # one would return while they still run, holding the output folder's lock they inherited.
+        ends_early = False
     # Per future: what to do with its value. Returns the outcomes it completes.
     pending: dict[Future[Any], Callable[[Future[Any]], list[Outcome]]] = {}
     bundles_in_flight = 0
@@ -285,7 +289,8 @@ def stream_local(
                 if not assembling and not ending:
                     # Nothing more to submit: a worker that is done ends while the others finish
                     # (a forked worker's exit then costs the run nothing).
-                    pool.shutdown(wait=False)
+                    if ends_early:
+                        pool.shutdown(wait=False)
                     ending = True
                 return
             submit_bundle(bundle)

@@ -65,7 +65,9 @@ def _fitted_current(
         col = np.where(t > 0.5, j, j - 1)
     if pick == "min":
         with np.errstate(invalid="ignore"):
-            resolved = value >= core.OFF_SIGMAS * _value_sigma(f, col)
+            # Strictly above: an off current of exactly zero (a dead or floored channel, no noise
+            # either) is not resolved from zero, and would make the on/off ratio infinite or NaN.
+            resolved = value > core.OFF_SIGMAS * _value_sigma(f, col)
         status[(status == core.OK) & ~resolved] = core.UNRESOLVED
     return np.where(status == core.OK, value, np.nan), status
 

@@ -162,7 +162,9 @@ def test_too_few_points_and_noise_are_flagged() -> None:
     assert "noise floor" in steps[8]
 
 
-@pytest.mark.parametrize("vg", [np.linspace(-0.6, 0.6, 151), np.array([-0.6, 0.0, 0.6])], ids=["one-way", "3-point"])
+@pytest.mark.parametrize(
+    "vg", [np.linspace(-0.6, 0.6, 151), np.array([-0.6, 0.0, 0.6])], ids=["one-way", "3-point"]
+)
 def test_a_sweep_without_a_reverse_half_is_flagged_not_an_exception(vg: np.ndarray) -> None:
     """A single-direction sweep (or a ragged row cut before its turning point, alone in its chunk)
     has an empty reverse half: its swing is NaN with a 'too few points' record (it raised IndexError
@@ -442,3 +444,12 @@ def test_a_gate_voltage_on_the_whole_double_sweep_is_refused_before_any_work(
     with pytest.raises(ConfigError, match="needs direction 'forward' or 'reverse'"):
         load_config(config)
     load_config({**config, "features": [{**feature, "params": {**params, "direction": "forward"}}]})
+
+
+def test_a_zero_current_gives_no_off_current_and_no_ratio() -> None:
+    vg = double_sweep(-0.6, 0.6, 151)
+    chunk = chunk_of(vg, np.zeros_like(vg), "N")
+    assert np.isnan(tc.Ioff(chunk)).all()
+    with np.errstate(all="raise"):  # no 0/0 reaches NumPy
+        assert np.isnan(tc.on_off_ratio(chunk)).all()
+    assert any("standard errors of zero" in m for m in messages(chunk))
