@@ -79,11 +79,84 @@ def _derivative_basis(order: int, z: float, nth: int, g: np.ndarray) -> None:
         f = 1.0
         for q in range(nth):
             f *= p - q
-        g[p] = f * z ** (p - nth)
+        for _ in range(p - nth):
+            f *= z
+        g[p] = f
+
+
+@kernel()
+def _errors(
+    xr: np.ndarray,
+    yr: np.ndarray,
+    orient: float,
+    s: int,
+    e: int,
+    lo: int,
+    size: int,
+    xc: float,
+    scale: float,
+    best_z: float,
+    flat: bool,
+    order: int,
+    log_clip: float,
+    b: np.ndarray,
+    moments: np.ndarray,
+    a: np.ndarray,
+    g: np.ndarray,
+    u: np.ndarray,
+    row_out: np.ndarray,
+) -> None:
+    """Columns 3-6 of a row of :func:`peak_fit_rows`: standard errors of its final fit (coefficients
+    ``b`` of ``z = (x - xc) / scale`` over points ``[lo, lo + size)`` of the half ``[s, e)``)."""
+    p1 = order + 1
+    rss = 0.0
+    for j in range(lo, lo + size):
+        z = (xr[j] - xc) / scale
+        yj = np.log(max(abs(yr[j]), log_clip)) if log_clip > 0.0 else yr[j]
+        fj = 0.0
+        zp = 1.0
+        for p in range(p1):
+            fj += b[p] * zp
+            zp *= z
+        rss += (yj - fj) ** 2
+    s2 = rss / (size - p1)
+    _derivative_basis(order, best_z, 1, g)
+    row_out[3] = np.sqrt(s2 * _variance(moments, order, g, a, u)) / scale
+    _derivative_basis(order, best_z, 0, g)
+    row_out[5] = np.sqrt(s2 * _variance(moments, order, g, a, u))
+    # x* is where the slope's derivative d1 is zero: its error is that of d1 over |d2|.
+    _derivative_basis(order, best_z, 3, g)
+    d2 = 0.0
+    for p in range(p1):
+        d2 += g[p] * b[p]
+    d2 *= orient
+    _derivative_basis(order, best_z, 2, g)
+    se_d1 = np.sqrt(s2 * _variance(moments, order, g, a, u))
+    row_out[4] = se_d1 / -d2 * scale if d2 < 0.0 else np.inf
+    # On a window pinned to an end of the half: how many standard errors the slope at x*
+    # exceeds the slope at that end (a rise to the end with the true maximum beyond it
+    # can leave a fitted maximum just inside).
+    excess = np.inf  # also for a flat slope: the same at x* as at the end, nothing beyond
+    for j_end in (lo, lo + size - 1):
+        if flat:
+            break
+        if (j_end == lo and lo != s) or (j_end == lo + size - 1 and lo + size != e):
+            continue
+        z_end = (xr[j_end] - xc) / scale
+        _derivative_basis(order, best_z, 1, g)
+        _derivative_basis(order, z_end, 1, u)
+        rise = 0.0
+        for p in range(p1):
+            g[p] -= u[p]
+            rise += g[p] * b[p]
+        se_rise = np.sqrt(s2 * _variance(moments, order, g, a, u))
+        t_rise = rise * orient / se_rise if se_rise > 0.0 else (np.inf if rise * orient > 0 else 0.0)
+        excess = min(excess, t_rise)
+    row_out[6] = excess
 
 
 @kernel(
-    "void(f8[:, ::1], f8[:, ::1], f8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8, i8, i8, f8, f8[:, ::1], b1[:, ::1])"
+    "void(f8[:, ::1], f8[:, ::1], f8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8, i8, i8, f8, b1, f8[:, ::1], b1[:, ::1])"
 )
 def peak_fit_rows(
     x: np.ndarray,
@@ -97,6 +170,7 @@ def peak_fit_rows(
     iterations: int,
     zone_points: int,
     log_clip: float,
+    errors: bool,
     out: np.ndarray,
     flags: np.ndarray,
 ) -> None:
@@ -107,7 +181,7 @@ def peak_fit_rows(
     of y(x*), and the excess of that slope over the slope at an end of the half the window reaches in
     standard errors (inf when it reaches none))`` (NaN when the half is too short or the fit is
     singular; the standard error of x* is inf where the fitted slope has no curvature of a maximum
-    there); ``flags[i] = (window pinned to
+    there; columns 3-6 only with ``errors``, else NaN); ``flags[i] = (window pinned to
     an end of the half, maximum at the zone edge)``. The standard errors come from the scatter of the
     points about the fit (residual variance over ``size - order - 1`` degrees of freedom).
     """
@@ -117,13 +191,17 @@ def peak_fit_rows(
     b = np.empty(p1)
     g = np.empty(p1)
     u = np.empty(p1)
+    coef = np.empty(p1)
     moments = np.empty(2 * order + 1)
+    fit_moments = np.empty(2 * order + 1)
     for i in range(n):
         for c in range(out.shape[1]):
             out[i, c] = np.nan
         flags[i, 0] = False
         flags[i, 1] = False
         s, e = start[i], stop[i]
+        fit_size = 0
+        fit_lo, fit_xc, fit_scale, fit_z, fit_flat = 0, 0.0, 1.0, 0.0, False
         size = min(window[i], e - s)
         if size < order + 2:
             continue
@@ -200,52 +278,10 @@ def peak_fit_rows(
             out[i, 0] = x_best
             out[i, 1] = value
             out[i, 2] = best_d / scale
-            rss = 0.0
-            for j in range(lo, lo + size):
-                z = (x[i, j] - xc) / scale
-                yj = np.log(max(abs(y[i, j]), log_clip)) if log_clip > 0.0 else y[i, j]
-                fj = 0.0
-                zp = 1.0
-                for p in range(p1):
-                    fj += b[p] * zp
-                    zp *= z
-                rss += (yj - fj) ** 2
-            s2 = rss / (size - p1)
-            _derivative_basis(order, best_z, 1, g)
-            out[i, 3] = np.sqrt(s2 * _variance(moments, order, g, a, u)) / scale
-            _derivative_basis(order, best_z, 0, g)
-            out[i, 5] = np.sqrt(s2 * _variance(moments, order, g, a, u))
-            # x* is where the slope's derivative d1 is zero: its error is that of d1 over |d2|.
-            _derivative_basis(order, best_z, 3, g)
-            d2 = 0.0
-            for p in range(p1):
-                d2 += g[p] * b[p]
-            d2 *= orient[i]
-            _derivative_basis(order, best_z, 2, g)
-            se_d1 = np.sqrt(s2 * _variance(moments, order, g, a, u))
-            out[i, 4] = se_d1 / -d2 * scale if d2 < 0.0 else np.inf
-            # On a window pinned to an end of the half: how many standard errors the slope at x*
-            # exceeds the slope at that end (a rise to the end with the true maximum beyond it
-            # can leave a fitted maximum just inside).
-            excess = np.inf  # also for a flat slope: the same at x* as at the end, nothing beyond
-            for j_end in (lo, lo + size - 1):
-                if flat:
-                    break
-                if (j_end == lo and lo != s) or (j_end == lo + size - 1 and lo + size != e):
-                    continue
-                z_end = (x[i, j_end] - xc) / scale
-                _derivative_basis(order, best_z, 1, g)
-                _derivative_basis(order, z_end, 1, u)
-                rise = 0.0
-                for p in range(p1):
-                    g[p] -= u[p]
-                    rise += g[p] * b[p]
-                se_rise = np.sqrt(s2 * _variance(moments, order, g, a, u))
-                t_rise = (
-                    rise * orient[i] / se_rise if se_rise > 0.0 else (np.inf if rise * orient[i] > 0 else 0.0)
-                )
-                excess = min(excess, t_rise)
-            out[i, 6] = excess
+            if errors:  # this fit's state, for the standard errors once it is final
+                fit_lo, fit_size, fit_xc, fit_scale, fit_z, fit_flat = lo, size, xc, scale, best_z, flat
+                coef[:] = b
+                fit_moments[:] = moments
             flags[i, 0] = lo == s or lo + size == e
             flags[i, 1] = best_t == 0 or best_t == zone_points - 1
             k_new = lo
@@ -257,3 +293,8 @@ def peak_fit_rows(
             if k_new == k or (abs(k_new - k) <= 1 and not flags[i, 1]):
                 break  # one point off-centre changes nothing that matters, unless heading for an end
             k = k_new
+        if errors and fit_size > 0:
+            _errors(
+                x[i], y[i], orient[i], s, e, fit_lo, fit_size, fit_xc, fit_scale, fit_z, fit_flat, order,
+                log_clip, coef, fit_moments, a, g, u, out[i],
+            )  # fmt: skip

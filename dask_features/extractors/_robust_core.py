@@ -317,7 +317,7 @@ def elr(
         # much narrower than its window), at most peak_window points.
         size = np.clip(np.round(PEAK_SHARE * c.width), peak_order + 3, peak_window).astype(np.int64)
         pf = rm.peak_fit(
-            sw.vg, _ordinate(sw, form), c.on * f.sign, c.index, c.start, c.stop, size, peak_order
+            sw.vg, _ordinate(sw, form), c.on * f.sign, c.index, c.start, c.stop, size, peak_order, errors=True
         )
         with np.errstate(divide="ignore", invalid="ignore"):
             vth = pf.x - c.on * (f.sign * pf.y) / pf.slope

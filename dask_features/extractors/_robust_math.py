@@ -261,6 +261,7 @@ def peak_fit(
     iterations: int = 3,
     *,
     log: bool = False,
+    errors: bool = False,
 ) -> PeakFit:
     """Refine a slope maximum with one wide polynomial fit centred on it, re-centred ``iterations`` times.
 
@@ -286,6 +287,8 @@ def peak_fit(
         Polynomial order and re-centring passes.
     log : bool, default False
         Fit ``ln max(|y|, LOG_CLIP)`` instead of ``y`` (the log is taken of the fitted points only).
+    errors : bool, default False
+        Also the standard errors and the end excess of the final fit (else NaN).
     """
     n = x.shape[0]
     out = np.empty((n, 7))
@@ -302,6 +305,7 @@ def peak_fit(
         int(iterations),
         _ZONE,
         LOG_CLIP if log else 0.0,
+        errors,
         out,
         flags,
     )
