@@ -79,7 +79,11 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     try:
         load_plugins(args.imports)
-        return COMMANDS[args.command][2](args)
+        code = COMMANDS[args.command][2](args)
+        swallowed = _runtime.swallowed_interrupt()
+        if swallowed is not None:
+            raise swallowed
+        return code
     except KeyboardInterrupt as exc:
         if _runtime.is_debug():
             raise

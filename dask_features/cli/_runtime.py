@@ -24,13 +24,14 @@ __all__ = [
     "positive_int",
     "say",
     "setup_logging",
+    "swallowed_interrupt",
 ]
 
 logger = logging.getLogger("dask_features.cli")
 
 #: Set by a running subcommand: returns "N written ..." for the interrupted line.
 on_interrupt: list[Callable[[], str]] = []
-_state: dict[str, Any] = {"quiet": False, "debug": False}
+_state: dict[str, Any] = {"quiet": False, "debug": False, "signal": None}
 
 
 class _DefaultOption(TypedDict, total=False):
@@ -169,11 +170,26 @@ def install_signal_handlers() -> None:
     """Ctrl-C raises KeyboardInterrupt and SIGTERM raises :class:`Terminated`, both silencing the cluster."""
 
     def interrupt(signum: int, frame: Any) -> None:
+        _state["signal"] = signum
         _silence()
         raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
+    _state["signal"] = None
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
+
+
+def swallowed_interrupt() -> KeyboardInterrupt | None:
+    """The interrupt of a signal whose exception Python could not pass on, else None.
+
+    A signal handler's exception raised while a weakref callback or a ``__del__`` runs is printed
+    ("Exception ignored in ...") and dropped: the command then runs to its end. Its outputs are
+    complete, but it must still end as an interrupted one (line, exit code 130 / 143).
+    """
+    signum = _state["signal"]
+    if signum is None:
+        return None
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def interrupted_line(exc: KeyboardInterrupt) -> tuple[str, int]:
