@@ -73,6 +73,26 @@ class EntryInfo:
     last_access: float
 
 
+#: Bytes per (point, neighbour) a computation holds: int32 neighbours and float32 distances, about
+#: three times over (the result, the candidates being merged and the float64 re-scoring).
+BYTES_PER_NEIGHBOUR = 24
+
+
+def _check_memory(n: int, k_max: int) -> None:
+    """Refuse a kNN whose arrays alone would take more than half the memory available now: a k_max
+    near n (a typo, or a grid written as range(n)) would otherwise swap the machine for hours."""
+    import psutil
+
+    need = n * k_max * BYTES_PER_NEIGHBOUR
+    available = psutil.virtual_memory().available
+    if need > available // 2:
+        raise InvalidParameterError(
+            f"k_max={k_max} on {n:,} points needs about {need / 2**30:.1f} GiB for the neighbour and "
+            f"distance arrays, more than half the {available / 2**30:.1f} GiB available: use a smaller "
+            "k_max (the largest k of the grid) or fewer points"
+        )
+
+
 class KNNStore:
     """Content-addressed cache of exact kNN results, shared by processes on one filesystem.
 
@@ -256,6 +276,7 @@ class KNNStore:
             if ref is not None:
                 logger.debug("kNN cache hit %s (k_max=%d >= %d)", ref.group, ref.k_max, k_max)
                 return ref
+        _check_memory(n, k_max)
         t0 = time.perf_counter()
         if client is not None and is_exact(concrete):
             from knn_store.distributed import distributed_knn

@@ -255,3 +255,19 @@ def test_k_and_k_max_must_be_integers_in_range(tmp_path: Path, features: np.ndar
         with pytest.raises(InvalidParameterError, match="k must be an integer"):
             load(ref, k)  # type: ignore[arg-type]
     assert load(ref, np.int64(7))[0].shape == (features.shape[0], 7)
+
+
+def test_a_knn_that_would_not_fit_in_memory_is_refused_before_computing(
+    tmp_path: Path, features: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psutil
+
+    n = features.shape[0]
+    small = type("Memory", (), {"available": 4 * n * 5 * 24})()  # room for k_max=5, not for n - 1
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: small)
+    store = KNNStore(tmp_path)
+    with pytest.raises(InvalidParameterError, match=f"k_max={n - 1} on"):
+        store.ensure(features, n - 1)
+    assert store.info() == []  # nothing computed, nothing published
+    ref = store.ensure(features, 5)
+    assert load(ref, 5)[0].shape == (n, 5)
