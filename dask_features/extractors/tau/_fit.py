@@ -62,7 +62,7 @@ class ExpFit:
         Residual standard deviation over the whole row (m - 3 degrees of freedom).
     clipped : ndarray of bool, shape (K,)
         At least ``clip_samples`` samples equal the row's maximum (or minimum) and the first of them
-        lies within 3 / k samples of the start.
+        lies within 6 / k samples of the start.
     se : ndarray, shape (K,)
         Standard error of ln tau (= relative standard error of tau) from the curvature of the cost
         and the residual standard deviation.

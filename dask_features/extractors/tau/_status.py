@@ -50,7 +50,7 @@ class TauStatus(IntEnum):
     #: no transition in the expected direction: amplitude below ``min_amplitude`` x the step's median or
     #: below 2 residual standard deviations, or the wrong sign.
     FLAT = 6
-    #: a run of identical extreme values starts within 3 tau of the window start (saturation / compliance).
+    #: a run of identical extreme values starts within 6 (fitted) tau of the window start (saturation / compliance).
     CLIPPED = 7
     #: tau below 0.5 sample interval: the transition is over within a sample, so the window start (the
     #: edge sample or the one before it) cannot be told apart and tau is not identifiable.

@@ -64,7 +64,7 @@ Status codes (``status_on``, ``status_off``; ``status`` is ``status_on`` if non-
 4  PARTIAL          half-cycle cut by the start or end of the record (transition already in progress)
 5  NAN_GAP          NaN or inf inside the half-cycle window (only that half-cycle is lost)
 6  FLAT             amplitude < ``min_amplitude`` x the step's median, < 2 noise sd, or wrong direction
-7  CLIPPED          a run of ``clip_samples`` identical extreme values within 3 tau of the window start
+7  CLIPPED          a run of ``clip_samples`` identical extreme values within 6 tau of the window start
 8  TAU_OUT_OF_RANGE tau shorter than 0.5 sample interval (not identifiable)
 9  LOW_R2           R^2 below ``min_r2``
 10 FIT_FAILED       numerical failure
