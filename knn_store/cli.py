@@ -115,7 +115,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--labeled-mask", help=".npy boolean vector of points whose label is known")
     g.add_argument("--k-min", type=int, default=3, help="smallest k (default 3)")
-    g.add_argument("--k-max", type=int, default=21, help="largest k, included (default 21)")
+    g.add_argument(
+        "--k-max",
+        type=int,
+        default=20,
+        help="largest k, included (default 20: the users' grid, whose batch runner's --k_max 21 excludes 21)",
+    )
     g.add_argument(
         "--density-range",
         type=_density_range,

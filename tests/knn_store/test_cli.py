@@ -238,3 +238,19 @@ def test_a_store_that_cannot_be_created_is_one_error_line(inputs, tmp_path: Path
     assert "knn-store: error:" in err
     assert str(tmp_path / "file") in err
     assert "Traceback" not in err
+
+
+def test_the_default_grid_is_the_python_default_and_the_users_198_jobs() -> None:
+    # --k-max defaulted to 21 *included* (19 x 11 = 209 jobs) while grid_search's default and the README
+    # said the users' grid: k 3..20 (their --k_max 21 is exclusive) x percentiles 40..90.
+    import inspect
+
+    from knn_store.cli import _parser
+    from knn_store.search import grid_search
+
+    args = _parser().parse_args(["grid-search", "--features", "x.npy", "--out", "o"])
+    ks, percentiles = range(args.k_min, args.k_max + 1), list(args.density_range)
+    defaults = inspect.signature(grid_search).parameters
+    assert list(ks) == list(defaults["ks"].default)
+    assert percentiles == list(defaults["density_percentiles"].default)
+    assert len(ks) * len(percentiles) == 198
