@@ -19,7 +19,7 @@ from typing import TypeAlias, TypeVar
 
 from dask_features.config.schema import FeatureConfig
 from dask_features.engine.identity import SourceIdentity
-from dask_features.errors import InputTypeError
+from dask_features.errors import ExperimentNotFoundError, InputTypeError
 from dask_features.io.hdf5 import Experiment
 from dask_features.io.opening import open_experiment
 from dask_features.io.sources import get_source
@@ -183,7 +183,12 @@ def _expand(item: object) -> Iterable[str | Experiment]:
     if isinstance(item, str | os.PathLike):
         path = os.fspath(item)
         if os.path.isdir(path):
-            yield from _files_below(path)
+            files = _files_below(path)
+            if not files:  # a wrong folder, or data not there yet: not a successful run of nothing
+                raise ExperimentNotFoundError(
+                    f"{path}: no experiment files (*.h5, *.hdf5) in this folder or below"
+                )
+            yield from files
         else:
             yield str(Path(path))
         return

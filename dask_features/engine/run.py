@@ -338,6 +338,8 @@ def extract(
         The config is invalid, or two features would write the same column (nothing is run).
     InvalidArgumentError
         ``mode`` or ``chunk_steps`` is not accepted.
+    ExperimentNotFoundError
+        (a ``FileNotFoundError``) A folder in ``data`` holds no ``*.h5`` / ``*.hdf5`` file.
     OutputError
         ``out_dir`` cannot be created or written.
     OutputBusyError
@@ -346,10 +348,10 @@ def extract(
     t_start = time.perf_counter()
     cfg = load_config(config)
     _check_options(mode, chunk_steps)
+    items, root = expand_inputs(data)  # a wrong input fails before anything is created
     out = Path(out_dir).absolute()  # workers (any cwd) write there themselves
     if not out.is_dir():  # an existing folder is checked once something needs writing (read-only is fine)
         _check_writable(out)
-    items, root = expand_inputs(data)
     result = ExtractionResult(cfg.name, cfg.hash, out)
     work = _work_sizes(items)
     bar = progress_bar(sum(work.values()), cfg.name, progress)

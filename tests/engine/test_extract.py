@@ -16,6 +16,7 @@ import pytest
 
 import dask_features as dfe
 from dask_features.engine.output import read_metadata
+from dask_features.errors import ExperimentNotFoundError
 from dask_features.extractors import Registry, register
 from dask_features.io import StepBoundaryWarning
 
@@ -396,3 +397,14 @@ def test_files_opened_by_tasks_are_checked_and_reported_as_by_the_client(
         )
         assert len(reference[2]) == 1
         assert "z-old-test_669.h5" in reference[2][0]
+
+
+def test_a_folder_without_experiment_files_is_an_error_not_an_empty_run(tmp_path: Path) -> None:
+    empty = tmp_path / "data"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an experiment")
+    with pytest.raises(ExperimentNotFoundError, match="no experiment files"):
+        dfe.extract(empty, "v2_transfer_basic", tmp_path / "out", scheduler="sync", progress=False)
+    assert not (tmp_path / "out").exists()
+    # An empty list (a catalog query that found nothing) is a run of nothing, as before.
+    assert dfe.extract([], "v2_transfer_basic", tmp_path / "out2", scheduler="sync", progress=False).ok
