@@ -54,6 +54,17 @@ def test_transfer_analysis_draws_every_marker(run: dict[str, Any]) -> None:
     assert any(f"{vth:.3g} V" in t for t in lin)  # the figure shows what was extracted
 
 
+def test_transfer_analysis_uses_the_limits_it_is_given(run: dict[str, Any]) -> None:
+    """A limit so tight that every gm peak is uncertain flags them in the figure, as in a table
+    extracted with it: the figure takes the extractors' parameters and passes them on."""
+    from dask_features import plot
+
+    ax_lin, _ = plot.plot_transfer_analysis(run["experiment"], 0, max_rel_se=1e-9)
+    assert "gm_max / Vth forward: flagged" in _legend(ax_lin)
+    ax_lin, _ = plot.plot_transfer_analysis(run["experiment"], 0, max_rel_se=0.5)
+    assert any(t.startswith("gm_max forward = ") for t in _legend(ax_lin))
+
+
 def test_transfer_analysis_says_flagged(run: dict[str, Any]) -> None:
     from dask_features import plot
 

@@ -31,23 +31,33 @@ def _marks(chunk: Any, half: Half, params: Mapping[str, Any]) -> dict[str, Any]:
     from dask_features.extractors import _robust_core as core
     from dask_features.extractors import transfer, transfer_robust
 
-    window, peak_window = core.windows(chunk, params["window"], "auto")
+    window, peak_window = core.windows(chunk, params["window"], params["peak_window"])
     order, device_type = params["order"], params["device_type"]
+    # The values the extractors report with these parameters (flags included): the same as the table.
+    fit_params = {"window": window, "order": order, "peak_window": peak_window, "device_type": device_type}
+    limits = {k: params[k] for k in ("max_rel_se", "max_se_vg")}
     f = core.fit(chunk, window, order)
     on = core.turn_on(chunk, f, device_type)[0]
     start, stop, _, _ = f.halves[half]
     part = slice(int(start[0]), int(stop[0]))
     swing = core.swing(chunk, half, window, order, device_type, params["floor_factor"], peak_window, 4)
+    gm = transfer_robust.gm
     first, last, _ = swing.bounds[0]
     return {
         "vg": f.sweeps.vg[0, part],
         "id": f.sweeps.id[0, part],
         "gm": on * f.sign[0] * f.id1[0, part],
-        "gm_max": float(transfer_robust.gm(chunk, direction=half, window=window, order=order)[0]),
-        "vg_gm": float(
-            transfer_robust.gm(chunk, direction=half, value="vg_at_gm_max", window=window, order=order)[0]
+        "gm_max": float(gm(chunk, direction=half, **fit_params, **limits)[0]),
+        "vg_gm": float(gm(chunk, direction=half, value="vg_at_gm_max", **fit_params, **limits)[0]),
+        "vth": float(
+            transfer_robust.Vth(
+                chunk,
+                direction=half,
+                **fit_params,
+                max_se_vth=params["max_se_vth"],
+                max_rel_se=params["max_rel_se"],
+            )[0]
         ),
-        "vth": float(transfer_robust.Vth(chunk, direction=half, window=window, order=order)[0]),
         "ss": float(swing.ss[0]),
         "ss_span": (f.sweeps.vg[0, first], f.sweeps.vg[0, max(last - 1, first)]) if last > first else None,
         "von": float(transfer.Von(chunk, direction=half, device_type=device_type)[0]),
@@ -62,6 +72,10 @@ def plot_transfer_analysis(
     order: int = 3,
     device_type: str = "auto",
     floor_factor: float = 10.0,
+    peak_window: int | Literal["auto"] = "auto",
+    max_rel_se: float = 0.02,
+    max_se_vg: float = 0.025,
+    max_se_vth: float = 0.01,
     axes: Sequence[Axes] | None = None,
 ) -> tuple[Axes, Axes]:
     """One transfer sweep on linear and log axes with the smoothed gm and every marker.
@@ -77,8 +91,9 @@ def plot_transfer_analysis(
         Handle from :func:`~dask_features.open_experiment`.
     step : int
         0-based transfer step.
-    window, order, device_type, floor_factor
-        As for the ``transfer.gm`` / ``transfer.subthreshold_swing`` extractors.
+    window, order, device_type, floor_factor, peak_window, max_rel_se, max_se_vg, max_se_vth
+        As for the ``transfer.gm`` / ``transfer.Vth`` / ``transfer.subthreshold_swing`` extractors:
+        give the config's values, and the figure shows (and flags) what the table holds.
     axes : pair of matplotlib.axes.Axes, optional
         Where to draw (linear, log); a new 1 x 2 figure when omitted.
 
@@ -99,7 +114,16 @@ def plot_transfer_analysis(
         axes = fig.axes  # the same two panels, left to right, typed (plt.subplots gives Any for them)
     ax_lin, ax_log = axes
     chunk = experiment.read_transfer(step, step + 1)
-    params = {"window": window, "order": order, "device_type": device_type, "floor_factor": floor_factor}
+    params = {
+        "window": window,
+        "order": order,
+        "device_type": device_type,
+        "floor_factor": floor_factor,
+        "peak_window": peak_window,
+        "max_rel_se": max_rel_se,
+        "max_se_vg": max_se_vg,
+        "max_se_vth": max_se_vth,
+    }
     marks = {half: _marks(chunk, half, params) for half in _HALVES}
     factor, unit = si_scale(np.abs(chunk.id[0]), "A")
     gm_factor, gm_unit = si_scale(np.concatenate([m["gm"] for m in marks.values()]), "S")
