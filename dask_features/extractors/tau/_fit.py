@@ -121,11 +121,54 @@ def fit_exp_rows(
     sigma = np.sqrt(cost / max(m - 3, 1))
     with np.errstate(invalid="ignore", divide="ignore"):
         se = np.where(info > 0, sigma / np.sqrt(info), np.inf)
+    # Noise that grows with the current makes one residual sigma too small where the information on
+    # tau comes from (the noisy start of a falling transition): the larger of the two errors.
+    se = np.fmax(se, _robust_se(y, k, c, a))
     if diagnostics:
         r2, clipped = row_diagnostics(y, k, c, a, clip_samples=clip_samples)
     else:
         r2, clipped = np.full(K, np.nan), np.zeros(K, bool)
     return ExpFit(k, c, a, r2, sigma, clipped, se, int(n_iter))
+
+
+def _robust_se(y: np.ndarray, k: np.ndarray, c: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Heteroscedasticity-robust (sandwich, HC1) standard error of ln k of each row's fit.
+
+    ``(J'J)^-1 J' diag(r^2) J (J'J)^-1`` for the parameters ``(c, a, ln k)`` of ``c + a exp(-k u)``,
+    ``r`` the residuals: right whatever the noise's dependence on the signal, where the plain error
+    assumes one variance for the whole row. NaN where the fit or its normal matrix is degenerate.
+    """
+    K, m = y.shape
+    out = np.full(K, np.nan)
+    ok = np.isfinite(k) & (k > 0) & np.isfinite(c) & np.isfinite(a)
+    if not ok.any() or m <= 3:
+        return out
+    u = np.arange(m, dtype=np.float64)
+    kk, cc, aa, yy = k[ok, None], c[ok, None], a[ok, None], y[ok]
+    with np.errstate(all="ignore"):
+        # Jacobian columns 1, e, g (d/dc, d/da, d/d ln k) and squared residuals, summed by hand: the
+        # normal matrix S = J'J and the "meat" W = J' diag(r^2) J need 12 row sums, not 3-D products.
+        e = np.exp(-kk * u)
+        g = -aa * kk * u * e
+        r2 = np.square(yy - cc - aa * e)
+        se_, sg, see, seg, sgg = e.sum(1), g.sum(1), (e * e).sum(1), (e * g).sum(1), (g * g).sum(1)
+        r2e, r2g = r2 * e, r2 * g
+        w11, w1e, w1g = r2.sum(1), r2e.sum(1), r2g.sum(1)
+        wee, weg, wgg = (r2e * e).sum(1), (r2e * g).sum(1), (r2g * g).sum(1)
+        # Third row of S^-1 (cofactors of the symmetric 3 x 3 matrix over its determinant).
+        c0 = se_ * seg - sg * see
+        c1 = sg * se_ - m * seg
+        c2 = m * see - se_ * se_
+        det = sg * c0 + seg * c1 + sgg * c2
+        v0, v1, v2 = c0 / det, c1 / det, c2 / det
+        var = (
+            v0 * v0 * w11
+            + v1 * v1 * wee
+            + v2 * v2 * wgg
+            + 2.0 * (v0 * v1 * w1e + v0 * v2 * w1g + v1 * v2 * weg)
+        ) * (m / (m - 3))
+        out[ok] = np.where(np.isfinite(var) & (var >= 0), np.sqrt(var), np.nan)
+    return out
 
 
 def row_diagnostics(
