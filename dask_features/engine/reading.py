@@ -191,12 +191,6 @@ def read_features(
     else:
         folder = versions.get(wanted)
     files = _files(folder, table)
-    if not files and table == "cycles" and _files(folder, "steps"):
-        # Results, but none per cycle: the config has no per-cycle features (an empty frame would
-        # read as "no cycles were found").
-        raise InvalidArgumentError(
-            f"config {name!r} has no per-cycle features: its results are in table='steps' (problems in 'errors')"
-        )
     missing, stale = _status(out_dir, name, folder, data)
     if missing or stale:
         warnings.warn(

@@ -15,7 +15,6 @@ import pytest
 
 import dask_features as dfe
 from dask_features.engine.names import experiment_stem
-from dask_features.errors import InvalidArgumentError
 
 IDS = ["chip_id", "device_id", "test_id", "experiment"]
 # A per-experiment-width vector (stored as a list column), a scalar, a derived feature and a ragged one.
@@ -118,10 +117,3 @@ def test_names_are_safe_unique_and_stable(name: str, tmp_path: Path) -> None:
     twin = name.replace("#", "_").replace("?", "_").replace("%", "_").replace(":", "_").replace(" ", "_")
     if twin != name:
         assert experiment_stem(str(tmp_path / twin), str(tmp_path)) != stem
-
-
-def test_cycles_of_a_config_without_per_cycle_features_is_an_error(dataset: Path, tmp_path: Path) -> None:
-    assert dfe.extract(dataset, "v2_transfer_basic", tmp_path, scheduler="sync", progress=False).ok
-    with pytest.raises(InvalidArgumentError, match=r"no per-cycle features.*table='steps'"):
-        dfe.read_features(tmp_path, "v2_transfer_basic", table="cycles")
-    assert len(dfe.read_features(tmp_path, "v2_transfer_basic", table="steps"))
