@@ -187,10 +187,26 @@ def _dry_run(args: argparse.Namespace, config: Any) -> int:
         f"{up_to_date} up to date, {unreadable} unreadable"
     )
     print(
-        f"estimated work {work:.1f} s of CPU: about {work / workers:.1f} s on {workers} worker(s) "
-        "(plus a few seconds to start a local cluster); nothing was written"
+        f"estimated work {work:.1f} s of CPU: about {work / workers:.1f} s on {workers} worker(s); "
+        f"scheduler: {_planned_scheduler(args, config, run)}; nothing was written"
     )
     return 0
+
+
+def _planned_scheduler(args: argparse.Namespace, config: Any, run: list[Any]) -> str:
+    """What the real run would compute with, as its summary would say."""
+    if args.address:
+        return f"the cluster at {args.address}"
+    if args.scheduler == "distributed" or args.memory_limit is not None:
+        return "a LocalCluster (a few seconds to start)"
+    if args.scheduler is not None:
+        return f"{args.scheduler} (asked for)"
+    if not run:
+        return "none (nothing to run)"
+    from dask_features.engine.streams import choose_local_scheduler
+
+    choice = choose_local_scheduler(run[0], config, len(run), args.workers)
+    return f"{choice.scheduler} ({choice.why})"
 
 
 def run_extract(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dask_features import read_features, synth
+from dask_features import extract, read_features, synth
 from dask_features.cli import main
 from dask_features.extractors.registry import REGISTRY
 from tests.cli.conftest import cli_env, run_cli
@@ -231,10 +231,17 @@ def test_dry_run_plans_and_writes_nothing(
     assert "would run 4 experiment(s) as 12 task(s) (8 chunks)" in text  # 2 chunks + 1 assemble each
     assert "estimated work" in text
     assert not out.exists()
+    # The scheduler the real run would choose, named as its summary names it.
+    chosen = extract(tiny_data, "v2_transfer_basic", tmp_path / "probe", chunk_steps=2, progress=False)
+    assert f"scheduler: {chosen.scheduler.split(' (')[0]} (" in text
+    assert main([*args, "--scheduler", "sync", "--dry-run"]) == 0
+    assert "scheduler: sync (asked for)" in capsys.readouterr().out
     assert main([*args, "--scheduler", "sync"]) == 0
     capsys.readouterr()
     assert main([*args, "--dry-run"]) == 0
-    assert "would run 0 experiment(s)" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "would run 0 experiment(s)" in text
+    assert "scheduler: none (nothing to run)" in text
 
 
 def test_step_errors_are_written_to_a_named_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
