@@ -64,7 +64,9 @@ def check_inputs(paths: Sequence[str]) -> list[Any]:
     Raises
     ------
     InputError
-        A path does not exist, or no ``*.h5``/``*.hdf5`` file is found.
+        A path does not exist, or no path is given.
+    ExperimentNotFoundError
+        A folder holds no ``*.h5``/``*.hdf5`` file (from the engine's own listing).
     """
     from dask_features.engine.plan import expand_inputs
 

@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from dask_features._numbers import positive_number
 from dask_features.extractors import _robust_core as core
 from dask_features.extractors.registry import Output, register
 from dask_features.io.chunks import TransferChunk
@@ -62,10 +63,6 @@ share one fit: the whole ``transfer_robust`` preset (12 features) measures 1.2-1
 
 GEOMETRY_ATTRS = ("channel_width", "channel_length", "channel_thickness")
 """File (root) attributes read by :func:`gm_norm` when its parameters are not given [m]."""
-
-
-def _is_positive(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0 and np.isfinite(value)
 
 
 def check_fit(params: Mapping[str, Any]) -> None:
@@ -95,7 +92,7 @@ def check_fit(params: Mapping[str, Any]) -> None:
     if params.get("floor_factor", 1.0) < 1.0:
         raise ValueError(f"floor_factor must be >= 1, got {params['floor_factor']!r}")
     for name in ("max_rel_se", "max_se_vg", "max_se_vth"):
-        if name in params and not _is_positive(params[name]):
+        if name in params and not positive_number(params[name]):
             raise ValueError(f"{name} must be a positive number, got {params[name]!r}")
 
 

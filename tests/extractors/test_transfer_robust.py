@@ -453,3 +453,10 @@ def test_a_zero_current_gives_no_off_current_and_no_ratio() -> None:
     with np.errstate(all="raise"):  # no 0/0 reaches NumPy
         assert np.isnan(tc.on_off_ratio(chunk)).all()
     assert any("standard errors of zero" in m for m in messages(chunk))
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400), float("inf"), True, "0.02"])
+def test_a_limit_is_judged_by_value_and_named(value: object) -> None:
+    """An int beyond float range reached np.isfinite, whose TypeError named no parameter."""
+    with pytest.raises(ValueError, match="max_rel_se must be a positive number"):
+        REGISTRY["transfer.gm"].resolve_params({"max_rel_se": value})

@@ -78,13 +78,12 @@ Status codes (``status_on``, ``status_off``; ``status`` is ``status_on`` if non-
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from numbers import Real
 from typing import Any, Literal
 
 import numpy as np
 
+from dask_features._numbers import positive_number, real_number
 from dask_features.extractors.registry import Output, Ragged, register
 from dask_features.extractors.tau._edges import StepEdges, detect_edges
 from dask_features.extractors.tau._fit import FIELDS, fit_chunk
@@ -94,24 +93,10 @@ from dask_features.io.chunks import TransientChunk
 __all__ = ["TauStatus", "step_edges", "tau_on_off"]
 
 
-def _real(value: object) -> float | None:
-    """``value`` as a float if it is a real number other than a bool (±inf beyond float range), else None.
-
-    By value, not through NumPy: a Python int beyond int64 or a Fraction is a number too.
-    """
-    if isinstance(value, bool) or not isinstance(value, Real):
-        return None
-    try:
-        return float(value)
-    except OverflowError:  # an int too large for a float
-        return -math.inf if value < 0 else math.inf
-
-
 def _is_auto_or_positive(value: object) -> bool:
     if isinstance(value, str):
         return value == "auto"
-    number = _real(value)
-    return number is not None and math.isfinite(number) and number > 0
+    return positive_number(value)
 
 
 def _check(params: Mapping[str, Any]) -> None:
@@ -122,13 +107,13 @@ def _check(params: Mapping[str, Any]) -> None:
         v = params[name]
         if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
-    r2 = _real(params["min_r2"])
+    r2 = real_number(params["min_r2"])
     if r2 is None or not r2 <= 1:
         raise ValueError(f"min_r2 must be a number <= 1, got {params['min_r2']!r}")
-    se = _real(params["max_rel_se"])
+    se = real_number(params["max_rel_se"])
     if se is None or not se > 0:
         raise ValueError(f"max_rel_se must be a positive number, got {params['max_rel_se']!r}")
-    amp = _real(params["min_amplitude"])
+    amp = real_number(params["min_amplitude"])
     if amp is None or not 0 <= amp < 1:
         raise ValueError(f"min_amplitude must be a number in [0, 1), got {params['min_amplitude']!r}")
 
