@@ -14,7 +14,9 @@ cannot be trusted: the value is NaN and the errors table gets one record saying 
 * *not resolved*: an off current less than 2 standard errors of its fitted value above zero;
 * *no turn-on*: |Id| never increases in the device's turn-on direction (wrong ``device_type``);
 * *sweep end*: the maximum of the wide fit around the gm peak (or of the log slope) lies at the end
-  of the half, so the true one may lie outside the swept range;
+  of the half, or next to it but less than 2.5 standard errors (Student-t: the fit's few residuals
+  make the errors uncertain) above the slope at the end, so the true one may lie outside the swept
+  range;
 * *no clear peak*: the wide fit has its maximum at the edge of its window away from any sweep end;
 * *out of range*: an extrapolated voltage (Vth) or a requested Vg lies outside the swept range;
 * *uncertain*: the standard error of the value (from the scatter of the points about the wide fit
