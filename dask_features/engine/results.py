@@ -30,6 +30,9 @@ __all__ = ["Bookkeeper", "ExtractionResult", "progress_bar"]
 
 logger = logging.getLogger(__name__)
 
+#: Attribute of the log record of a failed experiment (:meth:`Bookkeeper.failed`): its path.
+FAILED_EXPERIMENT = "failed_experiment"
+
 #: Columns of :attr:`ExtractionResult.errors`.
 RESULT_ERROR_COLUMNS = ["source_file", *IDENTITY_COLUMNS, *ERROR_COLUMNS]
 
@@ -169,7 +172,8 @@ class Bookkeeper:
         self.result.failed[path] = reason
         if wall is not None:
             self.result.timings[path] = wall
-        logger.error("%s", reason)
+        # Marked so that a front end listing failures itself (the CLI's summary) can leave it out.
+        logger.error("%s", reason, extra={FAILED_EXPERIMENT: path})
         self._record(path, None, "failed", wall, reason)
 
     def skipped(self, path: str) -> None:

@@ -464,6 +464,28 @@ def test_external_data_only_inside_an_allowed_folder(
     assert "DASK_FEATURES_ALLOW_EXTERNAL_IN" not in os.environ  # an option of that run only
 
 
+@pytest.mark.parametrize("flags", [[], ["-q"]], ids=["default", "quiet"])
+def test_each_failed_file_is_reported_once(tiny_data: Path, tmp_path: Path, flags: list[str]) -> None:
+    # A folder of good files and two bad ones: each bad file is one line naming it and why, in the
+    # summary that counts it; not also a log line as it failed (that is what -v adds).
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    truncated = data / "truncated-test_8.h5"
+    good = next(tiny_data.glob("*.h5")).read_bytes()
+    truncated.write_bytes(good[: len(good) // 2])  # an interrupted copy
+    garbage = data / "garbage-test_9.h5"
+    garbage.write_bytes(b"not an HDF5 file" * 100)
+    done = run_cli("extract", str(data), "-c", "v2_transfer_basic", "-o", str(tmp_path / "o"), *flags)
+    assert done.returncode == 1, done.stderr
+    shown = done.stdout + done.stderr
+    assert "4 written, 0 skipped (up to date), 2 failed" in done.stdout
+    for path, reason in ((truncated, "file is truncated"), (garbage, "not an HDF5 file")):
+        assert shown.count(str(path)) == 1, shown
+        assert f"FAILED {path}: {reason}" in done.stdout
+    verbose = run_cli("extract", str(data), "-c", "v2_transfer_basic", "-o", str(tmp_path / "o"), "-v")
+    assert f"ERROR dask_features.engine.results: {truncated}: file is truncated" in verbose.stderr
+
+
 @pytest.mark.parametrize(
     ("link", "target", "problem", "failed"),
     [
