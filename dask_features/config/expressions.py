@@ -11,7 +11,9 @@ order) and its ``params`` (keywords); numeric constants and short strings; arith
 (converted to arrays); calls to an allow-list of NumPy functions (``np.mean``, ``np.nanstd``, ...)
 and array methods (``x.mean()``, ``x.std(axis=0)``, ...) with keyword arguments; a few builtins
 (``abs``, ``min``, ``max``, ``len``, ``float``, ``int``, ``round``). A bare ``np.log10`` names a
-function applied to the inputs.
+function applied to the inputs. Floating-point errors are not reported, and a reduction over
+nothing (``np.nanmean`` of an all-NaN step, ``x.mean()`` of an empty selection) is NaN without
+NumPy's ``RuntimeWarning`` (:mod:`dask_features.config._reductions`): NaN is a value here.
 
 Rejected with :class:`~dask_features.errors.UnsafeExpressionError`: attribute access outside the
 allow-list (``x.__class__``, ``np.load``...), any name starting with ``_``, imports, nested lambdas,
@@ -22,6 +24,7 @@ could exhaust memory or time (Python integers are promoted to float before ``**`
 from __future__ import annotations
 
 import ast
+import functools
 import math
 from typing import Any
 
@@ -49,6 +52,7 @@ from dask_features.config._grammar import (
     is_text,
     read_only,
 )
+from dask_features.config._reductions import QUIET_METHODS, QUIET_REDUCTIONS
 from dask_features.errors import UnsafeExpressionError
 
 __all__ = ["NUMPY_FUNCTIONS", "SafeExpression", "compile_expression"]
@@ -340,7 +344,11 @@ class SafeExpression:
             case ast.Attribute(value=value, attr=attr):
                 base = self._eval(value, env)
                 if base is np:
-                    return NUMPY_CONSTANTS[attr] if attr in NUMPY_CONSTANTS else getattr(np, attr)
+                    if attr in NUMPY_CONSTANTS:
+                        return NUMPY_CONSTANTS[attr]
+                    return QUIET_REDUCTIONS.get(attr) or getattr(np, attr)
+                if attr in QUIET_METHODS:  # x.mean() is np.mean(x): NaN over nothing without a warning
+                    return functools.partial(QUIET_REDUCTIONS[attr], np.asarray(base))
                 return getattr(np.asarray(base), attr)
             case ast.Call(func=func, args=args, keywords=keywords):
                 fn = self._eval(func, env)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -97,3 +99,50 @@ def test_pickles_by_text() -> None:
 
     f = compile_expression("lambda x: x * 2")
     np.testing.assert_allclose(pickle.loads(pickle.dumps(f))(GM), 2 * GM)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("lambda c: np.nanmean(c, axis=1)", [np.nan, 1.5, np.nan]),
+        ("lambda c: np.nanstd(c, axis=1)", [np.nan, 0.5, np.nan]),
+        ("lambda c: np.nanstd(c, 1, ddof=1)", [np.nan, np.sqrt(0.5), np.nan]),
+        ("lambda c: np.nanvar(c, axis=1, keepdims=True)", [[np.nan], [0.25], [np.nan]]),
+        ("lambda c: np.nanmedian(c, axis=1)", [np.nan, 1.5, np.nan]),
+        ("lambda c: np.nanmax(c, axis=1)", [np.nan, 2.0, np.nan]),
+        ("lambda c: np.nanpercentile(c, [0, 100], axis=1)", [[np.nan, 1.0, np.nan], [np.nan, 2.0, np.nan]]),
+        ("lambda c: np.nanquantile(c, 0.5, axis=1)", [np.nan, 1.5, np.nan]),
+        ("lambda c: np.nanmean(c[1:2, :1], axis=0)", [1.0]),
+        ("lambda c: np.nanmean(c[:, :0], axis=1)", [np.nan, np.nan, np.nan]),
+        ("lambda c: np.mean(c[:, :0], axis=1)", [np.nan, np.nan, np.nan]),
+        ("lambda c: np.median(c[:0])", np.nan),
+        ("lambda c: c[:, :0].std(axis=1)", [np.nan, np.nan, np.nan]),
+        ("lambda c: c[:0].mean()", np.nan),
+        ("lambda c: np.nanmean(c[0])", np.nan),
+    ],
+)
+def test_a_reduction_over_nothing_is_nan_without_a_warning(text: str, expected: object) -> None:
+    # A step without values (all NaN: its input's error record says why) or an empty selection has
+    # no mean: NaN, as NumPy gives, but without NumPy's RuntimeWarning ("Mean of empty slice",
+    # "All-NaN slice encountered", "Degrees of freedom <= 0"), which reached the user's console.
+    c = np.array([[np.nan, np.nan], [1.0, 2.0], [np.nan, np.nan]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = compile_expression(text)(c)
+    np.testing.assert_array_equal(value, expected)
+
+
+def test_a_guarded_reduction_gives_numpys_bits() -> None:
+    rng = np.random.default_rng(1)
+    c = rng.normal(size=(50, 37)) * 10.0 ** rng.integers(-12, 3, size=(50, 1))
+    c[rng.random(c.shape) < 0.3] = np.nan
+    c[[3, 17]] = np.nan  # two steps without values
+    c32 = c.astype(np.float32)
+    for name in ("nanmean", "nanstd", "nanvar", "nanmedian", "nanmin", "nanmax"):
+        for x, axis in ((c, 1), (c.T, 0), (c32, 1), (c[[0, 1, 2]], None)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                expected = getattr(np, name)(x, axis=axis)
+            got = compile_expression(f"lambda c: np.{name}(c, axis={axis})")(x)
+            assert got.dtype == expected.dtype, name
+            np.testing.assert_array_equal(got, expected, err_msg=name)

@@ -63,3 +63,40 @@ def test_a_preset_loads_without_pyyaml() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == load_config("v2_transfer_basic").hash
+
+
+def test_v2_transient_cycles_on_empty_steps_warns_nothing(tmp_path: Path) -> None:
+    # A transient step without samples has no cycle peaks: its cycles are NaN with an error record,
+    # and so are its mean and spread. NumPy's "Mean of empty slice" / "Degrees of freedom <= 0"
+    # reached the user's console (and, with warnings as errors, cost the whole experiment's
+    # cycle_mean / cycle_std).
+    import warnings
+
+    import numpy as np
+
+    from dask_features import extract, read_features, synth
+
+    path = synth.write_experiment(
+        tmp_path / "data" / "empty-test_1.h5",
+        n_transfer=0,
+        n_transient=6,
+        transient_samples=2000,
+        seed=4,
+        defects={"empty_steps": 0.3},
+    )
+    empty = synth.read_ground_truth(path)["transient"].query("empty_steps")["step_index"].tolist()
+    assert empty
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = extract(path, "v2_transient_cycles", tmp_path / "out", scheduler="sync", progress=False)
+    assert [str(w.message) for w in caught] == []
+    assert result.ok
+    steps = read_features(tmp_path / "out", "v2_transient_cycles").set_index("step_index")
+    errors = result.errors
+    assert sorted(errors["step_index"]) == empty
+    assert set(errors["feature"]) == {"cycles"}
+    cycles = steps.filter(regex=r"^cycles_\d+$").to_numpy()
+    full = ~np.isin(steps.index, empty)
+    np.testing.assert_array_equal(steps["cycle_mean"].to_numpy()[full], np.nanmean(cycles[full], axis=1))
+    np.testing.assert_array_equal(steps["cycle_std"].to_numpy()[full], np.nanstd(cycles[full], axis=1))
+    assert steps.loc[empty, ["cycle_mean", "cycle_std"]].isna().all().all()
