@@ -21,7 +21,8 @@ grid_search, run_clustering_search_on_features, best_configurations
 cleanup_temporary
     Remove temporary stores left behind by killed processes (never one whose owner is alive).
 KnnStoreError and subclasses
-    Every error raised on bad input, bad entries or a full disk (``StoreFullError``).
+    Every error raised on bad input, bad entries, a full disk (``StoreFullError``) or a miss on a store
+    this process cannot write (``ReadOnlyStoreError``).
 
 Layout
 ------
@@ -46,6 +47,7 @@ from knn_store.errors import (
     InvalidNameError,
     InvalidParameterError,
     KnnStoreError,
+    ReadOnlyStoreError,
     StoreFullError,
 )
 from knn_store.store.entry import EntryRef
@@ -101,6 +103,7 @@ __all__ = [
     "InvalidParameterError",
     "KNNStore",
     "KnnStoreError",
+    "ReadOnlyStoreError",
     "SSDDBCResult",
     "StoreFullError",
     "best_configurations",

@@ -15,6 +15,7 @@ __all__ = [
     "InvalidNameError",
     "InvalidParameterError",
     "KnnStoreError",
+    "ReadOnlyStoreError",
     "StoreFullError",
 ]
 
@@ -52,6 +53,17 @@ class StoreFullError(KnnStoreError, OSError):
 
     ``errno`` is that of the underlying error. Nothing was published and the partial write was removed,
     so the same ``ensure`` succeeds once space is available.
+    """
+
+
+class ReadOnlyStoreError(KnnStoreError, PermissionError):
+    """The store cannot be written by this process and the request needs a write.
+
+    A read-only mount, another user's cache or read-only credentials serve every kNN they hold; a
+    request they do not hold (a larger k, another metric or backend, ``refresh=True``) cannot be
+    published, and :meth:`~knn_store.KNNStore.ensure` returns references to published entries only.
+    ``errno`` is that of the refusal (``EROFS``, ``EACCES``, ``EPERM``). Raised before the kNN is
+    computed where the store can tell, else when its write is refused; nothing is left behind.
     """
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import logging
 import os
 import time
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from knn_store._numbers import is_integer
-from knn_store.errors import CorruptEntryError, InvalidParameterError
+from knn_store.errors import CorruptEntryError, InvalidParameterError, ReadOnlyStoreError, StoreFullError
 from knn_store.neighbors import backend_id, is_exact, key_backend, knn, prepare_features, resolve_backend
 from knn_store.store.backends import LocalBackend, make_backend
 from knn_store.store.entry import CONVENTIONS, EntryRef
@@ -72,6 +73,9 @@ class EntryInfo:
     created: str
     last_access: float
 
+
+#: errno values of a write refused to this process: read-only mount, another user's cache.
+_REFUSED = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 #: Bytes per (point, neighbour) a computation holds: int32 neighbours and float32 distances, about
 #: three times over (the result, the candidates being merged and the float64 re-scoring).
@@ -276,6 +280,10 @@ class KNNStore:
             if ref is not None:
                 logger.debug("kNN cache hit %s (k_max=%d >= %d)", ref.group, ref.k_max, k_max)
                 return ref
+        # A store this process cannot write serves what it holds; a miss is refused before computing.
+        refused = self._backend.cannot_write(entry)
+        if refused is not None:
+            raise self._read_only(entry, k_max, metric, concrete, refresh, refused)
         _check_memory(n, k_max)
         t0 = time.perf_counter()
         if client is not None and is_exact(concrete):
@@ -297,11 +305,48 @@ class KNNStore:
             "compute_seconds": round(time.perf_counter() - t0, 3),
             "source": dict(source or {}),
         }
-        ref = self._publish(entry, key, metric, nb, ds, attrs, replace=refresh)
+        try:
+            ref = self._publish(entry, key, metric, nb, ds, attrs, replace=refresh)
+        except StoreFullError:
+            raise
+        except OSError as exc:
+            if not isinstance(exc, PermissionError) and exc.errno not in _REFUSED:
+                raise
+            raise self._read_only(entry, k_max, metric, concrete, refresh, exc) from exc
         logger.info(
             "computed kNN n=%d k_max=%d in %.2f s -> %s", n, k_max, attrs["compute_seconds"], ref.group
         )
         return ref
+
+    def _read_only(
+        self, entry: str, k_max: int, metric: str, concrete: str, refresh: bool, cause: OSError
+    ) -> ReadOnlyStoreError:
+        """The error of a request that needs a write this process may not make, naming what is missing."""
+        kind = f"metric {metric!r}, " + (
+            "exact" if is_exact(concrete) else f"approximate backend {backend_id(concrete)!r}"
+        )
+        try:
+            held = sorted(self._backend.groups(entry))
+        except OSError:
+            held = []
+        if refresh:
+            need = f"refresh=True needs to write a new kNN of these features (k_max={k_max}, {kind}). Use"
+        elif held:
+            need = (
+                f"it holds k_max <= {held[-1]} of these features ({kind}), not the k_max={k_max} asked "
+                f"for. Ask for k <= {held[-1]}, or use"
+            )
+        else:
+            need = f"it holds no kNN of these features with {kind} (k_max={k_max} asked for). Use"
+        code = errno.errorcode.get(cause.errno or 0, cause.errno)
+        where = f" at {cause.filename}" if cause.filename else ""
+        err = ReadOnlyStoreError(
+            f"kNN store {self.root} cannot be written by this process ([{code}] "
+            f"{cause.strerror or cause}{where}): {need} a store this process can write (another "
+            "root; KNNStore.temporary() for one removed afterwards)"
+        )
+        err.errno = cause.errno or errno.EACCES  # callers testing errno keep working
+        return err
 
     def _publish(
         self,

@@ -134,6 +134,15 @@ class StorageBackend(abc.ABC):
             No space; nothing was published and nothing is left behind.
         """
 
+    def cannot_write(self, entry: str) -> OSError | None:
+        """Why this process cannot publish into ``entry``, if that shows without writing; else ``None``.
+
+        Asked before a kNN is computed, so that a store this process cannot write refuses a request it
+        does not hold at once, not after the computation. ``None`` (the default) means "not known":
+        the write itself then tells.
+        """
+        return None
+
     @abc.abstractmethod
     def discard_group(self, entry: str, k_max: int) -> None:
         """Unpublish and delete one group; readers stop finding it before any byte is deleted."""

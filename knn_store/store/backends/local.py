@@ -292,6 +292,21 @@ class LocalBackend(StorageBackend):
                 raise self._full(entry, nb, ds, cause) from exc
             raise
 
+    def cannot_write(self, entry: str) -> OSError | None:
+        """``EROFS`` or ``EACCES`` where the entry, or the nearest folder of it that exists, is not
+        writable by this process (a read-only mount, another user's cache); ``None`` otherwise."""
+        path = Path(entry)
+        while not path.exists() and path.parent != path:  # nothing is created before the first publish
+            path = path.parent
+        effective = {"effective_ids": True} if os.access in os.supports_effective_ids else {}
+        if os.access(path, os.W_OK | os.X_OK, **effective):
+            return None
+        try:
+            code = errno.EROFS if os.statvfs(path).f_flag & os.ST_RDONLY else errno.EACCES
+        except OSError:
+            code = errno.EACCES
+        return OSError(code, os.strerror(code), str(path))
+
     def _full(self, entry: str, nb: np.ndarray, ds: np.ndarray, cause: OSError) -> StoreFullError:
         err = StoreFullError(
             f"kNN store {self.root}: no space to write entry {Path(entry).name} "

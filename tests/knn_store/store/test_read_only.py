@@ -1,4 +1,5 @@
-"""Reading from a cache this process cannot write to: recording the use (LRU clock) is skipped, reads work.
+"""Reading from a cache this process cannot write to: recording the use (LRU clock) is skipped, reads work;
+a kNN the cache does not hold is a ``ReadOnlyStoreError`` naming the store and what is missing.
 
 Three ways to make the store read-only, each skipped where it cannot work: a tmpfs remounted read-only
 (root, where mounting is permitted: a real ``EROFS``), a directory without write permission (not as root,
@@ -129,3 +130,84 @@ def test_other_errors_still_raise(
     monkeypatch.setattr(os, "utime", utime)
     with pytest.raises(OSError, match="Input/output error"):
         load(ref, 4)
+
+
+def _chmod_tree_read_only(root: Path, request: pytest.FixtureRequest) -> None:
+    folders = [root, *(p for p in root.rglob("*") if p.is_dir())]
+    for p in folders:
+        p.chmod(0o555)
+    request.addfinalizer(lambda: [p.chmod(0o755) for p in folders])
+    if _can_write(root):
+        pytest.skip("directory permissions do not stop this user (root); the read-only mount case runs")
+
+
+@pytest.mark.parametrize("how", ["read-only-mount", "read-only-directory"])
+def test_a_miss_on_a_read_only_store_is_a_clear_error_and_hits_still_work(
+    request: pytest.FixtureRequest, tmp_path: Path, features: np.ndarray, how: str
+) -> None:
+    # ensure() promises an EntryRef to a published group, which a store this process cannot write
+    # cannot give: a request the store does not hold is ReadOnlyStoreError (a KnnStoreError and a
+    # PermissionError) naming the store and what is missing, raised before the kNN is computed, not
+    # an OSError of the staging directory after it.
+    from knn_store import KnnStoreError, ReadOnlyStoreError
+
+    root = request.getfixturevalue("mount_point") if how == "read-only-mount" else tmp_path / "store"
+    store = KNNStore(root, backend="numpy")
+    ref = store.ensure(features, 6)
+    if how == "read-only-mount":
+        subprocess.run(["mount", "-o", "remount,ro", str(root)], check=True)
+    else:
+        _chmod_tree_read_only(root, request)
+    clear_memo()
+
+    misses = {
+        "k_max=10": lambda: store.knn(features, 10),
+        "metric 'cosine'": lambda: store.ensure(features, 4, metric="cosine"),
+        "refresh=True": lambda: store.ensure(features, 4, refresh=True),
+    }
+    for missing, call in misses.items():
+        with pytest.raises(ReadOnlyStoreError) as caught:
+            call()
+        text = str(caught.value)
+        assert isinstance(caught.value, KnnStoreError)
+        assert isinstance(caught.value, PermissionError)
+        assert f"kNN store {root} " in text, text
+        assert missing in text, text
+        assert caught.value.errno in (errno.EROFS, errno.EACCES)
+    with pytest.raises(ReadOnlyStoreError, match=r"it holds k_max <= 6 of these features"):
+        store.ensure(features, 10)
+    new = KNNStore(root / "not-yet", backend="numpy")  # nothing is created until the first publish
+    with pytest.raises(ReadOnlyStoreError, match=f"kNN store {root / 'not-yet'} "):
+        new.knn(features, 3)
+
+    # Hits are served as before.
+    nb, ds = store.knn(features, 4)
+    direct = exact_knn(prepare_features(features, "euclidean"), 4, backend="numpy")
+    np.testing.assert_array_equal(nb, direct[0])
+    np.testing.assert_array_equal(ds, direct[1])
+    assert store.ensure(features, 6) == ref
+    assert store.lookup(features, 10) is None
+
+
+def test_a_write_refused_after_the_check_is_the_same_error(
+    tmp_path: Path, features: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where the check cannot tell (an NFS server squashing root, object-store credentials), the
+    # refused write itself is reported the same way.
+    from knn_store import ReadOnlyStoreError
+    from knn_store.store.backends.local import LocalBackend
+
+    store = KNNStore(tmp_path, backend="numpy")
+    store.ensure(features, 3)
+    monkeypatch.setattr(LocalBackend, "cannot_write", lambda self, entry: None)
+    real_mkdir = Path.mkdir
+
+    def mkdir(self: Path, *args: object, **kwargs: object) -> None:
+        if self.name.startswith(".tmp-"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    with pytest.raises(ReadOnlyStoreError, match=f"kNN store {tmp_path} .*k_max=5") as caught:
+        store.ensure(features, 5)
+    assert caught.value.errno == errno.EACCES
