@@ -117,9 +117,16 @@ def uncertain(status: np.ndarray, se: np.ndarray, limit: float | np.ndarray) -> 
 
 
 def report(chunk: TransferChunk, status: np.ndarray, what: str, **context: object) -> None:
-    """File one error record per non-zero status code (the rows' values must be NaN)."""
+    """File one error record per non-zero status code (the rows' values must be NaN); a sweep
+    without a single finite point says so rather than that it has too few."""
+    empty = sweeps(chunk).n_valid == 0
     for code in np.unique(status[status != OK]):
-        chunk.report(status == code, _MESSAGES[int(code)].format(what=what, **context))
+        rows = status == code
+        if code == TOO_FEW and (rows & empty).any():
+            chunk.report(rows & empty, f"{what}: the sweep has no finite (Vg, Id) point")
+            rows &= ~empty
+        if rows.any():
+            chunk.report(rows, _MESSAGES[int(code)].format(what=what, **context))
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,25 @@ def test_too_few_points_and_noise_are_flagged() -> None:
     assert "noise floor" in steps[8]
 
 
+def test_a_sweep_without_finite_points_says_so() -> None:
+    vg = double_sweep(-0.5, 0.5, 101)
+    chunk = TransferChunk(
+        step_index=np.array([3, 4]),
+        vg=np.vstack([np.full_like(vg, np.nan), vg]),
+        id=np.vstack([np.full_like(vg, np.nan), logistic(vg)]),
+        lengths=np.array([len(vg), len(vg)]),
+        meta=ChunkMeta(device_type="N"),
+    )
+    for name in ("gm", "Vth", "subthreshold_swing", "hysteresis"):
+        values = getattr(tr, name)(chunk)
+        assert np.isnan(values[0]).all(), name
+        assert np.isfinite(values[1]).all(), name
+    empty = [m for s, m in chunk.issues if s == 3]
+    assert empty
+    assert all("no finite (Vg, Id) point" in m for m in empty)
+    assert all(s == 3 for s, _ in chunk.issues)
+
+
 @pytest.mark.parametrize(
     "vg", [np.linspace(-0.6, 0.6, 151), np.array([-0.6, 0.0, 0.6])], ids=["one-way", "3-point"]
 )
