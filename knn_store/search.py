@@ -91,9 +91,16 @@ def _check_grid(ks: Iterable[int], percentiles: Iterable[float]) -> tuple[list[i
     p_list = tuple(sorted({float(p) for p in percentiles}))
     if not k_list or k_list[0] < 1:
         raise InvalidParameterError(f"ks must be a non-empty set of integers >= 1, got {k_list}")
-    if not p_list or p_list[0] < 0 or p_list[-1] > 100:
+    if not p_list or not all(0 <= p <= 100 for p in p_list):  # NaN fails too
         raise InvalidParameterError(
             f"density percentiles must be a non-empty set within [0, 100], got {p_list}"
+        )
+    if len(p_list) > 1 and 0 < p_list[-1] <= 1:
+        # Fractions given as percentiles would run the whole grid at the lowest densities: a
+        # plausible table of the wrong search.
+        raise InvalidParameterError(
+            f"density percentiles {p_list} are all within (0, 1]: percentiles run from 0 to 100 "
+            f"(did you mean {tuple(round(100 * p, 6) for p in p_list)}?)"
         )
     return k_list, p_list
 

@@ -211,7 +211,7 @@ def test_swapped_labels_and_mask_files_are_refused(inputs, tmp_path, capsys) -> 
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("text", ["40:90:1e-9", "40:900:5", "90:40:5", "40,500"])
+@pytest.mark.parametrize("text", ["40:90:1e-9", "40:900:5", "90:40:5", "40,500", "0.4:0.9:0.05", "0.5,0.7"])
 def test_density_range_out_of_bounds_or_too_long_is_a_usage_error(text, capsys) -> None:
     # 40:90:1e-9 used to allocate 373 GiB (MemoryError traceback); 1e-4 ran 500,001 percentiles per k.
     with pytest.raises(SystemExit) as exc:

@@ -13,6 +13,7 @@ from distributed import get_task_stream
 from knn_store import (
     InvalidFeaturesError,
     InvalidNameError,
+    InvalidParameterError,
     KNNStore,
     best_configurations,
     grid_search,
@@ -123,6 +124,24 @@ def test_unsafe_feature_set_names_are_rejected(small_gcd, name: str) -> None:
     sets, y, labeled = small_gcd
     with pytest.raises(InvalidNameError, match="not allowed"):
         grid_search({name: sets["raw"]}, y, labeled, [3], [50], progress=False)
+
+
+@pytest.mark.parametrize(
+    ("percentiles", "match"),
+    [
+        ([0.4, 0.5, 0.9], "did you mean"),  # fractions ran the grid at the lowest densities
+        ([50, float("nan")], "within \\[0, 100\\]"),  # NaN passed the range check
+        ([-5, 50], "within \\[0, 100\\]"),
+        ([], "non-empty"),
+    ],
+)
+def test_bad_density_percentiles_are_refused_before_any_work(
+    small_gcd, tmp_path: Path, percentiles: list[float], match: str
+) -> None:
+    sets, y, labeled = small_gcd
+    with pytest.raises(InvalidParameterError, match=match):
+        grid_search(sets, y, labeled, [3], percentiles, store=tmp_path / "s", progress=False)
+    assert not (tmp_path / "s").exists() or not any((tmp_path / "s").rglob("*.json"))
 
 
 def test_label_shape_mismatch(small_gcd) -> None:
