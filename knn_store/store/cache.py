@@ -266,7 +266,8 @@ class KNNStore:
         n = x.shape[0]
         if not is_integer(k_max) or not 1 <= k_max <= n - 1:
             raise InvalidParameterError(
-                f"k_max must be an integer in [1, n - 1] = [1, {n - 1}], got {k_max!r}"
+                f"k_max (the largest k asked for) must be an integer in [1, n - 1] = [1, {n - 1}], "
+                f"got {k_max!r}"
             )
         k_max = int(k_max)
         entry = self._backend.entry(key)
@@ -388,6 +389,10 @@ class KNNStore:
         neighbors : numpy.ndarray, int32, shape (n, k)
         distances : numpy.ndarray, float32, shape (n, k)
         """
+        # Named here: ensure() would call a bad k "k_max", and skip a k_max of 0 as not given.
+        for name, value in (("k", k), ("k_max", k_max)):
+            if (value is not None or name == "k") and not (is_integer(value) and value >= 1):
+                raise InvalidParameterError(f"{name} must be an integer >= 1, got {value!r}")
         ref = self.ensure(features, max(k, k_max or k), metric, **kwargs)
         return load(ref, k)
 

@@ -248,8 +248,14 @@ def test_a_group_that_lost_its_metadata_is_recomputed(tmp_path: Path, features: 
 )
 def test_k_and_k_max_must_be_integers_in_range(tmp_path: Path, features: np.ndarray, bad: object) -> None:
     store = KNNStore(tmp_path)
-    with pytest.raises(InvalidParameterError, match="k_max must be an integer"):
+    with pytest.raises(InvalidParameterError, match=r"k_max .*must be an integer"):
         store.ensure(features, bad)  # type: ignore[arg-type]
+    # knn() names the argument it was given (its errors said k_max for a bad k; k_max=0 was skipped).
+    with pytest.raises(InvalidParameterError, match=r"^k( must|_max \(the largest k asked for\))"):
+        store.knn(features, bad)  # type: ignore[arg-type]
+    if bad is not None:
+        with pytest.raises(InvalidParameterError, match=r"^k_max .*must be an integer"):
+            store.knn(features, 3, k_max=bad)  # type: ignore[arg-type]
     ref = store.ensure(features, 7)
     for k in (bad, 8):
         with pytest.raises(InvalidParameterError, match="k must be an integer"):
