@@ -30,7 +30,7 @@ import numpy as np
 from dask_features.extractors.tau import _kernels
 from dask_features.extractors.tau._anchored import refit_anchored
 from dask_features.extractors.tau._edges import StepEdges, StepSegments, segment_step
-from dask_features.extractors.tau._gate import off_rhythm, running_median
+from dask_features.extractors.tau._gate import drifting, off_rhythm, running_median
 from dask_features.extractors.tau._status import (
     AMPLITUDE_NEIGHBOURS,
     AMPLITUDE_TOLERANCE,
@@ -68,6 +68,11 @@ class ExpFit:
         and the residual standard deviation.
     n_iter : int
         Levenberg-Marquardt iterations used by the slowest row.
+    se_c : ndarray, shape (K,)
+        Standard error of the asymptote ``c`` (the larger of the plain and the sandwich one).
+    drift_gain : ndarray, shape (K,)
+        ``d ln k / d b``: how much ln k of the fit moves, to first order, when the row gains a linear
+        drift ``b u`` (``b`` per sample, in the units of ``y``); ln tau moves by minus that.
     """
 
     k: np.ndarray
@@ -78,6 +83,8 @@ class ExpFit:
     clipped: np.ndarray
     se: np.ndarray
     n_iter: int
+    se_c: np.ndarray
+    drift_gain: np.ndarray
 
 
 def fit_exp_rows(
@@ -115,7 +122,7 @@ def fit_exp_rows(
     K, m = y.shape
     if K == 0:
         empty = np.zeros(0)
-        return ExpFit(empty, empty, empty, empty, empty, np.zeros(0, bool), empty, 0)
+        return ExpFit(empty, empty, empty, empty, empty, np.zeros(0, bool), empty, 0, empty, empty)
     start = np.full(K, np.nan) if k0 is None else np.ascontiguousarray(k0, dtype=np.float64)
     k, c, a, cost, info, n_iter = _kernels.fit_rows(y, start, int(max_iter), float(tol))
     sigma = np.sqrt(cost / max(m - 3, 1))
@@ -123,26 +130,34 @@ def fit_exp_rows(
         se = np.where(info > 0, sigma / np.sqrt(info), np.inf)
     # Noise that grows with the current makes one residual sigma too small where the information on
     # tau comes from (the noisy start of a falling transition): the larger of the two errors.
-    se = np.fmax(se, _robust_se(y, k, c, a))
+    se_robust, se_c, drift_gain = _row_errors(y, k, c, a, sigma)
+    se = np.fmax(se, se_robust)
     if diagnostics:
         r2, clipped = row_diagnostics(y, k, c, a, clip_samples=clip_samples)
     else:
         r2, clipped = np.full(K, np.nan), np.zeros(K, bool)
-    return ExpFit(k, c, a, r2, sigma, clipped, se, int(n_iter))
+    return ExpFit(k, c, a, r2, sigma, clipped, se, int(n_iter), se_c, drift_gain)
 
 
-def _robust_se(y: np.ndarray, k: np.ndarray, c: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """Heteroscedasticity-robust (sandwich, HC1) standard error of ln k of each row's fit.
+def _row_errors(
+    y: np.ndarray, k: np.ndarray, c: np.ndarray, a: np.ndarray, sigma: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Robust standard error of ln k, standard error of c and drift gain of each row's fit.
 
-    ``(J'J)^-1 J' diag(r^2) J (J'J)^-1`` for the parameters ``(c, a, ln k)`` of ``c + a exp(-k u)``,
-    ``r`` the residuals: right whatever the noise's dependence on the signal, where the plain error
-    assumes one variance for the whole row. NaN where the fit or its normal matrix is degenerate.
+    * ``se`` of ln k: heteroscedasticity-robust (sandwich, HC1), ``(J'J)^-1 J' diag(r^2) J (J'J)^-1``
+      for the parameters ``(c, a, ln k)`` of ``c + a exp(-k u)``, ``r`` the residuals: right whatever
+      the noise's dependence on the signal, where the plain error assumes one variance for the whole row.
+    * ``se`` of c: the larger of that sandwich error and the plain one (``sigma`` the residual sd).
+    * drift gain ``d ln k / d b``: the third component of ``(J'J)^-1 J'u``, the first-order change of
+      the fitted parameters when the row gains a linear drift ``b u``. It depends on k, a and m only.
+
+    NaN where the fit or its normal matrix is degenerate.
     """
     K, m = y.shape
-    out = np.full(K, np.nan)
+    out = np.full((3, K), np.nan)
     ok = np.isfinite(k) & (k > 0) & np.isfinite(c) & np.isfinite(a)
     if not ok.any() or m <= 3:
-        return out
+        return out[0], out[1], out[2]
     u = np.arange(m, dtype=np.float64)
     kk, cc, aa, yy = k[ok, None], c[ok, None], a[ok, None], y[ok]
     with np.errstate(all="ignore"):
@@ -155,20 +170,29 @@ def _robust_se(y: np.ndarray, k: np.ndarray, c: np.ndarray, a: np.ndarray) -> np
         r2e, r2g = r2 * e, r2 * g
         w11, w1e, w1g = r2.sum(1), r2e.sum(1), r2g.sum(1)
         wee, weg, wgg = (r2e * e).sum(1), (r2e * g).sum(1), (r2g * g).sum(1)
-        # Third row of S^-1 (cofactors of the symmetric 3 x 3 matrix over its determinant).
+        # First and third rows of S^-1 (cofactors of the symmetric 3 x 3 matrix over its determinant).
+        d0, d1 = see * sgg - seg * seg, sg * seg - se_ * sgg
         c0 = se_ * seg - sg * see
         c1 = sg * se_ - m * seg
         c2 = m * see - se_ * se_
         det = sg * c0 + seg * c1 + sgg * c2
+
+        def sandwich(v0: np.ndarray, v1: np.ndarray, v2: np.ndarray) -> np.ndarray:
+            var = (
+                v0 * v0 * w11
+                + v1 * v1 * wee
+                + v2 * v2 * wgg
+                + 2.0 * (v0 * v1 * w1e + v0 * v2 * w1g + v1 * v2 * weg)
+            ) * (m / (m - 3))
+            return np.where(np.isfinite(var) & (var >= 0), np.sqrt(var), np.nan)
+
         v0, v1, v2 = c0 / det, c1 / det, c2 / det
-        var = (
-            v0 * v0 * w11
-            + v1 * v1 * wee
-            + v2 * v2 * wgg
-            + 2.0 * (v0 * v1 * w1e + v0 * v2 * w1g + v1 * v2 * weg)
-        ) * (m / (m - 3))
-        out[ok] = np.where(np.isfinite(var) & (var >= 0), np.sqrt(var), np.nan)
-    return out
+        out[0, ok] = sandwich(v0, v1, v2)
+        out[1, ok] = np.fmax(sandwich(d0 / det, d1 / det, c0 / det), sigma[ok] * np.sqrt(d0 / det))
+        # J'u = (sum u, sum u e, sum u g), with sum u e = -sum g / (a k).
+        sue = -sg / (aa[:, 0] * kk[:, 0])
+        out[2, ok] = v0 * (m * (m - 1) / 2.0) + v1 * sue + v2 * (g * u).sum(1)
+    return out[0], out[1], out[2]
 
 
 def row_diagnostics(
@@ -233,12 +257,13 @@ def _fit_bucket(y: np.ndarray, groups: np.ndarray, clip_samples: int) -> ExpFit:
     bins = np.maximum(1, np.minimum(tau0 // SAMPLES_PER_BIN_TAU, m // 16)).astype(np.int64)
     k, c, a = np.full(K, np.nan), np.full(K, np.nan), np.full(K, np.nan)
     sigma, se, n_iter = np.full(K, np.nan), np.full(K, np.nan), 0
+    se_c, gain = np.full(K, np.nan), np.full(K, np.nan)
     for b in np.unique(bins).tolist():
         rows = np.flatnonzero(bins == b)
         if b == 1:
             f = fit_exp_rows(y[rows], k0=k0[rows], diagnostics=False)
             k[rows], c[rows], a[rows], sigma[rows] = f.k, f.c, f.a, f.sigma
-            se[rows] = f.se
+            se[rows], se_c[rows], gain[rows] = f.se, f.se_c, f.drift_gain
         else:
             nbin = m // b
             yb = y[rows, : nbin * b].reshape(rows.size, nbin, b).mean(axis=2)
@@ -248,10 +273,24 @@ def _fit_bucket(y: np.ndarray, groups: np.ndarray, clip_samples: int) -> ExpFit:
                 a[rows] = f.a * b * np.expm1(-k[rows]) / np.expm1(-k[rows] * b)
             c[rows], sigma[rows] = f.c, f.sigma * np.sqrt(b)
             se[rows] = f.se  # ln tau shifts by ln b under binning: its standard error does not change
+            # A drift of d per sample is one of d b per bin (bin means of a line lie on a line).
+            se_c[rows], gain[rows] = f.se_c, f.drift_gain * b
         n_iter = max(n_iter, f.n_iter)
     r2, clipped = row_diagnostics(y, k, c, a, clip_samples=clip_samples)
-    return ExpFit(k, c, a, r2, sigma, clipped, se, n_iter)
+    return ExpFit(k, c, a, r2, sigma, clipped, se, n_iter, se_c, gain)
 
+
+#: Fits whose asymptote is a level of their direction: they measure a drift (see ``_gate.drifting``).
+_LEVEL_STATUSES = np.array(
+    [
+        TauStatus.OK,
+        TauStatus.TAU_OUT_OF_RANGE,
+        TauStatus.NOT_SETTLED,
+        TauStatus.MISFIT,
+        TauStatus.LOW_R2,
+        TauStatus.IMPRECISE,
+    ]
+)
 
 FIELDS: dict[str, str] = {
     "cycle": "int64",
@@ -356,7 +395,7 @@ def fit_chunk(
     current = np.ascontiguousarray(current, dtype=np.float64)
 
     k = np.full((total, 2), np.nan)
-    c, a, r2, sig, se = k.copy(), k.copy(), k.copy(), k.copy(), k.copy()
+    c, a, r2, sig, se, se_c, gain = k.copy(), k.copy(), k.copy(), k.copy(), k.copy(), k.copy(), k.copy()
     clipped = np.zeros((total, 2), bool)
     gstart = start_idx + offsets[:-1][step_of_row][:, None]
     fit_mask = status == TauStatus.OK
@@ -372,7 +411,7 @@ def fit_chunk(
         rr, dd, y = rr[finite], dd[finite], y[finite]
         f = _fit_bucket(y, step_of_row[rr] * 2 + dd, clip_samples)
         k[rr, dd], c[rr, dd], a[rr, dd], r2[rr, dd], sig[rr, dd] = f.k, f.c, f.a, f.r2, f.sigma
-        se[rr, dd] = f.se
+        se[rr, dd], se_c[rr, dd], gain[rr, dd] = f.se, f.se_c, f.drift_gain
         clipped[rr, dd] = f.clipped
 
     refit_anchored(
@@ -429,6 +468,14 @@ def fit_chunk(
         ]
     for mask, code in checks:
         status[fitted & (status == TauStatus.OK) & mask] = code
+    # The drift is judged on the half-cycles that passed every other check and measured on every fit
+    # whose asymptote is a level of that direction (also imprecise or misfitting ones, weighted by their
+    # precision; not flat, clipped, misplaced or off-amplitude ones). Anchored refits keep the free fit's
+    # se_c and gain (fast transitions, which a drift hardly moves).
+    spp = np.array([e.samples_per_period for e in edges])[step_of_row]
+    judged = fitted & (status == TauStatus.OK)
+    usable = fitted & np.isin(status, _LEVEL_STATUSES) & np.isfinite(c) & np.isfinite(se_c)
+    status[drifting((c, se_c, gain, se), judged, usable, step_of_row, out["cycle"], spp)] = TauStatus.DRIFT
 
     dt_row = dt[step_of_row][:, None]
     sc = scale[step_of_row][:, None]

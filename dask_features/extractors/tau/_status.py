@@ -28,6 +28,14 @@ RHYTHM_Z = 6.0
 MIN_AMPLITUDE_SD = 2.0
 #: tau shorter than this many sample intervals cannot be resolved: the transition is over within a sample.
 MIN_TAU_SAMPLES = 0.5
+#: The baseline drift of a half-cycle is measured on the fitted asymptotes of the cycles within this many
+#: cycles of it (same step and direction); it must differ from 0 by more than DRIFT_Z standard errors and
+#: move ln tau by more than its standard error and more than DRIFT_MIN_SHIFT. The floor keeps noise-free
+#: fits (se ~1e-10, asymptotes that differ between cycles by rounding) from being flagged: 1e-4 is ten
+#: times the fit's convergence tolerance on ln tau.
+DRIFT_NEIGHBOURS = 2
+DRIFT_Z = 4.0
+DRIFT_MIN_SHIFT = 1e-4
 
 
 class TauStatus(IntEnum):
@@ -70,3 +78,6 @@ class TauStatus(IntEnum):
     MISFIT = 14
     #: the standard error of tau exceeds ``max_rel_se`` (too few samples per tau, or too much noise).
     IMPRECISE = 15
+    #: the baseline drifts (the fitted asymptote moves from cycle to cycle) enough to move tau by more than
+    #: its standard error: the model has no drift term, so tau would be biased.
+    DRIFT = 16

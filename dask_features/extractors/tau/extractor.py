@@ -42,9 +42,12 @@ transitions in which |I| rises, tau_off of those in which |I| falls**, whatever 
    ln tau (the relative standard error of tau). A half-cycle is OK only if its edge is where the
    period puts it (its window lies between its own edges), its amplitude agrees with the step's
    swing (the median of its neighbouring cycles), the fitted curve settles within the window, the
-   residual is consistent with the step's local noise (plus the cycle-averaged shape's own misfit)
-   and tau is precise (``se <= max_rel_se``); otherwise tau is NaN and ``status_on`` /
-   ``status_off`` give the reason. R^2, se, amplitude and offset stay as diagnostics where computed.
+   residual is consistent with the step's local noise (plus the cycle-averaged shape's own misfit),
+   tau is precise (``se <= max_rel_se``) and the baseline does not drift enough to move tau by more
+   than its standard error (the model has no drift term; the drift is the slope of the fitted
+   asymptotes over the neighbouring cycles, its effect on tau the fit's first-order sensitivity to a
+   linear term); otherwise tau is NaN and ``status_on`` / ``status_off`` give the reason. R^2, se,
+   amplitude and offset stay as diagnostics where computed.
 
 Relation to autotau: autotau (``CyclesAutoTauFitter``) picks, by adjusted R^2, the best window of
 20-33 % of the period among all start positions in the first two periods and applies its offset to
@@ -73,6 +76,8 @@ Status codes (``status_on``, ``status_off``; ``status`` is ``status_on`` if non-
 13 NOT_SETTLED      tau above 0.6 window: the curve does not settle within the window
 14 MISFIT           residual variance above 3x (+ 5 chi-square sd) the local noise + the profile's misfit
 15 IMPRECISE        standard error of tau above ``max_rel_se`` (default 5 %)
+16 DRIFT            the baseline drifts (asymptotes move over the cycles, > 4 sd) enough to move tau by
+                    more than its standard error
 == ================ ===================================================================================
 """
 

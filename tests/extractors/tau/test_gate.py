@@ -102,3 +102,39 @@ def test_precision_gate_and_standard_error() -> None:
     assert np.std(np.log(rel)) == pytest.approx(np.median(loose["se_on"][1:-1]), rel=0.35)
     kept = strict["status_on"] == TauStatus.OK
     assert (strict["se_on"][kept] <= 0.05).all()
+
+
+@pytest.mark.parametrize(
+    ("drift", "snr"),
+    [(0.0, 40.0), (0.0, 60.0), (1.0, 40.0), (2.0, 40.0), (-2.0, 60.0), (4.0, 40.0)],
+)
+def test_a_drifting_baseline_is_flagged_not_reported_biased(drift: float, snr: float) -> None:
+    # A baseline drifting linearly by `drift` x the swing over the record: the model has no drift term,
+    # so tau came out 7-35 % off (2x over 12 cycles: 13-15 % at 40 dB, 7-9 % at 60 dB) and was reported
+    # OK. The drift is measured across cycles (the fitted asymptotes move); where it moves tau by more
+    # than its standard error the half-cycle is DRIFT. At zero drift nothing is flagged.
+    t, y = _step(snr=snr, n_cycles=12)
+    y = y + drift * 0.9e-3 * t / (t[-1] + DT)
+    f = tau_on_off(_chunk(t, y)).fields
+    complete = (f["cycle"] >= 0) & (f["cycle"] < f["cycle"].max())
+    for name in ("on", "off"):
+        status, tau = f[f"status_{name}"], f[f"tau_{name}"]
+        ok = status == TauStatus.OK
+        assert (np.abs(tau[ok] / TAU_ON - 1) <= 0.05).all()
+        if drift == 0:
+            assert ok[complete].all()
+        else:
+            assert (status[complete] == TauStatus.DRIFT).all()
+            assert np.isnan(tau[complete]).all()
+
+
+def test_a_swing_drifting_at_its_high_level_flags_only_the_rises() -> None:
+    # The high level grows by 2x the swing over the record, the low level stays: only the rising
+    # half-cycles settle on a drifting asymptote; the falling ones are unbiased and stay OK.
+    t, y = _step(snr=40.0, n_cycles=12)
+    y = 1e-4 + (y - 1e-4) * (1 + 2 * t / (t[-1] + DT))
+    f = tau_on_off(_chunk(t, y)).fields
+    complete = (f["cycle"] >= 0) & (f["cycle"] < f["cycle"].max())
+    assert (f["status_on"][complete] == TauStatus.DRIFT).all()
+    assert (f["status_off"][complete] == TauStatus.OK).all()
+    assert np.abs(f["tau_off"][complete] / TAU_OFF - 1).max() < 0.05
