@@ -32,6 +32,11 @@ KAPPA0 = 2.0
 """Initial scaled rate: oect-infra's initial guess ``tau = duration / 2``."""
 KAPPA_MAX = 1e7
 """Largest scaled rate searched (tau = duration / 1e7, far below any sampling interval)."""
+MIN_TAU_GAPS = 0.5
+"""Smallest tau resolved, in intervals between the window's first two samples (as ``tau_on_off``'s
+``MIN_TAU_SAMPLES``): a faster fit has fallen by more than e^-2 at the second sample, so it is set by the
+level the current drops to (a drop to 1e-6 within one sample fits tau = 0.072 intervals, to 1e-3 0.145,
+the same as an exact exponential falling 1e-3 per sample), not by a decay the samples show."""
 _EXPAND = 16.0
 _RTOL = 1e-11
 _MAX_ITER = 100
@@ -150,8 +155,9 @@ def fit_exponential_rates(w: BatchWindows) -> tuple[np.ndarray, np.ndarray]:
     status : ndarray of int8, shape (s,)
         0 fitted; 1 no decay: ``h'(0) <= 0`` and ``h'`` < 0 at the initial guess, so the best fit
         with ``tau > 0`` is the limit ``kappa -> 0`` (a constant); 2 too fast: no optimum below
-        ``KAPPA_MAX`` (the residual keeps falling as ``tau -> 0``: the current drops within a
-        sample); 3 not converged within the iteration limit.
+        ``KAPPA_MAX`` (the residual keeps falling as ``tau -> 0``), or one with tau below
+        :data:`MIN_TAU_GAPS` intervals between the window's first two samples: either way the current
+        drops within a sample and tau is not resolved; 3 not converged within the iteration limit.
     """
     s = len(w.rows)
     kappa = np.full(s, KAPPA0)
@@ -212,6 +218,8 @@ def fit_exponential_rates(w: BatchWindows) -> tuple[np.ndarray, np.ndarray]:
         kappa[ids] = np.where(g == 0, k, nxt)
         active[ids[converged]] = False
     status[active] = 3
+    first_gap = w.u[w.starts[:-1] + 1] - w.u[w.starts[:-1]]  # every window has >= 3 samples
+    status[(status == 0) & (kappa * first_gap * MIN_TAU_GAPS > 1.0)] = 2
     kappa[status != 0] = np.nan
     return kappa, status
 

@@ -254,7 +254,8 @@ def _check_decay(params: Mapping[str, Any]) -> None:
 
 
 _DECAY_UNRESOLVED = {
-    2: "decay_time: |I| falls within one sample (the fit tends to tau -> 0); tau not resolved",
+    2: "decay_time: |I| falls within one sample (fitted tau below half a sample interval, or tending to "
+    "0): the transition is faster than the sampling resolves; tau not resolved",
     3: "decay_time: the least-squares fit did not converge",
 }
 
@@ -330,8 +331,10 @@ def decay_time(
     method : {"exponential", "linear"}, default "exponential"
         ``exponential``: the least-squares fit above. Steps whose current does not decay (the best
         fit is a constant or rising current) give ``inf``, the limit the bounded fit tends to. Steps
-        whose current drops within one sample (the fit tends to ``tau -> 0``) give NaN (reported):
-        oect-infra reports wherever its optimiser stopped, or a half-life estimate, for those.
+        whose current drops within one sample (the fit tends to ``tau -> 0``, or its tau is below half
+        the interval between the window's first two samples, where it is set by the level the current
+        drops to rather than by a decay the samples resolve) give NaN (reported): oect-infra reports
+        wherever its optimiser stopped, or a half-life estimate, for those.
         ``linear``: ``tau = -1 / slope`` of a straight line fitted to ``ln |I|``
         against time (negative for a rising current, as in oect-infra).
 

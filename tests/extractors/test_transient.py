@@ -258,15 +258,33 @@ def test_decay_time_linear_matches_polyfit() -> None:
         np.testing.assert_allclose(value, -1 / np.polyfit(t - t[0], np.log(y), 1)[0], rtol=1e-9)
 
 
-def test_decay_time_faster_than_the_sampling_is_reported() -> None:
-    t = np.arange(100) * DT
-    geometric = 1e-3 ** np.arange(100.0)  # tau = DT / ln(1000): resolved, although within ~1 sample
-    underflow = np.maximum(np.exp(-t / 1e-6), 1e-300)  # every term of the fit underflows
-    chunk = make_chunk([geometric, underflow])
+FASTER_THAN_THE_SAMPLING = {
+    # A drop within one sample to a low plateau: the fitted tau is set by the plateau's level, not by the
+    # decay (1e-6: 0.072 sample intervals, 1e-3: 0.145), and least squares cannot tell it from an exact
+    # exponential that falls as fast (1e-3 per sample gives the same 0.145).
+    "drop to 1e-9": np.r_[1.0, np.full(99, 1e-9)],
+    "drop to 1e-6": np.r_[1.0, np.full(99, 1e-6)],
+    "drop to 1e-3": np.r_[1.0, np.full(99, 1e-3)],
+    "1e-3 per sample": 1e-3 ** np.arange(100.0),
+    "tau 0.4 sample": np.exp(-np.arange(100) / 0.4),
+    "underflow": np.maximum(np.exp(-np.arange(100) * DT / 1e-6), 1e-300),  # every term of the fit underflows
+}
+
+
+@pytest.mark.parametrize("name", FASTER_THAN_THE_SAMPLING)
+def test_decay_time_faster_than_the_sampling_is_reported(name: str) -> None:
+    chunk = make_chunk([np.exp(-np.arange(100) / 20.0), FASTER_THAN_THE_SAMPLING[name]])
     got = transient.decay_time(chunk, fit_range=(0.0, 1.0))
-    np.testing.assert_allclose(got[0], DT / np.log(1000), rtol=1e-7)
+    np.testing.assert_allclose(got[0], 20 * DT, rtol=1e-7)
     assert np.isnan(got[1])
     assert [(s, "within one sample" in m) for s, m in chunk.issues] == [(1, True)]
+
+
+@pytest.mark.parametrize("tau_samples", [0.6, 1.0, 2.0])
+def test_decay_time_of_a_decay_the_sampling_resolves(tau_samples: float) -> None:
+    chunk = make_chunk([np.exp(-np.arange(100) / tau_samples)])
+    np.testing.assert_allclose(transient.decay_time(chunk, fit_range=(0.0, 1.0)), tau_samples * DT, rtol=1e-7)
+    assert chunk.issues == []
 
 
 def test_decay_time_too_few_samples_are_reported() -> None:
