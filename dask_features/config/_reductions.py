@@ -27,14 +27,14 @@ __all__ = ["QUIET_METHODS", "QUIET_REDUCTIONS"]
 _DDOF = frozenset({"std", "var", "nanstd", "nanvar"})
 
 
-def _axes(axis: Any, ndim: int) -> tuple[int, ...]:
-    """The reduced axes, as NumPy reads ``axis``; ValueError/TypeError where NumPy raises."""
+def _axes(axis: Any, ndim: int) -> tuple[int, ...] | None:
+    """The reduced axes, as NumPy reads ``axis``; None where NumPy raises (TypeError for a non-integer)."""
     if axis is None:
         return tuple(range(ndim))
     axes = tuple(operator.index(a) for a in (axis if isinstance(axis, tuple) else (axis,)))
     axes = tuple(a + ndim if a < 0 else a for a in axes)
     if any(not 0 <= a < ndim for a in axes) or len(set(axes)) != len(axes):
-        raise ValueError(f"axis {axis} is out of bounds or repeated for {ndim} dimensions")
+        return None  # out of bounds or repeated: NumPy words the error
     return axes
 
 
@@ -55,6 +55,8 @@ def _quiet(name: str) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         try:
             axes = _axes(given.get("axis"), x.ndim)
+            if axes is None:
+                return fn(*args, **kwargs)
             threshold = given.get("ddof", 0) if name in _DDOF else 0
             values = ~np.isnan(x) if skips_nan and x.dtype.kind in "fc" else np.ones(x.shape, dtype=bool)
             empty = np.asarray(np.sum(values, axis=axes, keepdims=True) <= threshold)

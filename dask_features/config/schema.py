@@ -52,8 +52,9 @@ RESERVED_NAMES = frozenset(
 #: Bumped when the meaning of a config changes in a way old outputs cannot reflect. 2: values and
 #: flags of this version differ from 1's where 1 was wrong (tau of clipped half-cycles, derived
 #: values that were ±inf, a zero off current), so outputs of 1 are moved aside and recomputed, never
-#: mixed with these.
-HASH_SCHEMA = 2
+#: mixed with these. 3: likewise (tau of a drifting baseline, a sub-sample decay_time, a gm peak
+#: beyond the sweep end passed as inside it).
+HASH_SCHEMA = 3
 # Keys of a feature entry (oect-infra's FeatureSpec). Other keys are ignored as oect-infra ignores
 # them, except one that is a near miss of these: a misspelled `params` would run the extractor with
 # its defaults under the feature's name, a plausible wrong number.
