@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -255,9 +254,13 @@ def _detect_group(
     if nb >= 20:
         wrapped = np.concatenate([var[:, -2:], var, var[:, :2]], axis=1)
         var = np.sort(np.lib.stride_tricks.sliding_window_view(wrapped, 5, axis=1), axis=2)[:, :, 2]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN step has no noise: handled below
-        med = np.nanmedian(np.where(np.isfinite(var), var, np.nan), axis=1)
+    # An all-NaN step has no noise (handled below); left out of nanmedian, which would warn, rather
+    # than silenced with catch_warnings, which is not thread-safe (the threads of a local run).
+    finite = np.isfinite(var)
+    some = finite.any(axis=1)
+    med = np.full(len(var), np.nan)
+    if some.any():
+        med[some] = np.nanmedian(np.where(finite, var, np.nan)[some], axis=1)
     # Floor for noise-free input, where any contrast would pass.
     floor = np.maximum(np.where(np.isfinite(med), med, 0.0) * 1e-4, 1e-18)
     var = np.maximum(np.where(np.isfinite(var), var, floor[:, None]), floor[:, None])
