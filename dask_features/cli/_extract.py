@@ -147,7 +147,14 @@ def summary(result: Any, client: Any = None, config: Any = None, memory_limit: s
 def _dry_run(args: argparse.Namespace, config: Any) -> int:
     from dask_features.engine.names import output_stems
     from dask_features.engine.output import is_complete
-    from dask_features.engine.plan import bundle_jobs, expand_inputs, item_path, make_job, open_item
+    from dask_features.engine.plan import (
+        bundle_jobs,
+        expand_inputs,
+        item_path,
+        make_job,
+        missing_steps,
+        open_item,
+    )
     from dask_features.engine.versions import folder_hash, folder_name
 
     items, root = expand_inputs(list(args.data))
@@ -155,7 +162,7 @@ def _dry_run(args: argparse.Namespace, config: Any) -> int:
     # Outputs of another version of the config are moved aside by a real run, so none is up to date.
     same_version = folder_hash(folder) == config.hash
     stems = output_stems([item_path(i) for i in items], root)
-    run, up_to_date, unreadable = [], 0, 0
+    run, up_to_date, unreadable, failing = [], 0, 0, 0
     print(f"{'experiment':40s} {'transfer':>8s} {'transient':>9s} {'chunks':>6s} {'est. s':>7s}  status")
     for item in items:
         path = item_path(item)
@@ -171,9 +178,11 @@ def _dry_run(args: argparse.Namespace, config: Any) -> int:
         exp = job.experiment
         done = not args.force and same_version and is_complete(folder, config, path, job.stem)
         up_to_date += done
-        if not done:
+        why = None if done else missing_steps(exp, config)  # as the run would fail it
+        failing += why is not None
+        if not done and why is None:
             run.append(job)
-        status = "up to date" if done else "would run"
+        status = "up to date" if done else "would run" if why is None else f"would fail: {why}"
         print(
             f"{name:40s} {exp.n_transfer_steps:8d} {exp.n_transient_steps:9d} {len(job.chunks):6d} "
             f"{job.seconds:7.2f}  {status}"
@@ -184,7 +193,7 @@ def _dry_run(args: argparse.Namespace, config: Any) -> int:
     workers = args.workers or os.cpu_count() or 1
     print(
         f"would run {len(run)} experiment(s) as {tasks} task(s) ({sum(len(j.chunks) for j in run)} chunks); "
-        f"{up_to_date} up to date, {unreadable} unreadable"
+        f"{up_to_date} up to date, {unreadable} unreadable" + (f", {failing} would fail" if failing else "")
     )
     print(
         f"estimated work {work:.1f} s of CPU: about {work / workers:.1f} s on {workers} worker(s); "

@@ -33,7 +33,9 @@ def _describe(exp: Any) -> list[str]:
         f"  format: {exp.format_version}, {exp.file_size / 1e6:.2f} MB"
         + (f", status {exp.status}" if exp.status else ""),
         f"  transfer: {exp.n_transfer_steps} steps, up to {exp.transfer_max_points} points per sweep",
-        f"  transient: {exp.n_transient_steps} steps, {exp.transient_total_points} samples, step boundaries "
+        f"  transient: unavailable ({exp.transient_unavailable})"
+        if exp.transient_unavailable is not None
+        else f"  transient: {exp.n_transient_steps} steps, {exp.transient_total_points} samples, step boundaries "
         + ("from the index columns" if exp.has_transient_index else "inferred (no index columns)"),
         f"  workflow: {_workflow(exp)}",
     ]

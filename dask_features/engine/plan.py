@@ -274,7 +274,12 @@ def make_job(
 
 
 def missing_steps(experiment: Experiment, config: FeatureConfig) -> str | None:
-    """Why ``config`` cannot run on ``experiment`` (it has no step of any source ``config`` reads), or None."""
+    """Why ``config`` cannot run on ``experiment`` (data of a source ``config`` reads cannot be read,
+    or it has no step of any of them), or None."""
+    for s in config.sources:
+        why = get_source(s).unavailable(experiment)
+        if why is not None:
+            return why
     counts = {s: get_source(s).n_steps(experiment) for s in config.sources}
     if any(counts.values()):
         return None

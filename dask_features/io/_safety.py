@@ -13,7 +13,8 @@ The file's attributes are read (cleaned, of bounded size) by :mod:`dask_features
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Collection
 from typing import Any
 
 import h5py
@@ -24,6 +25,7 @@ __all__ = [
     "ALLOW_ENV",
     "OPTIONAL_PATHS",
     "READ_PATHS",
+    "TRANSIENT_PATHS",
     "allowed_folder",
     "check_storage",
 ]
@@ -58,6 +60,9 @@ READ_PATHS = (
 #: Of :data:`READ_PATHS`, those a file may lack: a soft link to them that cannot be followed is a
 #: problem of the file (the object is not read), not a failure of it.
 OPTIONAL_PATHS = frozenset({"raw/workflow"})
+#: Of :data:`READ_PATHS`, the transient data: optional to a reader of the transfer data only (the
+#: opener passes them as ``optional`` and reports the transient data unavailable).
+TRANSIENT_PATHS = frozenset({"transient/measurement_data", "transient/step_info_table"})
 #: Most soft links the walk to one object follows (HDF5 itself follows up to 16, unchecked beyond
 #: this: a longer chain is refused).
 _MAX_SOFT_LINKS = 8
@@ -85,6 +90,23 @@ def _exists(links: Any, key: bytes) -> bool:
         return False
 
 
+def _follow_external(f: h5py.File, path: str, here: str) -> None:
+    """Raise MissingGroupError when the external link ``here`` (its target allowed) cannot be
+    followed: no such file, no such object in it, not HDF5. HDF5 would answer later with a bare
+    KeyError, or a lookup below it with "missing dataset", naming neither the link nor its target."""
+    name, obj = (os.fsdecode(v) for v in f.id.links.get_val(here.encode()))
+    try:
+        h5py.h5o.open(f.id, here.encode())  # opens the target file (inside the allowed folder)
+    except (KeyError, OSError, RuntimeError) as exc:
+        if not any(os.path.exists(c) for c in _candidates(name, path)):
+            why = "points at nothing (no such file)"
+        else:  # HDF5's reason is the last parenthesis of its message
+            text = str(exc.args[0]) if exc.args else str(exc)
+            found = re.search(r"\(([^()]*)\)\s*$", text)
+            why = f"cannot be followed ({found.group(1) if found else text})"
+        raise MissingGroupError(path, f"external link '{here}' -> '{name}:{obj}' {why}") from None
+
+
 def _dangling(path: str, followed: list[tuple[str, str, int]], i: int, n: int) -> None:
     """Raise MissingGroupError when component ``i`` (of ``n``), found absent, lies in the target of
     a soft link followed: innermost first, a link's target is all but the ``tail`` components that
@@ -98,7 +120,7 @@ def _check_path(
     f: h5py.File,
     path: str,
     name: str,
-    refuse: Callable[[str, str, str], None],
+    refuse: Callable[[str, str, str], bool],
     kinds: dict[str, int | None],
 ) -> Any:
     """Walk ``name`` one link at a time with low-level calls, so no external link is ever followed.
@@ -106,7 +128,8 @@ def _check_path(
     ``kinds`` caches each link's type (None: no such link) for the walks of one check: the read
     paths share their groups, so each group link is looked up once. Returns the object opened at
     the end of the walk, or None when the walk stopped before it (no such object, an external link).
-    Raises MissingGroupError for a soft link that points at nothing, ExperimentFormatError for
+    Raises MissingGroupError for a soft link that points at nothing or an external link (allowed)
+    that cannot be followed, ExperimentFormatError for
     soft links that loop or more than :data:`_MAX_SOFT_LINKS` of them (``path`` names the file):
     HDF5 would answer these with a bare KeyError or RuntimeError naming neither the file nor the
     link, and a chain longer than the walk follows would be read unchecked.
@@ -129,7 +152,8 @@ def _check_path(
             _dangling(path, followed, i, len(parts))
             return None
         if kind == h5py.h5l.TYPE_EXTERNAL:
-            refuse(here, "an external link", str(f.get(here, getlink=True).filename))
+            if not refuse(here, "an external link", str(f.get(here, getlink=True).filename)):
+                _follow_external(f, path, here)  # allowed: HDF5 follows it when it is read
             return None
         if kind == h5py.h5l.TYPE_SOFT:
             # The walk from here depends only on this state: meeting it again, it never ends.
@@ -169,7 +193,8 @@ def check_storage(
     allow_in: str | None = None,
     names: tuple[str, ...] = READ_PATHS,
     *,
-    skipped: dict[str, str] | None = None,
+    skipped: dict[str, ExperimentFormatError] | None = None,
+    optional: Collection[str] = OPTIONAL_PATHS,
 ) -> dict[str, Any]:
     """Refuse external links, virtual datasets and external raw storage (unless inside ``allow_in``),
     and soft links that cannot be followed.
@@ -186,9 +211,11 @@ def check_storage(
     names : tuple of str, default :data:`READ_PATHS`
         The objects that will be read.
     skipped : dict, optional
-        Filled with name -> problem for each of :data:`OPTIONAL_PATHS` left out because a soft
-        link on its way cannot be followed (its problem names the file); without it they are
-        left out silently.
+        Filled with name -> error (naming the file and the link) for each of ``optional`` left
+        out because a link on its way cannot be followed; without it they are left out silently.
+    optional : collection of str, default :data:`OPTIONAL_PATHS`
+        The names a broken link only leaves out (e.g. also :data:`TRANSIENT_PATHS` for a reader
+        of the transfer data); a broken link to any other name is an error.
 
     Returns
     -------
@@ -204,15 +231,17 @@ def check_storage(
         Naming the object, the kind of reference and the target; or soft links that loop or
         that chain more than :data:`_MAX_SOFT_LINKS` deep, naming the link.
     MissingGroupError
-        A soft link where a required object should be points at nothing (naming the link and
-        its target).
+        A soft link where a required object should be points at nothing, or an external link
+        (allowed) there cannot be followed (naming the link and its target).
     """
     allow_in = allowed_folder(allow_in) or None
     problems: list[str] = []
 
-    def refuse(name: str, kind: str, target: str) -> None:
-        if not all(_inside(c, allow_in) for c in _candidates(target, path)):
-            problems.append(f"'{name}' is {kind} to {target!r}")
+    def refuse(name: str, kind: str, target: str) -> bool:
+        if all(_inside(c, allow_in) for c in _candidates(target, path)):
+            return False
+        problems.append(f"'{name}' is {kind} to {target!r}")
+        return True
 
     kinds: dict[str, int | None] = {}
     opened: dict[str, Any] = {}
@@ -220,7 +249,7 @@ def check_storage(
     for name in names:
         try:
             opened[name] = _check_path(f, path, name, refuse, kinds)
-        except ExperimentFormatError as exc:  # a soft link that cannot be followed
+        except ExperimentFormatError as exc:  # a link that cannot be followed
             broken[name] = exc
     if problems:
         where = f"inside {allow_in}" if allow_in else "outside the file"
@@ -229,9 +258,9 @@ def check_storage(
             f"refused: reads data {where}: {'; '.join(dict.fromkeys(problems))}"
             + ("" if allow_in else f"; to allow targets inside one folder set {ALLOW_ENV}=FOLDER"),
         )
-    fatal = [exc for name, exc in broken.items() if name not in OPTIONAL_PATHS]
+    fatal = [exc for name, exc in broken.items() if name not in optional]
     if fatal:  # the objects of one group share its broken link: each problem said once
         raise type(fatal[0])(path, "; ".join(dict.fromkeys(exc.problem for exc in fatal)))
     if skipped is not None:
-        skipped.update({name: str(exc) for name, exc in broken.items()})
+        skipped.update(broken)
     return {name: obj for name, obj in opened.items() if obj is not None}

@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 import h5py
 import numpy as np
 
-from dask_features.errors import StepRangeError
+from dask_features.errors import MissingGroupError, StepRangeError
 from dask_features.io import _layout as layout
 from dask_features.io import _read
-from dask_features.io._safety import allowed_folder, check_storage
+from dask_features.io._safety import OPTIONAL_PATHS, TRANSIENT_PATHS, allowed_folder, check_storage
 from dask_features.io.chunks import ChunkMeta, TransferChunk, TransientChunk
 from dask_features.io.workflow import (
     WorkflowStep,
@@ -105,6 +105,11 @@ class Experiment:
         Whether the transient step ranges were checked against the data when the file was opened
         (skipped when the opener reads no transient data); if not, they are checked before the
         first transient read.
+    transient_unavailable : str or None
+        Why the transient data cannot be read (a link to them that cannot be followed, naming the
+        link and its target), None when they can (or the file has none). The handle then has no
+        transient steps, the reason is among :attr:`problems`, and its transient reads raise
+        ``MissingGroupError``.
     """
 
     path: str
@@ -129,6 +134,7 @@ class Experiment:
     problems: tuple[str, ...] = ()
     external_in: str | None = field(default=None, repr=False)
     transient_index_checked: bool = field(default=False, repr=False, compare=False)
+    transient_unavailable: str | None = None
     # Step boundaries inferred for files without index columns (None when the table has them).
     _inferred_offsets: tuple[int, ...] | None = field(default=None, repr=False)
 
@@ -165,6 +171,8 @@ class Experiment:
         return self._table("transient", start, stop)
 
     def _table(self, group: str, start: int, stop: int | None) -> pd.DataFrame:
+        if group == "transient":
+            self._check_transient()
         with self._open() as f:
             ds = layout.dataset(f, self.path, f"{group}/step_info_table")
             rows = ds[start:stop]
@@ -216,9 +224,14 @@ class Experiment:
         try:
             if (*key, allowed) not in _CHECKED:
                 # A handle pickled to another process (a worker reading a chunk), or a file replaced
-                # since it was checked: refuse external data again before anything is read.
-                check_storage(f, self.path, allowed)
-                _CHECKED.add((*key, allowed))
+                # since it was checked: refuse external data again before anything is read. Transient
+                # data behind a broken link stop only transient reads (the check is then not
+                # remembered, so a transient read checks again and names the link).
+                skipped: dict[str, Any] = {}
+                optional = OPTIONAL_PATHS if transient else OPTIONAL_PATHS | TRANSIENT_PATHS
+                check_storage(f, self.path, allowed, skipped=skipped, optional=optional)
+                if not skipped.keys() & TRANSIENT_PATHS:
+                    _CHECKED.add((*key, allowed))
             if transient and not self.transient_index_checked and key not in _INDEX_CHECKED:
                 # Opened for transfer data only: no sample range is used before it is checked.
                 layout.check_transient(f, self.path)
@@ -227,6 +240,11 @@ class Experiment:
             f.close()
             raise
         return f
+
+    def _check_transient(self) -> None:
+        """Raise MissingGroupError, naming the link, when the transient data cannot be read."""
+        if self.transient_unavailable is not None:
+            raise MissingGroupError(self.path, self.transient_unavailable)
 
     def _check_range(self, kind: str, start: int, stop: int, n: int) -> None:
         if not 0 <= start <= stop <= n:
@@ -269,6 +287,7 @@ class Experiment:
 
     def transient_bounds(self, start: int, stop: int) -> np.ndarray:
         """Sample ranges of transient steps ``[start, stop)`` as an (n, 2) array of [begin, end)."""
+        self._check_transient()
         self._check_range("transient", start, stop, self.n_transient_steps)
         with self._open(transient=True) as f:
             return self._bounds(layout.dataset(f, self.path, "transient/step_info_table"), start, stop)
@@ -293,6 +312,7 @@ class Experiment:
             per-step ``period`` [s], ``time_step`` [s] and ``duty`` from the step parameters, or from
             the workflow when the table has none (NaN when neither says).
         """
+        self._check_transient()
         self._check_range("transient", start, stop, self.n_transient_steps)
         n = stop - start
         # One opening for the bounds and the samples: they come from the same version of the file.

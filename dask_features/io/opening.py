@@ -19,6 +19,7 @@ import h5py
 
 from dask_features.errors import (
     DaskFeaturesWarning,
+    ExperimentFormatError,
     ExperimentNotFoundError,
     FormatVersionError,
     MissingGroupError,
@@ -27,7 +28,7 @@ from dask_features.errors import (
 )
 from dask_features.io import _layout as layout
 from dask_features.io._attributes import read_attributes
-from dask_features.io._safety import allowed_folder, check_storage
+from dask_features.io._safety import OPTIONAL_PATHS, TRANSIENT_PATHS, allowed_folder, check_storage
 from dask_features.io.hdf5 import Experiment, remember_checked
 from dask_features.io.workflow import WorkflowError, parse_workflow
 
@@ -64,6 +65,11 @@ def open_experiment(
         The data the caller will read (``"transfer"``, ``"transient"``); default: all. Without
         ``"transient"`` the transient step ranges are checked only before the handle first reads
         transient data, so a broken transient index does not stop reading the transfer sweeps.
+        Transient data behind a link that cannot be followed (a soft link that points at nothing or
+        loops, an allowed external link to a missing file or object) fail the file only when
+        ``sources`` names ``"transient"``; otherwise the handle reports them unavailable
+        (:attr:`~dask_features.io.hdf5.Experiment.transient_unavailable`, a problem of the file, no
+        transient steps) and its transient reads raise ``MissingGroupError`` naming the link.
 
     Returns
     -------
@@ -85,11 +91,13 @@ def open_experiment(
     FormatVersionError
         ``format_version`` is missing or not one of :data:`SUPPORTED_FORMATS`.
     MissingGroupError
-        Neither ``transfer/`` nor ``transient/`` data, a group without its datasets, or a soft link
-        where one should be that points at nothing.
+        Neither ``transfer/`` nor ``transient/`` data, a group without its datasets, or a link where
+        one should be that points at nothing (behind the transient data: only when ``sources``
+        names ``"transient"`` or the file has no transfer data).
     ExperimentFormatError
         A dataset has the wrong shape or dtype, or soft links on the way to it loop or chain more
-        than 8 deep (behind the optional ``raw/workflow``: a problem of the file, not an error).
+        than 8 deep (behind the optional ``raw/workflow``: a problem of the file, not an error;
+        behind the transient data: as a link that points at nothing).
     IndexTableError
         A step table disagrees with the data it indexes.
     """
@@ -132,8 +140,16 @@ def inspect_experiment(
     try:
         # Nothing outside this file may be read: refuse external data. The objects it opens are read
         # below, not looked up again; optional ones behind a broken soft link are skipped.
-        skipped: dict[str, str] = {}
-        objects: dict[str, Any] | None = check_storage(f, path, allowed, skipped=skipped)
+        skipped: dict[str, ExperimentFormatError] = {}
+        objects: dict[str, Any] | None = check_storage(
+            f, path, allowed, skipped=skipped, optional=OPTIONAL_PATHS | TRANSIENT_PATHS
+        )
+        # Transient data behind a broken link: a reader that needs them fails as before, the others
+        # read the file without them.
+        unreadable = [skipped[n] for n in sorted(TRANSIENT_PATHS) if n in skipped]
+        if unreadable and sources is not None and "transient" in sources:
+            raise unreadable[0]
+        unavailable = "; ".join(dict.fromkeys(exc.problem for exc in unreadable)) or None
         try:
             attrs, problems = read_attributes(f, path)
         except OSError as exc:
@@ -147,16 +163,24 @@ def inspect_experiment(
             raise FormatVersionError(
                 path, f"unsupported format_version {version!r} (expected one of {list(SUPPORTED_FORMATS)})"
             )
-        if not layout.contains(f, "transfer", objects) and not layout.contains(f, "transient", objects):
-            raise MissingGroupError(path, "neither a 'transfer' nor a 'transient' group")
+        if not layout.contains(f, "transfer", objects):
+            if unreadable:  # nothing else to read
+                raise unreadable[0]
+            if not layout.contains(f, "transient", objects):
+                raise MissingGroupError(path, "neither a 'transfer' nor a 'transient' group")
         n_transfer, max_points = layout.check_transfer(f, path, objects)
         index = sources is None or "transient" in sources
-        n_transient, total, has_index, inferred = layout.check_transient(
-            f, path, index=index, objects=objects
-        )
+        if unavailable is None:
+            n_transient, total, has_index, inferred = layout.check_transient(
+                f, path, index=index, objects=objects
+            )
+        else:  # none of them can be read: no steps, and why
+            n_transient, total, has_index, inferred = 0, 0, False, None
+            problems.append(f"{path}: {unavailable}; transient data unavailable")
+            logger.warning("%s", problems[-1])
         workflow_tree = None
         if "raw/workflow" in skipped:  # optional, as an unparsable one: the file's data is still read
-            problems.append(skipped["raw/workflow"])
+            problems.append(str(skipped["raw/workflow"]))
             logger.warning("%s; workflow ignored", skipped["raw/workflow"])
         elif layout.contains(f, "raw/workflow", objects):
             try:
@@ -189,6 +213,7 @@ def inspect_experiment(
             problems=tuple(problems),
             external_in=allowed,
             transient_index_checked=index or not has_index,
+            transient_unavailable=unavailable,
             _inferred_offsets=None if inferred is None else inferred[0],
         )
         remember_checked(path, stat, allowed)

@@ -89,6 +89,42 @@ def test_search_rebuilds_experiment_without_reopening(catalog: Catalog) -> None:
         assert {s.type for s in exp.workflow} == {"transfer", "transient"}
 
 
+def test_a_file_whose_transient_data_are_behind_a_dangling_link_is_indexed_for_its_transfer_data(
+    tmp_path: Path,
+) -> None:
+    # It was recorded unreadable, so a catalog search never offered its transfer sweeps; its
+    # handle says why the transient data are unavailable, and an extraction that needs them fails
+    # it with that reason (not "no transient steps").
+    import h5py
+
+    import dask_features as dfe
+
+    data = tmp_path / "data"
+    good = write_experiment(data / "good-test_1.h5", n_transfer=3, n_transient=3, seed=1, **SMALL)
+    linked = write_experiment(data / "linked-test_2.h5", n_transfer=3, n_transient=3, seed=2, **SMALL)
+    with h5py.File(linked, "r+") as f:
+        del f["transient"]
+        f["transient"] = h5py.SoftLink("/nowhere")
+    problem = "soft link 'transient' -> '/nowhere' points at nothing"
+    with Catalog(tmp_path / "catalog.db") as cat:
+        report = cat.scan(data)
+        assert (report.failed, len(report.added)) == ({}, 2)
+        assert cat.unreadable().empty
+        (exp,) = cat.search(test_id=open_experiment(linked).test_id)
+        assert exp == open_experiment(linked)
+        assert exp.transient_unavailable == problem
+        assert exp.problems == (f"{linked}: {problem}; transient data unavailable",)
+        assert [e.path for e in cat.search(has_transient=True)] == [str(good)]
+        handles = cat.search()
+    out = tmp_path / "out"
+    transfer = dfe.extract(handles, "v2_transfer_basic", out, scheduler="sync", progress=False)
+    assert (transfer.failed, len(transfer.successful)) == ({}, 2)
+    for config in ("transient_tau", "v2_mixed"):
+        needs = dfe.extract(handles, config, out, scheduler="sync", progress=False)
+        assert needs.failed == {str(linked): f"{linked}: {problem}"}
+        assert list(needs.successful) == [str(good)]
+
+
 def test_extraction_records(catalog: Catalog, folder: Path) -> None:
     first, second, *_ = catalog.search()
     out = folder / "features" / "a.parquet"

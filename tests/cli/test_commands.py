@@ -489,7 +489,7 @@ def test_each_failed_file_is_reported_once(tiny_data: Path, tmp_path: Path, flag
 @pytest.mark.parametrize(
     ("link", "target", "problem", "failed"),
     [
-        ("transient", "/transient", "soft links loop at 'transient'", True),
+        ("transfer", "/transfer", "soft links loop at 'transfer'", True),
         (
             "transfer/measurement_data",
             "/nowhere",
@@ -497,8 +497,10 @@ def test_each_failed_file_is_reported_once(tiny_data: Path, tmp_path: Path, flag
             True,
         ),
         ("raw/workflow", "/nowhere", "soft link 'raw/workflow' -> '/nowhere' points at nothing", False),
+        # Not read by a transfer-only config: its transfer sweeps are extracted.
+        ("transient", "/nowhere", "soft link 'transient' -> '/nowhere' points at nothing", False),
     ],
-    ids=["loop", "dangling", "dangling-optional-workflow"],
+    ids=["loop", "dangling", "dangling-optional-workflow", "dangling-transient-not-needed"],
 )
 def test_a_soft_link_that_cannot_be_followed_is_named(
     tiny_data: Path,
@@ -525,7 +527,8 @@ def test_a_soft_link_that_cannot_be_followed_is_named(
     message = f"{path}: {problem}"
     assert f"{4 + (not failed)} written, 0 skipped (up to date), {int(failed)} failed" in done.stdout
     assert (f"FAILED {message}" in done.stdout) == failed
-    assert f"{message}; workflow ignored" in done.stderr or failed
+    ignored = "transient data unavailable" if link == "transient" else "workflow ignored"
+    assert f"{message}; {ignored}" in done.stderr or failed
     assert "cannot be opened" not in done.stdout + done.stderr
     assert main(args) == int(failed)  # a rerun resumes: only the failed file is tried again
     assert (
@@ -533,6 +536,43 @@ def test_a_soft_link_that_cannot_be_followed_is_named(
     )
     assert main(["info", str(path)]) == int(failed)
     assert (f"unreadable: {message}" if failed else f"problem: {message}") in capsys.readouterr().out
+
+
+def test_transient_data_behind_a_dangling_link_are_shown_unavailable(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import h5py
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    path = synth.write_experiment(
+        data / "linked-test_9.h5", n_transfer=4, n_transient=4, sweep_points=21, seed=9
+    )
+    with h5py.File(path, "r+") as f:
+        del f["transient"]
+        f["transient"] = h5py.SoftLink("/nowhere")
+    problem = "soft link 'transient' -> '/nowhere' points at nothing"
+    assert main(["info", str(path)]) == 0  # readable: its transfer sweeps are there
+    out = capsys.readouterr().out
+    assert "transfer: 4 steps" in out
+    assert f"transient: unavailable ({problem})" in out  # not "0 steps ... inferred (no index columns)"
+    assert f"problem: {path}: {problem}; transient data unavailable" in out
+    # A dry run says what the run would do: fail the file for a config that reads transient data
+    # (as it fails a file without transient steps, which it listed as "would run").
+    empty = synth.write_experiment(
+        data / "none-test_8.h5", n_transfer=4, n_transient=0, sweep_points=21, seed=8
+    )
+    args = ["extract", str(data), "-o", str(tmp_path / "o"), "--dry-run"]
+    assert main([*args, "-c", "transient_tau"]) == 0
+    out = capsys.readouterr().out
+    assert f"unreadable: {path}: {problem}" in out
+    assert f"would fail: {empty}: no transient steps, which config 'transient_tau' needs" in out
+    assert "would run 4 experiment(s)" in out
+    assert "1 unreadable, 1 would fail" in out
+    assert main([*args, "-c", "v2_transfer_basic"]) == 0
+    out = capsys.readouterr().out
+    assert "would run 6 experiment(s)" in out
+    assert "would fail" not in out
 
 
 def test_a_missing_import_is_a_plain_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

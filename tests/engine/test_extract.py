@@ -161,8 +161,8 @@ def test_files_behind_broken_soft_links_fail_alone_and_a_rerun_resumes(
     loop = dfe.synth.write_experiment(data / "loop-test_1.h5", seed=1, **small)
     dangling = dfe.synth.write_experiment(data / "dangling-test_2.h5", seed=2, **small)
     with h5py.File(loop, "r+") as f:
-        f.move("transient", "stored")
-        f["transient"] = h5py.SoftLink("/transient")
+        f.move("transfer", "stored")
+        f["transfer"] = h5py.SoftLink("/transfer")
     _soft_link(dangling, "raw/workflow", "/nowhere")
     out = tmp_path / "out"
 
@@ -170,15 +170,67 @@ def test_files_behind_broken_soft_links_fail_alone_and_a_rerun_resumes(
         return dfe.extract(data, "v2_transfer_basic", out, progress=False, **options)  # type: ignore[arg-type]
 
     first = run()
-    assert first.failed == {str(loop): f"{loop}: soft links loop at 'transient'"}
+    assert first.failed == {str(loop): f"{loop}: soft links loop at 'transfer'"}
     assert len(first.successful) == 4  # the others, the one without its (optional) workflow included
     again = run()
     assert (again.failed, len(again.successful), len(again.skipped)) == (first.failed, 0, 4)
     with h5py.File(loop, "r+") as f:  # mended: only it is computed
-        del f["transient"]
-        f.move("stored", "transient")
+        del f["transfer"]
+        f.move("stored", "transfer")
     mended = run()
     assert (mended.failed, list(mended.successful), len(mended.skipped)) == ({}, [str(loop)], 4)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"scheduler": "sync"}, {"scheduler": "processes", "workers": 2, "mode": "experiment"}],
+    ids=["client-opens", "tasks-open"],
+)
+def test_transient_data_behind_a_dangling_link_fail_only_the_configs_that_need_them(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: dict[str, object]
+) -> None:
+    # The transfer sweeps of such a file are all there: a transfer-only config reads them (they
+    # were lost with the whole file); a config that reads transient data fails the file alone,
+    # naming it and the link.
+    data, plain = tmp_path / "data", tmp_path / "plain"
+    shutil.copytree(dataset, data)
+    small = {"n_transfer": 4, "n_transient": 4, "sweep_points": 21, "transient_samples": 200}
+    soft = dfe.synth.write_experiment(plain / "soft-test_2.h5", seed=2, **small)
+    soft = Path(shutil.copy(soft, data / soft.name))
+    _soft_link(soft, "transient", "/nowhere")
+    external = dfe.synth.write_experiment(data / "external-test_3.h5", seed=3, **small)
+    moved = data / "moved" / "transient.h5"  # inside the allowed folder, but not there
+    with h5py.File(external, "r+") as f:
+        del f["transient"]
+        f["transient"] = h5py.ExternalLink(str(moved), "/transient")
+    monkeypatch.setenv("DASK_FEATURES_ALLOW_EXTERNAL_IN", str(data))
+
+    def run(config: str, where: Path = data) -> dfe.ExtractionResult:
+        return dfe.extract(where, config, tmp_path / f"{where.name}-out", progress=False, **options)  # type: ignore[arg-type]
+
+    transfer = run("v2_transfer_basic")
+    assert (transfer.failed, len(transfer.successful)) == ({}, 5)
+    run("v2_transfer_basic", plain)  # the same file, unlinked
+    got, want = (
+        dfe.read_features(tmp_path / f"{where}-out", "v2_transfer_basic").query(
+            "experiment.str.startswith('soft')"
+        )
+        for where in ("data", "plain")
+    )
+    assert len(got) == 4
+    pd.testing.assert_frame_equal(
+        got.drop(columns="source_file").reset_index(drop=True),
+        want.drop(columns="source_file").reset_index(drop=True),
+    )
+    for config in ("transient_tau", "v2_mixed"):
+        needs = run(config)
+        assert needs.failed == {
+            str(soft): f"{soft}: soft link 'transient' -> '/nowhere' points at nothing",
+            str(
+                external
+            ): f"{external}: external link 'transient' -> '{moved}:/transient' points at nothing (no such file)",
+        }
+        assert len(needs.successful) == 3  # the other files of the run
 
 
 @pytest.mark.cluster

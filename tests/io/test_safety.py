@@ -7,6 +7,7 @@ was read unchecked (external data included).
 
 from __future__ import annotations
 
+import functools
 import logging
 import pickle
 import shutil
@@ -94,25 +95,10 @@ BROKEN = {
         MissingGroupError,
         "soft link 'transfer/measurement_data' -> '/nowhere' points at nothing",
     ),
-    "dangling-table": (
-        _relink("transient/step_info_table", "missing_table"),
-        MissingGroupError,
-        "soft link 'transient/step_info_table' -> 'missing_table' points at nothing",
-    ),
     "dangling-group": (
-        _relink("transient", "/nowhere"),
+        _relink("transfer", "/nowhere"),
         MissingGroupError,
-        "soft link 'transient' -> '/nowhere' points at nothing",
-    ),
-    "dangling-through-alias": (
-        _alias_to_nothing,
-        MissingGroupError,
-        "soft link 'transient' -> '/alias/gone' points at nothing",
-    ),
-    "self-loop-group": (
-        _relink("transient", "/transient"),
-        ExperimentFormatError,
-        "soft links loop at 'transient'",
+        "soft link 'transfer' -> '/nowhere' points at nothing",
     ),
     "self-loop-relative": (
         _relink("transfer/measurement_data", "measurement_data"),
@@ -231,3 +217,151 @@ def test_a_broken_soft_link_to_the_optional_workflow_is_a_problem_of_the_file(
         got, want = handle.read_transient(0, 5), reference.read_transient(0, 5)
         np.testing.assert_array_equal(got.current, want.current)
         np.testing.assert_array_equal(got.period, want.period)
+
+
+#: The transient data behind a soft link that cannot be followed: (edit, error, problem).
+BROKEN_TRANSIENT = {
+    "dangling-group": (
+        _relink("transient", "/nowhere"),
+        MissingGroupError,
+        "soft link 'transient' -> '/nowhere' points at nothing",
+    ),
+    "dangling-data": (
+        _relink("transient/measurement_data", "/nowhere"),
+        MissingGroupError,
+        "soft link 'transient/measurement_data' -> '/nowhere' points at nothing",
+    ),
+    "dangling-table": (
+        _relink("transient/step_info_table", "missing_table"),
+        MissingGroupError,
+        "soft link 'transient/step_info_table' -> 'missing_table' points at nothing",
+    ),
+    "dangling-through-alias": (
+        _alias_to_nothing,
+        MissingGroupError,
+        "soft link 'transient' -> '/alias/gone' points at nothing",
+    ),
+    "self-loop-group": (
+        _relink("transient", "/transient"),
+        ExperimentFormatError,
+        "soft links loop at 'transient'",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("edit", "error", "problem"), list(BROKEN_TRANSIENT.values()), ids=list(BROKEN_TRANSIENT)
+)
+def test_transient_data_behind_a_broken_soft_link_is_unavailable_and_the_transfer_data_is_read(
+    original: Path,
+    copy: Path,
+    edit: Edit,
+    error: type[Exception],
+    problem: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The transfer sweeps are all there: a reader that needs no transient data reads them; the
+    # transient part is reported as unavailable with the reason, not a bare KeyError or a failure.
+    _edit(copy, edit)
+    with caplog.at_level(logging.WARNING, logger="dask_features.io.opening"):
+        linked = open_experiment(copy, sources=["transfer"])
+    assert f"{copy}: {problem}; transient data unavailable" in caplog.messages
+    assert open_experiment(copy) == linked  # open_experiment(path) reports it too
+    assert linked.transient_unavailable == problem
+    assert linked.problems == (f"{copy}: {problem}; transient data unavailable",)
+    assert (linked.n_transient_steps, linked.transient_total_points) == (0, 0)  # none can be read
+    plain = open_experiment(original)
+    elsewhere = pickle.loads(pickle.dumps(linked))
+    for handle in (linked, elsewhere):
+        if handle is elsewhere:  # as in a worker process, which checks the file again before reading
+            monkeypatch.setattr(hdf5, "_CHECKED", set())
+        np.testing.assert_array_equal(handle.read_transfer(0, 5).id, plain.read_transfer(0, 5).id)
+        # Asked for anyway: the named error, not a step range outside [0, 0).
+        for read in (
+            functools.partial(handle.read_transient, 0, 1),
+            handle.transient_table,
+            functools.partial(handle.transient_bounds, 0, 1),
+        ):
+            with pytest.raises(MissingGroupError) as info:
+                read()
+            assert str(info.value) == f"{copy}: {problem}"
+    # A reader that needs the transient data: the file fails as before, naming the link.
+    with pytest.raises(error) as failed:
+        open_experiment(copy, sources=["transfer", "transient"])
+    assert str(failed.value) == f"{copy}: {problem}"
+
+
+def test_a_file_whose_only_data_is_behind_a_broken_soft_link_fails(copy: Path) -> None:
+    _edit(copy, lambda f: f.__delitem__("transfer"))
+    _edit(copy, _relink("transient", "/nowhere"))
+    with pytest.raises(MissingGroupError) as info:
+        open_experiment(copy, sources=["transfer"])
+    assert str(info.value) == f"{copy}: soft link 'transient' -> '/nowhere' points at nothing"
+
+
+def _external(name: str, target: Path | str, obj: str) -> Edit:
+    """``name`` replaced by an external link to ``obj`` in file ``target``."""
+
+    def edit(f: h5py.File) -> None:
+        del f[name]
+        f[name] = h5py.ExternalLink(str(target), obj)
+
+    return edit
+
+
+def test_an_allowed_external_link_that_points_at_nothing_is_named(
+    copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Inside the allowed folder, the target is followed: one that is not there is the same problem
+    # as a dangling soft link (HDF5 said "missing dataset 'transient/measurement_data'", or a bare
+    # KeyError for the workflow).
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "notes.h5").write_text("not HDF5")
+    with h5py.File(shared / "other.h5", "w") as g:
+        g["x"] = 1
+    missing, absent, garbage = (
+        (shared / "gone.h5", "/transient", "points at nothing (no such file)"),
+        (shared / "other.h5", "/transient", "cannot be followed (object 'transient' doesn't exist)"),
+        (shared / "notes.h5", "/transient", "cannot be followed (file signature not found)"),
+    )
+    for target, obj, why in (missing, absent, garbage):
+        _edit(copy, _external("transient", target, obj))
+        problem = f"external link 'transient' -> '{target}:{obj}' {why}"
+        linked = open_experiment(copy, allow_external_in=str(shared), sources=["transfer"])
+        assert linked.transient_unavailable == problem
+        assert linked.n_transfer_steps == 5
+        with pytest.raises(MissingGroupError) as info:
+            open_experiment(copy, allow_external_in=str(shared), sources=["transient"])
+        assert str(info.value) == f"{copy}: {problem}"
+    # A relative name (HDF5 looks next to the file, then in the working directory: both allowed),
+    # and the optional workflow (a problem of the file).
+    monkeypatch.chdir(copy.parent)
+    _edit(copy, _external("raw/workflow", "gone.h5", "/workflow"))
+    linked = open_experiment(copy, allow_external_in=str(copy.parent), sources=["transfer"])
+    assert (
+        f"{copy}: external link 'raw/workflow' -> 'gone.h5:/workflow' points at nothing (no such file)"
+        in (linked.problems)
+    )
+    assert linked.workflow is None
+    # Required transfer data: the file fails, naming the link.
+    _edit(copy, _external("transfer/measurement_data", shared / "gone.h5", "/data"))
+    with pytest.raises(MissingGroupError) as info:
+        open_experiment(copy, allow_external_in=str(tmp_path), sources=["transfer"])
+    assert str(info.value) == (
+        f"{copy}: external link 'transfer/measurement_data' -> '{shared / 'gone.h5'}:/data' "
+        "points at nothing (no such file)"
+    )
+
+
+def test_an_external_link_outside_the_allowed_folder_is_refused_even_where_it_would_not_be_read(
+    copy: Path, tmp_path: Path
+) -> None:
+    # The rule of the project: a file that points outside its folders is refused whole (as for the
+    # optional workflow), whether or not the target exists and whether or not this reader needs it.
+    _edit(copy, _external("transient", tmp_path / "elsewhere" / "gone.h5", "/transient"))
+    with pytest.raises(
+        ExperimentFormatError, match="refused: reads data outside the file: 'transient' is an external link"
+    ):
+        open_experiment(copy, sources=["transfer"])

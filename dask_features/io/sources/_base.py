@@ -42,6 +42,11 @@ class Source(abc.ABC):
     def describe(self, experiment: Experiment) -> str:
         """A short phrase for messages, e.g. ``"24 transfer sweeps of up to 41 points"``."""
 
+    def unavailable(self, experiment: Experiment) -> str | None:
+        """Why ``experiment``'s data of this source cannot be read although the file has some (e.g.
+        a link to them that cannot be followed), naming the file; None when they can."""
+        return None
+
     def step_arrays(self, chunk: Any, i: int) -> tuple[np.ndarray, np.ndarray]:
         """``(x, y)`` of row ``i`` as a single-step extractor (``per_step=True``) receives it."""
         x, y = chunk.step(i)

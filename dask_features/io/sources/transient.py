@@ -28,6 +28,10 @@ class TransientSource(Source):
     def read(self, experiment: Experiment, start: int, stop: int) -> TransientChunk:
         return experiment.read_transient(start, stop)
 
+    def unavailable(self, experiment: Experiment) -> str | None:
+        why = experiment.transient_unavailable
+        return None if why is None else f"{experiment.path}: {why}"
+
     def describe(self, experiment: Experiment) -> str:
         return (
             f"{experiment.n_transient_steps} transient traces ({experiment.transient_total_points} samples)"
