@@ -110,7 +110,20 @@ class ExtractorSignatureError(DaskFeaturesError, TypeError):
 
 
 class InvalidParameterError(DaskFeaturesError, ValueError):
-    """An extractor parameter is unknown or has a value outside its choices."""
+    """An extractor parameter is unknown or has a value outside its choices.
+
+    Parameters
+    ----------
+    problems : str or sequence of str
+        One problem, or several found at once (the message joins them with ``"; "``).
+    """
+
+    def __init__(self, problems: Sequence[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+    def __reduce__(self) -> tuple[type, tuple[list[str]]]:
+        return (type(self), (self.problems,))
 
 
 # --- reading experiment files -------------------------------------------------------------

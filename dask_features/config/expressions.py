@@ -67,6 +67,13 @@ class SafeExpression:
         ``"lambda a, b: ..."`` or a NumPy function name such as ``"np.log10"``.
     feature : str, optional
         Feature name, used in error messages.
+    n_inputs : int, optional
+        Number of inputs the feature declares: fewer parameters is a problem.
+
+    Raises
+    ------
+    UnsafeExpressionError
+        With every problem found (see :meth:`_parse`).
 
     Attributes
     ----------
@@ -74,11 +81,13 @@ class SafeExpression:
         The lambda's parameter names, in order (``("x",)`` for a bare function name).
     """
 
-    def __init__(self, text: str, feature: str | None = None) -> None:
+    def __init__(self, text: str, feature: str | None = None, n_inputs: int | None = None) -> None:
         self.text = text
         self.feature = feature
         self._where = f"feature {feature!r}: " if feature else ""
-        self._body, self.arg_names, self.defaults = self._parse(text)
+        # Problems of the parsed expression, collected while it is checked (None: raise at once).
+        self._found: list[str] | None = None
+        self._body, self.arg_names, self.defaults = self._parse(text, n_inputs)
 
     def __repr__(self) -> str:
         return f"SafeExpression({self.text!r})"
@@ -93,7 +102,15 @@ class SafeExpression:
         at = f" (at column {col + 1})" if col is not None else ""
         return UnsafeExpressionError([f"{self._where}{message}{at} in {self.text!r}"])
 
-    def _parse(self, text: object) -> tuple[ast.expr, tuple[str, ...], dict[str, Any]]:
+    def _parse(
+        self, text: object, n_inputs: int | None = None
+    ) -> tuple[ast.expr, tuple[str, ...], dict[str, Any]]:
+        """The body, parameter names and defaults of ``text``, every construct checked.
+
+        A text that is no expression, or no lambda, or a lambda with parameters that are not
+        allowed, raises at once; otherwise every problem of its defaults and body is found (a construct refused is not looked into), and
+        with ``n_inputs`` too few parameters for the feature's inputs; all are raised together.
+        """
         # ``object``: a public caller (or a dict config) may hand over anything, which is refused here.
         if not isinstance(text, str) or not text.strip():
             raise self._fail("func must be a non-empty string")
@@ -116,6 +133,7 @@ class SafeExpression:
                 args=[ast.Name("x", ast.Load())],
                 keywords=[],
             )
+            self._check_arity(("x",), n_inputs, [])
             return ast.fix_missing_locations(ast.Expression(call)).body, ("x",), {}
         if not isinstance(node, ast.Lambda):
             raise self._fail("func must be a lambda expression or a NumPy function name", node)
@@ -124,20 +142,39 @@ class SafeExpression:
             raise self._fail("*args, **kwargs and positional-only parameters are not allowed", node)
         names = tuple(a.arg for a in (*args.args, *args.kwonlyargs))
         for n in names:
-            if n.startswith("_"):
+            if n.startswith("_"):  # its every use would be refused too: said once
                 raise self._fail(f"parameter name {n!r} may not start with '_'", node)
-        defaults: dict[str, Any] = {}
-        pos_defaults = args.defaults
-        for a, d in zip(args.args[len(args.args) - len(pos_defaults) :], pos_defaults, strict=True):
-            defaults[a.arg] = self._constant(d)
-        for a, kw_default in zip(args.kwonlyargs, args.kw_defaults, strict=True):
-            if kw_default is not None:  # None: a keyword-only parameter without a default
-                defaults[a.arg] = self._constant(kw_default)
-        self._check(node.body, set(names))
+        found: list[str] = []
+        self._found = found
+        try:
+            defaults: dict[str, Any] = {}
+            pos_defaults = args.defaults
+            for a, d in zip(args.args[len(args.args) - len(pos_defaults) :], pos_defaults, strict=True):
+                defaults[a.arg] = self._constant(d)
+            for a, kw_default in zip(args.kwonlyargs, args.kw_defaults, strict=True):
+                if kw_default is not None:  # None: a keyword-only parameter without a default
+                    defaults[a.arg] = self._constant(kw_default)
+            self._check(node.body, set(names))
+        finally:
+            self._found = None  # from here on (evaluation) a problem raises at once
+        self._check_arity(names, n_inputs, found)
         return node.body, names, defaults
 
+    def _check_arity(self, names: tuple[str, ...], n_inputs: int | None, found: list[str]) -> None:
+        """Raise everything ``found``, and too few parameters for ``n_inputs`` inputs."""
+        if n_inputs is not None and len(names) < n_inputs:
+            found.append(
+                f"feature {self.feature!r}: the lambda takes {len(names)} parameter(s) {list(names)} "
+                f"but the feature has {n_inputs} input(s); inputs are passed positionally"
+            )
+        if found:
+            raise UnsafeExpressionError(found)
+
     def _constant(self, node: ast.expr) -> Any:
+        before = None if self._found is None else len(self._found)
         self._check(node, set())
+        if self._found is not None and len(self._found) != before:
+            return None  # refused: never evaluated
         return self._eval(node, {})
 
     def _check_numpy_ref(self, node: ast.expr) -> None:
@@ -152,6 +189,16 @@ class SafeExpression:
         raise self._fail("only NumPy functions from the allow-list may be named", node)
 
     def _check(self, node: ast.AST, names: set[str]) -> None:
+        """Check ``node`` and below: a problem is collected (while parsing) and its subtree skipped,
+        so the problems of the other subtrees are found too."""
+        try:
+            self._check_node(node, names)
+        except UnsafeExpressionError as exc:
+            if self._found is None:
+                raise
+            self._found.extend(exc.problems)
+
+    def _check_node(self, node: ast.AST, names: set[str]) -> None:
         match node:
             case ast.Constant(value=v):
                 if isinstance(v, str) and len(v) > MAX_STRING:
@@ -399,12 +446,4 @@ def compile_expression(text: str, feature: str | None = None, n_inputs: int | No
     UnsafeExpressionError
         The expression uses a construct outside the safe subset, or its arity does not match.
     """
-    expr = SafeExpression(text, feature)
-    if n_inputs is not None and len(expr.arg_names) < n_inputs:
-        raise UnsafeExpressionError(
-            [
-                f"feature {feature!r}: the lambda takes {len(expr.arg_names)} parameter(s) "
-                f"{list(expr.arg_names)} but the feature has {n_inputs} input(s); inputs are passed positionally"
-            ]
-        )
-    return expr
+    return SafeExpression(text, feature, n_inputs)

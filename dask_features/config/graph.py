@@ -7,7 +7,7 @@ only the column order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -16,8 +16,14 @@ if TYPE_CHECKING:
 __all__ = ["check_graph", "topological_layers"]
 
 
-def check_graph(specs: Sequence[FeatureSpec], sources: Sequence[str]) -> list[str]:
-    """Problems of the feature graph: raw sources or unknown names as inputs, ragged inputs, cycles."""
+def check_graph(
+    specs: Sequence[FeatureSpec], sources: Sequence[str], invalid: Collection[str] = ()
+) -> list[str]:
+    """Problems of the feature graph: raw sources or unknown names as inputs, ragged inputs, cycles.
+
+    ``invalid``: names of config entries that are not among ``specs`` because they have problems of
+    their own (already reported): an input naming one is not reported again as unknown.
+    """
     problems: list[str] = []
     by_name = {s.name: s for s in specs}
     for s in specs:
@@ -28,6 +34,8 @@ def check_graph(specs: Sequence[FeatureSpec], sources: Sequence[str]) -> list[st
                 problems.append(
                     f"feature {s.name!r}: a 'func' feature takes features as input, not the raw source {inp!r}"
                 )
+            elif inp in invalid:
+                continue
             elif inp not in by_name:
                 problems.append(f"feature {s.name!r}: unknown input {inp!r}")
             else:

@@ -214,15 +214,20 @@ def _build(
         spec = _build_feature(i, item, reg, problems)
         if spec is not None:
             specs.append(spec)
-    names = [s.name for s in specs]
+    # Every entry's name counts, valid or not: a duplicate is a problem of its own.
+    names: list[str] = [
+        item["name"]
+        for item in raw
+        if isinstance(item, Mapping) and isinstance(item.get("name"), str) and is_feature_name(item["name"])
+    ]
     problems.extend(
         f"duplicate feature name {dup!r}" for dup in sorted({n for n in names if names.count(n) > 1})
     )
-    problems.extend(check_graph(specs, source_names()))
-    plan = None
-    if not problems:  # columns are planned only for a well-formed feature graph
-        plan, clashes = plan_columns(specs)
-        problems.extend(clashes)
+    # An input naming an entry that is invalid follows from that entry's problem, reported above.
+    problems.extend(check_graph(specs, source_names(), invalid=set(names) - {s.name for s in specs}))
+    # Columns of the valid features: a clash among them is independent of the other problems.
+    plan, clashes = plan_columns(specs)
+    problems.extend(clashes)
     if problems:
         raise ConfigError(problems, source=origin)
     return FeatureConfig(
@@ -235,6 +240,12 @@ def _build(
 
 
 def _build_feature(i: int, item: Any, reg: Registry, problems: list[str]) -> FeatureSpec | None:
+    """The feature of entry ``i``, or None with its problems appended to ``problems``.
+
+    Every problem of the entry that does not follow from another is reported: its name, its keys,
+    ``extractor``/``func``, ``input`` and ``params`` are checked independently; what needs one of
+    them (the extractor's parameters, the expression's unbound parameters) only when it is valid.
+    """
     if not isinstance(item, Mapping):
         problems.append(f"features[{i}] must be a mapping, got {type(item).__name__}")
         return None
@@ -254,22 +265,25 @@ def _build_feature(i: int, item: Any, reg: Registry, problems: list[str]) -> Fea
                 problems.append(f"{label}: unknown key {key!r} (did you mean {near[0]!r}?)")
                 ok = False
     has_ext, has_func = item.get("extractor") is not None, item.get("func") is not None
-    if has_ext == has_func:
+    kind_ok = has_ext != has_func
+    if not kind_ok:
         problems.append(f"{label}: give exactly one of 'extractor' or 'func'")
-        return None
     raw_input = item.get("input")
+    inputs: tuple[str, ...] | None
     if raw_input is None:
-        inputs: tuple[str, ...] = ()
+        inputs = ()
     elif isinstance(raw_input, str):
         inputs = (raw_input,)
     elif isinstance(raw_input, Sequence) and all(isinstance(x, str) for x in raw_input):
         inputs = tuple(raw_input)
     else:
         problems.append(f"{label}: 'input' must be a name or a list of names, got {raw_input!r}")
-        return None
+        inputs = None
     params = item.get("params") or {}
     if not isinstance(params, Mapping):
         problems.append(f"{label}: 'params' must be a mapping, got {type(params).__name__}")
+        params = None
+    if not kind_ok:  # neither an extractor nor a func feature: nothing more can be checked
         return None
     unit = item.get("unit")
     description = item.get("description")
@@ -280,17 +294,19 @@ def _build_feature(i: int, item: Any, reg: Registry, problems: list[str]) -> Fea
         except KeyError as exc:
             problems.append(f"{label}: {exc.args[0]}")
             return None
-        if not inputs:
+        if inputs is not None and not inputs:
             inputs = (impl.source,)  # the source's name
-        if inputs != (impl.source,):
+        if inputs is not None and inputs != (impl.source,):
             problems.append(
                 f"{label}: extractor {ext_name!r} reads {impl.source!r}, but input is {list(inputs)}"
             )
             ok = False
+        if params is None:
+            return None
         try:
             resolved = impl.resolve_params(params)
         except ValueError as exc:
-            problems.append(f"{label}: {exc}")
+            problems.extend(f"{label}: {p}" for p in getattr(exc, "problems", None) or [str(exc)])
             return None
         return (
             FeatureSpec(
@@ -302,20 +318,24 @@ def _build_feature(i: int, item: Any, reg: Registry, problems: list[str]) -> Fea
                 description=description,
                 impl=impl,
             )
-            if ok
+            if ok and inputs is not None
             else None
         )
     func = item["func"]
-    if not inputs:
+    if inputs is not None and not inputs:
         problems.append(f"{label}: a 'func' feature needs an 'input' (the features it is computed from)")
-        return None
+        inputs = None
     if isinstance(func, str):
         try:
             func = compile_expression(
-                func, feature=name if isinstance(name, str) else None, n_inputs=len(inputs)
+                func,
+                feature=name if isinstance(name, str) else None,
+                n_inputs=None if inputs is None else len(inputs),
             )
         except UnsafeExpressionError as exc:
             problems.extend(exc.problems)
+            return None
+        if inputs is None or params is None:
             return None
         unbound = [a for a in func.arg_names[len(inputs) :] if a not in func.defaults and a not in params]
         if unbound:
@@ -329,6 +349,6 @@ def _build_feature(i: int, item: Any, reg: Registry, problems: list[str]) -> Fea
         return None
     return (
         FeatureSpec(str(name), inputs, func=func, params=dict(params), unit=unit, description=description)
-        if ok
+        if ok and inputs is not None and params is not None
         else None
     )

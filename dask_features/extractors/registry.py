@@ -78,8 +78,10 @@ class ExtractorSpec:
         Raises
         ------
         InvalidParameterError
-            (a ``ValueError``) Listing every unknown parameter and every value outside its ``Literal`` choices, or the
-            message of the extractor's own ``check``.
+            (a ``ValueError``) Listing every unknown parameter and every value outside its
+            ``Literal`` choices, and what the extractor's own ``check`` finds (run on the known
+            parameters unless a ``Literal`` choice is wrong, which it might follow from); one line
+            per problem in its ``problems``.
         """
         params = dict(params or {})
         problems = [
@@ -88,19 +90,23 @@ class ExtractorSpec:
             if k not in self.defaults
         ]
         merged = {**self.defaults, **{k: v for k, v in params.items() if k in self.defaults}}
+        choices_ok = True
         for k, ann in self.annotations.items():
             choices = _literal_choices(ann)
             if choices is not None and k in params and merged[k] not in choices:
                 problems.append(
                     f"parameter {k!r} of {self.name!r} must be one of {list(choices)}, got {merged[k]!r}"
                 )
-        if not problems and self.check is not None:
+                choices_ok = False
+        # Unknown parameters are left out of `merged`: the check of the others is independent of them.
+        if choices_ok and self.check is not None:
             try:
                 self.check(merged)
             except (ValueError, TypeError) as exc:
-                problems.append(f"{self.name}: {exc}")
+                found = getattr(exc, "problems", None)  # an InvalidParameterError: several at once
+                problems.extend(f"{self.name}: {p}" for p in (found if found else [str(exc)]))
         if problems:
-            raise InvalidParameterError("; ".join(problems))
+            raise InvalidParameterError(problems)
         return merged
 
     def output_for(self, params: Mapping[str, Any]) -> Output:
@@ -266,7 +272,8 @@ def register(
         (scalar), a 1-D array (vector) or a dict of 1-D arrays (ragged). The registry wraps it
         into a chunk extractor; a step that raises gets NaN and an error record.
     check : callable, optional
-        ``check(params)`` raises ``ValueError`` for invalid parameter combinations.
+        ``check(params)`` raises ``ValueError`` for invalid parameter combinations; to report several
+        problems at once it raises ``InvalidParameterError([problem, ...])``.
     unit : str, optional
         Physical unit of the result (documentation; copied to Parquet metadata).
     cost : float, optional

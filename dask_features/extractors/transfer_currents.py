@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from dask_features.errors import InvalidParameterError
 from dask_features.extractors import _robust_core as core
 from dask_features.extractors.registry import register
 from dask_features.extractors.transfer_robust import COST, Window, check_fit, context
@@ -73,12 +74,18 @@ def _fitted_current(
 
 
 def _check_vg(params: Mapping[str, Any]) -> None:
-    check_fit(params)
+    problems: list[str] = []
+    try:
+        check_fit(params)
+    except InvalidParameterError as exc:
+        problems.extend(exc.problems)
     given = [k for k in ("vg", "vg_on", "vg_off") if params.get(k) is not None]
     if given and params["direction"] == "raw":
-        raise ValueError(
+        problems.append(
             f"{' / '.join(given)} needs direction 'forward' or 'reverse' (a double sweep passes each Vg twice)"
         )
+    if problems:
+        raise InvalidParameterError(problems)
 
 
 def _current(

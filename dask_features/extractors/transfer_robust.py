@@ -39,7 +39,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dask_features._numbers import positive_number
+from dask_features._numbers import positive_number, real_number
+from dask_features.errors import InvalidParameterError
 from dask_features.extractors import _robust_core as core
 from dask_features.extractors.registry import Output, register
 from dask_features.io.chunks import TransferChunk
@@ -68,34 +69,42 @@ GEOMETRY_ATTRS = ("channel_width", "channel_length", "channel_thickness")
 
 
 def check_fit(params: Mapping[str, Any]) -> None:
+    """Raise InvalidParameterError listing every problem of the fit parameters (each pair's values
+    are checked once its types are right)."""
+    problems: list[str] = []
     window, order = params["window"], params["order"]
     if not isinstance(order, int) or not (window == "auto" or isinstance(window, int)):
-        raise TypeError(
+        problems.append(
             f"window must be an integer or 'auto' and order an integer, got {window!r}, {order!r}"
         )
-    if order < 1 or (
+    elif order < 1 or (
         window != "auto" and (window % 2 == 0 or window < order + 2 or window > core.MAX_WINDOW)
     ):
-        raise ValueError(
+        problems.append(
             f"need order >= 1 and window 'auto' or odd in [order + 2, {core.MAX_WINDOW}]; got {window=}, {order=}"
         )
     peak_window, peak_order = params.get("peak_window", "auto"), params.get("peak_order", 4)
     if not isinstance(peak_order, int) or not (peak_window == "auto" or isinstance(peak_window, int)):
-        raise TypeError(
+        problems.append(
             f"peak_window must be an integer or 'auto' and peak_order an integer, got {peak_window!r}, {peak_order!r}"
         )
-    if peak_order < 2 or (
+    elif peak_order < 2 or (
         peak_window != "auto" and not peak_order + 2 <= peak_window <= core.MAX_PEAK_WINDOW
     ):
-        raise ValueError(
+        problems.append(
             f"need peak_order >= 2 and peak_window 'auto' or in [peak_order + 2, {core.MAX_PEAK_WINDOW}]; "
             f"got {peak_window=}, {peak_order=}"
         )
-    if params.get("floor_factor", 1.0) < 1.0:
-        raise ValueError(f"floor_factor must be >= 1, got {params['floor_factor']!r}")
-    for name in ("max_rel_se", "max_se_vg", "max_se_vth"):
-        if name in params and not positive_number(params[name]):
-            raise ValueError(f"{name} must be a positive number, got {params[name]!r}")
+    floor = params.get("floor_factor", 1.0)
+    if (real_number(floor) or 0.0) < 1.0:
+        problems.append(f"floor_factor must be >= 1, got {floor!r}")
+    problems.extend(
+        f"{name} must be a positive number, got {params[name]!r}"
+        for name in ("max_rel_se", "max_se_vg", "max_se_vth")
+        if name in params and not positive_number(params[name])
+    )
+    if problems:
+        raise InvalidParameterError(problems)
 
 
 def _per_half(params: Mapping[str, Any]) -> Output:

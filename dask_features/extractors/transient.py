@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from dask_features.errors import InvalidParameterError
 from dask_features.extractors import _decay_fit
 from dask_features.extractors import _peaks as peak_finder
 from dask_features.extractors.registry import Output, register
@@ -79,17 +80,20 @@ def _cycles_output(params: Mapping[str, Any]) -> Output:
 
 
 def _check_cycles(params: Mapping[str, Any]) -> None:
+    problems: list[str] = []
     n = params["n_cycles"]
     if n != "auto" and (isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1):
-        raise ValueError(f"n_cycles must be 'auto' or a positive integer, got {n!r}")
+        problems.append(f"n_cycles must be 'auto' or a positive integer, got {n!r}")
     if params["method"] not in ("peak_detection", "fixed_interval", "percentile"):
-        raise ValueError(f"unknown method {params['method']!r}")
+        problems.append(f"unknown method {params['method']!r}")
     d = params["min_distance"]
     if isinstance(d, bool) or not isinstance(d, int | np.integer) or d < 1:
-        raise ValueError(f"min_distance must be a positive integer (samples), got {d!r}")
+        problems.append(f"min_distance must be a positive integer (samples), got {d!r}")
     p = params["prominence"]
     if p is not None and (isinstance(p, bool) or not isinstance(p, int | float) or not p >= 0):
-        raise ValueError(f"prominence must be None or a non-negative number [A], got {p!r}")
+        problems.append(f"prominence must be None or a non-negative number [A], got {p!r}")
+    if problems:
+        raise InvalidParameterError(problems)
 
 
 def cycles_in_step(n_samples: int, time_step: float, period: float) -> int | None:

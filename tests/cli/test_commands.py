@@ -575,6 +575,40 @@ def test_transient_data_behind_a_dangling_link_are_shown_unavailable(
     assert "would fail" not in out
 
 
+def test_every_config_problem_is_listed_before_anything_runs(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # One run shows every independent mistake, one per line under the heading naming the file; a
+    # user does not fix, rerun and meet the next one.
+    config = tmp_path / "mine.yaml"
+    config.write_text(
+        "name: mine\n"
+        "features:\n"
+        "  - {name: bogus, extractor: lab.nothing}\n"
+        "  - {name: tau, extractor: transient.tau_on_off, params: {skip_samples: -1, min_r2: 5}}\n"
+        "  - {name: gm_rev, extractor: transfer.gm_max, parms: {direction: reverse}}\n"
+        "  - {name: a, func: 'lambda x: x + 1', input: b}\n"
+        "  - {name: b, func: 'lambda x: x * 2', input: a}\n"
+    )
+    problems = [
+        "feature 'bogus': no extractor named 'lab.nothing'",
+        "feature 'tau': transient.tau_on_off: skip_samples must be a non-negative integer, got -1",
+        "feature 'tau': transient.tau_on_off: min_r2 must be a number <= 1, got 5",
+        "feature 'gm_rev': unknown key 'parms' (did you mean 'params'?)",
+        "dependency cycle: a -> b -> a",
+    ]
+    for extra in ([], ["--dry-run"]):
+        args = ["extract", str(tiny_data), "-c", str(config), "-o", str(tmp_path / "o"), *extra]
+        assert main(args) == 1
+        captured = capsys.readouterr()
+        assert captured.err.splitlines() == [
+            f"error: invalid feature config {str(config.resolve())!r} (5 problem(s)):",
+            *(f"  - {p}" for p in problems),
+        ]
+        assert captured.out == ""
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_missing_import_is_a_plain_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # A user's mistake, not a bug: no "unexpected PluginError ... run with --debug for the traceback".
     assert main(["extractors", "--import", str(tmp_path / "nope.py")]) == 1

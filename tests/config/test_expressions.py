@@ -146,3 +146,21 @@ def test_a_guarded_reduction_gives_numpys_bits() -> None:
             got = compile_expression(f"lambda c: np.{name}(c, axis={axis})")(x)
             assert got.dtype == expected.dtype, name
             np.testing.assert_array_equal(got, expected, err_msg=name)
+
+
+def test_every_problem_of_one_expression_is_reported() -> None:
+    # Each construct refused is named (its column), the arity too; a refused default is never run.
+    text = "lambda a, b=open('x'): a.__class__ + __import__('os')"
+    with pytest.raises(UnsafeExpressionError) as info:
+        compile_expression(text, feature="f", n_inputs=3)
+    assert info.value.problems == [
+        f"feature 'f': only allowed NumPy functions, array methods and builtins may be called (at column 13) in {text!r}",
+        f"feature 'f': attribute '__class__' is not allowed (at column 24) in {text!r}",
+        f"feature 'f': only allowed NumPy functions, array methods and builtins may be called (at column 38) in {text!r}",
+        "feature 'f': the lambda takes 2 parameter(s) ['a', 'b'] but the feature has 3 input(s); inputs are passed positionally",
+    ]
+    # A refused subtree is not looked into again (one problem for it); defaults that pass are run.
+    with pytest.raises(UnsafeExpressionError) as info:
+        compile_expression("lambda x: x.__class__.__base__")
+    assert len(info.value.problems) == 1
+    np.testing.assert_allclose(compile_expression("lambda x, k=2: x * k")(GM), 2 * GM)

@@ -250,3 +250,58 @@ def test_lambda_with_more_parameters_than_inputs_is_a_problem() -> None:
                 "features": [{"name": "g", "extractor": "transfer.gm_max", "input": "transfer"}, item],
             }
         )
+
+
+# Independent mistakes, one per feature or key: each must be reported by the first run, not one per
+# fix-and-rerun. Problems that follow from another (an input naming an invalid feature) are not
+# repeated.
+MANY_MISTAKES = """
+name: many
+features:
+  - {name: gm_fwd, extractor: transfer.gm_max, params: {direction: forward}}
+  - {name: bogus, extractor: lab.nothing}
+  - {name: ratio, func: "lambda a, b: a / b", input: [gm_fwd, bogus]}
+  - {name: tau, extractor: transient.tau_on_off, params: {skip_samples: -1, min_r2: 5}}
+  - {name: gm_rev, extractor: transfer.gm_max, parms: {direction: reverse}}
+  - {name: gm_rev_x2, func: "lambda g: g * 2", input: gm_rev}
+  - {name: a, func: "lambda x: x + 1", input: b}
+  - {name: b, func: "lambda x: x * 2", input: a}
+  - {name: robust, extractor: transfer.gm, input: 3, params: {windw: 11, order: x}}
+  - {name: both, extractor: transfer.gm_max, func: "lambda x: x", params: [1]}
+  - {name: bogus, extractor: transfer.absI_max}
+  - {name: gm2, extractor: transfer.gm_max, params: {direction: both}}
+  - {name: gm2_0, extractor: transfer.absI_max}
+  - {name: z, func: "lambda x: x.__class__ + open('f')", input: [gm_fwd, gm2_0]}
+"""
+
+
+def test_every_independent_problem_of_a_config_is_reported_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "many.yaml"
+    path.write_text(MANY_MISTAKES)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    problems = info.value.problems
+    z = "in \"lambda x: x.__class__ + open('f')\""
+    assert problems == [
+        "feature 'bogus': no extractor named 'lab.nothing'",
+        "feature 'tau': transient.tau_on_off: skip_samples must be a non-negative integer, got -1",
+        "feature 'tau': transient.tau_on_off: min_r2 must be a number <= 1, got 5",
+        "feature 'gm_rev': unknown key 'parms' (did you mean 'params'?)",
+        "feature 'robust': 'input' must be a name or a list of names, got 3",
+        "feature 'robust': unknown parameter 'windw' for extractor 'transfer.gm' (accepted: device_type, "
+        "direction, max_rel_se, max_se_vg, order, peak_order, peak_window, value, window)",
+        "feature 'robust': transfer.gm: window must be an integer or 'auto' and order an integer, got 'auto', 'x'",
+        "feature 'both': give exactly one of 'extractor' or 'func'",
+        "feature 'both': 'params' must be a mapping, got list",
+        f"feature 'z': attribute '__class__' is not allowed (at column 11) {z}",
+        f"feature 'z': only allowed NumPy functions, array methods and builtins may be called (at column 25) {z}",
+        "feature 'z': the lambda takes 1 parameter(s) ['x'] but the feature has 2 input(s); inputs are passed positionally",
+        "duplicate feature name 'bogus'",
+        "dependency cycle: a -> b -> a",
+        "feature 'gm2_0': column 'gm2_0' of the steps table is already a column of feature 'gm2'; rename the feature",
+    ]
+    # The message lists them one per line, under one heading naming the file.
+    assert str(info.value).splitlines() == [
+        f"invalid feature config {str(path.resolve())!r} ({len(problems)} problem(s)):",
+        *(f"  - {p}" for p in problems),
+    ]

@@ -81,3 +81,63 @@ def test_unknown_names() -> None:
     with pytest.raises(KeyError):
         reg["transfer.nothing"]
     assert REGISTRY.get("transfer.nothing", 1) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "problems"),
+    [
+        (
+            "transient.tau_on_off",
+            {"skip_samples": -1, "min_r2": 5, "period": 0},
+            [
+                "period must be 'auto' or a positive finite number, got 0",
+                "skip_samples must be a non-negative integer, got -1",
+                "min_r2 must be a number <= 1, got 5",
+            ],
+        ),
+        (
+            "transient.cycles",
+            {"n_cycles": 0, "min_distance": 0},
+            [
+                "n_cycles must be 'auto' or a positive integer, got 0",
+                "min_distance must be a positive integer (samples), got 0",
+            ],
+        ),
+        (
+            "transfer.Ion",
+            {"window": 10, "direction": "raw", "vg": 0.3},
+            [
+                "need order >= 1 and window 'auto' or odd in [order + 2, 101]; got window=10, order=3",
+                "vg needs direction 'forward' or 'reverse' (a double sweep passes each Vg twice)",
+            ],
+        ),
+    ],
+    ids=["tau", "cycles", "fit-and-vg"],
+)
+def test_every_parameter_problem_of_an_extractor_is_reported(
+    name: str, params: dict[str, object], problems: list[str]
+) -> None:
+    import pickle
+
+    from dask_features.errors import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError) as info:
+        REGISTRY[name].resolve_params(params)
+    assert info.value.problems == [f"{name}: {p}" for p in problems]
+    assert str(info.value) == "; ".join(info.value.problems)  # as one line, as before
+    assert pickle.loads(pickle.dumps(info.value)).problems == info.value.problems
+
+
+def test_unknown_parameters_and_the_extractors_own_check_are_reported_together() -> None:
+    from dask_features.errors import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError) as info:
+        REGISTRY["transfer.gm"].resolve_params({"windw": 11, "order": 0})
+    assert [p.split(" (")[0] for p in info.value.problems] == [
+        "unknown parameter 'windw' for extractor 'transfer.gm'",
+        "transfer.gm: need order >= 1 and window 'auto' or odd in [order + 2, 101]; got window='auto', order=0",
+    ]
+    # A value outside its choices may be what the check would trip over: the check waits for it.
+    with pytest.raises(InvalidParameterError) as info:
+        REGISTRY["transfer.gm"].resolve_params({"direction": "sideways", "order": 0})
+    assert len(info.value.problems) == 1

@@ -89,6 +89,7 @@ from typing import Any, Literal
 import numpy as np
 
 from dask_features._numbers import positive_number, real_number
+from dask_features.errors import InvalidParameterError
 from dask_features.extractors.registry import Output, Ragged, register
 from dask_features.extractors.tau._edges import StepEdges, detect_edges
 from dask_features.extractors.tau._fit import FIELDS, fit_chunk
@@ -105,22 +106,26 @@ def _is_auto_or_positive(value: object) -> bool:
 
 
 def _check(params: Mapping[str, Any]) -> None:
-    for name in ("period", "sample_rate"):
-        if not _is_auto_or_positive(params[name]):
-            raise ValueError(f"{name} must be 'auto' or a positive finite number, got {params[name]!r}")
+    problems = [
+        f"{name} must be 'auto' or a positive finite number, got {params[name]!r}"
+        for name in ("period", "sample_rate")
+        if not _is_auto_or_positive(params[name])
+    ]
     for name in ("skip_samples", "clip_samples"):
         v = params[name]
         if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+            problems.append(f"{name} must be a non-negative integer, got {v!r}")
     r2 = real_number(params["min_r2"])
     if r2 is None or not r2 <= 1:
-        raise ValueError(f"min_r2 must be a number <= 1, got {params['min_r2']!r}")
+        problems.append(f"min_r2 must be a number <= 1, got {params['min_r2']!r}")
     se = real_number(params["max_rel_se"])
     if se is None or not se > 0:
-        raise ValueError(f"max_rel_se must be a positive number, got {params['max_rel_se']!r}")
+        problems.append(f"max_rel_se must be a positive number, got {params['max_rel_se']!r}")
     amp = real_number(params["min_amplitude"])
     if amp is None or not 0 <= amp < 1:
-        raise ValueError(f"min_amplitude must be a number in [0, 1), got {params['min_amplitude']!r}")
+        problems.append(f"min_amplitude must be a number in [0, 1), got {params['min_amplitude']!r}")
+    if problems:
+        raise InvalidParameterError(problems)
 
 
 def _sampling(
