@@ -252,7 +252,7 @@ def check_storage(
         except ExperimentFormatError as exc:  # a link that cannot be followed
             broken[name] = exc
     if problems:
-        where = f"inside {allow_in}" if allow_in else "outside the file"
+        where = f"outside {allow_in}" if allow_in else "outside the file"
         raise ExperimentFormatError(
             path,
             f"refused: reads data {where}: {'; '.join(dict.fromkeys(problems))}"
