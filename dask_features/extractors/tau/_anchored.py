@@ -139,6 +139,7 @@ ANCHOR_SETTLED = 10.0
 
 def refit_anchored(
     current: np.ndarray,
+    offsets: np.ndarray,
     gstart: np.ndarray,
     m_row: np.ndarray,
     status: np.ndarray,
@@ -148,7 +149,11 @@ def refit_anchored(
     fits: tuple[np.ndarray, ...],
     clip_samples: int,
 ) -> None:
-    """Refit fast transitions anchored on the previous half-cycle's plateau, in place (see ``_anchored``)."""
+    """Refit fast transitions anchored on the previous half-cycle's plateau, in place (see ``_anchored``).
+
+    ``offsets`` are the chunk's step boundaries: a plateau must lie inside its own step, not at the end
+    of the previous step of the chunk (a row's result must not depend on which steps share its chunk).
+    """
     sign, level, scale = norm
     k, c, a, sig, se, r2, clipped = fits
     total = step_of_row.size
@@ -169,7 +174,7 @@ def refit_anchored(
             rows_i = np.flatnonzero(step_of_row == i)
             # Plateau samples: the previous window's last ones, all at least 8 of its tau after its start.
             n_pre = min(64, m_prev - int(np.ceil(8.0 / k_prev)))
-            rr = rows_i[(status[rows_i, d] == TauStatus.OK) & (gstart[rows_i, d] - n_pre >= 0)]
+            rr = rows_i[(status[rows_i, d] == TauStatus.OK) & (gstart[rows_i, d] - n_pre >= offsets[i])]
             if rr.size == 0 or n_pre < 3:
                 continue
             idx = gstart[rr, d][:, None] + np.arange(-n_pre, m)

@@ -416,6 +416,7 @@ def fit_chunk(
 
     refit_anchored(
         current,
+        offsets,
         gstart,
         m_row,
         status,
