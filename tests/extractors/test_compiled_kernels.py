@@ -260,6 +260,7 @@ def test_every_kernel_compiled_equals_jit_on_the_calls_of_real_extractions(
 ) -> None:
     import dask_features as dfe
     from dask_features import synth
+    from dask_features.extractors.tau import tau_on_off
 
     path = synth.write_experiment(tmp_path, n_transfer=4, n_transient=4, transient_samples=3000, seed=5)
     with _compiled.recording() as calls:
@@ -270,6 +271,7 @@ def test_every_kernel_compiled_equals_jit_on_the_calls_of_real_extractions(
         y[0] += 1.0
         y[2, 7] = 1.0
         tk.fit_rows(y, np.full(3, np.nan), 30, 1e-5)
+        tk.fit_rows_drift(y, np.full(3, np.nan), 30, 1e-5)
         tk.row_diagnostics(y, np.array([np.nan, 0.1, 2.0]), np.zeros(3), np.ones(3), 3)
         # Fast transitions anchored on the plateau before them (tau of 1.4 samples).
         rng = np.random.default_rng(1)
@@ -278,6 +280,12 @@ def test_every_kernel_compiled_equals_jit_on_the_calls_of_real_extractions(
         pre = 1.0 + 0.01 * rng.standard_normal((6, 8))
         delta, k = anchored.edge_delay(y.mean(axis=0), float(pre.mean()))
         anchored.anchored_fit(y, pre, np.full(6, delta), np.full(6, k))
+        # The same with a drifting baseline (tau_on_off's baseline="drift"), and one such extraction.
+        drift = 0.002 * np.arange(-8.0, 20.0)
+        y, pre = y + drift[8:], pre + drift[:8]
+        delta, k = anchored.edge_delay_drift(y.mean(axis=0), float(pre.mean()), 8)
+        anchored.anchored_fit_drift(y, pre, np.full(6, delta), np.full(6, k))
+        tau_on_off(dfe.open_experiment(path).read_transient(0, 4), baseline="drift")
     module = _compiled.load(compiled)
     seen = set()
     for kern, args in calls:

@@ -9,6 +9,10 @@ two samples when tau is short: at 1-2 samples per tau this cuts the per-cycle er
 Used only where it holds: a whole number of samples per period (the same ``delta`` in every cycle,
 estimated once per step and direction from the mean row), an edge that is not delayed, a previous
 half-cycle that has settled (``k m >= 10`` on the profile) and tau of at most 2.5 samples.
+
+With ``baseline="drift"`` the baseline drifts linearly by ``d`` per sample through the plateau and the
+window alike: ``P + d u`` on the plateau (``u < 0``), ``c + d u + (P - c) exp(-k (u + delta))`` in the
+window (:func:`anchored_fit_drift`).
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ import numpy as np
 
 from dask_features._compiled import kernel
 from dask_features.extractors.tau._edges import StepEdges
-from dask_features.extractors.tau._kernels import fit_one, row_diagnostics
+from dask_features.extractors.tau._kernels import fit_one, fit_one_drift, row_diagnostics
 from dask_features.extractors.tau._status import TauStatus
 
-__all__ = ["anchored_fit", "edge_delay", "refit_anchored"]
+__all__ = ["anchored_fit", "anchored_fit_drift", "edge_delay", "edge_delay_drift", "refit_anchored"]
 
 #: Golden-section steps in ln k (from a bracket of width 2: 2 x 0.618^32 < 1e-6).
 _GOLDEN = 32
@@ -115,6 +119,120 @@ def anchored_fit(
     return out[0], out[1], out[2], out[3], out[4]
 
 
+@kernel()
+def _cost_drift(
+    row: np.ndarray, pre_sums: np.ndarray, k: float, delta: float
+) -> tuple[float, float, float, float]:
+    """Residual sum of squares of the anchored drift model at rate k, with P, c and d solved in closed form.
+
+    ``pre_sums`` holds the sums of the plateau and of the window that do not depend on k: plateau
+    ``n, sum w, sum w^2, sum y, sum w y``, window ``sum w, sum w^2, sum y, sum w y`` and ``sum y^2`` over
+    both, ``w = u / m`` (u < 0 on the plateau). Returns ``(cost, P, c, d m)``.
+    """
+    m = row.size
+    n_eff = m if 30.0 / k >= m else int(30.0 / k) + 1
+    q = np.exp(-k)
+    g = np.exp(-k * delta)
+    sg = sgg = syg = swg = 0.0
+    for u in range(n_eff):
+        sg += g
+        sgg += g * g
+        syg += row[u] * g
+        swg += (u / m) * g
+        g *= q
+    n_pre, sw_pre, sww_pre, sy_pre, swy_pre = pre_sums[0], pre_sums[1], pre_sums[2], pre_sums[3], pre_sums[4]
+    sw_win, sww_win, sy_win, swy_win, syy = pre_sums[5], pre_sums[6], pre_sums[7], pre_sums[8], pre_sums[9]
+    # Columns: P (1 on the plateau, g after the edge), c (0, then 1 - g), d m (w throughout).
+    g00 = n_pre + sgg
+    g01 = sg - sgg
+    g02 = sw_pre + swg
+    g11 = m - 2.0 * sg + sgg
+    g12 = sw_win - swg
+    g22 = sww_pre + sww_win
+    b0 = sy_pre + syg
+    b1 = sy_win - syg
+    b2 = swy_pre + swy_win
+    a00 = g11 * g22 - g12 * g12
+    a01 = g02 * g12 - g01 * g22
+    a02 = g01 * g12 - g11 * g02
+    a11 = g00 * g22 - g02 * g02
+    a12 = g01 * g02 - g00 * g12
+    a22 = g00 * g11 - g01 * g01
+    det = g00 * a00 + g01 * a01 + g02 * a02
+    p = (a00 * b0 + a01 * b1 + a02 * b2) / det
+    c = (a01 * b0 + a11 * b1 + a12 * b2) / det
+    dw = (a02 * b0 + a12 * b1 + a22 * b2) / det
+    cost = syy - p * b0 - c * b1 - dw * b2
+    return max(cost, 0.0), p, c, dw
+
+
+@kernel("UniTuple(f8[::1], 6)(f8[:, ::1], f8[:, ::1], f8[::1], f8[::1])")
+def anchored_fit_drift(
+    y: np.ndarray, pre: np.ndarray, delta: np.ndarray, k0: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`anchored_fit` with a linear drift of the baseline through the plateau and the window.
+
+    Returns ``k, c, d, a, sigma, se``: as :func:`anchored_fit`, plus the drift ``d`` per sample (m + N - 4
+    degrees of freedom). NaN where the fit failed.
+    """
+    K, m = y.shape
+    n_pre = pre.shape[1]
+    out = np.full((6, K), np.nan)
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    sums = np.zeros(10)
+    for i in range(K):
+        row = y[i]
+        if not (np.isfinite(k0[i]) and k0[i] > 0 and np.isfinite(delta[i])):
+            continue
+        sums[:] = 0.0
+        sums[0] = n_pre
+        for j in range(n_pre):
+            w = (j - n_pre) / m
+            sums[1] += w
+            sums[2] += w * w
+            sums[3] += pre[i, j]
+            sums[4] += w * pre[i, j]
+            sums[9] += pre[i, j] ** 2
+        for u in range(m):
+            w = u / m
+            sums[5] += w
+            sums[6] += w * w
+            sums[7] += row[u]
+            sums[8] += w * row[u]
+            sums[9] += row[u] ** 2
+        lo, hi = np.log(k0[i]) - _BRACKET, np.log(k0[i]) + _BRACKET
+        x1 = hi - ratio * (hi - lo)
+        x2 = lo + ratio * (hi - lo)
+        f1 = _cost_drift(row, sums, np.exp(x1), delta[i])[0]
+        f2 = _cost_drift(row, sums, np.exp(x2), delta[i])[0]
+        for _ in range(_GOLDEN):
+            if f1 <= f2:
+                hi, x2, f2 = x2, x1, f1
+                x1 = hi - ratio * (hi - lo)
+                f1 = _cost_drift(row, sums, np.exp(x1), delta[i])[0]
+            else:
+                lo, x1, f1 = x1, x2, f2
+                x2 = lo + ratio * (hi - lo)
+                f2 = _cost_drift(row, sums, np.exp(x2), delta[i])[0]
+        theta = 0.5 * (lo + hi)
+        k = np.exp(theta)
+        cost, p, c, dw = _cost_drift(row, sums, k, delta[i])
+        h = 1e-3
+        up = _cost_drift(row, sums, np.exp(theta + h), delta[i])[0]
+        down = _cost_drift(row, sums, np.exp(theta - h), delta[i])[0]
+        curv = (up - 2.0 * cost + down) / (h * h)
+        sigma2 = cost / max(m + n_pre - 4, 1)
+        if theta - (np.log(k0[i]) - _BRACKET) < 1e-3 or (np.log(k0[i]) + _BRACKET) - theta < 1e-3:
+            continue
+        out[0, i] = k
+        out[1, i] = c
+        out[2, i] = dw / m
+        out[3, i] = (p - c) * np.exp(-k * delta[i])
+        out[4, i] = np.sqrt(sigma2)
+        out[5, i] = np.sqrt(2.0 * sigma2 / curv) if curv > 0 else np.inf
+    return out[0].copy(), out[1].copy(), out[2].copy(), out[3].copy(), out[4].copy(), out[5].copy()
+
+
 def edge_delay(mean_row: np.ndarray, plateau: float) -> tuple[float, float]:
     """``(delta, k)`` of a mean row: the edge's distance before its first sample and the rate per sample.
 
@@ -126,6 +244,24 @@ def edge_delay(mean_row: np.ndarray, plateau: float) -> tuple[float, float]:
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         delta = float(np.log((plateau - c) / a) / k)
+    if not (np.isfinite(k) and k > 0 and np.isfinite(delta) and -0.05 <= delta <= 1.05):
+        return np.nan, np.nan
+    return min(max(delta, 0.0), 1.0), float(k)
+
+
+def edge_delay_drift(mean_row: np.ndarray, pre_mean: float, n_pre: int) -> tuple[float, float]:
+    """:func:`edge_delay` with a drifting baseline: the drift fit of the mean row meets the plateau line.
+
+    The plateau of ``n_pre`` samples before the window lies on ``P + d u`` (u = -n_pre .. -1, ``d`` the
+    mean row's drift), so ``P = pre_mean + d (n_pre + 1) / 2``; the row ``c + d u + a exp(-k u)`` meets
+    it at ``u = -delta`` where ``a exp(k delta) = P - c``.
+    """
+    k, c, d, a = (
+        np.float64(v)
+        for v in fit_one_drift(np.ascontiguousarray(mean_row, dtype=np.float64), np.nan, 50, 1e-9)[:4]
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        delta = float(np.log((pre_mean + d * (n_pre + 1) / 2.0 - c) / a) / k)
     if not (np.isfinite(k) and k > 0 and np.isfinite(delta) and -0.05 <= delta <= 1.05):
         return np.nan, np.nan
     return min(max(delta, 0.0), 1.0), float(k)
@@ -148,11 +284,14 @@ def refit_anchored(
     norm: tuple[np.ndarray, np.ndarray, np.ndarray],
     fits: tuple[np.ndarray, ...],
     clip_samples: int,
+    drift: np.ndarray | None = None,
 ) -> None:
     """Refit fast transitions anchored on the previous half-cycle's plateau, in place (see ``_anchored``).
 
     ``offsets`` are the chunk's step boundaries: a plateau must lie inside its own step, not at the end
     of the previous step of the chunk (a row's result must not depend on which steps share its chunk).
+    With ``drift`` (the fitted drift per sample of every half-cycle, shape (rows, 2)) the fits are
+    those of the drift model (:func:`anchored_fit_drift`), and ``drift`` is updated too.
     """
     sign, level, scale = norm
     k, c, a, sig, se, r2, clipped = fits
@@ -184,11 +323,17 @@ def refit_anchored(
             if rr.size == 0:
                 continue
             pre, y = np.ascontiguousarray(block[:, :n_pre]), np.ascontiguousarray(block[:, n_pre:])
-            delta, k_mean = edge_delay(y.mean(axis=0), float(pre.mean()))
+            if drift is None:
+                delta, k_mean = edge_delay(y.mean(axis=0), float(pre.mean()))
+            else:
+                delta, k_mean = edge_delay_drift(y.mean(axis=0), float(pre.mean()), n_pre)
             if not np.isfinite(delta):
                 continue
             start = np.where(np.isfinite(k[rr, d]) & (k[rr, d] > 0), k[rr, d], k_mean)
-            ka, ca, aa, sa, sea = anchored_fit(y, pre, np.full(rr.size, delta), start)
+            if drift is None:
+                ka, ca, aa, sa, sea = anchored_fit(y, pre, np.full(rr.size, delta), start)
+            else:
+                ka, ca, da, aa, sa, sea = anchored_fit_drift(y, pre, np.full(rr.size, delta), start)
             ok = np.isfinite(ka)
             # Only where it helps, decided for the step and direction as a whole (never row by row): the
             # plateau pins the amplitude, but under noise that grows with the current a noisy plateau
@@ -199,4 +344,10 @@ def refit_anchored(
                 continue
             rr = rr[ok]
             k[rr, d], c[rr, d], a[rr, d], sig[rr, d], se[rr, d] = ka[ok], ca[ok], aa[ok], sa[ok], sea[ok]
-            r2[rr, d], clipped[rr, d] = row_diagnostics(y[ok], ka[ok], ca[ok], aa[ok], int(clip_samples))
+            if drift is None:
+                r2[rr, d], clipped[rr, d] = row_diagnostics(y[ok], ka[ok], ca[ok], aa[ok], int(clip_samples))
+            else:
+                drift[rr, d] = da[ok]
+                flat = np.ascontiguousarray(y[ok] - da[ok, None] * np.arange(y.shape[1]))
+                r2[rr, d] = row_diagnostics(flat, ka[ok], ca[ok], aa[ok], 0)[0]
+                clipped[rr, d] = row_diagnostics(y[ok], ka[ok], ca[ok], aa[ok], int(clip_samples))[1]

@@ -10,7 +10,8 @@ docstring holds the definition of tau. Edges and half-cycle windows come from
     1/e crossing of the step's mean row, or a linear integral-equation estimate that needs no
     guess), then variable-projection Levenberg-Marquardt on ``ln k`` with ``(c, a)`` solved in
     closed form at every step, per row. It converges to the exact least-squares fit of each row
-    (|d ln k| < 1e-5).
+    (|d ln k| < 1e-5). With ``baseline="drift"`` the model is ``c + d u + a exp(-k u)``, (c, d, a)
+    solved in closed form (see :func:`_fit_drift_rows`).
 :func:`fit_chunk`
     Runs edges, segmentation and the fit on all steps of a chunk and assembles one row per cycle
     with reason codes. Rows of equal length from all steps form one batch; slow transients sampled
@@ -38,6 +39,7 @@ from dask_features.extractors.tau._status import (
     MIN_AMPLITUDE_SD,
     MIN_TAU_SAMPLES,
     RESIDUAL_FACTOR,
+    Baseline,
     StartRule,
     TauStatus,
 )
@@ -47,19 +49,21 @@ __all__ = ["FIELDS", "ExpFit", "fit_chunk", "fit_exp_rows", "row_diagnostics"]
 
 @dataclass(frozen=True)
 class ExpFit:
-    """Per-row least-squares fit of ``y = c + a exp(-k u)``, ``u = 0, 1, ..., m-1`` [samples].
+    """Per-row least-squares fit of ``y = c + a exp(-k u)`` (``+ d u`` with ``baseline="drift"``).
+
+    ``u = 0, 1, ..., m-1`` [samples].
 
     Attributes
     ----------
     k : ndarray, shape (K,)
         Rate per sample (tau = dt / k).
     c, a : ndarray, shape (K,)
-        Asymptote and amplitude at ``u = 0``.
+        Asymptote (with a drift: the baseline at ``u = 0``) and amplitude at ``u = 0``.
     r2 : ndarray, shape (K,)
         Coefficient of determination over the first ``max(8, 5 / k)`` samples of the row (at most m),
         so a long settled plateau does not inflate it.
     sigma : ndarray, shape (K,)
-        Residual standard deviation over the whole row (m - 3 degrees of freedom).
+        Residual standard deviation over the whole row (m - 3 degrees of freedom, m - 4 with a drift).
     clipped : ndarray of bool, shape (K,)
         At least ``clip_samples`` samples equal the row's maximum (or minimum) and the first of them
         lies within 6 / k samples of the start.
@@ -68,11 +72,18 @@ class ExpFit:
         and the residual standard deviation.
     n_iter : int
         Levenberg-Marquardt iterations used by the slowest row.
-    se_c : ndarray, shape (K,)
-        Standard error of the asymptote ``c`` (the larger of the plain and the sandwich one).
-    drift_gain : ndarray, shape (K,)
-        ``d ln k / d b``: how much ln k of the fit moves, to first order, when the row gains a linear
-        drift ``b u`` (``b`` per sample, in the units of ``y``); ln tau moves by minus that.
+    se_level : ndarray, shape (K,)
+        Standard error of the *level*: the baseline parameter the model holds constant within a window
+        but which a drifting baseline moves from cycle to cycle (see ``_gate.drifting``): the
+        asymptote ``c`` without a drift term, the drift ``d`` with one (the larger of the plain and
+        the sandwich error).
+    level_gain : ndarray, shape (K,)
+        How much ln k moves, to first order, per unit slope of the level along the row (per sample):
+        without a drift term the gain of a linear drift ``b u``, ``d ln k / d b``; with one that of a
+        curved baseline ``q u^2`` (whose d changes by ``2 q`` per sample), ``(d ln k / d q) / 2``.
+        ln tau moves by minus that times the slope.
+    d : ndarray, shape (K,)
+        Drift of the baseline per sample (in the units of ``y``); 0 without a drift term.
     """
 
     k: np.ndarray
@@ -83,8 +94,9 @@ class ExpFit:
     clipped: np.ndarray
     se: np.ndarray
     n_iter: int
-    se_c: np.ndarray
-    drift_gain: np.ndarray
+    se_level: np.ndarray
+    level_gain: np.ndarray
+    d: np.ndarray
 
 
 def fit_exp_rows(
@@ -95,8 +107,9 @@ def fit_exp_rows(
     tol: float = 1e-5,
     clip_samples: int = 3,
     diagnostics: bool = True,
+    baseline: Baseline = "flat",
 ) -> ExpFit:
-    """Least-squares fit of ``c + a exp(-k u)`` to every row of ``y``.
+    """Least-squares fit of ``c + a exp(-k u)`` (``baseline="drift"``: ``c + d u + a exp(-k u)``) to every row.
 
     Parameters
     ----------
@@ -113,6 +126,8 @@ def fit_exp_rows(
         Minimum run of identical extreme values reported as clipped; 0 disables the check.
     diagnostics : bool, default True
         Compute ``r2`` and ``clipped`` (NaN / False otherwise).
+    baseline : {"flat", "drift"}, default "flat"
+        Without or with the linear drift term ``d u``; see :func:`_fit_drift_rows`.
 
     Returns
     -------
@@ -122,8 +137,10 @@ def fit_exp_rows(
     K, m = y.shape
     if K == 0:
         empty = np.zeros(0)
-        return ExpFit(empty, empty, empty, empty, empty, np.zeros(0, bool), empty, 0, empty, empty)
+        return ExpFit(empty, empty, empty, empty, empty, np.zeros(0, bool), empty, 0, empty, empty, empty)
     start = np.full(K, np.nan) if k0 is None else np.ascontiguousarray(k0, dtype=np.float64)
+    if baseline == "drift":
+        return _fit_drift_rows(y, start, max_iter, tol, clip_samples, diagnostics)
     k, c, a, cost, info, n_iter = _kernels.fit_rows(y, start, int(max_iter), float(tol))
     sigma = np.sqrt(cost / max(m - 3, 1))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -136,7 +153,80 @@ def fit_exp_rows(
         r2, clipped = row_diagnostics(y, k, c, a, clip_samples=clip_samples)
     else:
         r2, clipped = np.full(K, np.nan), np.zeros(K, bool)
-    return ExpFit(k, c, a, r2, sigma, clipped, se, int(n_iter), se_c, drift_gain)
+    return ExpFit(k, c, a, r2, sigma, clipped, se, int(n_iter), se_c, drift_gain, np.zeros(K))
+
+
+def _fit_drift_rows(
+    y: np.ndarray, start: np.ndarray, max_iter: int, tol: float, clip_samples: int, diagnostics: bool
+) -> ExpFit:
+    """:func:`fit_exp_rows` with a drifting baseline: ``y = c + d u + a exp(-k u)``.
+
+    The same variable projection with three linear parameters (``c``, ``d``, ``a``) solved in closed
+    form at every k (:func:`~dask_features.extractors.tau._kernels.fit_rows_drift`). The standard error
+    of ln k accounts for the extra parameter: the residual variance has m - 4 degrees of freedom, the
+    curvature is that of the cost with d free, and the sandwich error has four parameters. R^2 is
+    that of the transition itself (the drift ``d u`` subtracted from the row and from the fit); the
+    clipping check reads the raw samples.
+    """
+    K, m = y.shape
+    k, c, d, a, cost, info, n_iter = _kernels.fit_rows_drift(y, start, int(max_iter), float(tol))
+    sigma = np.sqrt(cost / max(m - 4, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = np.where(info > 0, sigma / np.sqrt(info), np.inf)
+    se_robust, se_d, curve_gain = _row_errors_drift(y, k, c, d, a, sigma)
+    se = np.fmax(se, se_robust)
+    if diagnostics:
+        r2 = row_diagnostics(y - d[:, None] * np.arange(m), k, c, a, clip_samples=0)[0]
+        clipped = row_diagnostics(y, k, c, a, clip_samples=clip_samples)[1]
+    else:
+        r2, clipped = np.full(K, np.nan), np.zeros(K, bool)
+    return ExpFit(k, c, a, r2, sigma, clipped, se, int(n_iter), se_d, curve_gain / 2.0, d)
+
+
+def _row_errors_drift(
+    y: np.ndarray, k: np.ndarray, c: np.ndarray, d: np.ndarray, a: np.ndarray, sigma: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_row_errors` for ``c + d u + a exp(-k u)``: robust se of ln k, se of d and curvature gain.
+
+    * ``se`` of ln k: the sandwich (HC1) error for the four parameters ``(c, d m, a, ln k)``, Jacobian
+      columns ``1, u / m, e, g`` (``e = exp(-k u)``, ``g = -a k u e`` = d/d ln k).
+    * ``se`` of d: the larger of the sandwich and the plain (``sigma``) error.
+    * curvature gain ``d ln k / d q``: the last component of ``(J'J)^-1 J'u^2``, the first-order change
+      of ln k when the row gains a curved baseline ``q u^2``, which the linear term does not take up.
+
+    The normal matrix ``S = J'J`` and the meat ``W = J' diag(r^2) J`` come from row sums, rows 2 and 4
+    of ``S^-1`` from a batched solve. NaN where the fit or its normal matrix is degenerate.
+    """
+    K, m = y.shape
+    out = np.full((3, K), np.nan)
+    ok = np.isfinite(k) & (k > 0) & np.isfinite(c) & np.isfinite(d) & np.isfinite(a)
+    if not ok.any() or m <= 4:
+        return out[0], out[1], out[2]
+    u = np.arange(m, dtype=np.float64)
+    kk, aa = k[ok, None], a[ok, None]
+    with np.errstate(all="ignore"):
+        e = np.exp(-kk * u)
+        cols = [np.broadcast_to(1.0, e.shape), np.broadcast_to(u / m, e.shape), e, -aa * kk * u * e]
+        r2 = np.square(y[ok] - c[ok, None] - d[ok, None] * u - aa * e)
+        n = int(ok.sum())
+        s, w, ju2 = np.empty((n, 4, 4)), np.empty((n, 4, 4)), np.empty((n, 4))
+        for i in range(4):
+            ju2[:, i] = (cols[i] * (u * u)).sum(axis=1)
+            for j in range(i, 4):
+                prod = cols[i] * cols[j]
+                s[:, i, j] = s[:, j, i] = prod.sum(axis=1)
+                w[:, i, j] = w[:, j, i] = (prod * r2).sum(axis=1)
+        finite = np.asarray(np.isfinite(s).all(axis=(1, 2)) & np.isfinite(w).all(axis=(1, 2)))
+        good = np.asarray(finite & (np.linalg.det(np.where(finite[:, None, None], s, np.eye(4))) > 0))
+        s[~good] = np.eye(4)
+        # Rows 1 (d m) and 3 (ln k) of the symmetric S^-1.
+        rows = np.linalg.solve(s, np.broadcast_to(np.eye(4)[:, [1, 3]], (n, 4, 2))).transpose(0, 2, 1)
+        var = np.einsum("kri,kij,krj->kr", rows, w, rows) * (m / (m - 4))
+        se = np.where(good[:, None] & np.isfinite(var) & (var >= 0), np.sqrt(var), np.nan)
+        out[0, ok] = se[:, 1]
+        out[1, ok] = np.where(good, np.fmax(se[:, 0], sigma[ok] * np.sqrt(rows[:, 0, 1])) / m, np.nan)
+        out[2, ok] = np.where(good, np.einsum("ki,ki->k", rows[:, 1], ju2), np.nan)
+    return out[0], out[1], out[2]
 
 
 def _row_errors(
@@ -240,13 +330,14 @@ def _group_start(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
 SAMPLES_PER_BIN_TAU = 32
 
 
-def _fit_bucket(y: np.ndarray, groups: np.ndarray, clip_samples: int) -> ExpFit:
+def _fit_bucket(y: np.ndarray, groups: np.ndarray, clip_samples: int, baseline: Baseline = "flat") -> ExpFit:
     """Fit rows of one length; slow transients sampled finely are fitted on means of b samples.
 
     The mean of ``c + a exp(-k u)`` over a bin of b samples is ``c + a' exp(-k b j)`` (j = bin index,
     ``a' = a (1 - e^{-kb}) / (b (1 - e^{-k}))``), so the binned rows obey the same model exactly and
     give k, a and c back; with at least 32 bins per tau the Fisher information lost on tau is below
-    1 %, while the cost drops b-fold. R^2 and the clipping check always use the raw samples.
+    1 %, while the cost drops b-fold. R^2 and the clipping check always use the raw samples. A drift
+    ``d u`` averages to ``d (b - 1) / 2 + d b j``: a line again, so the drift model is exact on bins too.
     """
     k0 = _group_start(y, groups)
     K, m = y.shape
@@ -257,27 +348,37 @@ def _fit_bucket(y: np.ndarray, groups: np.ndarray, clip_samples: int) -> ExpFit:
     bins = np.maximum(1, np.minimum(tau0 // SAMPLES_PER_BIN_TAU, m // 16)).astype(np.int64)
     k, c, a = np.full(K, np.nan), np.full(K, np.nan), np.full(K, np.nan)
     sigma, se, n_iter = np.full(K, np.nan), np.full(K, np.nan), 0
-    se_c, gain = np.full(K, np.nan), np.full(K, np.nan)
+    se_level, gain, d = np.full(K, np.nan), np.full(K, np.nan), np.zeros(K)
     for b in np.unique(bins).tolist():
         rows = np.flatnonzero(bins == b)
         if b == 1:
-            f = fit_exp_rows(y[rows], k0=k0[rows], diagnostics=False)
+            f = fit_exp_rows(y[rows], k0=k0[rows], diagnostics=False, baseline=baseline)
             k[rows], c[rows], a[rows], sigma[rows] = f.k, f.c, f.a, f.sigma
-            se[rows], se_c[rows], gain[rows] = f.se, f.se_c, f.drift_gain
+            se[rows], se_level[rows], gain[rows], d[rows] = f.se, f.se_level, f.level_gain, f.d
         else:
             nbin = m // b
             yb = y[rows, : nbin * b].reshape(rows.size, nbin, b).mean(axis=2)
-            f = fit_exp_rows(yb, k0=k0[rows] * b, diagnostics=False)
+            f = fit_exp_rows(yb, k0=k0[rows] * b, diagnostics=False, baseline=baseline)
             k[rows] = f.k / b
             with np.errstate(all="ignore"):
                 a[rows] = f.a * b * np.expm1(-k[rows]) / np.expm1(-k[rows] * b)
             c[rows], sigma[rows] = f.c, f.sigma * np.sqrt(b)
             se[rows] = f.se  # ln tau shifts by ln b under binning: its standard error does not change
-            # A drift of d per sample is one of d b per bin (bin means of a line lie on a line).
-            se_c[rows], gain[rows] = f.se_c, f.drift_gain * b
+            if baseline == "flat":
+                # A drift of d per sample is one of d b per bin (bin means of a line lie on a line).
+                se_level[rows], gain[rows] = f.se_level, f.level_gain * b
+            else:
+                d[rows] = f.d / b
+                c[rows] -= d[rows] * (b - 1) / 2.0
+                # Bin means of q u^2 are q b^2 j^2 plus a line; the level d is per bin, b times d.
+                se_level[rows], gain[rows] = f.se_level / b, f.level_gain * b * b
         n_iter = max(n_iter, f.n_iter)
-    r2, clipped = row_diagnostics(y, k, c, a, clip_samples=clip_samples)
-    return ExpFit(k, c, a, r2, sigma, clipped, se, n_iter, se_c, gain)
+    if baseline == "drift":
+        r2 = row_diagnostics(y - d[:, None] * np.arange(m), k, c, a, clip_samples=0)[0]
+        clipped = row_diagnostics(y, k, c, a, clip_samples=clip_samples)[1]
+    else:
+        r2, clipped = row_diagnostics(y, k, c, a, clip_samples=clip_samples)
+    return ExpFit(k, c, a, r2, sigma, clipped, se, n_iter, se_level, gain, d)
 
 
 #: Fits whose asymptote is a level of their direction: they measure a drift (see ``_gate.drifting``).
@@ -326,6 +427,7 @@ def fit_chunk(
     min_amplitude: float = 0.2,
     clip_samples: int = 3,
     max_rel_se: float = 0.05,
+    baseline: Baseline = "flat",
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Fit every half-cycle of every step of a chunk; one row per cycle.
 
@@ -339,8 +441,10 @@ def fit_chunk(
         Sample interval of each step [s].
     edges : list of StepEdges
         From :func:`detect_edges`, one per step.
-    start, skip_samples, min_r2, min_amplitude, clip_samples, max_rel_se
-        See :func:`dask_features.extractors.tau.tau_on_off`.
+    start, skip_samples, min_r2, min_amplitude, clip_samples, max_rel_se, baseline
+        See :func:`dask_features.extractors.tau.tau_on_off`. With ``baseline="drift"`` every window
+        (and the plateau of an anchored refit) is fitted with a linear drift term, and the DRIFT check
+        follows the fitted drift d over the cycles instead of the asymptote c.
 
     Returns
     -------
@@ -395,7 +499,8 @@ def fit_chunk(
     current = np.ascontiguousarray(current, dtype=np.float64)
 
     k = np.full((total, 2), np.nan)
-    c, a, r2, sig, se, se_c, gain = k.copy(), k.copy(), k.copy(), k.copy(), k.copy(), k.copy(), k.copy()
+    c, a, r2, sig, se, se_lv, gain = k.copy(), k.copy(), k.copy(), k.copy(), k.copy(), k.copy(), k.copy()
+    drift = np.zeros((total, 2))
     clipped = np.zeros((total, 2), bool)
     gstart = start_idx + offsets[:-1][step_of_row][:, None]
     fit_mask = status == TauStatus.OK
@@ -409,9 +514,9 @@ def fit_chunk(
         finite = np.isfinite(y).all(axis=1)
         status[rr[~finite], dd[~finite]] = TauStatus.NAN_GAP
         rr, dd, y = rr[finite], dd[finite], y[finite]
-        f = _fit_bucket(y, step_of_row[rr] * 2 + dd, clip_samples)
+        f = _fit_bucket(y, step_of_row[rr] * 2 + dd, clip_samples, baseline)
         k[rr, dd], c[rr, dd], a[rr, dd], r2[rr, dd], sig[rr, dd] = f.k, f.c, f.a, f.r2, f.sigma
-        se[rr, dd], se_c[rr, dd], gain[rr, dd] = f.se, f.se_c, f.drift_gain
+        se[rr, dd], se_lv[rr, dd], gain[rr, dd], drift[rr, dd] = f.se, f.se_level, f.level_gain, f.d
         clipped[rr, dd] = f.clipped
 
     refit_anchored(
@@ -425,6 +530,7 @@ def fit_chunk(
         (sign, level, scale),
         (k, c, a, sig, se, r2, clipped),
         clip_samples,
+        drift=None if baseline == "flat" else drift,
     )
     fitted = fit_mask & (status == TauStatus.OK)
     # The rhythm check looks for each transition at its steepest-rule anchor, whatever the window rule.
@@ -472,11 +578,13 @@ def fit_chunk(
     # The drift is judged on the half-cycles that passed every other check and measured on every fit
     # whose asymptote is a level of that direction (also imprecise or misfitting ones, weighted by their
     # precision; not flat, clipped, misplaced or off-amplitude ones). Anchored refits keep the free fit's
-    # se_c and gain (fast transitions, which a drift hardly moves).
+    # se_lv and gain (fast transitions, which a drift hardly moves). With the drift term the level is
+    # the drift d itself, which only a curved baseline moves over the cycles.
     spp = np.array([e.samples_per_period for e in edges])[step_of_row]
     judged = fitted & (status == TauStatus.OK)
-    usable = fitted & np.isin(status, _LEVEL_STATUSES) & np.isfinite(c) & np.isfinite(se_c)
-    status[drifting((c, se_c, gain, se), judged, usable, step_of_row, out["cycle"], spp)] = TauStatus.DRIFT
+    lv = c if baseline == "flat" else drift
+    usable = fitted & np.isin(status, _LEVEL_STATUSES) & np.isfinite(lv) & np.isfinite(se_lv)
+    status[drifting((lv, se_lv, gain, se), judged, usable, step_of_row, out["cycle"], spp)] = TauStatus.DRIFT
 
     dt_row = dt[step_of_row][:, None]
     sc = scale[step_of_row][:, None]

@@ -80,6 +80,11 @@ def drifting(
 ) -> np.ndarray:
     """Half-cycles whose tau a drifting baseline moves by more than its standard error.
 
+    Written for the flat model, whose *level* is the asymptote ``c``; with ``baseline="drift"`` the
+    level is the fitted drift ``d`` per sample, whose slope over the cycles is the baseline's
+    curvature (``2 q`` for ``q u^2``), and ``gain`` the fit's sensitivity to it (see
+    :class:`~dask_features.extractors.tau._fit.ExpFit`); the rest reads the same.
+
     The drift rate is the slope of the fitted asymptote ``c`` over the cycles: a weighted (1 / se_c^2)
     least-squares line through the ``usable`` half-cycles of the same step and direction within
     :data:`DRIFT_NEIGHBOURS` cycles, per sample (through those of the other direction, as for a drift
@@ -94,7 +99,8 @@ def drifting(
     Parameters
     ----------
     fit : (c, se_c, gain, se), each ndarray of shape (rows, 2)
-        Asymptote and its standard error, drift gain ``d ln k / d b`` and standard error of ln tau.
+        Asymptote (the level) and its standard error, drift gain ``d ln k / d b`` and standard error
+        of ln tau.
     judged, usable : ndarray of bool, shape (rows, 2)
         Half-cycles to judge, and those whose asymptote measures the drift.
     step_of_row, cycle : ndarray of int, shape (rows,)

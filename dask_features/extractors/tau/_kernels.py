@@ -17,7 +17,15 @@ import numpy as np
 
 from dask_features._compiled import kernel
 
-__all__ = ["fit_one", "fit_rows", "group_start", "rhythm_excess", "row_diagnostics"]
+__all__ = [
+    "fit_one",
+    "fit_one_drift",
+    "fit_rows",
+    "fit_rows_drift",
+    "group_start",
+    "rhythm_excess",
+    "row_diagnostics",
+]
 
 CLIP_REACH = 6.0
 """A run of identical extreme values starting within this many fitted tau of the window start is clipping.
@@ -224,6 +232,189 @@ def fit_rows(
         n_iter = max(n_iter, it)
         k_out[i], c_out[i], a_out[i], cost_out[i], info_out[i] = k, c, a, cost, info
     return k_out, c_out, a_out, cost_out, info_out, n_iter
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The same fit with a linear baseline: y = c + d u + a exp(-k u) (``baseline="drift"``)
+
+
+@kernel()
+def _drift_state(y: np.ndarray, sy: float, syw: float, syy: float, k: float) -> tuple[float, ...]:
+    """(c, d m, a) in closed form at rate k, the residual sum of squares and the two Gauss-Newton sums.
+
+    The linear parameters multiply the columns ``1``, ``w = u / m`` (scaled so that the 3 x 3 normal
+    matrix stays well conditioned) and ``e = exp(-k u)``. Returns ``(c, dw, a, cost, suer, red)``:
+    ``dw`` the drift over m samples, ``suer = sum(u e r)`` (r the residual; the gradient of the cost in
+    ln k is ``2 a k suer``) and ``red`` the squared norm of ``u e`` after projection onto the columns'
+    orthogonal complement (the reduced Gauss-Newton curvature in ln k is ``(a k)^2 red``).
+    """
+    m = y.size
+    n = m if _SPAN / k >= m else int(_SPAN / k) + 1
+    q = np.exp(-k)
+    e = 1.0
+    sye = suye = se = sue = suue = see = suee = suuee = 0.0
+    for u in range(n):
+        ye = y[u] * e
+        sye += ye
+        suye += u * ye
+        se += e
+        sue += u * e
+        suue += u * u * e
+        e2 = e * e
+        see += e2
+        suee += u * e2
+        suuee += u * u * e2
+        e *= q
+    # Normal matrix G of the columns (1, w, e) and its cofactors (G symmetric).
+    g00, g01, g02 = float(m), (m - 1) / 2.0, se
+    g11, g12, g22 = (m - 1) * (2.0 * m - 1.0) / (6.0 * m), sue / m, see
+    a00 = g11 * g22 - g12 * g12
+    a01 = g02 * g12 - g01 * g22
+    a02 = g01 * g12 - g11 * g02
+    a11 = g00 * g22 - g02 * g02
+    a12 = g01 * g02 - g00 * g12
+    a22 = g00 * g11 - g01 * g01
+    det = g00 * a00 + g01 * a01 + g02 * a02
+    c = (a00 * sy + a01 * syw + a02 * sye) / det
+    dw = (a01 * sy + a11 * syw + a12 * sye) / det
+    a = (a02 * sy + a12 * syw + a22 * sye) / det
+    # At the linear least-squares solution the residual is orthogonal to the columns: |r|^2 = r.y.
+    cost = syy - c * sy - dw * syw - a * sye
+    if not np.isfinite(cost):
+        cost = np.inf
+    elif cost < 0.0:
+        cost = 0.0
+    suer = suye - c * sue - dw * suue / m - a * suee
+    v0, v1, v2 = sue, suue / m, suee
+    quad = (
+        v0 * v0 * a00 + v1 * v1 * a11 + v2 * v2 * a22 + 2.0 * (v0 * v1 * a01 + v0 * v2 * a02 + v1 * v2 * a12)
+    ) / det
+    return c, dw, a, cost, suer, suuee - quad
+
+
+@kernel()
+def _integral_start_drift(y: np.ndarray) -> float:
+    """k from the linear model ``y(u) = y(0) + (k c + d) u + (k d / 2) u^2 - k S(u)``, S the running integral.
+
+    :func:`_integral_start` with the drift term: integrating ``y' = d - k (y - c - d u)``. Columns
+    scaled by 1/m; Gaussian elimination with partial pivoting. NaN when the system is singular.
+    """
+    m = y.size
+    g = np.zeros((4, 4))
+    rhs = np.zeros(4)
+    x = np.zeros(4)
+    s = 0.0
+    for u in range(m):
+        if u > 0:
+            s += 0.5 * (y[u] + y[u - 1]) / m
+        v = u / m
+        x[0], x[1], x[2], x[3] = 1.0, v, v * v, s
+        for i in range(4):
+            rhs[i] += x[i] * y[u]
+            for j in range(4):
+                g[i, j] += x[i] * x[j]
+    ridge = 1e-12 * (g[0, 0] + g[1, 1] + g[2, 2] + g[3, 3])
+    for i in range(4):
+        g[i, i] += ridge
+    for col in range(4):
+        piv = col
+        for r in range(col + 1, 4):
+            if abs(g[r, col]) > abs(g[piv, col]):
+                piv = r
+        if g[piv, col] == 0.0:
+            return np.nan
+        if piv != col:
+            for j in range(4):
+                g[col, j], g[piv, j] = g[piv, j], g[col, j]
+            rhs[col], rhs[piv] = rhs[piv], rhs[col]
+        for r in range(col + 1, 4):
+            f = g[r, col] / g[col, col]
+            for j in range(col, 4):
+                g[r, j] -= f * g[col, j]
+            rhs[r] -= f * rhs[col]
+    # Only the last coefficient (that of S) is needed: the last row of the triangular system.
+    return -(rhs[3] / g[3, 3]) / m
+
+
+@kernel("Tuple((f8, f8, f8, f8, f8, f8, i8))(f8[::1], f8, i8, f8)")
+def fit_one_drift(
+    row: np.ndarray, k0: float, max_iter: int, tol: float
+) -> tuple[float, float, float, float, float, float, int]:
+    """Least-squares ``c + d u + a exp(-k u)`` of one row; see :func:`fit_rows_drift`.
+
+    Returns ``(k, c, d, a, cost, info, n_iter)``, ``d`` per sample and ``info`` as in :func:`fit_one`
+    (the reduced curvature in ``ln k`` per unit noise variance, now with three linear parameters).
+    """
+    m = row.size
+    lo, hi = np.log(1e-3 / m), np.log(20.0)
+    sy = syw = syy = 0.0
+    for u in range(m):
+        sy += row[u]
+        syw += row[u] * (u / m)
+        syy += row[u] * row[u]
+    k = k0
+    if not (np.isfinite(k) and k > 0.0):
+        k = _integral_start_drift(row)
+    if not (np.isfinite(k) and k > 0.0):
+        best, k = np.inf, np.exp(lo)
+        for j in range(_GRID_POINTS):
+            kg = np.exp(lo + (np.log(2.0) - lo) * j / (_GRID_POINTS - 1))
+            cg = _drift_state(row, sy, syw, syy, kg)[3]
+            if cg < best:
+                best, k = cg, kg
+    theta = min(max(np.log(k), lo), hi)
+    k = np.exp(theta)
+    c, dw, a, cost, suer, red = _drift_state(row, sy, syw, syy, k)
+    lam = 1e-3
+    it = 0
+    while it < max_iter:
+        it += 1
+        ak = a * k
+        step = -(ak * suer) / (ak * ak * red * (1.0 + lam))
+        if not np.isfinite(step):
+            step = 0.0
+        step = min(max(step, -1.0), 1.0)
+        th_t = min(max(theta + step, lo), hi)
+        k_t = np.exp(th_t)
+        trial = _drift_state(row, sy, syw, syy, k_t)
+        if trial[3] <= cost * (1.0 + 1e-12):
+            theta, k = th_t, k_t
+            c, dw, a, cost, suer, red = trial
+            lam *= 0.3
+        else:
+            lam *= 10.0
+        if abs(step) < tol or lam > 1e8:
+            break
+    ak = a * k
+    if not (np.isfinite(k) and np.isfinite(c) and np.isfinite(dw) and np.isfinite(a)):
+        return np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, it
+    return k, c, dw / m, a, cost, ak * ak * red, it
+
+
+@kernel("Tuple((f8[::1], f8[::1], f8[::1], f8[::1], f8[::1], f8[::1], i8))(f8[:, ::1], f8[::1], i8, f8)")
+def fit_rows_drift(
+    y: np.ndarray, k0: np.ndarray, max_iter: int, tol: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Least-squares ``c + d u + a exp(-k u)`` for every row of ``y`` (K, m): :func:`fit_rows` with a drift.
+
+    Variable projection as in :func:`fit_rows`, with (c, d, a) solved in closed form at every k.
+
+    Returns
+    -------
+    k, c, d, a, cost, info : ndarray, shape (K,)
+        Rate per sample, baseline at u = 0, its drift per sample, amplitude at u = 0, residual sum of
+        squares and the curvature in ``ln k``; NaN when the fit failed numerically.
+    n_iter : int
+        Iterations of the slowest row.
+    """
+    K, _m = y.shape
+    out = np.full((6, K), np.nan)
+    n_iter = 0
+    for i in range(K):
+        k, c, d, a, cost, info, it = fit_one_drift(y[i], k0[i], max_iter, tol)
+        n_iter = max(n_iter, it)
+        out[0, i], out[1, i], out[2, i], out[3, i], out[4, i], out[5, i] = k, c, d, a, cost, info
+    return out[0].copy(), out[1].copy(), out[2].copy(), out[3].copy(), out[4].copy(), out[5].copy(), n_iter
 
 
 @kernel("Tuple((f8[::1], b1[::1]))(f8[:, ::1], f8[::1], f8[::1], f8[::1], i8)")

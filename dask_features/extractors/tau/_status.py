@@ -5,9 +5,11 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Literal
 
-__all__ = ["StartRule", "TauStatus"]
+__all__ = ["Baseline", "StartRule", "TauStatus"]
 
 StartRule = Literal["steepest", "edge"]
+#: Baseline of the fitted model: constant within each window, or constant plus a linear drift.
+Baseline = Literal["flat", "drift"]
 
 #: Smallest half-cycle window that is fitted (3 free parameters plus at least 2 degrees of freedom).
 MIN_SEGMENT = 5
@@ -28,7 +30,8 @@ RHYTHM_Z = 6.0
 MIN_AMPLITUDE_SD = 2.0
 #: tau shorter than this many sample intervals cannot be resolved: the transition is over within a sample.
 MIN_TAU_SAMPLES = 0.5
-#: The baseline drift of a half-cycle is measured on the fitted asymptotes of the cycles within this many
+#: The baseline drift of a half-cycle is measured on the fitted asymptotes (with ``baseline="drift"``: on
+#: the fitted drifts, for the baseline's curvature) of the cycles within this many
 #: cycles of it (same step and direction); it must differ from 0 by more than DRIFT_Z standard errors and
 #: move ln tau by more than its standard error and more than DRIFT_MIN_SHIFT. The floor keeps noise-free
 #: fits (se ~1e-10, asymptotes that differ between cycles by rounding) from being flagged: 1e-4 is ten
@@ -79,5 +82,7 @@ class TauStatus(IntEnum):
     #: the standard error of tau exceeds ``max_rel_se`` (too few samples per tau, or too much noise).
     IMPRECISE = 15
     #: the baseline drifts (the fitted asymptote moves from cycle to cycle) enough to move tau by more than
-    #: its standard error: the model has no drift term, so tau would be biased.
+    #: its standard error: the model has no drift term, so tau would be biased. With ``baseline="drift"``
+    #: (a linear drift term in every window): the baseline curves (the fitted drift changes from cycle to
+    #: cycle) enough to move tau by more than its standard error.
     DRIFT = 16

@@ -33,8 +33,9 @@ def test_rows_without_a_start_or_a_decay_are_not_fitted() -> None:
     assert np.isnan(edge_delay(np.ones(10), 1.0)[0])
 
 
+@pytest.mark.parametrize("baseline", ["flat", "drift"])
 @pytest.mark.parametrize("first_edge", [4.5, 30.5])
-def test_a_step_gives_the_same_taus_alone_and_after_another_step(first_edge: float) -> None:
+def test_a_step_gives_the_same_taus_alone_and_after_another_step(first_edge: float, baseline: str) -> None:
     # Fast transitions (2-3 samples per tau) are refitted on the plateau before their edge. The first
     # window of a step lies less than the plateau's 64 samples after the step's start: its "plateau" was
     # taken from the end of the previous step of the chunk (here 5x higher), which moved the edge delay
@@ -70,8 +71,8 @@ def test_a_step_gives_the_same_taus_alone_and_after_another_step(first_edge: flo
             duty=np.full(n, 0.5),
         )
 
-    alone = tau_on_off(chunk(traces[1:])).fields
-    res = tau_on_off(chunk(traces))
+    alone = tau_on_off(chunk(traces[1:]), baseline=baseline).fields
+    res = tau_on_off(chunk(traces), baseline=baseline)
     second = {k: v[res.counts[0] :] for k, v in res.fields.items()}
     for key, values in alone.items():
         np.testing.assert_array_equal(second[key], values, err_msg=key)
