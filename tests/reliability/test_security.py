@@ -599,7 +599,7 @@ def test_hdf5_references_outside_the_file_are_refused(
     assert len(result.successful) == 1
     # Allowed only inside an explicit folder: the target is outside the data folder, so still refused.
     monkeypatch.setenv("DASK_FEATURES_ALLOW_EXTERNAL_IN", str(data))
-    with pytest.raises(dfe.ExperimentFormatError, match="refused: reads data outside .*data"):
+    with pytest.raises(dfe.ExperimentFormatError, match=r"refused: reads data outside .*data"):
         dfe.open_experiment(evil)
     monkeypatch.setenv("DASK_FEATURES_ALLOW_EXTERNAL_IN", str(tmp_path))
     assert dfe.open_experiment(evil).n_transfer_steps == 8
@@ -790,5 +790,5 @@ def test_a_handle_read_in_another_process_is_checked_there_with_its_openers_fold
         # The worker has no DASK_FEATURES_ALLOW_EXTERNAL_IN: it applies the opener's folder.
         assert pool.submit(_read_transfer_total, allowed).result() > 0
         narrow = dataclasses.replace(allowed, external_in=str(tmp_path / "data"))
-        with pytest.raises(dfe.ExperimentFormatError, match="refused: reads data outside .*data"):
+        with pytest.raises(dfe.ExperimentFormatError, match=r"refused: reads data outside .*data"):
             pool.submit(_read_transfer_total, narrow).result()

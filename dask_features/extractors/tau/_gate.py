@@ -83,7 +83,7 @@ def drifting(
     Written for the flat model, whose *level* is the asymptote ``c``; with ``baseline="drift"`` the
     level is the fitted drift ``d`` per sample, whose slope over the cycles is the baseline's
     curvature (``2 q`` for ``q u^2``), and ``gain`` the fit's sensitivity to it (see
-    :class:`~dask_features.extractors.tau._fit.ExpFit`); the rest reads the same.
+    :class:`~dask_features.extractors.tau._rows.ExpFit`); the rest reads the same.
 
     The drift rate is the slope of the fitted asymptote ``c`` over the cycles: a weighted (1 / se_c^2)
     least-squares line through the ``usable`` half-cycles of the same step and direction within

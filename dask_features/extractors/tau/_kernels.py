@@ -207,7 +207,7 @@ def fit_one(
 def fit_rows(
     y: np.ndarray, k0: np.ndarray, max_iter: int, tol: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    """Least-squares ``c + a exp(-k u)`` for every row of ``y`` (K, m); see ``_fit.fit_exp_rows``.
+    """Least-squares ``c + a exp(-k u)`` for every row of ``y`` (K, m); see ``_rows.fit_exp_rows``.
 
     Variable projection: (c, a) are solved in closed form at every k, and Levenberg-Marquardt runs on
     ``ln k`` with Kaufman's Jacobian, a per-row damping factor and a step of at most 1 in ``ln k``.
@@ -423,7 +423,7 @@ def row_diagnostics(
 ) -> tuple[np.ndarray, np.ndarray]:
     """R^2 over the first ``max(8, 5 / k)`` samples and the clipping flag of every row.
 
-    See ``_tau_fit.ExpFit`` for the definitions; rows with NaN ``k`` get NaN R^2 and are not clipped.
+    See ``_rows.ExpFit`` for the definitions; rows with NaN ``k`` get NaN R^2 and are not clipped.
     """
     K, m = y.shape
     r2 = np.full(K, np.nan)
@@ -471,7 +471,7 @@ def row_diagnostics(
 
 @kernel("f8[::1](f8[:, ::1], i8[::1])")
 def group_start(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Start rate per row: the 1/e crossing of the mean row of its group, see ``_tau_fit._group_start``.
+    """Start rate per row: the 1/e crossing of the mean row of its group, see ``_fit._group_start``.
 
     ``groups`` are non-negative integers (step * 2 + direction); the crossing is interpolated
     linearly between samples; rows whose mean never crosses start at tau = m / 3 samples.

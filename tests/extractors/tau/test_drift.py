@@ -13,7 +13,7 @@ from dask_features.errors import InvalidParameterError
 from dask_features.extractors.registry import get_extractor
 from dask_features.extractors.tau import TauStatus, tau_on_off
 from dask_features.extractors.tau._anchored import anchored_fit_drift, edge_delay_drift
-from dask_features.extractors.tau._fit import fit_exp_rows
+from dask_features.extractors.tau._rows import fit_exp_rows
 from dask_features.io.chunks import TransientChunk
 from dask_features.synth.signals import noisy_square_wave
 from tests.extractors.tau._support import one_step_chunk

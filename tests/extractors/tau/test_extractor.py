@@ -12,7 +12,7 @@ from scipy.optimize import curve_fit
 from dask_features.extractors.registry import get_extractor
 from dask_features.extractors.tau import tau_on_off
 from dask_features.extractors.tau._edges import detect_step_edges
-from dask_features.extractors.tau._fit import fit_exp_rows
+from dask_features.extractors.tau._rows import fit_exp_rows
 from dask_features.extractors.tau._status import TauStatus
 from dask_features.io.chunks import TransientChunk
 from dask_features.synth.signals import square_wave_response
