@@ -21,7 +21,7 @@ import numpy as np
 
 from dask_features._compiled import kernel
 from dask_features.extractors.tau._edges import StepEdges
-from dask_features.extractors.tau._kernels import fit_one, fit_one_drift, row_diagnostics
+from dask_features.extractors.tau._kernels import fit_one, fit_one_drift, row_diagnostics, solve_sym3
 from dask_features.extractors.tau._status import TauStatus
 
 __all__ = ["anchored_fit", "anchored_fit_drift", "edge_delay", "edge_delay_drift", "refit_anchored"]
@@ -152,16 +152,7 @@ def _cost_drift(
     b0 = sy_pre + syg
     b1 = sy_win - syg
     b2 = swy_pre + swy_win
-    a00 = g11 * g22 - g12 * g12
-    a01 = g02 * g12 - g01 * g22
-    a02 = g01 * g12 - g11 * g02
-    a11 = g00 * g22 - g02 * g02
-    a12 = g01 * g02 - g00 * g12
-    a22 = g00 * g11 - g01 * g01
-    det = g00 * a00 + g01 * a01 + g02 * a02
-    p = (a00 * b0 + a01 * b1 + a02 * b2) / det
-    c = (a01 * b0 + a11 * b1 + a12 * b2) / det
-    dw = (a02 * b0 + a12 * b1 + a22 * b2) / det
+    p, c, dw = solve_sym3(g00, g01, g02, g11, g12, g22, b0, b1, b2)
     cost = syy - p * b0 - c * b1 - dw * b2
     return max(cost, 0.0), p, c, dw
 

@@ -239,6 +239,26 @@ def fit_rows(
 
 
 @kernel()
+def solve_sym3(
+    g00: float, g01: float, g02: float, g11: float, g12: float, g22: float, b0: float, b1: float, b2: float
+) -> tuple[float, float, float]:
+    """Solution ``x`` of ``G x = b`` for the symmetric 3 x 3 matrix ``G`` (upper triangle given), by
+    cofactors: the closed-form linear parameters of the drift models (inf or NaN where ``G`` is singular)."""
+    a00 = g11 * g22 - g12 * g12
+    a01 = g02 * g12 - g01 * g22
+    a02 = g01 * g12 - g11 * g02
+    a11 = g00 * g22 - g02 * g02
+    a12 = g01 * g02 - g00 * g12
+    a22 = g00 * g11 - g01 * g01
+    det = g00 * a00 + g01 * a01 + g02 * a02
+    return (
+        (a00 * b0 + a01 * b1 + a02 * b2) / det,
+        (a01 * b0 + a11 * b1 + a12 * b2) / det,
+        (a02 * b0 + a12 * b1 + a22 * b2) / det,
+    )
+
+
+@kernel()
 def _drift_state(y: np.ndarray, sy: float, syw: float, syy: float, k: float) -> tuple[float, ...]:
     """(c, d m, a) in closed form at rate k, the residual sum of squares and the two Gauss-Newton sums.
 
@@ -265,19 +285,10 @@ def _drift_state(y: np.ndarray, sy: float, syw: float, syy: float, k: float) -> 
         suee += u * e2
         suuee += u * u * e2
         e *= q
-    # Normal matrix G of the columns (1, w, e) and its cofactors (G symmetric).
+    # Normal matrix G of the columns (1, w, e) (symmetric).
     g00, g01, g02 = float(m), (m - 1) / 2.0, se
     g11, g12, g22 = (m - 1) * (2.0 * m - 1.0) / (6.0 * m), sue / m, see
-    a00 = g11 * g22 - g12 * g12
-    a01 = g02 * g12 - g01 * g22
-    a02 = g01 * g12 - g11 * g02
-    a11 = g00 * g22 - g02 * g02
-    a12 = g01 * g02 - g00 * g12
-    a22 = g00 * g11 - g01 * g01
-    det = g00 * a00 + g01 * a01 + g02 * a02
-    c = (a00 * sy + a01 * syw + a02 * sye) / det
-    dw = (a01 * sy + a11 * syw + a12 * sye) / det
-    a = (a02 * sy + a12 * syw + a22 * sye) / det
+    c, dw, a = solve_sym3(g00, g01, g02, g11, g12, g22, sy, syw, sye)
     # At the linear least-squares solution the residual is orthogonal to the columns: |r|^2 = r.y.
     cost = syy - c * sy - dw * syw - a * sye
     if not np.isfinite(cost):
@@ -286,9 +297,8 @@ def _drift_state(y: np.ndarray, sy: float, syw: float, syy: float, k: float) -> 
         cost = 0.0
     suer = suye - c * sue - dw * suue / m - a * suee
     v0, v1, v2 = sue, suue / m, suee
-    quad = (
-        v0 * v0 * a00 + v1 * v1 * a11 + v2 * v2 * a22 + 2.0 * (v0 * v1 * a01 + v0 * v2 * a02 + v1 * v2 * a12)
-    ) / det
+    x0, x1, x2 = solve_sym3(g00, g01, g02, g11, g12, g22, v0, v1, v2)
+    quad = v0 * x0 + v1 * x1 + v2 * x2  # v' G^-1 v
     return c, dw, a, cost, suer, suuee - quad
 
 
