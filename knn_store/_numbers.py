@@ -1,4 +1,4 @@
-"""Validation of user-supplied numbers (k, cut-offs, weights), judged by value."""
+"""Validation of user-supplied numbers (k, cut-offs, weights, percentiles), judged by value."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import TypeGuard
 
 import numpy as np
 
-__all__ = ["is_integer", "real_number"]
+__all__ = ["is_integer", "percentile_problem", "real_number"]
 
 
 def real_number(value: object) -> float | None:
@@ -31,3 +31,20 @@ def is_integer(value: object) -> TypeGuard[int | np.integer]:
     For the user's values, whatever their annotation says (a ``k: int`` may arrive as ``3.0`` or ``True``).
     """
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def percentile_problem(values: tuple[float, ...]) -> str | None:
+    """What is wrong with a sorted set of density percentiles, or None.
+
+    They must be a non-empty set within [0, 100] (NaN is not); several of them all within (0, 1] are
+    fractions given as percentiles, which would run a grid at the lowest densities: a plausible table
+    of the wrong search.
+    """
+    if not values or not all(0 <= p <= 100 for p in values):
+        return f"density percentiles must be a non-empty set within [0, 100], got {values}"
+    if len(values) > 1 and 0 < values[-1] <= 1:
+        return (
+            f"density percentiles {values} are all within (0, 1]: percentiles run from 0 to 100 "
+            f"(did you mean {tuple(round(100 * p, 6) for p in values)}?)"
+        )
+    return None

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from knn_store._names import check_name
+from knn_store._numbers import percentile_problem
 from knn_store.errors import InvalidFeaturesError, InvalidParameterError, KnnStoreError
 from knn_store.input_files import read_features, read_labels, read_mask
 from knn_store.neighbors import BACKENDS
@@ -50,16 +51,14 @@ def _density_range(text: str) -> list[float]:
                 raise ValueError("STEP must be > 0")
             if not 0 <= start <= stop <= 100:
                 raise ValueError("need 0 <= START <= STOP <= 100 (percentiles)")
-            if start < stop <= 1:
-                raise ValueError("all within [0, 1]: percentiles run from 0 to 100, not fractions")
             if (stop - start) / step + 1 > _MAX_PERCENTILES:
                 raise ValueError(f"more than {_MAX_PERCENTILES:,} percentiles; is STEP {step:g} a typo?")
-            return [float(v) for v in np.round(np.arange(start, stop + step / 2, step), 6)]
-        values = [float(v) for v in text.split(",")]
-        if not all(0 <= v <= 100 for v in values):
-            raise ValueError("percentiles must be within [0, 100]")
-        if len(values) > 1 and 0 < max(values) <= 1:
-            raise ValueError("all within (0, 1]: percentiles run from 0 to 100, not fractions")
+            values = [float(v) for v in np.round(np.arange(start, stop + step / 2, step), 6)]
+        else:
+            values = [float(v) for v in text.split(",")]
+        problem = percentile_problem(tuple(sorted(set(values))))  # grid_search's rule
+        if problem is not None:
+            raise ValueError(problem)
         return values
     except ValueError as exc:
         raise argparse.ArgumentTypeError(

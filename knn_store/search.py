@@ -25,6 +25,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from knn_store._names import check_name
+from knn_store._numbers import percentile_problem
 from knn_store.cluster.jobs import ClusterFn, JobSpec, clear_shared_points, run_jobs, shared_points
 from knn_store.errors import InvalidFeaturesError, InvalidLabelsError, InvalidParameterError
 from knn_store.neighbors import prepare_features
@@ -91,17 +92,9 @@ def _check_grid(ks: Iterable[int], percentiles: Iterable[float]) -> tuple[list[i
     p_list = tuple(sorted({float(p) for p in percentiles}))
     if not k_list or k_list[0] < 1:
         raise InvalidParameterError(f"ks must be a non-empty set of integers >= 1, got {k_list}")
-    if not p_list or not all(0 <= p <= 100 for p in p_list):  # NaN fails too
-        raise InvalidParameterError(
-            f"density percentiles must be a non-empty set within [0, 100], got {p_list}"
-        )
-    if len(p_list) > 1 and 0 < p_list[-1] <= 1:
-        # Fractions given as percentiles would run the whole grid at the lowest densities: a
-        # plausible table of the wrong search.
-        raise InvalidParameterError(
-            f"density percentiles {p_list} are all within (0, 1]: percentiles run from 0 to 100 "
-            f"(did you mean {tuple(round(100 * p, 6) for p in p_list)}?)"
-        )
+    problem = percentile_problem(p_list)
+    if problem is not None:
+        raise InvalidParameterError(problem)
     return k_list, p_list
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "curve",
     "elr",
     "fit",
+    "flagged",
     "half_mask",
     "report",
     "swing",
@@ -119,14 +120,23 @@ def uncertain(status: np.ndarray, se: np.ndarray, limit: float | np.ndarray) -> 
 def report(chunk: TransferChunk, status: np.ndarray, what: str, **context: object) -> None:
     """File one error record per non-zero status code (the rows' values must be NaN); a sweep
     without a single finite point says so rather than that it has too few."""
-    empty = sweeps(chunk).n_valid == 0
     for code in np.unique(status[status != OK]):
         rows = status == code
-        if code == TOO_FEW and (rows & empty).any():
-            chunk.report(rows & empty, f"{what}: the sweep has no finite (Vg, Id) point")
-            rows &= ~empty
+        if code == TOO_FEW:
+            empty = rows & (sweeps(chunk).n_valid == 0)
+            if empty.any():
+                chunk.report(empty, f"{what}: the sweep has no finite (Vg, Id) point")
+                rows &= ~empty
         if rows.any():
             chunk.report(rows, _MESSAGES[int(code)].format(what=what, **context))
+
+
+def flagged(
+    chunk: TransferChunk, values: np.ndarray, status: np.ndarray, what: str, **context: object
+) -> np.ndarray:
+    """``values`` with NaN wherever ``status`` is not OK, each such row reported (:func:`report`)."""
+    report(chunk, status, what, **context)
+    return np.where(status == OK, values, np.nan)
 
 
 @dataclass(frozen=True)

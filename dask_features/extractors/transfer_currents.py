@@ -36,7 +36,8 @@ def _value_sigma(f: core.Fit, col: np.ndarray) -> np.ndarray:
 def _fitted_current(
     chunk: TransferChunk, span: str, window: int, order: int, vg: float | None, pick: Literal["max", "min"]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fitted |Id| [A] at ``vg`` (linear interpolation) or its max / min over the span, and the status.
+    """Fitted |Id| [A] at ``vg`` (linear interpolation) or its max / min over the span, and the status
+    (the caller masks the flagged rows, :func:`core.flagged`).
 
     A minimum (off current) less than :data:`core.OFF_SIGMAS` standard errors of the fitted value above
     zero has status ``core.UNRESOLVED``; a ``vg`` outside the span's range ``core.OUT_OF_RANGE``.
@@ -70,7 +71,7 @@ def _fitted_current(
             # either) is not resolved from zero, and would make the on/off ratio infinite or NaN.
             resolved = value > core.OFF_SIGMAS * _value_sigma(f, col)
         status[(status == core.OK) & ~resolved] = core.UNRESOLVED
-    return np.where(status == core.OK, value, np.nan), status
+    return value, status
 
 
 def _check_vg(params: Mapping[str, Any]) -> None:
@@ -93,8 +94,7 @@ def _current(
 ) -> np.ndarray:
     window, _ = core.windows(chunk, window, "auto")
     value, status = _fitted_current(chunk, direction, window, order, vg, pick)  # type: ignore[arg-type]
-    core.report(chunk, status, name, **context(direction, window, order, chunk, "auto"))
-    return value
+    return core.flagged(chunk, value, status, name, **context(direction, window, order, chunk, "auto"))
 
 
 @register("transfer.Ion", source="transfer", check=_check_vg, unit="A", cost=COST)

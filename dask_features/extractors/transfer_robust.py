@@ -68,33 +68,46 @@ GEOMETRY_ATTRS = ("channel_width", "channel_length", "channel_thickness")
 """File (root) attributes read by :func:`gm_norm` when its parameters are not given [m]."""
 
 
+def _window_problem(
+    w_name: str, window: object, o_name: str, order: object, lowest: int, most: int, *, odd: bool
+) -> str | None:
+    """What is wrong with a (window, order) pair of a fit, or None: the window ``"auto"`` or an
+    integer (``odd`` if asked) in ``[order + 2, most]``, the order an integer ``>= lowest``; the
+    values are judged once the types are right."""
+    if not isinstance(order, int) or not (window == "auto" or isinstance(window, int)):
+        return f"{w_name} must be an integer or 'auto' and {o_name} an integer, got {window!r}, {order!r}"
+    parity = "odd " if odd else ""
+    if order < lowest or (
+        isinstance(window, int) and ((odd and window % 2 == 0) or not order + 2 <= window <= most)
+    ):
+        return (
+            f"need {o_name} >= {lowest} and {w_name} 'auto' or {parity}in [{o_name} + 2, {most}]; "
+            f"got {w_name}={window!r}, {o_name}={order!r}"
+        )
+    return None
+
+
 def check_fit(params: Mapping[str, Any]) -> None:
     """Raise InvalidParameterError listing every problem of the fit parameters (each pair's values
     are checked once its types are right)."""
-    problems: list[str] = []
-    window, order = params["window"], params["order"]
-    if not isinstance(order, int) or not (window == "auto" or isinstance(window, int)):
-        problems.append(
-            f"window must be an integer or 'auto' and order an integer, got {window!r}, {order!r}"
+    problems = [
+        p
+        for p in (
+            _window_problem(
+                "window", params["window"], "order", params["order"], 1, core.MAX_WINDOW, odd=True
+            ),
+            _window_problem(
+                "peak_window",
+                params.get("peak_window", "auto"),
+                "peak_order",
+                params.get("peak_order", 4),
+                2,
+                core.MAX_PEAK_WINDOW,
+                odd=False,
+            ),
         )
-    elif order < 1 or (
-        window != "auto" and (window % 2 == 0 or window < order + 2 or window > core.MAX_WINDOW)
-    ):
-        problems.append(
-            f"need order >= 1 and window 'auto' or odd in [order + 2, {core.MAX_WINDOW}]; got {window=}, {order=}"
-        )
-    peak_window, peak_order = params.get("peak_window", "auto"), params.get("peak_order", 4)
-    if not isinstance(peak_order, int) or not (peak_window == "auto" or isinstance(peak_window, int)):
-        problems.append(
-            f"peak_window must be an integer or 'auto' and peak_order an integer, got {peak_window!r}, {peak_order!r}"
-        )
-    elif peak_order < 2 or (
-        peak_window != "auto" and not peak_order + 2 <= peak_window <= core.MAX_PEAK_WINDOW
-    ):
-        problems.append(
-            f"need peak_order >= 2 and peak_window 'auto' or in [peak_order + 2, {core.MAX_PEAK_WINDOW}]; "
-            f"got {peak_window=}, {peak_order=}"
-        )
+        if p is not None
+    ]
     floor = params.get("floor_factor", 1.0)
     if (real_number(floor) or 0.0) < 1.0:
         problems.append(f"floor_factor must be >= 1, got {floor!r}")
@@ -213,12 +226,9 @@ def gm(
     for half in _halves(direction):
         res = core.elr(chunk, half, "linear", window, order, device_type, peak_window, peak_order)
         status, limit = _gm_status(res, value, max_rel_se, max_se_vg)
-        what = "gm_max" if value == "gm_max" else "Vg at gm_max"
-        core.report(
-            chunk, status, f"{what} ({half})", **context(half, window, order, chunk, device_type, limit)
-        )
-        values = res.slope_max if value == "gm_max" else res.vg_at
-        cols.append(np.where(status == core.OK, values, np.nan))
+        values, what = (res.slope_max, "gm_max") if value == "gm_max" else (res.vg_at, "Vg at gm_max")
+        ctx = context(half, window, order, chunk, device_type, limit)
+        cols.append(core.flagged(chunk, values, status, f"{what} ({half})", **ctx))
     return _stack(cols)
 
 
@@ -261,17 +271,17 @@ def Vth(
     Returns
     -------
     ndarray of float64, shape (n,) or (n, 2)
-        NaN where flagged: as :func:`gm` (but for the error of gm_max and of its Vg, which Vth does
-        not inherit), where Vth falls outside the swept Vg range, and where its own standard error
-        is above ``max_se_vth``.
+        NaN where flagged: as :func:`gm` (the error of gm_max above ``max_rel_se`` included, not
+        the limit on its Vg), where Vth falls outside the swept Vg range, and where its own standard
+        error is above ``max_se_vth``.
     """
     window, peak_window = core.windows(chunk, window, peak_window)
     cols = []
     for half in _halves(direction):
         res = core.elr(chunk, half, form, window, order, device_type, peak_window, peak_order)
         status, limit = _vth_status(res, max_se_vth, max_rel_se)
-        core.report(chunk, status, f"Vth ({half})", **context(half, window, order, chunk, device_type, limit))
-        cols.append(np.where(status == core.OK, res.vth, np.nan))
+        ctx = context(half, window, order, chunk, device_type, limit)
+        cols.append(core.flagged(chunk, res.vth, status, f"Vth ({half})", **ctx))
     return _stack(cols)
 
 
@@ -298,9 +308,8 @@ def hysteresis(
     for half in ("forward", "reverse"):
         res = core.elr(chunk, half, form, window, order, device_type, peak_window, peak_order)
         status, limit = _vth_status(res, max_se_vth, max_rel_se)
-        what = f"hysteresis (Vth {half})"
-        core.report(chunk, status, what, **context(half, window, order, chunk, device_type, limit))
-        values.append(np.where(status == core.OK, res.vth, np.nan))
+        ctx = context(half, window, order, chunk, device_type, limit)
+        values.append(core.flagged(chunk, res.vth, status, f"hysteresis (Vth {half})", **ctx))
     return values[1] - values[0]
 
 

@@ -61,6 +61,64 @@ def _cost(
     return max(cost, 0.0), p, c
 
 
+@kernel()
+def _model_cost(
+    row: np.ndarray, sums: np.ndarray, k: float, delta: float, drift: bool
+) -> tuple[float, float, float, float]:
+    """``(cost, P, c, d m)`` of the anchored model at rate k: :func:`_cost_drift`, or :func:`_cost`
+    (``sums`` = plateau ``n, sum y, sum y^2``, window ``sum y, sum y^2``; d = 0)."""
+    if drift:
+        return _cost_drift(row, sums, k, delta)
+    cost, p, c = _cost(row, sums[0], sums[1], sums[2], sums[3], sums[4], k, delta)
+    return cost, p, c, 0.0
+
+
+@kernel()
+def _fit_anchored_row(
+    row: np.ndarray, sums: np.ndarray, k0: float, delta: float, drift: bool, n_params: int, out: np.ndarray
+) -> None:
+    """Golden-section search of ln k within :data:`_BRACKET` of ``ln k0`` for one row; writes
+    ``(k, c, d, a, sigma, se)`` to ``out`` (left as is where the minimum is at the bracket's edge).
+
+    ``sigma``: residual standard deviation over the plateau and the window (``n_params`` fitted);
+    ``se``: standard error of ln k from the curvature of the cost.
+    """
+    m = row.size
+    n_fit = sums[0] + m
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    lo, hi = np.log(k0) - _BRACKET, np.log(k0) + _BRACKET
+    x1 = hi - ratio * (hi - lo)
+    x2 = lo + ratio * (hi - lo)
+    f1 = _model_cost(row, sums, np.exp(x1), delta, drift)[0]
+    f2 = _model_cost(row, sums, np.exp(x2), delta, drift)[0]
+    for _ in range(_GOLDEN):
+        if f1 <= f2:
+            hi, x2, f2 = x2, x1, f1
+            x1 = hi - ratio * (hi - lo)
+            f1 = _model_cost(row, sums, np.exp(x1), delta, drift)[0]
+        else:
+            lo, x1, f1 = x1, x2, f2
+            x2 = lo + ratio * (hi - lo)
+            f2 = _model_cost(row, sums, np.exp(x2), delta, drift)[0]
+    theta = 0.5 * (lo + hi)
+    # A minimum at the bracket's edge is no minimum.
+    if theta - (np.log(k0) - _BRACKET) < 1e-3 or (np.log(k0) + _BRACKET) - theta < 1e-3:
+        return
+    k = np.exp(theta)
+    cost, p, c, dw = _model_cost(row, sums, k, delta, drift)
+    h = 1e-3
+    up = _model_cost(row, sums, np.exp(theta + h), delta, drift)[0]
+    down = _model_cost(row, sums, np.exp(theta - h), delta, drift)[0]
+    curv = (up - 2.0 * cost + down) / (h * h)
+    sigma2 = cost / max(n_fit - n_params, 1.0)
+    out[0] = k
+    out[1] = c
+    out[2] = dw / m
+    out[3] = (p - c) * np.exp(-k * delta)
+    out[4] = np.sqrt(sigma2)
+    out[5] = np.sqrt(2.0 * sigma2 / curv) if curv > 0 else np.inf
+
+
 @kernel("UniTuple(f8[::1], 5)(f8[:, ::1], f8[:, ::1], f8[::1], f8[::1])")
 def anchored_fit(
     y: np.ndarray, pre: np.ndarray, delta: np.ndarray, k0: np.ndarray
@@ -73,8 +131,8 @@ def anchored_fit(
     """
     K, m = y.shape
     n_pre = pre.shape[1]
-    out = np.full((5, K), np.nan)
-    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    out = np.full((K, 6), np.nan)
+    sums = np.zeros(5)
     for i in range(K):
         row = y[i]
         if not (np.isfinite(k0[i]) and k0[i] > 0 and np.isfinite(delta[i])):
@@ -86,37 +144,11 @@ def anchored_fit(
         for u in range(m):
             sy += row[u]
             syy += row[u] ** 2
-        lo, hi = np.log(k0[i]) - _BRACKET, np.log(k0[i]) + _BRACKET
-        x1 = hi - ratio * (hi - lo)
-        x2 = lo + ratio * (hi - lo)
-        f1 = _cost(row, n_pre, s_pre, ss_pre, sy, syy, np.exp(x1), delta[i])[0]
-        f2 = _cost(row, n_pre, s_pre, ss_pre, sy, syy, np.exp(x2), delta[i])[0]
-        for _ in range(_GOLDEN):
-            if f1 <= f2:
-                hi, x2, f2 = x2, x1, f1
-                x1 = hi - ratio * (hi - lo)
-                f1 = _cost(row, n_pre, s_pre, ss_pre, sy, syy, np.exp(x1), delta[i])[0]
-            else:
-                lo, x1, f1 = x1, x2, f2
-                x2 = lo + ratio * (hi - lo)
-                f2 = _cost(row, n_pre, s_pre, ss_pre, sy, syy, np.exp(x2), delta[i])[0]
-        theta = 0.5 * (lo + hi)
-        k = np.exp(theta)
-        cost, p, c = _cost(row, n_pre, s_pre, ss_pre, sy, syy, k, delta[i])
-        h = 1e-3
-        up = _cost(row, n_pre, s_pre, ss_pre, sy, syy, np.exp(theta + h), delta[i])[0]
-        down = _cost(row, n_pre, s_pre, ss_pre, sy, syy, np.exp(theta - h), delta[i])[0]
-        curv = (up - 2.0 * cost + down) / (h * h)
-        sigma2 = cost / max(m + n_pre - 3, 1)
-        # A minimum at the bracket's edge is no minimum.
-        if theta - (np.log(k0[i]) - _BRACKET) < 1e-3 or (np.log(k0[i]) + _BRACKET) - theta < 1e-3:
-            continue
-        out[0, i] = k
-        out[1, i] = c
-        out[2, i] = (p - c) * np.exp(-k * delta[i])
-        out[3, i] = np.sqrt(sigma2)
-        out[4, i] = np.sqrt(2.0 * sigma2 / curv) if curv > 0 else np.inf
-    return out[0], out[1], out[2], out[3], out[4]
+        sums[0], sums[1], sums[2], sums[3], sums[4] = n_pre, s_pre, ss_pre, sy, syy
+        _fit_anchored_row(row, sums, k0[i], delta[i], False, 3, out[i])
+    return (
+        out[:, 0].copy(), out[:, 1].copy(), out[:, 3].copy(), out[:, 4].copy(), out[:, 5].copy()
+    )  # fmt: skip
 
 
 @kernel()
@@ -168,8 +200,7 @@ def anchored_fit_drift(
     """
     K, m = y.shape
     n_pre = pre.shape[1]
-    out = np.full((6, K), np.nan)
-    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    out = np.full((K, 6), np.nan)
     sums = np.zeros(10)
     for i in range(K):
         row = y[i]
@@ -191,37 +222,11 @@ def anchored_fit_drift(
             sums[7] += row[u]
             sums[8] += w * row[u]
             sums[9] += row[u] ** 2
-        lo, hi = np.log(k0[i]) - _BRACKET, np.log(k0[i]) + _BRACKET
-        x1 = hi - ratio * (hi - lo)
-        x2 = lo + ratio * (hi - lo)
-        f1 = _cost_drift(row, sums, np.exp(x1), delta[i])[0]
-        f2 = _cost_drift(row, sums, np.exp(x2), delta[i])[0]
-        for _ in range(_GOLDEN):
-            if f1 <= f2:
-                hi, x2, f2 = x2, x1, f1
-                x1 = hi - ratio * (hi - lo)
-                f1 = _cost_drift(row, sums, np.exp(x1), delta[i])[0]
-            else:
-                lo, x1, f1 = x1, x2, f2
-                x2 = lo + ratio * (hi - lo)
-                f2 = _cost_drift(row, sums, np.exp(x2), delta[i])[0]
-        theta = 0.5 * (lo + hi)
-        k = np.exp(theta)
-        cost, p, c, dw = _cost_drift(row, sums, k, delta[i])
-        h = 1e-3
-        up = _cost_drift(row, sums, np.exp(theta + h), delta[i])[0]
-        down = _cost_drift(row, sums, np.exp(theta - h), delta[i])[0]
-        curv = (up - 2.0 * cost + down) / (h * h)
-        sigma2 = cost / max(m + n_pre - 4, 1)
-        if theta - (np.log(k0[i]) - _BRACKET) < 1e-3 or (np.log(k0[i]) + _BRACKET) - theta < 1e-3:
-            continue
-        out[0, i] = k
-        out[1, i] = c
-        out[2, i] = dw / m
-        out[3, i] = (p - c) * np.exp(-k * delta[i])
-        out[4, i] = np.sqrt(sigma2)
-        out[5, i] = np.sqrt(2.0 * sigma2 / curv) if curv > 0 else np.inf
-    return out[0].copy(), out[1].copy(), out[2].copy(), out[3].copy(), out[4].copy(), out[5].copy()
+        _fit_anchored_row(row, sums, k0[i], delta[i], True, 4, out[i])
+    return (
+        out[:, 0].copy(), out[:, 1].copy(), out[:, 2].copy(), out[:, 3].copy(), out[:, 4].copy(),
+        out[:, 5].copy(),
+    )  # fmt: skip
 
 
 def edge_delay(mean_row: np.ndarray, plateau: float) -> tuple[float, float]:
